@@ -1,0 +1,184 @@
+//! The command-line grammar of `openrtc`: every subcommand, option and their help text.
+//!
+//! The doc comments on these types are the `--help` output, so they are written for operators.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use openrtc_proto::SessionState;
+
+/// The exit statuses, shown at the end of `--help`.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success (also when the reader of the output goes away, as in `| head`)
+  1  no running openrtc worker was found
+  2  usage error, or a worker answered with an error or could not be understood";
+
+/// The slowest refresh rate `openrtc top` accepts, in refreshes per second.
+pub const MIN_REFRESH_RATE_HZ: f64 = 0.5;
+
+/// The fastest refresh rate `openrtc top` accepts, in refreshes per second.
+pub const MAX_REFRESH_RATE_HZ: f64 = 10.0;
+
+/// Inspect the openrtc workers running on this machine as the current user.
+#[derive(Debug, Parser)]
+#[command(name = "openrtc", version, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `openrtc`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every live session of the running workers, with CPU, stalls and state.
+    Top(TopArgs),
+}
+
+/// The options of `openrtc top`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_STATUS_HELP)]
+pub struct TopArgs {
+    /// Print one snapshot of every worker and exit, instead of refreshing the screen.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Ask only the worker listening on this socket, instead of every worker in the socket
+    /// directory ($XDG_RUNTIME_DIR/openrtc, or /tmp/openrtc-<uid> without it).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// The column sessions are sorted by: numbers descending, text ascending, ties by session id.
+    #[arg(long, value_enum, default_value_t = SortKey::Cpu, value_name = "KEY")]
+    pub sort: SortKey,
+
+    /// Show only sessions in this state.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub status: Option<StatusFilter>,
+
+    /// Show only sessions of this tenant (exact match); also filters the recently ended list.
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+
+    /// Show only sessions of this agent (exact match); also filters the recently ended list.
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+
+    /// The output format. `json` prints each worker's snapshot as one line of JSON, unfiltered
+    /// and unsorted; without --once it prints new lines on every refresh instead of redrawing.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub format: OutputFormat,
+
+    /// How many times per second the screen is redrawn without --once (0.5 to 10).
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_parser = parse_refresh_rate,
+        value_name = "HZ"
+    )]
+    pub refresh_rate: f64,
+}
+
+/// The column `openrtc top` sorts sessions by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// CPU% over the worker's CPU window, highest first.
+    #[default]
+    Cpu,
+    /// Time since the session started, longest first.
+    Dur,
+    /// Stalls the session caused, most first.
+    Stalls,
+    /// Agent name, alphabetically.
+    Agent,
+    /// Session id, in numeric order (s-2 before s-10).
+    Session,
+}
+
+/// A session state to filter on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    /// Running normally.
+    Active,
+    /// Blocking a worker thread now, or did so recently.
+    Slow,
+    /// Finishing while the worker drains.
+    Draining,
+}
+
+impl StatusFilter {
+    /// The session state this filter selects.
+    #[must_use]
+    pub fn state(self) -> SessionState {
+        match self {
+            Self::Active => SessionState::Active,
+            Self::Slow => SessionState::Slow,
+            Self::Draining => SessionState::Draining,
+        }
+    }
+}
+
+/// How `openrtc top` prints what it learns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A header and a table per worker, for people.
+    #[default]
+    Text,
+    /// Each worker's snapshot as one line of JSON, for programs.
+    Json,
+}
+
+/// Parses `--refresh-rate`: a number of refreshes per second within the accepted range.
+fn parse_refresh_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of refreshes per second"))?;
+    if (MIN_REFRESH_RATE_HZ..=MAX_REFRESH_RATE_HZ).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "must be between {MIN_REFRESH_RATE_HZ} and {MAX_REFRESH_RATE_HZ} refreshes per second"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn refresh_rates_outside_the_range_are_refused() {
+        assert_eq!(parse_refresh_rate("0.5"), Ok(0.5));
+        assert_eq!(parse_refresh_rate("10"), Ok(10.0));
+        for refused in ["0.49", "10.01", "0", "-1", "NaN", "inf", "fast"] {
+            assert!(
+                parse_refresh_rate(refused).is_err(),
+                "{refused} should be refused"
+            );
+        }
+        let message = parse_refresh_rate("20").expect_err("20 is out of range");
+        assert!(
+            message.contains("0.5") && message.contains("10"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn top_defaults_to_cpu_order_text_and_one_hertz() {
+        let cli = Cli::try_parse_from(["openrtc", "top"]).expect("valid arguments");
+        let Command::Top(args) = cli.command;
+        assert_eq!(args.sort, SortKey::Cpu);
+        assert_eq!(args.format, OutputFormat::Text);
+        assert!((args.refresh_rate - 1.0).abs() < f64::EPSILON);
+        assert!(!args.once);
+    }
+}

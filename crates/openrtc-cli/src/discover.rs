@@ -1,0 +1,330 @@
+//! Finding worker sockets on this machine and asking one worker one question over its socket.
+//!
+//! Everything here is blocking std I/O with timeouts: the CLI asks a handful of workers one
+//! question each, so there is nothing to gain from an async runtime.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openrtc_proto::{
+    PROTOCOL_VERSION, Request, RequestEnvelope, Response, ResponseEnvelope, SOCKET_SUFFIX,
+};
+
+/// How long the CLI waits for a worker to accept a request or to answer it.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest answer line the CLI reads; a worker with thousands of sessions stays far below.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The longest piece of a malformed answer quoted back in an error message, in characters.
+const MALFORMED_EXCERPT_CHARS: usize = 80;
+
+/// The uid this process runs as, read from the owner of `/proc/self` (no `unsafe` needed).
+///
+/// # Errors
+///
+/// Fails when `/proc` is not mounted.
+pub fn current_uid() -> io::Result<u32> {
+    fs::metadata("/proc/self").map(|metadata| metadata.uid())
+}
+
+/// The directory the workers of the current user put their sockets in: the same
+/// [`openrtc_proto::socket_dir`] the workers compute, from `$XDG_RUNTIME_DIR` and the uid.
+///
+/// # Errors
+///
+/// Fails when the uid cannot be determined (see [`current_uid`]).
+pub fn default_socket_dir() -> io::Result<PathBuf> {
+    let xdg_runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let uid = current_uid().map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot determine the current user id from /proc/self: {error}"),
+        )
+    })?;
+    Ok(openrtc_proto::socket_dir(xdg_runtime_dir.as_deref(), uid))
+}
+
+/// Every `*.sock` socket file in `dir`, sorted by path. A missing directory has none.
+///
+/// Whether a worker still listens on each socket is not checked here: [`query`] finds out.
+///
+/// # Errors
+///
+/// Fails when the directory exists but cannot be read.
+pub fn list_worker_sockets(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut sockets = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let is_socket_name = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.ends_with(SOCKET_SUFFIX));
+        let is_socket_file = entry.file_type().is_ok_and(|kind| kind.is_socket());
+        if is_socket_name && is_socket_file {
+            sockets.push(entry.path());
+        }
+    }
+    sockets.sort();
+    Ok(sockets)
+}
+
+/// Why a worker could not be asked, or its answer could not be read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// Nothing listens on the socket: the file is left over from a worker that died, or it is
+    /// gone. Callers scanning a directory skip these silently.
+    NotListening(io::Error),
+    /// Connecting failed for another reason (permissions, for instance).
+    Connect(io::Error),
+    /// The request could not be written.
+    Send(io::Error),
+    /// The answer could not be read, or did not arrive within [`QUERY_TIMEOUT`].
+    Receive(io::Error),
+    /// The worker closed the connection without answering.
+    ClosedWithoutAnswer,
+    /// The answer line is longer than [`MAX_RESPONSE_BYTES`].
+    AnswerTooLong,
+    /// The answer is not a response this CLI understands.
+    Malformed {
+        /// Why it does not parse.
+        error: serde_json::Error,
+        /// The start of the answer, for the error message.
+        excerpt: String,
+    },
+    /// The worker speaks another protocol version.
+    UnsupportedVersion {
+        /// The version in the worker's answer.
+        worker_version: u32,
+    },
+}
+
+impl QueryError {
+    /// Whether this means "no worker here" rather than "a worker is here but misbehaves".
+    #[must_use]
+    pub fn is_not_listening(&self) -> bool {
+        matches!(self, Self::NotListening(_))
+    }
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotListening(error) => write!(formatter, "no worker is listening ({error})"),
+            Self::Connect(error) => write!(formatter, "cannot connect: {error}"),
+            Self::Send(error) => write!(formatter, "cannot send the request: {error}"),
+            Self::Receive(error) if is_timeout(error) => {
+                write!(formatter, "no answer within {}s", QUERY_TIMEOUT.as_secs())
+            }
+            Self::Receive(error) => write!(formatter, "cannot read the answer: {error}"),
+            Self::ClosedWithoutAnswer => {
+                write!(
+                    formatter,
+                    "the worker closed the connection without answering"
+                )
+            }
+            Self::AnswerTooLong => write!(
+                formatter,
+                "the answer is longer than {} MiB",
+                MAX_RESPONSE_BYTES / (1024 * 1024)
+            ),
+            Self::Malformed { error, excerpt } => {
+                write!(formatter, "malformed answer ({error}): {excerpt:?}")
+            }
+            Self::UnsupportedVersion { worker_version } => write!(
+                formatter,
+                "the worker speaks protocol version {worker_version}, this openrtc speaks \
+                 version {PROTOCOL_VERSION}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::NotListening(error)
+            | Self::Connect(error)
+            | Self::Send(error)
+            | Self::Receive(error) => Some(error),
+            Self::Malformed { error, .. } => Some(error),
+            Self::ClosedWithoutAnswer | Self::AnswerTooLong | Self::UnsupportedVersion { .. } => {
+                None
+            }
+        }
+    }
+}
+
+/// Whether a read or write error is the socket timeout firing.
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Sends one request to the worker listening at `socket_path` and reads its one-line answer,
+/// then closes the connection.
+///
+/// A [`Response::Error`] is a successful query: the worker answered, and the caller decides
+/// what the refusal means.
+///
+/// # Errors
+///
+/// See [`QueryError`]; [`QueryError::NotListening`] means there is no worker at that path.
+pub fn query(socket_path: &Path, request: &Request) -> Result<Response, QueryError> {
+    let mut stream = UnixStream::connect(socket_path).map_err(|error| match error.kind() {
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
+            QueryError::NotListening(error)
+        }
+        _ => QueryError::Connect(error),
+    })?;
+    stream
+        .set_write_timeout(Some(QUERY_TIMEOUT))
+        .map_err(QueryError::Connect)?;
+    stream
+        .set_read_timeout(Some(QUERY_TIMEOUT))
+        .map_err(QueryError::Connect)?;
+
+    let envelope = RequestEnvelope {
+        v: PROTOCOL_VERSION,
+        request: request.clone(),
+    };
+    let mut request_line = serde_json::to_string(&envelope)
+        .map_err(|error| QueryError::Send(io::Error::other(error)))?;
+    request_line.push('\n');
+    stream
+        .write_all(request_line.as_bytes())
+        .map_err(QueryError::Send)?;
+
+    let mut answer = Vec::new();
+    BufReader::new(stream.take(MAX_RESPONSE_BYTES + 1))
+        .read_until(b'\n', &mut answer)
+        .map_err(QueryError::Receive)?;
+    parse_answer(&answer)
+}
+
+/// Parses one answer line (with or without its newline) into the worker's response.
+///
+/// # Errors
+///
+/// Empty, oversized, malformed or wrong-version answers; see [`QueryError`].
+pub fn parse_answer(answer: &[u8]) -> Result<Response, QueryError> {
+    if answer.is_empty() {
+        return Err(QueryError::ClosedWithoutAnswer);
+    }
+    if answer.len() as u64 > MAX_RESPONSE_BYTES {
+        return Err(QueryError::AnswerTooLong);
+    }
+    let envelope: ResponseEnvelope =
+        serde_json::from_slice(answer).map_err(|error| QueryError::Malformed {
+            error,
+            excerpt: String::from_utf8_lossy(answer)
+                .trim_end()
+                .chars()
+                .take(MALFORMED_EXCERPT_CHARS)
+                .collect(),
+        })?;
+    // A worker that refuses our version says so in its own version's envelope: pass the
+    // refusal through so its message reaches the operator.
+    let is_refusal = matches!(envelope.response, Response::Error { .. });
+    if envelope.v != PROTOCOL_VERSION && !is_refusal {
+        return Err(QueryError::UnsupportedVersion {
+            worker_version: envelope.v,
+        });
+    }
+    Ok(envelope.response)
+}
+
+#[cfg(test)]
+mod tests {
+    use openrtc_proto::ErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn answers_are_parsed_and_checked() {
+        let refusal = parse_answer(
+            br#"{"v":1,"type":"error","code":"not_found","message":"no session s-9"}"#,
+        )
+        .expect("a refusal is a valid answer");
+        assert_eq!(
+            refusal,
+            Response::Error {
+                code: ErrorCode::NotFound,
+                message: "no session s-9".into()
+            }
+        );
+        assert!(matches!(
+            parse_answer(b""),
+            Err(QueryError::ClosedWithoutAnswer)
+        ));
+        let garbage = parse_answer(b"hello\n").expect_err("not JSON");
+        assert!(
+            garbage.to_string().contains("malformed answer")
+                && garbage.to_string().contains("hello"),
+            "{garbage}"
+        );
+        let future = parse_answer(br#"{"v":2,"type":"cancelled","session_id":"s-1"}"#)
+            .expect_err("version 2 is not spoken");
+        assert!(matches!(
+            future,
+            QueryError::UnsupportedVersion { worker_version: 2 }
+        ));
+    }
+
+    #[test]
+    fn a_missing_socket_directory_has_no_sockets() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("openrtc");
+        assert_eq!(
+            list_worker_sockets(&missing).expect("missing is empty"),
+            Vec::<PathBuf>::new()
+        );
+    }
+
+    #[test]
+    fn only_socket_files_with_the_suffix_are_listed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join("plain-1.sock"), b"not a socket").expect("write file");
+        let _other =
+            std::os::unix::net::UnixListener::bind(dir.path().join("other.socket")).expect("bind");
+        let _listener =
+            std::os::unix::net::UnixListener::bind(dir.path().join("demo-7.sock")).expect("bind");
+        assert_eq!(
+            list_worker_sockets(dir.path()).expect("readable"),
+            vec![dir.path().join("demo-7.sock")]
+        );
+    }
+
+    #[test]
+    fn a_connection_refused_means_not_listening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dead-1.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+        let error = query(&path, &Request::Snapshot).expect_err("nobody listens");
+        assert!(error.is_not_listening(), "{error:?}");
+    }
+
+    #[test]
+    fn the_uid_is_readable() {
+        let uid = current_uid().expect("/proc is mounted in tests");
+        let own_file = tempfile::NamedTempFile::new().expect("temp file");
+        assert_eq!(
+            uid,
+            fs::metadata(own_file.path()).expect("metadata").uid(),
+            "a file this process creates is owned by its uid"
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! `openrtc top`: asks every worker (or one socket) for its snapshot and prints it, once or on
+//! a timer. The text itself is built by [`table`]; this module owns the I/O around it.
+
+pub mod table;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use openrtc_proto::{PoolSnapshot, Request, Response, SNAPSHOT_VERSION};
+
+use crate::Exit;
+use crate::cli::{OutputFormat, TopArgs};
+use crate::discover;
+use table::ViewOptions;
+
+/// Moves the cursor home and clears the screen, before each frame of the live view.
+pub const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
+
+/// Where to look for workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every socket in this directory.
+    Directory(PathBuf),
+    /// This one socket.
+    Socket(PathBuf),
+}
+
+impl Target {
+    /// The one-line hint printed when no worker answers.
+    #[must_use]
+    pub fn no_worker_hint(&self) -> String {
+        match self {
+            Self::Directory(dir) => {
+                format!("no running openrtc worker found in {}", dir.display())
+            }
+            Self::Socket(path) => {
+                format!("no running openrtc worker found at {}", path.display())
+            }
+        }
+    }
+}
+
+/// What one round of asking the workers found.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// The snapshots of the workers that answered.
+    pub snapshots: Vec<PoolSnapshot>,
+    /// One line per worker that is there but refused or could not be understood.
+    pub failures: Vec<String>,
+}
+
+impl Survey {
+    /// The exit status this survey deserves: any snapshot is success; else any failure is an
+    /// error; else nobody was there.
+    #[must_use]
+    pub fn exit(&self) -> Exit {
+        if !self.snapshots.is_empty() {
+            Exit::Success
+        } else if !self.failures.is_empty() {
+            Exit::Failure
+        } else {
+            Exit::NoWorker
+        }
+    }
+}
+
+/// Asks every worker of `target` for its snapshot. Sockets nobody listens on are skipped.
+///
+/// # Errors
+///
+/// Fails only when the socket directory exists but cannot be read.
+pub fn survey(target: &Target) -> anyhow::Result<Survey> {
+    let sockets = match target {
+        Target::Directory(dir) => discover::list_worker_sockets(dir)
+            .with_context(|| format!("cannot read the socket directory {}", dir.display()))?,
+        Target::Socket(path) => vec![path.clone()],
+    };
+    let mut found = Survey::default();
+    for socket in sockets {
+        match ask_for_snapshot(&socket) {
+            Ok(Some(snapshot)) => found.snapshots.push(snapshot),
+            Ok(None) => {}
+            Err(failure) => found.failures.push(failure),
+        }
+    }
+    Ok(found)
+}
+
+/// Asks one worker for its snapshot: `Ok(None)` when nobody listens there, `Err` with a
+/// printable line when the worker refuses or answers something unusable.
+fn ask_for_snapshot(socket: &Path) -> Result<Option<PoolSnapshot>, String> {
+    let shown = socket.display();
+    match discover::query(socket, &Request::Snapshot) {
+        Ok(Response::Snapshot { snapshot }) if snapshot.version == SNAPSHOT_VERSION => {
+            Ok(Some(*snapshot))
+        }
+        Ok(Response::Snapshot { snapshot }) => Err(format!(
+            "cannot read worker {shown}: its snapshot has layout version {}, this openrtc \
+             reads version {SNAPSHOT_VERSION}",
+            snapshot.version
+        )),
+        Ok(Response::Error { message, .. }) => Err(format!(
+            "error from worker {shown}: {}",
+            table::clean_text(&message, usize::MAX)
+        )),
+        Ok(other) => Err(format!(
+            "cannot read worker {shown}: unexpected answer to a snapshot request: {other:?}"
+        )),
+        Err(error) if error.is_not_listening() => Ok(None),
+        Err(error) => Err(format!("cannot read worker {shown}: {error}")),
+    }
+}
+
+/// The view options the arguments ask for.
+#[must_use]
+pub fn view_options(args: &TopArgs) -> ViewOptions {
+    ViewOptions {
+        sort: args.sort,
+        status: args.status.map(crate::cli::StatusFilter::state),
+        tenant: args.tenant.clone(),
+        agent: args.agent.clone(),
+    }
+}
+
+/// The standard output text of one survey: the worker blocks, or one JSON line per worker.
+///
+/// # Errors
+///
+/// Fails only if a snapshot cannot be serialized, which valid snapshots always can.
+pub fn render_survey(
+    found: &Survey,
+    format: OutputFormat,
+    options: &ViewOptions,
+) -> anyhow::Result<String> {
+    let mut ordered: Vec<&PoolSnapshot> = found.snapshots.iter().collect();
+    ordered.sort_by(|left, right| {
+        (&left.worker.name, left.worker.pid).cmp(&(&right.worker.name, right.worker.pid))
+    });
+    match format {
+        OutputFormat::Text => Ok(table::render_workers(&ordered, options)),
+        OutputFormat::Json => {
+            let mut lines = String::new();
+            for snapshot in ordered {
+                lines.push_str(
+                    &serde_json::to_string(snapshot).context("cannot serialize a snapshot")?,
+                );
+                lines.push('\n');
+            }
+            Ok(lines)
+        }
+    }
+}
+
+/// Runs `openrtc top` with its arguments until done (with `--once`) or interrupted.
+///
+/// # Errors
+///
+/// Fails when the socket directory cannot be found or read, or standard output fails for a
+/// reason other than its reader going away (which ends the command successfully).
+pub fn run(args: &TopArgs) -> anyhow::Result<Exit> {
+    let target = match &args.socket {
+        Some(path) => Target::Socket(path.clone()),
+        None => Target::Directory(discover::default_socket_dir()?),
+    };
+    let result = if args.once {
+        run_once(&target, args)
+    } else {
+        run_live(&target, args)
+    };
+    match result {
+        Err(error) if is_broken_pipe(&error) => Ok(Exit::Success),
+        other => other,
+    }
+}
+
+/// Whether an error is standard output's reader having gone away (`openrtc top | head`).
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<io::Error>()
+        .is_some_and(|error| error.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Prints one line on standard error; if even that fails there is nobody left to tell.
+fn print_to_stderr(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Writes text to standard output and flushes it.
+fn print_to_stdout(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// `--once`: one survey, printed; failures and the no-worker hint go to standard error.
+fn run_once(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
+    let found = survey(target)?;
+    print_to_stdout(&render_survey(&found, args.format, &view_options(args))?)?;
+    for failure in &found.failures {
+        print_to_stderr(failure);
+    }
+    let exit = found.exit();
+    if exit == Exit::NoWorker {
+        print_to_stderr(&target.no_worker_hint());
+    }
+    Ok(exit)
+}
+
+/// The live view: a survey per refresh, until interrupted. Text redraws the screen each time,
+/// with failures and the no-worker hint in place; JSON appends lines and reports on standard
+/// error, only when the report changes.
+fn run_live(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
+    let refresh_period = Duration::from_secs_f64(1.0 / args.refresh_rate);
+    let options = view_options(args);
+    let mut last_json_report: Option<Vec<String>> = None;
+    loop {
+        let (found, mut problems) = match survey(target) {
+            Ok(found) => {
+                let problems = found.failures.clone();
+                (found, problems)
+            }
+            Err(error) => (Survey::default(), vec![format!("{error:#}")]),
+        };
+        if found.snapshots.is_empty() && problems.is_empty() {
+            problems.push(target.no_worker_hint());
+        }
+        let output = render_survey(&found, args.format, &options)?;
+        match args.format {
+            OutputFormat::Text => {
+                let mut frame = format!("{CLEAR_SCREEN}{output}");
+                if !problems.is_empty() {
+                    if !output.is_empty() {
+                        frame.push('\n');
+                    }
+                    for problem in &problems {
+                        frame.push_str(problem);
+                        frame.push('\n');
+                    }
+                }
+                print_to_stdout(&frame)?;
+            }
+            OutputFormat::Json => {
+                print_to_stdout(&output)?;
+                if last_json_report.as_ref() != Some(&problems) {
+                    for problem in &problems {
+                        print_to_stderr(problem);
+                    }
+                    last_json_report = Some(problems);
+                }
+            }
+        }
+        std::thread::sleep(refresh_period);
+    }
+}

@@ -1,0 +1,163 @@
+//! Hand-built pool snapshots shared by the rendering and binary tests.
+
+use openrtc_proto::{
+    EndedSessionSnapshot, PoolSnapshot, SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot,
+    SessionState, StallSnapshot,
+};
+
+/// A live session with the fields the table shows.
+pub(crate) fn session(
+    id: &str,
+    agent: &str,
+    tenant: &str,
+    duration_ms: u64,
+    cpu_pct: f64,
+    stall_count: u64,
+) -> SessionSnapshot {
+    let mut session = SessionSnapshot::default();
+    session.id = id.to_owned();
+    session.agent = agent.to_owned();
+    session.tenant = tenant.to_owned();
+    session.duration_ms = duration_ms;
+    session.started_at_unix_ms = 1_700_000_000_000 - duration_ms;
+    session.cpu_pct = cpu_pct;
+    session.stall_count = stall_count;
+    session.poll_count = duration_ms / 10;
+    session.busy_ns = duration_ms * 1_000;
+    session.metadata = serde_json::json!({ "room": id });
+    session
+}
+
+/// An ended session.
+pub(crate) fn ended(
+    id: &str,
+    agent: &str,
+    tenant: &str,
+    outcome: SessionOutcome,
+    duration_ms: u64,
+) -> EndedSessionSnapshot {
+    let mut ended =
+        EndedSessionSnapshot::new(id.to_owned(), agent.to_owned(), tenant.to_owned(), outcome);
+    ended.duration_ms = duration_ms;
+    ended.ended_at_unix_ms = 1_700_000_000_000;
+    ended
+}
+
+/// An empty worker named `name` with process id `pid` and sensible settings.
+pub(crate) fn idle_worker(name: &str, pid: u32) -> PoolSnapshot {
+    let mut snapshot = PoolSnapshot::default();
+    snapshot.version = SNAPSHOT_VERSION;
+    snapshot.taken_at_unix_ms = 1_700_000_000_000;
+    let worker = &mut snapshot.worker;
+    worker.name = name.to_owned();
+    worker.pid = pid;
+    worker.uptime_ms = 5_000;
+    worker.worker_threads = 2;
+    worker.max_sessions = 1000;
+    worker.slow_threshold_ms = 100;
+    worker.slow_hold_ms = 2_000;
+    worker.cpu_window_ms = 1_000;
+    worker.rss_bytes = 12 * 1024 * 1024;
+    snapshot
+}
+
+/// A busy worker: four sessions, one of them blocking a thread right now, six recently ended
+/// (one more than a block lists), refusals and stalls.
+pub(crate) fn busy_worker() -> PoolSnapshot {
+    let mut snapshot = idle_worker("demo", 4242);
+    let worker = &mut snapshot.worker;
+    worker.uptime_ms = 62_000;
+    worker.active_sessions = 4;
+    worker.totals.started_count = 40;
+    worker.totals.completed_count = 20;
+    worker.totals.failed_count = 3;
+    worker.totals.panicked_count = 1;
+    worker.totals.cancelled_count = 2;
+    worker.totals.killed_count = 0;
+    worker.refusals.insert("worker_full".into(), 5);
+    worker.refusals.insert("draining".into(), 0);
+    worker.stalls_total_count = 7;
+    worker.stalls_in_progress_count = 1;
+    worker.rss_bytes = 35_756_442;
+
+    let mut slow = session("s-2", "llm", "globex", 12_340, 97.25, 6);
+    slow.state = SessionState::Slow;
+    slow.blocking_for_ms = Some(230);
+    slow.last_stall = Some({
+        let mut stall = StallSnapshot::default();
+        stall.duration_ns = 180_000_000;
+        stall.ended_at_unix_ms = 1_699_999_999_000;
+        stall.worker = 1;
+        stall
+    });
+    snapshot.sessions = vec![
+        session("s-1", "echo", "acme", 61_000, 1.5, 0),
+        slow,
+        session("s-10", "echo", "acme", 3_050, 1.5, 1),
+        session("s-11", "transcriber", "initech", 800, 12.0, 0),
+    ];
+    snapshot.recently_ended = vec![
+        ended(
+            "s-9",
+            "echo",
+            "acme",
+            SessionOutcome::Failed {
+                error: "peer hung up: connection reset".into(),
+            },
+            4_200,
+        ),
+        ended(
+            "s-8",
+            "llm",
+            "globex",
+            SessionOutcome::Panicked {
+                message: "index out of bounds\nat src/llm.rs:12".into(),
+            },
+            950,
+        ),
+        ended(
+            "s-7",
+            "echo",
+            "acme",
+            SessionOutcome::Cancelled {
+                reason: "operator".into(),
+            },
+            30_000,
+        ),
+        ended("s-6", "echo", "initech", SessionOutcome::Completed, 15_500),
+        ended(
+            "s-5",
+            "transcriber",
+            "acme",
+            SessionOutcome::Killed {
+                reason: "operator".into(),
+            },
+            7_000,
+        ),
+        ended("s-4", "echo", "acme", SessionOutcome::Completed, 100),
+    ];
+    snapshot
+}
+
+/// A worker draining its last sessions after refusing launches.
+pub(crate) fn draining_worker() -> PoolSnapshot {
+    let mut snapshot = idle_worker("edge-eu.1", 77);
+    let worker = &mut snapshot.worker;
+    worker.uptime_ms = (3 * 86_400 + 5 * 3_600) * 1_000;
+    worker.worker_threads = 1;
+    worker.active_sessions = 2;
+    worker.max_sessions = 50;
+    worker.draining = true;
+    worker.totals.started_count = 1_204;
+    worker.totals.completed_count = 1_200;
+    worker.totals.cancelled_count = 2;
+    worker.refusals.insert("draining".into(), 31);
+    worker.refusals.insert("unknown_agent".into(), 2);
+    worker.rss_bytes = 1_288_490_188;
+    let mut first = session("s-1203", "echo", "acme", 2_000_000, 0.4, 0);
+    first.state = SessionState::Draining;
+    let mut second = session("s-1204", "echo", "", 45_000, 3.0, 2);
+    second.state = SessionState::Draining;
+    snapshot.sessions = vec![first, second];
+    snapshot
+}

@@ -1,0 +1,134 @@
+//! The request/response messages of the worker socket: newline-delimited, versioned JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::PoolSnapshot;
+
+/// One request line: `{"v":1,"op":"snapshot"}` or `{"v":1,"op":"cancel","session_id":"s-7"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// The protocol version the client speaks ([`crate::PROTOCOL_VERSION`]).
+    pub v: u32,
+    /// What is asked.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// What a client asks of a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// The whole pool snapshot.
+    Snapshot,
+    /// Cancel one session (gracefully, recorded as cancelled by the operator). The id may be
+    /// any unique prefix of a live session's id.
+    Cancel {
+        /// The session id or a unique prefix of it.
+        session_id: String,
+    },
+}
+
+/// One response line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    /// The protocol version of the worker ([`crate::PROTOCOL_VERSION`]).
+    pub v: u32,
+    /// The answer.
+    #[serde(flatten)]
+    pub response: Response,
+}
+
+/// A worker's answer to one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Response {
+    /// The pool snapshot.
+    Snapshot {
+        /// The snapshot itself.
+        snapshot: Box<PoolSnapshot>,
+    },
+    /// The session was asked to stop.
+    Cancelled {
+        /// The full id of the session that was cancelled.
+        session_id: String,
+    },
+    /// The request was refused.
+    Error {
+        /// A stable, machine-readable code.
+        code: ErrorCode,
+        /// A human-readable explanation.
+        message: String,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line is not a valid request (not JSON, unknown op, missing field).
+    BadRequest,
+    /// The line is not UTF-8.
+    InvalidUtf8,
+    /// The line is longer than [`crate::MAX_REQUEST_BYTES`].
+    LineTooLong,
+    /// The client speaks a protocol version this worker does not.
+    UnsupportedVersion,
+    /// The client runs as another user.
+    PermissionDenied,
+    /// The worker serves too many clients at once; try again.
+    TooManyClients,
+    /// No live session matches the id.
+    NotFound,
+    /// The id prefix matches more than one live session.
+    Ambiguous,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_the_documented_shape() {
+        let parsed: RequestEnvelope =
+            serde_json::from_str(r#"{"v":1,"op":"snapshot"}"#).expect("valid request");
+        assert_eq!(
+            parsed,
+            RequestEnvelope {
+                v: 1,
+                request: Request::Snapshot
+            }
+        );
+        let cancel = RequestEnvelope {
+            v: 1,
+            request: Request::Cancel {
+                session_id: "s-7".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&cancel).expect("serializes"),
+            r#"{"v":1,"op":"cancel","session_id":"s-7"}"#
+        );
+        assert!(serde_json::from_str::<RequestEnvelope>(r#"{"v":1,"op":"reboot"}"#).is_err());
+    }
+
+    #[test]
+    fn errors_round_trip() {
+        let response = ResponseEnvelope {
+            v: 1,
+            response: Response::Error {
+                code: ErrorCode::LineTooLong,
+                message: "request line longer than 65536 bytes".into(),
+            },
+        };
+        let line = serde_json::to_string(&response).expect("serializes");
+        assert_eq!(
+            line,
+            r#"{"v":1,"type":"error","code":"line_too_long","message":"request line longer than 65536 bytes"}"#
+        );
+        let back: ResponseEnvelope = serde_json::from_str(&line).expect("parses");
+        assert_eq!(back, response);
+    }
+}

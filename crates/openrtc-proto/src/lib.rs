@@ -1,0 +1,94 @@
+//! Wire types shared by the openrtc runtime and the `openrtc` CLI.
+//!
+//! The runtime and the inspector meet only here: the runtime fills a [`PoolSnapshot`] and
+//! serves it over a private Unix socket; the CLI asks for it with a [`Request`] and reads a
+//! [`Response`]. Every message is one line of JSON. Both sides find the socket with
+//! [`socket_dir`] and [`socket_file_name`].
+
+mod ipc;
+mod snapshot;
+
+pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
+pub use snapshot::{
+    EndedSessionSnapshot, PoolSnapshot, SessionOutcome, SessionSnapshot, SessionState,
+    SessionTotals, StallSnapshot, WorkerSnapshot,
+};
+
+use std::path::{Path, PathBuf};
+
+/// The version of the request/response protocol carried in every message's `v` field.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The version of the [`PoolSnapshot`] layout; bumped on any incompatible change.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The longest request line, newline excluded, that a worker reads; longer lines are refused.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The suffix of every worker socket file.
+pub const SOCKET_SUFFIX: &str = ".sock";
+
+/// The per-user directory that holds worker sockets.
+///
+/// `$XDG_RUNTIME_DIR/openrtc` when `xdg_runtime_dir` is set and absolute, else
+/// `/tmp/openrtc-<uid>`. Both sides call this with their own uid, so a worker and the CLI run
+/// by the same user agree on it.
+#[must_use]
+pub fn socket_dir(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
+    match xdg_runtime_dir {
+        Some(dir) if dir.is_absolute() => dir.join("openrtc"),
+        _ => PathBuf::from(format!("/tmp/openrtc-{uid}")),
+    }
+}
+
+/// The socket file name of a worker: `<worker_name>-<pid>.sock`, so two workers never collide.
+#[must_use]
+pub fn socket_file_name(worker_name: &str, pid: u32) -> String {
+    format!("{worker_name}-{pid}{SOCKET_SUFFIX}")
+}
+
+/// Whether `name` is a valid worker or agent name: 1 to 64 ASCII letters, digits, `-`, `_`
+/// or `.`, not starting with `.` or `-`.
+#[must_use]
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_dir_prefers_an_absolute_xdg_runtime_dir() {
+        assert_eq!(
+            socket_dir(Some(Path::new("/run/user/7")), 7),
+            PathBuf::from("/run/user/7/openrtc")
+        );
+        assert_eq!(
+            socket_dir(Some(Path::new("relative")), 7),
+            PathBuf::from("/tmp/openrtc-7")
+        );
+        assert_eq!(socket_dir(None, 1000), PathBuf::from("/tmp/openrtc-1000"));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(is_valid_name("worker-1.eu_west"));
+        for bad in [
+            "",
+            ".hidden",
+            "-flag",
+            "a/b",
+            "sp ace",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_valid_name(bad), "{bad:?} should be refused");
+        }
+    }
+}

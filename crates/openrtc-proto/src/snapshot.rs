@@ -1,0 +1,242 @@
+//! The pool snapshot: plain data describing one worker and every session it hosts.
+//!
+//! Raw counters end in `_ns`, `_ms`, `_bytes` or `_count`. Structs are `#[non_exhaustive]`:
+//! build them from `Default` and set fields, so adding a field never breaks a reader.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a worker knows about itself and its sessions at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PoolSnapshot {
+    /// The layout version ([`crate::SNAPSHOT_VERSION`]).
+    pub version: u32,
+    /// When the snapshot was taken, in milliseconds since the Unix epoch.
+    pub taken_at_unix_ms: u64,
+    /// The worker header.
+    pub worker: WorkerSnapshot,
+    /// One row per live session, in launch order.
+    pub sessions: Vec<SessionSnapshot>,
+    /// The most recently ended sessions, newest first (a bounded list).
+    pub recently_ended: Vec<EndedSessionSnapshot>,
+}
+
+/// The worker header of a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct WorkerSnapshot {
+    /// The worker's name.
+    pub name: String,
+    /// The worker's process id.
+    pub pid: u32,
+    /// Time since the pool's runtime started.
+    pub uptime_ms: u64,
+    /// The number of Tokio worker threads that run sessions.
+    pub worker_threads: u32,
+    /// Sessions live now.
+    pub active_sessions: u32,
+    /// The hard cap on concurrent sessions.
+    pub max_sessions: u32,
+    /// Whether the worker has stopped accepting sessions.
+    pub draining: bool,
+    /// The stall threshold: a poll at least this long is a stall.
+    pub slow_threshold_ms: u64,
+    /// How long a session keeps the `slow` state after its last stall ended.
+    pub slow_hold_ms: u64,
+    /// The window over which session `cpu_pct` figures are measured.
+    pub cpu_window_ms: u64,
+    /// Sessions started, and how the ended ones ended, since the worker started.
+    pub totals: SessionTotals,
+    /// Launches refused, by reason (`draining`, `worker_full`, `unknown_agent`, `stopped`).
+    pub refusals: BTreeMap<String, u64>,
+    /// Stalls recorded since the worker started (each poll at or over the threshold, once).
+    pub stalls_total_count: u64,
+    /// Polls running over the threshold right now (worker threads blocked this instant).
+    pub stalls_in_progress_count: u32,
+    /// The process's resident set size, from `/proc/self/statm`.
+    pub rss_bytes: u64,
+}
+
+/// Lifetime session counters of a worker.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct SessionTotals {
+    /// Sessions admitted.
+    pub started_count: u64,
+    /// Sessions whose agent returned `Ok`.
+    pub completed_count: u64,
+    /// Sessions whose agent returned an error.
+    pub failed_count: u64,
+    /// Sessions whose agent panicked.
+    pub panicked_count: u64,
+    /// Sessions cancelled (operator, drain deadline, shutdown).
+    pub cancelled_count: u64,
+    /// Sessions killed by a hard limit or an operator kill.
+    pub killed_count: u64,
+}
+
+/// The state of a live session.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Running normally.
+    #[default]
+    Active,
+    /// Blocking a worker thread now, or did so within the slow hold.
+    Slow,
+    /// The worker is draining; the session is finishing.
+    Draining,
+}
+
+impl SessionState {
+    /// The lowercase name used on the wire and in tables.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Slow => "slow",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+/// One live session.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct SessionSnapshot {
+    /// The session id, unique for the worker's lifetime.
+    pub id: String,
+    /// The agent running it.
+    pub agent: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// The request's metadata.
+    pub metadata: serde_json::Value,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
+    /// Time since it started.
+    pub duration_ms: u64,
+    /// Its state.
+    pub state: SessionState,
+    /// Busy time over the last CPU window as a percentage of one core (htop convention).
+    pub cpu_pct: f64,
+    /// Lifetime busy time: wall time inside its polls (children included), not thread CPU time.
+    pub busy_ns: u64,
+    /// Lifetime number of polls of its tasks.
+    pub poll_count: u64,
+    /// Stalls it caused (polls at or over the threshold).
+    pub stall_count: u64,
+    /// Its last finished stall.
+    pub last_stall: Option<StallSnapshot>,
+    /// When a poll of this session is blocking a worker thread right now: for how long so far.
+    pub blocking_for_ms: Option<u64>,
+    /// Its child tasks (from `Session::spawn`) still running.
+    pub children_live_count: u64,
+    /// Its child tasks that have ended.
+    pub children_finished_count: u64,
+}
+
+/// One stall: a poll that held a worker thread at least the threshold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StallSnapshot {
+    /// Its exact duration.
+    pub duration_ns: u64,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub ended_at_unix_ms: u64,
+    /// The 0-based index of the runtime worker thread it blocked.
+    pub worker: u32,
+}
+
+/// How a session ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionOutcome {
+    /// The agent returned `Ok`.
+    Completed,
+    /// The agent returned an error.
+    Failed {
+        /// The error, as displayed.
+        error: String,
+    },
+    /// The agent panicked.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The session was cancelled.
+    Cancelled {
+        /// Why (`operator`, `drain_timeout`, `shutdown`).
+        reason: String,
+    },
+    /// The session was killed.
+    Killed {
+        /// Why (`operator`, …).
+        reason: String,
+    },
+}
+
+impl SessionOutcome {
+    /// The outcome's kind: `completed`, `failed`, `panicked`, `cancelled` or `killed`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed { .. } => "failed",
+            Self::Panicked { .. } => "panicked",
+            Self::Cancelled { .. } => "cancelled",
+            Self::Killed { .. } => "killed",
+        }
+    }
+}
+
+/// A session that has ended, kept for a while so "what just died?" has an answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EndedSessionSnapshot {
+    /// The session id.
+    pub id: String,
+    /// The agent that ran it.
+    pub agent: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// How it ended.
+    pub outcome: SessionOutcome,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub ended_at_unix_ms: u64,
+    /// How long it lived.
+    pub duration_ms: u64,
+    /// Its lifetime busy time.
+    pub busy_ns: u64,
+    /// Stalls it caused.
+    pub stall_count: u64,
+}
+
+impl EndedSessionSnapshot {
+    /// An ended-session row (fields are public; this exists because the struct is
+    /// `#[non_exhaustive]` and has no meaningful default outcome).
+    #[must_use]
+    pub fn new(id: String, agent: String, tenant: String, outcome: SessionOutcome) -> Self {
+        Self {
+            id,
+            agent,
+            tenant,
+            outcome,
+            ended_at_unix_ms: 0,
+            duration_ms: 0,
+            busy_ns: 0,
+            stall_count: 0,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The runtime's error types: configuration, refusals, agent errors, and running the pool.
+
+use std::fmt;
+
+/// A builder setting that cannot work; returned by [`crate::AgentPoolBuilder::build`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No agent was registered.
+    #[error("no agent registered: add one with AgentPoolBuilder::agent")]
+    NoAgents,
+    /// An agent or worker name has characters or a length that is not allowed.
+    #[error(
+        "invalid {what} name {name:?}: use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '-' or '.'"
+    )]
+    InvalidName {
+        /// What the name is for (`agent` or `worker`).
+        what: &'static str,
+        /// The name as given.
+        name: String,
+    },
+    /// Two agents were registered under one name.
+    #[error("agent {name:?} is registered twice")]
+    DuplicateAgent {
+        /// The repeated name.
+        name: String,
+    },
+    /// A setting that must be positive was zero.
+    #[error("{setting} must be greater than zero")]
+    Zero {
+        /// The builder setting.
+        setting: &'static str,
+    },
+    /// A socket path that cannot be used.
+    #[error("invalid socket path {path:?}: {reason}")]
+    InvalidSocketPath {
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Why [`crate::PoolHandle::launch`] refused a job. Each refusal is counted by reason.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// The worker is draining or shutting down and accepts no new session.
+    #[error("worker is draining: it accepts no new session")]
+    Draining,
+    /// The worker already runs its maximum number of concurrent sessions.
+    #[error("worker is full: {max} concurrent sessions")]
+    WorkerFull {
+        /// The configured cap.
+        max: u32,
+    },
+    /// The job names an agent that is not registered (it is never rerouted to another).
+    #[error("unknown agent {name:?}")]
+    UnknownAgent {
+        /// The name the job asked for.
+        name: String,
+    },
+    /// The pool has stopped: its runtime is gone.
+    #[error("worker has stopped")]
+    Stopped,
+}
+
+impl Rejected {
+    /// The stable name of the reason, as counted in snapshots.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::WorkerFull { .. } => "worker_full",
+            Self::UnknownAgent { .. } => "unknown_agent",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// The error an agent returns from a session; any error type converts into it with `?`.
+pub struct AgentError {
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl AgentError {
+    /// An error made of a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self {
+            source: message.to_string().into(),
+        }
+    }
+
+    /// The underlying error.
+    #[must_use]
+    pub fn source_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+}
+
+impl<E> From<E> for AgentError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    fn from(error: E) -> Self {
+        Self {
+            source: error.into(),
+        }
+    }
+}
+
+impl fmt::Debug for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.source, f)
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)?;
+        let mut source = self.source.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// Why [`crate::AgentPool::run`] could not run the pool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The Tokio runtime could not be built.
+    #[error("cannot build the tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The introspection socket could not be set up.
+    #[error("cannot serve the introspection socket at {path:?}")]
+    Socket {
+        /// The socket path.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A helper thread (watchdog, socket server) could not be started.
+    #[error("cannot start the {name} thread")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `run` was called on a pool whose runtime already ran.
+    #[error("the pool has already run")]
+    AlreadyRan,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_errors_convert_and_show_their_causes() {
+        let io = std::io::Error::other("socket closed");
+        let error = AgentError::from(io);
+        assert_eq!(error.to_string(), "socket closed");
+        let from_str: AgentError = "bad frame".into();
+        assert_eq!(from_str.to_string(), "bad frame");
+        assert_eq!(AgentError::msg(42).to_string(), "42");
+    }
+}

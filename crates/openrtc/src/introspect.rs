@@ -1,0 +1,140 @@
+//! Builds [`PoolSnapshot`]s from the session cells and the process's own figures.
+//!
+//! A snapshot reads atomics and takes short cold-path locks; it never needs a worker thread,
+//! so it answers while every worker thread is blocked.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use openrtc_proto::{
+    EndedSessionSnapshot, PoolSnapshot, SessionSnapshot, SessionState, SessionTotals,
+    StallSnapshot, WorkerSnapshot,
+};
+
+use crate::pool::PoolShared;
+use crate::session::SessionCell;
+
+const NS_PER_MS: u64 = 1_000_000;
+
+pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
+    let clock = &shared.probe().clock;
+    let now_ns = clock.now_ns();
+    let draining = shared.is_draining();
+    let mut snapshot = PoolSnapshot::default();
+    snapshot.version = openrtc_proto::SNAPSHOT_VERSION;
+    snapshot.taken_at_unix_ms = clock.unix_ms(now_ns);
+    snapshot.worker = worker(shared, now_ns, draining);
+    snapshot.sessions = shared
+        .live_sessions()
+        .iter()
+        .map(|cell| session(shared, cell, now_ns, draining))
+        .collect();
+    snapshot.recently_ended = shared
+        .recently_ended()
+        .into_iter()
+        .map(|ended| {
+            let mut row = EndedSessionSnapshot::new(
+                crate::SessionId::new(ended.key).to_string(),
+                ended.agent.to_string(),
+                ended.tenant.to_string(),
+                ended.outcome,
+            );
+            row.ended_at_unix_ms = clock.unix_ms(ended.ended_ns);
+            row.duration_ms = ended.duration_ns / NS_PER_MS;
+            row.busy_ns = ended.busy_ns;
+            row.stall_count = ended.stall_count;
+            row
+        })
+        .collect();
+    snapshot
+}
+
+fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
+    let config = &shared.config;
+    let counters = &shared.counters;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let mut worker = WorkerSnapshot::default();
+    worker.name.clone_from(&config.worker_name);
+    worker.pid = std::process::id();
+    worker.uptime_ms = match shared.runtime_started_ns() {
+        0 => 0,
+        started_ns => now_ns.saturating_sub(started_ns) / NS_PER_MS,
+    };
+    worker.worker_threads = u32::try_from(config.worker_threads).unwrap_or(u32::MAX);
+    worker.active_sessions = shared.active_sessions();
+    worker.max_sessions = config.max_concurrent_sessions;
+    worker.draining = draining;
+    worker.slow_threshold_ms = duration_ms(config.slow_session_threshold);
+    worker.slow_hold_ms = duration_ms(config.slow_status_hold);
+    worker.cpu_window_ms = duration_ms(crate::watchdog::CPU_WINDOW);
+    let mut totals = SessionTotals::default();
+    totals.started_count = load(&counters.started);
+    totals.completed_count = load(&counters.completed);
+    totals.failed_count = load(&counters.failed);
+    totals.panicked_count = load(&counters.panicked);
+    totals.cancelled_count = load(&counters.cancelled);
+    totals.killed_count = load(&counters.killed);
+    worker.totals = totals;
+    worker.refusals = BTreeMap::from([
+        ("draining".to_owned(), load(&counters.refused_draining)),
+        (
+            "worker_full".to_owned(),
+            load(&counters.refused_worker_full),
+        ),
+        (
+            "unknown_agent".to_owned(),
+            load(&counters.refused_unknown_agent),
+        ),
+        ("stopped".to_owned(), load(&counters.refused_stopped)),
+    ]);
+    worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
+    worker.stalls_in_progress_count = shared.stalls_in_progress.load(Ordering::Relaxed);
+    worker.rss_bytes = crate::os::resident_set_bytes();
+    worker
+}
+
+fn session(
+    shared: &PoolShared,
+    cell: &SessionCell,
+    now_ns: u64,
+    draining: bool,
+) -> SessionSnapshot {
+    let clock = &shared.probe().clock;
+    let totals = cell.busy_totals();
+    let blocking_since_ns = cell.blocking_since_ns();
+    let slow = blocking_since_ns != 0 || now_ns < cell.slow_until_ns();
+    let mut row = SessionSnapshot::default();
+    row.id = cell.id().to_string();
+    row.agent = cell.agent().to_owned();
+    row.tenant = cell.tenant().to_owned();
+    row.metadata = cell.metadata().clone();
+    row.started_at_unix_ms = clock.unix_ms(cell.started_ns());
+    row.duration_ms = now_ns.saturating_sub(cell.started_ns()) / NS_PER_MS;
+    row.state = if slow {
+        SessionState::Slow
+    } else if draining {
+        SessionState::Draining
+    } else {
+        SessionState::Active
+    };
+    row.cpu_pct = cell.cpu_pct();
+    row.busy_ns = totals.busy_ns;
+    row.poll_count = totals.poll_count;
+    row.stall_count = cell.stall_count();
+    row.last_stall = cell.last_stall().map(|stall| {
+        let mut last = StallSnapshot::default();
+        last.duration_ns = stall.duration_ns;
+        last.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
+        last.worker = stall.worker;
+        last
+    });
+    row.blocking_for_ms =
+        (blocking_since_ns != 0).then(|| now_ns.saturating_sub(blocking_since_ns) / NS_PER_MS);
+    row.children_live_count = totals.children_live_count;
+    row.children_finished_count = totals.children_finished_count;
+    row
+}
+
+fn duration_ms(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

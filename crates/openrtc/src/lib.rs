@@ -1,0 +1,61 @@
+//! openrtc: many voice-agent sessions in one worker process, each measured exactly.
+//!
+//! Every session is a Tokio task on the pool's own multi-thread runtime. Each poll of a
+//! session's tasks is timed with the TSC and charged to that session; a poll that blocks a
+//! worker thread past the slow threshold is seen by a watchdog thread while it still blocks
+//! and is attributed to exactly that session. A private Unix socket serves snapshots to
+//! `openrtc top`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+//!
+//! let pool = AgentPool::builder()
+//!     .agent("echo", agent_fn(|session: Session| async move {
+//!         let mut frames = tokio::time::interval(Duration::from_millis(20));
+//!         loop {
+//!             tokio::select! {
+//!                 _ = frames.tick() => { /* handle one 20 ms audio frame */ }
+//!                 () = session.cancelled() => return Ok(()),
+//!             }
+//!         }
+//!     }))
+//!     .worker_name("edge-1")
+//!     .build()?;
+//! let handle = pool.handle();
+//! handle.launch(JobRequest::new().tenant("acme"))?;
+//! println!("inspect with: openrtc top");
+//! pool.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Figures and what they mean
+//!
+//! - **Busy time** is wall time spent inside the polls of a session's tasks (children
+//!   included), measured with the TSC. It is not thread CPU time: if the OS preempts a worker
+//!   thread mid-poll, that time counts too.
+//! - **`cpu_pct`** is busy time over the last CPU window (1 s) as a percentage of one core.
+//! - **A stall** is any poll at or over the slow threshold, counted once, with its exact
+//!   duration. A session shows `slow` from the moment the watchdog sees it blocking (within
+//!   a few milliseconds of crossing the threshold) until the slow hold after its last stall.
+//! - **Worker numbers** are 0-based indexes of the runtime's worker threads, in the order they
+//!   first ran a session.
+
+mod agent;
+mod error;
+mod introspect;
+mod os;
+mod pool;
+mod probe;
+mod serve;
+mod session;
+mod watchdog;
+
+pub use agent::{Agent, AgentFn, agent_fn};
+pub use error::{AgentError, ConfigError, Rejected, RunError};
+pub use openrtc_proto::PoolSnapshot;
+pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle};
+pub use session::{CancelReason, JobRequest, KillReason, Session, SessionId, SessionOutcome};
+
+/// The wire types of snapshots and the socket protocol, shared with the `openrtc` CLI.
+pub use openrtc_proto as proto;

@@ -1,0 +1,628 @@
+//! `AgentPool`: the agent registry, routing, admission, the supervisor loop and drain.
+
+mod builder;
+mod handle;
+
+pub use builder::AgentPoolBuilder;
+pub use handle::PoolHandle;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::agent::ErasedAgent;
+use crate::probe::Probe;
+use crate::session::{self, CancelReason, SessionCell, SessionOutcome, StopRequest};
+use crate::{JobRequest, Rejected, RunError, SessionId};
+
+/// How many ended sessions a snapshot keeps, newest first.
+pub(crate) const RECENTLY_ENDED_CAPACITY: usize = 64;
+
+/// How long the runtime waits for aborted sessions to unwind before it stops anyway.
+const ABORT_WAIT: Duration = Duration::from_secs(1);
+
+/// The checked configuration of a pool.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolConfig {
+    pub(crate) worker_name: String,
+    pub(crate) worker_threads: usize,
+    pub(crate) max_concurrent_sessions: u32,
+    pub(crate) slow_session_threshold: Duration,
+    pub(crate) slow_status_hold: Duration,
+    pub(crate) enable_introspection: bool,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) cancel_grace: Duration,
+    pub(crate) socket_path: Option<PathBuf>,
+}
+
+pub(crate) struct RegisteredAgent {
+    pub(crate) name: Arc<str>,
+    pub(crate) agent: Arc<dyn ErasedAgent>,
+}
+
+impl std::fmt::Debug for RegisteredAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredAgent")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the pool is in its life; launches consult it under its lock.
+enum Lifecycle {
+    /// Built, not running yet: launched sessions wait here and start with the runtime.
+    NotStarted {
+        pending: Vec<(Arc<SessionCell>, Arc<dyn ErasedAgent>)>,
+    },
+    /// The runtime runs sessions.
+    Running(tokio::runtime::Handle),
+    /// The runtime is gone.
+    Stopped,
+}
+
+/// What the supervisor is told by handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    Drain,
+    Shutdown,
+}
+
+/// Lifetime counters of the worker.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) started: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) killed: AtomicU64,
+    pub(crate) refused_draining: AtomicU64,
+    pub(crate) refused_worker_full: AtomicU64,
+    pub(crate) refused_unknown_agent: AtomicU64,
+    pub(crate) refused_stopped: AtomicU64,
+}
+
+/// A session that has ended, kept for snapshots.
+#[derive(Clone, Debug)]
+pub(crate) struct EndedSession {
+    pub(crate) key: u64,
+    pub(crate) agent: Arc<str>,
+    pub(crate) tenant: Arc<str>,
+    pub(crate) outcome: openrtc_proto::SessionOutcome,
+    pub(crate) ended_ns: u64,
+    pub(crate) duration_ns: u64,
+    pub(crate) busy_ns: u64,
+    pub(crate) stall_count: u64,
+}
+
+/// The state a pool's handles, sessions, watchdog and socket server share.
+pub(crate) struct PoolShared {
+    pub(crate) config: PoolConfig,
+    agents: Vec<RegisteredAgent>,
+    probe: Arc<Probe>,
+    sessions: Mutex<BTreeMap<u64, Arc<SessionCell>>>,
+    next_key: AtomicU64,
+    active: AtomicU32,
+    draining: AtomicBool,
+    lifecycle: Mutex<Lifecycle>,
+    pub(crate) counters: Counters,
+    ended: Mutex<VecDeque<EndedSession>>,
+    session_ended: Notify,
+    control: mpsc::UnboundedSender<Control>,
+    runtime_started_ns: AtomicU64,
+    pub(crate) stalls_in_progress: AtomicU32,
+}
+
+impl std::fmt::Debug for PoolShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolShared")
+            .field("config", &self.config)
+            .field("agents", &self.agents)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl PoolShared {
+    pub(crate) fn probe(&self) -> &Arc<Probe> {
+        &self.probe
+    }
+
+    pub(crate) fn active_sessions(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn runtime_started_ns(&self) -> u64 {
+        self.runtime_started_ns.load(Ordering::Relaxed)
+    }
+
+    /// The live sessions, in launch order (the lock is held only to clone the pointers).
+    pub(crate) fn live_sessions(&self) -> Vec<Arc<SessionCell>> {
+        lock(&self.sessions).values().cloned().collect()
+    }
+
+    pub(crate) fn session(&self, key: u64) -> Option<Arc<SessionCell>> {
+        lock(&self.sessions).get(&key).cloned()
+    }
+
+    pub(crate) fn recently_ended(&self) -> Vec<EndedSession> {
+        lock(&self.ended).iter().cloned().collect()
+    }
+
+    /// The live session whose id is `id_or_prefix`, or the only one whose id starts with it.
+    pub(crate) fn find_session(&self, id_or_prefix: &str) -> Result<SessionId, FindError> {
+        let matching: Vec<SessionId> = lock(&self.sessions)
+            .keys()
+            .map(|&key| SessionId::new(key))
+            .filter(|id| id.to_string().starts_with(id_or_prefix))
+            .collect();
+        if let Some(exact) = matching.iter().find(|id| id.to_string() == id_or_prefix) {
+            return Ok(*exact);
+        }
+        match matching.as_slice() {
+            [] => Err(FindError::NotFound),
+            [only] => Ok(*only),
+            several => Err(FindError::Ambiguous {
+                count: several.len(),
+            }),
+        }
+    }
+
+    fn launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
+        let result = self.try_launch(request);
+        if let Err(rejected) = &result {
+            let counter = match rejected {
+                Rejected::Draining => &self.counters.refused_draining,
+                Rejected::WorkerFull { .. } => &self.counters.refused_worker_full,
+                Rejected::UnknownAgent { .. } => &self.counters.refused_unknown_agent,
+                Rejected::Stopped => &self.counters.refused_stopped,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
+        let mut lifecycle = lock(&self.lifecycle);
+        if matches!(*lifecycle, Lifecycle::Stopped) {
+            return Err(Rejected::Stopped);
+        }
+        if self.is_draining() {
+            return Err(Rejected::Draining);
+        }
+        let registered = match &request.agent {
+            Some(name) => self
+                .agents
+                .iter()
+                .find(|agent| &*agent.name == name)
+                .ok_or_else(|| Rejected::UnknownAgent { name: name.clone() })?,
+            None => &self.agents[0],
+        };
+        let max = self.config.max_concurrent_sessions;
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
+                (active < max).then_some(active + 1)
+            })
+            .map_err(|_| Rejected::WorkerFull { max })?;
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let cell = Arc::new(SessionCell::new(
+            key,
+            Arc::clone(&registered.name),
+            request.tenant.into(),
+            request.metadata,
+            Arc::clone(self),
+        ));
+        lock(&self.sessions).insert(key, Arc::clone(&cell));
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        match &mut *lifecycle {
+            Lifecycle::NotStarted { pending } => {
+                pending.push((cell, Arc::clone(&registered.agent)));
+            }
+            Lifecycle::Running(runtime) => {
+                session::spawn_root(cell, Arc::clone(&registered.agent), runtime);
+            }
+            Lifecycle::Stopped => unreachable!("checked above, under the same lock"),
+        }
+        Ok(SessionId::new(key))
+    }
+
+    /// Records a session's end and frees its place (called once per session, by its cell).
+    pub(crate) fn session_ended(&self, cell: &SessionCell, outcome: SessionOutcome) {
+        let now_ns = self.probe.clock.now_ns();
+        let counter = match &outcome {
+            SessionOutcome::Completed => &self.counters.completed,
+            SessionOutcome::Failed(_) => &self.counters.failed,
+            SessionOutcome::Panicked(_) => &self.counters.panicked,
+            SessionOutcome::Cancelled(_) => &self.counters.cancelled,
+            SessionOutcome::Killed(_) => &self.counters.killed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match &outcome {
+            SessionOutcome::Failed(_) | SessionOutcome::Panicked(_) | SessionOutcome::Killed(_) => {
+                tracing::warn!(
+                    "[session-end] session_id={} tenant={} agent={} {outcome}",
+                    cell.id(),
+                    cell.tenant(),
+                    cell.agent()
+                );
+            }
+            SessionOutcome::Completed | SessionOutcome::Cancelled(_) => {
+                tracing::debug!(
+                    "[session-end] session_id={} tenant={} agent={} {outcome}",
+                    cell.id(),
+                    cell.tenant(),
+                    cell.agent()
+                );
+            }
+        }
+        let ended = EndedSession {
+            key: cell.key(),
+            agent: cell.agent().into(),
+            tenant: cell.tenant().into(),
+            outcome: outcome.to_wire(),
+            ended_ns: now_ns,
+            duration_ns: now_ns.saturating_sub(cell.started_ns()),
+            busy_ns: cell.busy_totals().busy_ns,
+            stall_count: cell.stall_count(),
+        };
+        {
+            let mut recent = lock(&self.ended);
+            if recent.len() == RECENTLY_ENDED_CAPACITY {
+                recent.pop_back();
+            }
+            recent.push_front(ended);
+        }
+        if lock(&self.sessions).remove(&cell.key()).is_some() {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.session_ended.notify_waiters();
+    }
+
+    /// Asks one session to stop; a cancel is graceful, then firm after the cancel grace.
+    pub(crate) fn stop_session(&self, id: SessionId, request: StopRequest) -> bool {
+        let Some(cell) = self.session(id.as_u64()) else {
+            return false;
+        };
+        self.stop_cell(cell, request);
+        true
+    }
+
+    fn stop_cell(&self, cell: Arc<SessionCell>, request: StopRequest) {
+        if !cell.request_stop(request) || matches!(request, StopRequest::Kill(_)) {
+            return;
+        }
+        let grace = self.config.cancel_grace;
+        if grace.is_zero() {
+            cell.abort_root();
+            return;
+        }
+        if let Lifecycle::Running(runtime) = &*lock(&self.lifecycle) {
+            runtime.spawn(async move {
+                tokio::time::sleep(grace).await;
+                cell.abort_root();
+            });
+        }
+    }
+
+    fn begin_drain(&self, control: Control) {
+        self.draining.store(true, Ordering::Release);
+        // The supervisor may be gone already; then there is nothing left to drain.
+        let _ = self.control.send(control);
+    }
+
+    /// Waits until no session is live or `timeout` passes; returns whether none is live.
+    async fn wait_until_empty(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.session_ended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active_sessions() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.active_sessions() == 0;
+            }
+        }
+    }
+
+    fn stop_all(&self, request: StopRequest) {
+        for cell in self.live_sessions() {
+            self.stop_cell(cell, request);
+        }
+    }
+}
+
+/// Why a session id or prefix matched no single live session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FindError {
+    NotFound,
+    Ambiguous { count: usize },
+}
+
+/// A pool of agents hosting many sessions in one worker process.
+///
+/// ```no_run
+/// use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+///
+/// let pool = AgentPool::builder()
+///     .agent("echo", agent_fn(|session: Session| async move {
+///         session.cancelled().await;
+///         Ok(())
+///     }))
+///     .build()?;
+/// let handle = pool.handle();
+/// handle.launch(JobRequest::new().tenant("acme")).expect("room for one session");
+/// pool.run()?; // until SIGINT or SIGTERM, then drains
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct AgentPool {
+    shared: Arc<PoolShared>,
+    control: mpsc::UnboundedReceiver<Control>,
+}
+
+impl AgentPool {
+    /// A builder with every setting at its default.
+    pub fn builder() -> AgentPoolBuilder {
+        AgentPoolBuilder::default()
+    }
+
+    fn new(config: PoolConfig, agents: Vec<RegisteredAgent>) -> Self {
+        let probe = Arc::new(Probe::new(
+            config.worker_threads,
+            config.slow_session_threshold,
+            config.slow_status_hold,
+            config.enable_introspection,
+        ));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(PoolShared {
+            config,
+            agents,
+            probe,
+            sessions: Mutex::default(),
+            next_key: AtomicU64::new(1),
+            active: AtomicU32::new(0),
+            draining: AtomicBool::new(false),
+            lifecycle: Mutex::new(Lifecycle::NotStarted {
+                pending: Vec::new(),
+            }),
+            counters: Counters::default(),
+            ended: Mutex::default(),
+            session_ended: Notify::new(),
+            control: control_tx,
+            runtime_started_ns: AtomicU64::new(0),
+            stalls_in_progress: AtomicU32::new(0),
+        });
+        Self {
+            shared,
+            control: control_rx,
+        }
+    }
+
+    /// A handle to launch, inspect and stop sessions, usable from any thread, before and
+    /// while the pool runs.
+    #[must_use]
+    pub fn handle(&self) -> PoolHandle {
+        PoolHandle::new(Arc::clone(&self.shared))
+    }
+
+    /// Where the introspection socket is served (`None` with introspection off).
+    #[must_use]
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.shared.config.socket_path.as_deref()
+    }
+
+    /// Runs the pool until SIGINT or SIGTERM, then drains: stops accepting, waits for live
+    /// sessions up to the drain timeout, cancels the rest (then drops them after the cancel
+    /// grace). A second signal skips the wait.
+    ///
+    /// # Errors
+    ///
+    /// A [`RunError`] if the runtime, the watchdog or the socket cannot be set up.
+    pub fn run(self) -> Result<(), RunError> {
+        self.run_inner(None)
+    }
+
+    /// Runs the pool like [`AgentPool::run`], but drains when `stop` resolves instead of on
+    /// a signal (for embedding and tests).
+    ///
+    /// # Errors
+    ///
+    /// A [`RunError`] if the runtime, the watchdog or the socket cannot be set up.
+    pub fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        self.run_inner(Some(Box::pin(stop)))
+    }
+
+    fn run_inner(
+        mut self,
+        stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Result<(), RunError> {
+        let shared = Arc::clone(&self.shared);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(shared.config.worker_threads)
+            .thread_name(format!("{}-worker", shared.config.worker_name))
+            .enable_all()
+            .build()
+            .map_err(RunError::Runtime)?;
+        let watchdog = if shared.config.enable_introspection {
+            Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?)
+        } else {
+            None
+        };
+        let server = match &shared.config.socket_path {
+            Some(path) => Some(crate::serve::SocketServer::start(
+                Arc::clone(&shared),
+                path,
+            )?),
+            None => None,
+        };
+        let pending = {
+            let mut lifecycle = lock(&shared.lifecycle);
+            match std::mem::replace(
+                &mut *lifecycle,
+                Lifecycle::Running(runtime.handle().clone()),
+            ) {
+                Lifecycle::NotStarted { pending } => pending,
+                previous @ (Lifecycle::Running(_) | Lifecycle::Stopped) => {
+                    *lifecycle = previous;
+                    return Err(RunError::AlreadyRan);
+                }
+            }
+        };
+        shared
+            .runtime_started_ns
+            .store(shared.probe.clock.now_ns(), Ordering::Relaxed);
+        for (cell, agent) in pending {
+            session::spawn_root(cell, agent, runtime.handle());
+        }
+        runtime.block_on(supervise(&shared, &mut self.control, stop));
+        *lock(&shared.lifecycle) = Lifecycle::Stopped;
+        shared.draining.store(true, Ordering::Release);
+        runtime.shutdown_timeout(ABORT_WAIT);
+        if let Some(server) = server {
+            server.stop();
+        }
+        if let Some(watchdog) = watchdog {
+            watchdog.stop();
+        }
+        Ok(())
+    }
+}
+
+/// The supervisor loop: waits for a stop, then drains.
+async fn supervise(
+    shared: &PoolShared,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) {
+    let mut stop = stop;
+    let mut signals = match stop {
+        Some(_) => None,
+        None => Signals::install(),
+    };
+    let first = next_input(control, &mut stop, signals.as_mut()).await;
+    shared.draining.store(true, Ordering::Release);
+    let reason = if first == Control::Shutdown {
+        CancelReason::Shutdown
+    } else {
+        tracing::info!(
+            active = shared.active_sessions(),
+            "draining: accepting no new session"
+        );
+        tokio::select! {
+            _ = shared.wait_until_empty(shared.config.drain_timeout) => {}
+            _ = next_shutdown(control, signals.as_mut()) => {}
+        }
+        if shared.active_sessions() == 0 {
+            return;
+        }
+        CancelReason::DrainTimeout
+    };
+    shared.stop_all(StopRequest::Cancel(reason));
+    if !shared
+        .wait_until_empty(shared.config.cancel_grace + ABORT_WAIT)
+        .await
+    {
+        tracing::warn!(
+            active = shared.active_sessions(),
+            "sessions still running after the cancel grace: shutting down anyway"
+        );
+    }
+}
+
+/// SIGINT and SIGTERM, when the pool owns the process's signals.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let installed = signal(SignalKind::interrupt())
+            .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+        match installed {
+            Ok((interrupt, terminate)) => Some(Self {
+                interrupt,
+                terminate,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot install signal handlers: stop the pool through its handle");
+                None
+            }
+        }
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+async fn next_input(
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    stop: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    signals: Option<&mut Signals>,
+) -> Control {
+    let stop_future = async {
+        match stop {
+            Some(stop) => stop.await,
+            None => std::future::pending().await,
+        }
+    };
+    let signal_future = async {
+        match signals {
+            Some(signals) => signals.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        received = control.recv() => received.unwrap_or(Control::Drain),
+        () = stop_future => Control::Drain,
+        () = signal_future => Control::Drain,
+    }
+}
+
+async fn next_shutdown(
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    signals: Option<&mut Signals>,
+) {
+    let signal_future = async {
+        match signals {
+            Some(signals) => signals.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    let control_future = async {
+        while let Some(received) = control.recv().await {
+            if received == Control::Shutdown {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = signal_future => {}
+        () = control_future => {}
+    }
+}

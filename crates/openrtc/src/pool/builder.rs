@@ -1,0 +1,336 @@
+//! `AgentPoolBuilder`: the by-value builder that checks a pool's configuration.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::ErasedAgent;
+use crate::pool::{AgentPool, PoolConfig, RegisteredAgent};
+use crate::{Agent, ConfigError};
+
+/// Configures an [`AgentPool`]; every setter has a documented default.
+#[must_use]
+pub struct AgentPoolBuilder {
+    agents: Vec<(String, Arc<dyn ErasedAgent>)>,
+    worker_name: String,
+    worker_threads: Option<usize>,
+    max_concurrent_sessions: u32,
+    slow_session_threshold: Duration,
+    slow_status_hold: Duration,
+    enable_introspection: bool,
+    drain_timeout: Duration,
+    cancel_grace: Duration,
+    socket_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AgentPoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentPoolBuilder")
+            .field(
+                "agents",
+                &self.agents.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("worker_name", &self.worker_name)
+            .field("worker_threads", &self.worker_threads)
+            .field("max_concurrent_sessions", &self.max_concurrent_sessions)
+            .field("slow_session_threshold", &self.slow_session_threshold)
+            .field("slow_status_hold", &self.slow_status_hold)
+            .field("enable_introspection", &self.enable_introspection)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("cancel_grace", &self.cancel_grace)
+            .field("socket_path", &self.socket_path)
+            .finish()
+    }
+}
+
+impl Default for AgentPoolBuilder {
+    fn default() -> Self {
+        Self {
+            agents: Vec::new(),
+            worker_name: Self::DEFAULT_WORKER_NAME.to_owned(),
+            worker_threads: None,
+            max_concurrent_sessions: Self::DEFAULT_MAX_CONCURRENT_SESSIONS,
+            slow_session_threshold: Self::DEFAULT_SLOW_SESSION_THRESHOLD,
+            slow_status_hold: Self::DEFAULT_SLOW_STATUS_HOLD,
+            enable_introspection: true,
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+            cancel_grace: Self::DEFAULT_CANCEL_GRACE,
+            socket_path: None,
+        }
+    }
+}
+
+impl AgentPoolBuilder {
+    /// The worker name when none is set.
+    pub const DEFAULT_WORKER_NAME: &'static str = "openrtc";
+    /// The concurrent-session cap when none is set.
+    pub const DEFAULT_MAX_CONCURRENT_SESSIONS: u32 = 1000;
+    /// The stall threshold when none is set.
+    pub const DEFAULT_SLOW_SESSION_THRESHOLD: Duration = Duration::from_millis(50);
+    /// How long a session shows `slow` after a stall, when not set.
+    pub const DEFAULT_SLOW_STATUS_HOLD: Duration = Duration::from_secs(5);
+    /// The drain timeout when none is set.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The cancel grace period when none is set.
+    pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+    /// Registers an agent under `name`. The first one registered is the default route for
+    /// jobs that name no agent. Names are 1 to 64 of `[A-Za-z0-9._-]`.
+    pub fn agent(mut self, name: impl Into<String>, agent: impl Agent) -> Self {
+        self.agents.push((name.into(), Arc::new(agent)));
+        self
+    }
+
+    /// Names the worker (default [`Self::DEFAULT_WORKER_NAME`]); the name appears in
+    /// snapshots and in the socket's file name.
+    pub fn worker_name(mut self, name: impl Into<String>) -> Self {
+        self.worker_name = name.into();
+        self
+    }
+
+    /// The number of Tokio worker threads that run sessions (default: the number of CPUs).
+    /// More threads let more sessions run while one blocks, at the cost of contention.
+    pub fn worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = Some(threads);
+        self
+    }
+
+    /// The hard cap on concurrent sessions (default
+    /// [`Self::DEFAULT_MAX_CONCURRENT_SESSIONS`]); over it `launch` is refused with
+    /// [`crate::Rejected::WorkerFull`].
+    pub fn max_concurrent_sessions(mut self, max: u32) -> Self {
+        self.max_concurrent_sessions = max;
+        self
+    }
+
+    /// A poll at least this long is a stall and makes its session `slow` (default 50 ms).
+    /// Lower it to catch smaller stalls while hunting; every stall is logged.
+    pub fn slow_session_threshold(mut self, threshold: Duration) -> Self {
+        self.slow_session_threshold = threshold;
+        self
+    }
+
+    /// How long a session keeps showing `slow` after its last stall ended (default 5 s; zero
+    /// shows `slow` only while the stall lasts).
+    pub fn slow_status_hold(mut self, hold: Duration) -> Self {
+        self.slow_status_hold = hold;
+        self
+    }
+
+    /// Whether sessions are measured and the introspection socket is served (default true).
+    /// Off, polls are not timed, no watchdog runs and no socket is created.
+    pub fn enable_introspection(mut self, enable: bool) -> Self {
+        self.enable_introspection = enable;
+        self
+    }
+
+    /// How long a drain waits for sessions to end by themselves before cancelling them
+    /// (default 30 s; zero cancels at once).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// How long a cancelled session may take to return before it is dropped at its next poll
+    /// boundary (default 5 s; zero drops it at once).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Serves the introspection socket at this path instead of the per-user default
+    /// (`$XDG_RUNTIME_DIR/openrtc/<worker>-<pid>.sock`, else `/tmp/openrtc-<uid>/…`).
+    pub fn socket_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket_path = Some(path.into());
+        self
+    }
+
+    /// Checks the configuration and builds the pool (nothing runs until [`AgentPool::run`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first setting that cannot work.
+    pub fn build(self) -> Result<AgentPool, ConfigError> {
+        if !openrtc_proto::is_valid_name(&self.worker_name) {
+            return Err(ConfigError::InvalidName {
+                what: "worker",
+                name: self.worker_name,
+            });
+        }
+        if self.agents.is_empty() {
+            return Err(ConfigError::NoAgents);
+        }
+        let mut seen = HashSet::new();
+        for (name, _) in &self.agents {
+            if !openrtc_proto::is_valid_name(name) {
+                return Err(ConfigError::InvalidName {
+                    what: "agent",
+                    name: name.clone(),
+                });
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(ConfigError::DuplicateAgent { name: name.clone() });
+            }
+        }
+        let worker_threads = match self.worker_threads {
+            Some(0) => {
+                return Err(ConfigError::Zero {
+                    setting: "worker_threads",
+                });
+            }
+            Some(threads) => threads,
+            None => std::thread::available_parallelism().map_or(2, usize::from),
+        };
+        if self.max_concurrent_sessions == 0 {
+            return Err(ConfigError::Zero {
+                setting: "max_concurrent_sessions",
+            });
+        }
+        if self.slow_session_threshold.is_zero() {
+            return Err(ConfigError::Zero {
+                setting: "slow_session_threshold",
+            });
+        }
+        let socket_path = match (self.enable_introspection, self.socket_path) {
+            (false, _) => None,
+            (true, Some(path)) => {
+                if path.file_name().is_none() || path.as_os_str().is_empty() {
+                    return Err(ConfigError::InvalidSocketPath {
+                        path,
+                        reason: "it names no file",
+                    });
+                }
+                Some(path)
+            }
+            (true, None) => Some(crate::serve::default_socket_path(&self.worker_name)),
+        };
+        let agents = self
+            .agents
+            .into_iter()
+            .map(|(name, agent)| RegisteredAgent {
+                name: name.into(),
+                agent,
+            })
+            .collect();
+        let config = PoolConfig {
+            worker_name: self.worker_name,
+            worker_threads,
+            max_concurrent_sessions: self.max_concurrent_sessions,
+            slow_session_threshold: self.slow_session_threshold,
+            slow_status_hold: self.slow_status_hold,
+            enable_introspection: self.enable_introspection,
+            drain_timeout: self.drain_timeout,
+            cancel_grace: self.cancel_grace,
+            socket_path,
+        };
+        Ok(AgentPool::new(config, agents))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentError, Session, agent_fn};
+
+    fn idle() -> impl Agent {
+        agent_fn(|session: Session| async move {
+            session.cancelled().await;
+            Ok::<(), AgentError>(())
+        })
+    }
+
+    #[track_caller]
+    fn check_refused(builder: AgentPoolBuilder, expected: &ConfigError, message: &str) {
+        let error = builder
+            .build()
+            .expect_err("the configuration must be refused");
+        assert_eq!(&error, expected);
+        assert_eq!(error.to_string(), message);
+    }
+
+    #[test]
+    fn bad_configurations_are_typed_errors_with_clear_messages() {
+        check_refused(
+            AgentPool::builder(),
+            &ConfigError::NoAgents,
+            "no agent registered: add one with AgentPoolBuilder::agent",
+        );
+        check_refused(
+            AgentPool::builder()
+                .agent("echo", idle())
+                .agent("echo", idle()),
+            &ConfigError::DuplicateAgent {
+                name: "echo".into(),
+            },
+            "agent \"echo\" is registered twice",
+        );
+        check_refused(
+            AgentPool::builder().agent("bad name", idle()),
+            &ConfigError::InvalidName {
+                what: "agent",
+                name: "bad name".into(),
+            },
+            "invalid agent name \"bad name\": use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '-' or '.'",
+        );
+        check_refused(
+            AgentPool::builder()
+                .agent("echo", idle())
+                .worker_name("../etc"),
+            &ConfigError::InvalidName {
+                what: "worker",
+                name: "../etc".into(),
+            },
+            "invalid worker name \"../etc\": use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '-' or '.'",
+        );
+        for (builder, setting) in [
+            (
+                AgentPool::builder().agent("echo", idle()).worker_threads(0),
+                "worker_threads",
+            ),
+            (
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .max_concurrent_sessions(0),
+                "max_concurrent_sessions",
+            ),
+            (
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .slow_session_threshold(Duration::ZERO),
+                "slow_session_threshold",
+            ),
+        ] {
+            check_refused(
+                builder,
+                &ConfigError::Zero { setting },
+                &format!("{setting} must be greater than zero"),
+            );
+        }
+    }
+
+    #[test]
+    fn a_good_configuration_builds_with_documented_defaults() {
+        let pool = AgentPool::builder()
+            .agent("echo", idle())
+            .worker_name("edge-1")
+            .socket_path("/tmp/openrtc-test/edge-1.sock")
+            .build()
+            .expect("valid configuration");
+        assert_eq!(
+            pool.socket_path(),
+            Some(std::path::Path::new("/tmp/openrtc-test/edge-1.sock"))
+        );
+        let snapshot = pool.handle().runtime_snapshot();
+        assert_eq!(snapshot.worker.name, "edge-1");
+        assert_eq!(snapshot.worker.max_sessions, 1000);
+        assert_eq!(snapshot.worker.slow_threshold_ms, 50);
+        assert_eq!(snapshot.worker.slow_hold_ms, 5000);
+        let quiet = AgentPool::builder()
+            .agent("echo", idle())
+            .enable_introspection(false)
+            .build()
+            .expect("valid configuration");
+        assert_eq!(quiet.socket_path(), None);
+    }
+}

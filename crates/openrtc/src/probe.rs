@@ -1,0 +1,425 @@
+//! The hot path: the attributed future wrapper, the per-worker poll slots and the clock.
+//!
+//! Every session future and every child task is wrapped in an [`Attributed`] future. Each poll
+//! stamps the TSC before and after, publishes "this thread is polling session N since T" in
+//! the thread's [`PollSlot`] for the watchdog, and adds the elapsed time to the task's own
+//! counters. The path takes no lock, allocates nothing and sends on no channel: a handful of
+//! relaxed stores and two clock reads. A poll at or over the slow threshold takes the cold
+//! branch, which counts the stall and hands it to the watchdog through a bounded lock-free
+//! queue (dropped and counted when full).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::session::SessionCell;
+
+/// How many finished stalls may wait for the watchdog before new ones are dropped (and counted).
+const STALL_QUEUE_CAPACITY: usize = 4096;
+
+/// The runtime's clock: raw TSC reads on the hot path, scaled to nanoseconds off it.
+///
+/// Times kept in session cells are nanoseconds since the pool's epoch (`0` means "never").
+#[derive(Clone, Debug)]
+pub(crate) struct Clock {
+    inner: quanta::Clock,
+    epoch_raw: u64,
+    epoch_unix_ns: u64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        let inner = quanta::Clock::new();
+        let epoch_raw = inner.raw();
+        let epoch_unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+            });
+        Self {
+            inner,
+            epoch_raw,
+            epoch_unix_ns,
+        }
+    }
+
+    /// A raw reading: cheap, only meaningful to the other methods.
+    #[inline(always)]
+    pub(crate) fn raw(&self) -> u64 {
+        self.inner.raw()
+    }
+
+    /// Nanoseconds between two raw readings (0 if `end` is not after `start`).
+    #[inline(always)]
+    pub(crate) fn nanos_between(&self, start: u64, end: u64) -> u64 {
+        self.inner.delta_as_nanos(start, end)
+    }
+
+    /// Nanoseconds since the epoch of a raw reading; at least 1, so 0 can mean "never".
+    pub(crate) fn since_epoch_ns(&self, raw: u64) -> u64 {
+        self.nanos_between(self.epoch_raw, raw).max(1)
+    }
+
+    /// Nanoseconds since the epoch, now.
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.since_epoch_ns(self.raw())
+    }
+
+    /// Milliseconds since the Unix epoch of a time kept as nanoseconds since the pool's epoch.
+    pub(crate) fn unix_ms(&self, since_epoch_ns: u64) -> u64 {
+        (self.epoch_unix_ns + since_epoch_ns) / 1_000_000
+    }
+}
+
+/// What one worker thread is polling, published for the watchdog.
+///
+/// A seqlock written only by its own thread: `seq` is odd while a poll runs. The watchdog reads
+/// `seq`, the fields, then `seq` again, and trusts the fields only if both reads agree.
+#[derive(Debug)]
+#[repr(align(64))]
+pub(crate) struct PollSlot {
+    seq: AtomicU64,
+    session_key: AtomicU64,
+    started_raw: AtomicU64,
+    worker: u32,
+}
+
+/// A consistent reading of a slot whose thread is inside a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PollInProgress {
+    pub(crate) seq: u64,
+    pub(crate) session_key: u64,
+    pub(crate) started_raw: u64,
+}
+
+impl PollSlot {
+    fn new(worker: u32) -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            session_key: AtomicU64::new(0),
+            started_raw: AtomicU64::new(0),
+            worker,
+        }
+    }
+
+    /// The 0-based worker index of the thread that owns this slot.
+    pub(crate) fn worker(&self) -> u32 {
+        self.worker
+    }
+
+    /// The poll in progress on this slot's thread, if any (called by the watchdog).
+    pub(crate) fn read(&self) -> Option<PollInProgress> {
+        let seq = self.seq.load(Ordering::Acquire);
+        if seq % 2 == 0 {
+            return None;
+        }
+        let session_key = self.session_key.load(Ordering::Relaxed);
+        let started_raw = self.started_raw.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == seq).then_some(PollInProgress {
+            seq,
+            session_key,
+            started_raw,
+        })
+    }
+
+    #[inline(always)]
+    fn begin(&self, session_key: u64, started_raw: u64) -> u64 {
+        let seq = self.seq.load(Ordering::Relaxed);
+        if seq % 2 == 1 {
+            // A poll nested inside another on the same thread: the outer one keeps the slot,
+            // and 0 (never an odd sequence number) tells `end` to leave it alone.
+            return 0;
+        }
+        self.session_key.store(session_key, Ordering::Relaxed);
+        self.started_raw.store(started_raw, Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Release);
+        seq + 1
+    }
+
+    #[inline(always)]
+    fn end(&self, begun_seq: u64) {
+        if begun_seq != 0 {
+            self.seq.store(begun_seq + 1, Ordering::Release);
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's slot, tagged with the id of the pool it belongs to.
+    static THREAD_SLOT: RefCell<Option<(u64, Arc<PollSlot>)>> = const { RefCell::new(None) };
+}
+
+/// The lifetime busy time and poll count of one task, written only by the poll of that task.
+///
+/// Tokio polls a task on one thread at a time, so a relaxed load and store replace an atomic
+/// read-modify-write on the hot path; readers on other threads see a recent value.
+#[derive(Debug, Default)]
+pub(crate) struct TaskStats {
+    busy_ns: AtomicU64,
+    poll_count: AtomicU64,
+}
+
+impl TaskStats {
+    pub(crate) fn busy_ns(&self) -> u64 {
+        self.busy_ns.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn poll_count(&self) -> u64 {
+        self.poll_count.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn add_poll(&self, elapsed_ns: u64) {
+        self.busy_ns.store(
+            self.busy_ns
+                .load(Ordering::Relaxed)
+                .wrapping_add(elapsed_ns),
+            Ordering::Relaxed,
+        );
+        self.poll_count.store(
+            self.poll_count.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// A finished stall, on its way from the worker thread to the watchdog.
+#[derive(Debug)]
+pub(crate) struct StallEvent {
+    pub(crate) cell: Arc<SessionCell>,
+    pub(crate) worker: u32,
+    pub(crate) duration_ns: u64,
+    pub(crate) ended_ns: u64,
+}
+
+/// The probe state shared by a pool's wrappers, its watchdog and its snapshots.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    pool_id: u64,
+    pub(crate) clock: Clock,
+    pub(crate) measure: bool,
+    pub(crate) threshold_ns: u64,
+    pub(crate) hold_ns: u64,
+    slots: Box<[Arc<PollSlot>]>,
+    claimed_slots: AtomicUsize,
+    pub(crate) stalls: ArrayQueue<StallEvent>,
+    pub(crate) stalls_total: AtomicU64,
+    pub(crate) stall_events_dropped: AtomicU64,
+}
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Probe {
+    pub(crate) fn new(
+        worker_threads: usize,
+        threshold: Duration,
+        hold: Duration,
+        measure: bool,
+    ) -> Self {
+        Self {
+            pool_id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            clock: Clock::new(),
+            measure,
+            threshold_ns: duration_ns(threshold),
+            hold_ns: duration_ns(hold),
+            slots: (0..worker_threads)
+                .map(|worker| Arc::new(PollSlot::new(u32::try_from(worker).unwrap_or(u32::MAX))))
+                .collect(),
+            claimed_slots: AtomicUsize::new(0),
+            stalls: ArrayQueue::new(STALL_QUEUE_CAPACITY),
+            stalls_total: AtomicU64::new(0),
+            stall_events_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The slots claimed so far, one per worker thread that has polled a session.
+    pub(crate) fn claimed_slots(&self) -> &[Arc<PollSlot>] {
+        let claimed = self
+            .claimed_slots
+            .load(Ordering::Acquire)
+            .min(self.slots.len());
+        &self.slots[..claimed]
+    }
+
+    /// Runs `poll` with this thread's slot, claiming one the first time the thread polls.
+    ///
+    /// Worker numbers are given in the order threads first poll a session: 0-based, stable for
+    /// the runtime's lifetime. A thread beyond the pool's worker count (never expected) gets
+    /// no slot: its polls are still timed but the watchdog cannot see them while they run.
+    #[inline(always)]
+    fn with_slot<R>(&self, poll: impl FnOnce(Option<&PollSlot>) -> R) -> R {
+        THREAD_SLOT.with(|cell| {
+            if let Ok(current) = cell.try_borrow() {
+                if let Some((pool_id, slot)) = current.as_ref() {
+                    if *pool_id == self.pool_id {
+                        return poll(Some(slot));
+                    }
+                }
+            }
+            self.with_new_slot(cell, poll)
+        })
+    }
+
+    #[cold]
+    fn with_new_slot<R>(
+        &self,
+        cell: &RefCell<Option<(u64, Arc<PollSlot>)>>,
+        poll: impl FnOnce(Option<&PollSlot>) -> R,
+    ) -> R {
+        let index = self.claimed_slots.fetch_add(1, Ordering::AcqRel);
+        let Some(slot) = self.slots.get(index).cloned() else {
+            self.claimed_slots.fetch_sub(1, Ordering::AcqRel);
+            return poll(None);
+        };
+        match cell.try_borrow_mut() {
+            Ok(mut current) => *current = Some((self.pool_id, Arc::clone(&slot))),
+            Err(_) => return poll(Some(&slot)),
+        }
+        poll(Some(&slot))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_stall(&self, cell: &Arc<SessionCell>, worker: u32, end_raw: u64, duration_ns: u64) {
+        let ended_ns = self.clock.since_epoch_ns(end_raw);
+        cell.record_stall_counters(ended_ns);
+        self.stalls_total.fetch_add(1, Ordering::Relaxed);
+        let event = StallEvent {
+            cell: Arc::clone(cell),
+            worker,
+            duration_ns,
+            ended_ns,
+        };
+        if self.stalls.push(event).is_err() {
+            self.stall_events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn duration_ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose every poll is timed and attributed to one session.
+    #[derive(Debug)]
+    pub(crate) struct Attributed<F> {
+        #[pin]
+        inner: F,
+        cell: Arc<SessionCell>,
+        stats: Arc<TaskStats>,
+    }
+}
+
+impl<F> Attributed<F> {
+    pub(crate) fn new(inner: F, cell: Arc<SessionCell>, stats: Arc<TaskStats>) -> Self {
+        Self { inner, cell, stats }
+    }
+}
+
+/// Clears the slot and charges the poll when it ends, including when it unwinds.
+struct PollGuard<'a> {
+    probe: &'a Probe,
+    slot: Option<&'a PollSlot>,
+    begun_seq: u64,
+    started_raw: u64,
+    cell: &'a Arc<SessionCell>,
+    stats: &'a TaskStats,
+}
+
+impl Drop for PollGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        let end_raw = self.probe.clock.raw();
+        if let Some(slot) = self.slot {
+            slot.end(self.begun_seq);
+        }
+        let elapsed_ns = self.probe.clock.nanos_between(self.started_raw, end_raw);
+        self.stats.add_poll(elapsed_ns);
+        if elapsed_ns >= self.probe.threshold_ns {
+            let worker = self.slot.map_or(u32::MAX, PollSlot::worker);
+            self.probe
+                .record_stall(self.cell, worker, end_raw, elapsed_ns);
+        }
+    }
+}
+
+impl<F: Future> Future for Attributed<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let probe = this.cell.probe();
+        if !probe.measure {
+            return this.inner.poll(cx);
+        }
+        let cell: &Arc<SessionCell> = this.cell;
+        let stats: &TaskStats = this.stats;
+        let inner = this.inner;
+        probe.with_slot(move |slot| {
+            let started_raw = probe.clock.raw();
+            let begun_seq = slot.map_or(0, |slot| slot.begin(cell.key(), started_raw));
+            let _guard = PollGuard {
+                probe,
+                slot,
+                begun_seq,
+                started_raw,
+                cell,
+                stats,
+            };
+            inner.poll(cx)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_reads_back_only_a_poll_in_progress() {
+        let slot = PollSlot::new(3);
+        assert_eq!(slot.read(), None);
+        let seq = slot.begin(42, 1000);
+        assert_eq!(
+            slot.read(),
+            Some(PollInProgress {
+                seq,
+                session_key: 42,
+                started_raw: 1000
+            })
+        );
+        // A nested poll leaves the outer poll's publication in place, even when it ends.
+        let nested = slot.begin(7, 2000);
+        assert_eq!(slot.read().map(|poll| poll.session_key), Some(42));
+        slot.end(nested);
+        assert_eq!(slot.read().map(|poll| poll.session_key), Some(42));
+        slot.end(seq);
+        assert_eq!(slot.read(), None);
+        assert_eq!(slot.seq.load(Ordering::Relaxed), seq + 1);
+    }
+
+    #[test]
+    fn the_clock_counts_real_time() {
+        let clock = Clock::new();
+        let start = clock.raw();
+        let wall = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(20));
+        let measured = clock.nanos_between(start, clock.raw());
+        let truth = u64::try_from(wall.elapsed().as_nanos()).expect("fits");
+        assert!(measured >= 20_000_000, "measured {measured} ns");
+        assert!(
+            measured.abs_diff(truth) < 2_000_000,
+            "tsc {measured} vs wall {truth}"
+        );
+        assert_eq!(clock.nanos_between(10, 5), 0);
+    }
+}

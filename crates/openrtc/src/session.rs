@@ -1,0 +1,273 @@
+//! Sessions: the handle given to agents, ids, job requests, and the root task's lifecycle.
+
+mod cell;
+mod outcome;
+
+pub(crate) use cell::{SessionCell, StallRecord};
+pub(crate) use outcome::StopRequest;
+pub use outcome::{CancelReason, KillReason, SessionOutcome};
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::task::JoinHandle;
+
+use crate::agent::ErasedAgent;
+use crate::probe::Attributed;
+
+/// A session's id: unique for the worker's lifetime, shown as `s-<n>` everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(u64);
+
+impl SessionId {
+    pub(crate) fn new(key: u64) -> Self {
+        Self(key)
+    }
+
+    /// The numeric part of the id.
+    #[must_use]
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s-{}", self.0)
+    }
+}
+
+/// A request for a new session: which agent, for which tenant, with what metadata.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct JobRequest {
+    /// The agent to run; `None` routes to the first registered agent. An unknown name is
+    /// refused, never rerouted.
+    pub agent: Option<String>,
+    /// The tenant the session belongs to ([`JobRequest::DEFAULT_TENANT`] unless set).
+    pub tenant: String,
+    /// Free-form metadata handed to the agent and shown by `openrtc top`.
+    pub metadata: serde_json::Value,
+}
+
+impl JobRequest {
+    /// The tenant of a request that names none.
+    pub const DEFAULT_TENANT: &'static str = "default";
+
+    /// A request for the default agent and tenant, with no metadata.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            agent: None,
+            tenant: Self::DEFAULT_TENANT.to_owned(),
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    /// Asks for the agent registered under `name`.
+    #[must_use]
+    pub fn agent(mut self, name: impl Into<String>) -> Self {
+        self.agent = Some(name.into());
+        self
+    }
+
+    /// Sets the tenant.
+    #[must_use]
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+impl Default for JobRequest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The handle an agent gets for one session.
+///
+/// Cloning it is cheap; every clone speaks of the same session.
+#[derive(Clone)]
+pub struct Session {
+    cell: Arc<SessionCell>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id())
+            .field("agent", &self.agent())
+            .field("tenant", &self.tenant())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The session's id.
+    #[must_use]
+    pub fn id(&self) -> SessionId {
+        self.cell.id()
+    }
+
+    /// The name of the agent running it.
+    #[must_use]
+    pub fn agent(&self) -> &str {
+        self.cell.agent()
+    }
+
+    /// Its tenant.
+    #[must_use]
+    pub fn tenant(&self) -> &str {
+        self.cell.tenant()
+    }
+
+    /// The metadata of the request that started it.
+    #[must_use]
+    pub fn metadata(&self) -> &serde_json::Value {
+        self.cell.metadata()
+    }
+
+    /// Spawns a child task on the pool's runtime, attributed to this session: its polls count
+    /// in the session's busy time and stalls. It is aborted when the session ends.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (child, stats) = self.cell.register_child();
+        let attributed = Attributed::new(future, Arc::clone(&self.cell), stats);
+        let guard = ChildGuard {
+            cell: Arc::clone(&self.cell),
+            child,
+        };
+        let join = self.runtime.spawn(async move {
+            let _guard = guard;
+            attributed.await
+        });
+        self.cell.set_child_abort(child, join.abort_handle());
+        join
+    }
+
+    /// Resolves when the session is asked to stop: cancelled by an operator, past the drain
+    /// deadline, or shut down. The agent should say goodbye and return; after the cancel
+    /// grace period the runtime drops it at its next poll boundary.
+    pub fn cancelled(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.cell.cancellation().cancelled()
+    }
+
+    /// Whether the session has been asked to stop.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.cell.cancellation().is_cancelled()
+    }
+}
+
+/// Marks a child task finished when its future completes or is dropped.
+struct ChildGuard {
+    cell: Arc<SessionCell>,
+    child: u64,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.cell.child_finished(self.child);
+    }
+}
+
+/// Starts a session's root task on `runtime`; its end, however it comes, finishes the cell.
+pub(crate) fn spawn_root(
+    cell: Arc<SessionCell>,
+    agent: Arc<dyn ErasedAgent>,
+    runtime: &tokio::runtime::Handle,
+) {
+    let session = Session {
+        cell: Arc::clone(&cell),
+        runtime: runtime.clone(),
+    };
+    let future = agent.start(session);
+    let attributed = Attributed::new(future, Arc::clone(&cell), cell.root_stats());
+    let mut guard = RootGuard {
+        cell: Arc::clone(&cell),
+        outcome: None,
+    };
+    let join = runtime.spawn(async move {
+        let result = CatchUnwind { inner: attributed }.await;
+        guard.set_outcome(match result {
+            Ok(Ok(())) => guard
+                .cell
+                .stop_request()
+                .map_or(SessionOutcome::Completed, StopRequest::outcome),
+            Ok(Err(error)) => SessionOutcome::Failed(error),
+            Err(message) => SessionOutcome::Panicked(message),
+        });
+    });
+    cell.set_abort(join.abort_handle());
+}
+
+/// Finishes the session when its root task ends or is dropped (aborted, runtime shut down).
+struct RootGuard {
+    cell: Arc<SessionCell>,
+    outcome: Option<SessionOutcome>,
+}
+
+impl RootGuard {
+    fn set_outcome(&mut self, outcome: SessionOutcome) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take().unwrap_or_else(|| {
+            self.cell.stop_request().map_or(
+                SessionOutcome::Cancelled(CancelReason::Shutdown),
+                StopRequest::outcome,
+            )
+        });
+        self.cell.finish(outcome);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Catches a panic in any poll of the inner future and yields its message instead.
+    struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

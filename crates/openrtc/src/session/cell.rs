@@ -1,0 +1,296 @@
+//! The shared state of one live session: identity, counters, children, and its stop.
+//!
+//! The root task's wrapper, child wrappers, the watchdog, snapshots and the supervisor all
+//! hold the same `Arc<SessionCell>`. Counters the poll path writes are atomics; what only
+//! cold paths touch (children, the last stall) sits behind plain mutexes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{SessionId, SessionOutcome, StopRequest};
+use crate::pool::PoolShared;
+use crate::probe::{Probe, TaskStats};
+
+/// A finished stall, as kept for snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StallRecord {
+    pub(crate) duration_ns: u64,
+    pub(crate) ended_ns: u64,
+    pub(crate) worker: u32,
+}
+
+/// Busy time and polls of a session, its children included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BusyTotals {
+    pub(crate) busy_ns: u64,
+    pub(crate) poll_count: u64,
+    pub(crate) children_live_count: u64,
+    pub(crate) children_finished_count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Children {
+    next_id: u64,
+    live: Vec<LiveChild>,
+    finished_count: u64,
+    finished_busy_ns: u64,
+    finished_poll_count: u64,
+}
+
+#[derive(Debug)]
+struct LiveChild {
+    id: u64,
+    stats: Arc<TaskStats>,
+    abort: Option<AbortHandle>,
+}
+
+/// The shared state of one live session.
+#[derive(Debug)]
+pub(crate) struct SessionCell {
+    key: u64,
+    agent: Arc<str>,
+    tenant: Arc<str>,
+    metadata: serde_json::Value,
+    started_ns: u64,
+    probe: Arc<Probe>,
+    pool: Arc<PoolShared>,
+    root_stats: Arc<TaskStats>,
+    children: Mutex<Children>,
+    stall_count: AtomicU64,
+    slow_until_ns: AtomicU64,
+    blocking_since_ns: AtomicU64,
+    last_stall: Mutex<Option<StallRecord>>,
+    cpu_pct_bits: AtomicU64,
+    cpu_window_busy_ns: AtomicU64,
+    cancel: CancellationToken,
+    stop: Mutex<Option<StopRequest>>,
+    abort: OnceLock<AbortHandle>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain counters behind: keep going.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SessionCell {
+    pub(crate) fn new(
+        key: u64,
+        agent: Arc<str>,
+        tenant: Arc<str>,
+        metadata: serde_json::Value,
+        pool: Arc<PoolShared>,
+    ) -> Self {
+        let probe = Arc::clone(pool.probe());
+        Self {
+            key,
+            agent,
+            tenant,
+            metadata,
+            started_ns: probe.clock.now_ns(),
+            probe,
+            pool,
+            root_stats: Arc::default(),
+            children: Mutex::default(),
+            stall_count: AtomicU64::new(0),
+            slow_until_ns: AtomicU64::new(0),
+            blocking_since_ns: AtomicU64::new(0),
+            last_stall: Mutex::new(None),
+            cpu_pct_bits: AtomicU64::new(0),
+            cpu_window_busy_ns: AtomicU64::new(0),
+            cancel: CancellationToken::new(),
+            stop: Mutex::new(None),
+            abort: OnceLock::new(),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
+    pub(crate) fn id(&self) -> SessionId {
+        SessionId::new(self.key)
+    }
+
+    pub(crate) fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    pub(crate) fn metadata(&self) -> &serde_json::Value {
+        &self.metadata
+    }
+
+    pub(crate) fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+
+    #[inline(always)]
+    pub(crate) fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
+    pub(crate) fn root_stats(&self) -> Arc<TaskStats> {
+        Arc::clone(&self.root_stats)
+    }
+
+    pub(crate) fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Counts a finished stall (called on the poll path's cold branch: atomics only).
+    pub(crate) fn record_stall_counters(&self, ended_ns: u64) {
+        self.stall_count.fetch_add(1, Ordering::Relaxed);
+        self.slow_until_ns.fetch_max(
+            ended_ns.saturating_add(self.probe.hold_ns),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Keeps the details of a finished stall (called by the watchdog).
+    pub(crate) fn set_last_stall(&self, record: StallRecord) {
+        let mut last = lock(&self.last_stall);
+        if last.is_none_or(|previous| previous.ended_ns <= record.ended_ns) {
+            *last = Some(record);
+        }
+    }
+
+    pub(crate) fn last_stall(&self) -> Option<StallRecord> {
+        *lock(&self.last_stall)
+    }
+
+    pub(crate) fn stall_count(&self) -> u64 {
+        self.stall_count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn slow_until_ns(&self) -> u64 {
+        self.slow_until_ns.load(Ordering::Relaxed)
+    }
+
+    /// When the poll blocking a worker thread now started (0 if none); set by the watchdog.
+    pub(crate) fn blocking_since_ns(&self) -> u64 {
+        self.blocking_since_ns.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_blocking_since_ns(&self, since_ns: u64) {
+        self.blocking_since_ns.store(since_ns, Ordering::Relaxed);
+    }
+
+    /// Busy time and polls of the root task and every child, live and finished.
+    pub(crate) fn busy_totals(&self) -> BusyTotals {
+        let children = lock(&self.children);
+        let mut totals = BusyTotals {
+            busy_ns: self.root_stats.busy_ns() + children.finished_busy_ns,
+            poll_count: self.root_stats.poll_count() + children.finished_poll_count,
+            children_live_count: children.live.len() as u64,
+            children_finished_count: children.finished_count,
+        };
+        for child in &children.live {
+            totals.busy_ns += child.stats.busy_ns();
+            totals.poll_count += child.stats.poll_count();
+        }
+        totals
+    }
+
+    /// Closes a CPU window (called by the watchdog): the share of one core this session was
+    /// busy since the previous call, `window_ns` ago.
+    pub(crate) fn close_cpu_window(&self, window_ns: u64) {
+        let busy_ns = self.busy_totals().busy_ns;
+        let previous = self.cpu_window_busy_ns.swap(busy_ns, Ordering::Relaxed);
+        let pct = if window_ns == 0 {
+            0.0
+        } else {
+            busy_ns.saturating_sub(previous) as f64 * 100.0 / window_ns as f64
+        };
+        self.cpu_pct_bits.store(pct.to_bits(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn cpu_pct(&self) -> f64 {
+        f64::from_bits(self.cpu_pct_bits.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn register_child(&self) -> (u64, Arc<TaskStats>) {
+        let mut children = lock(&self.children);
+        children.next_id += 1;
+        let id = children.next_id;
+        let stats = Arc::<TaskStats>::default();
+        children.live.push(LiveChild {
+            id,
+            stats: Arc::clone(&stats),
+            abort: None,
+        });
+        (id, stats)
+    }
+
+    pub(crate) fn set_child_abort(&self, child: u64, abort: AbortHandle) {
+        let mut children = lock(&self.children);
+        if let Some(live) = children.live.iter_mut().find(|live| live.id == child) {
+            live.abort = Some(abort);
+        }
+    }
+
+    pub(crate) fn child_finished(&self, child: u64) {
+        let mut children = lock(&self.children);
+        if let Some(index) = children.live.iter().position(|live| live.id == child) {
+            let finished = children.live.swap_remove(index);
+            children.finished_count += 1;
+            children.finished_busy_ns += finished.stats.busy_ns();
+            children.finished_poll_count += finished.stats.poll_count();
+        }
+    }
+
+    pub(crate) fn set_abort(&self, abort: AbortHandle) {
+        // Set once, right after the root task is spawned.
+        let _ = self.abort.set(abort);
+    }
+
+    pub(crate) fn stop_request(&self) -> Option<StopRequest> {
+        *lock(&self.stop)
+    }
+
+    /// Asks the session to stop. The first request names the outcome; a kill aborts the root
+    /// task at once, a cancel resolves `Session::cancelled` and leaves the rest to the caller.
+    /// Returns whether this request was the first.
+    pub(crate) fn request_stop(&self, request: StopRequest) -> bool {
+        let first = {
+            let mut stop = lock(&self.stop);
+            let first = stop.is_none();
+            if first {
+                *stop = Some(request);
+            }
+            first
+        };
+        self.cancel.cancel();
+        if matches!(request, StopRequest::Kill(_)) {
+            self.abort_root();
+        }
+        first
+    }
+
+    /// Drops the root task at its next poll boundary (it finishes the cell when dropped).
+    pub(crate) fn abort_root(&self) {
+        if let Some(abort) = self.abort.get() {
+            abort.abort();
+        }
+    }
+
+    /// Records the outcome and releases the session's place (called once, by the root guard).
+    pub(crate) fn finish(&self, outcome: SessionOutcome) {
+        self.cancel.cancel();
+        let children: Vec<AbortHandle> = lock(&self.children)
+            .live
+            .iter_mut()
+            .filter_map(|live| live.abort.take())
+            .collect();
+        for abort in children {
+            abort.abort();
+        }
+        self.pool.session_ended(self, outcome);
+    }
+}

@@ -1,0 +1,158 @@
+//! The watchdog: a plain thread that sees stalls while they happen and reports them.
+//!
+//! Every [`SCAN_INTERVAL`] it reads each worker thread's poll slot. A poll running past the
+//! threshold makes its session `slow` at once, while it still blocks. The probe itself counts
+//! every finished stall when the poll returns; the watchdog takes those from the probe's queue,
+//! keeps the last one per session and writes the `[slow-session]` log line. Once per
+//! [`CPU_WINDOW`] it closes every session's CPU window.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::RunError;
+use crate::pool::PoolShared;
+use crate::session::{SessionCell, StallRecord};
+
+/// How often the watchdog reads the poll slots: a stall is seen at most this late.
+pub(crate) const SCAN_INTERVAL: Duration = Duration::from_millis(4);
+
+/// The window over which session `cpu_pct` is measured.
+pub(crate) const CPU_WINDOW: Duration = Duration::from_secs(1);
+
+/// A running watchdog thread.
+#[derive(Debug)]
+pub(crate) struct Watchdog {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// A session the watchdog marked as blocking now, and the poll that does it.
+struct Marked {
+    seq: u64,
+    cell: Arc<SessionCell>,
+}
+
+impl Watchdog {
+    pub(crate) fn start(shared: Arc<PoolShared>) -> Result<Self, RunError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-watchdog", shared.config.worker_name))
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || Scanner::new(shared).run(&stop)
+            })
+            .map_err(|source| RunError::Thread {
+                name: "watchdog",
+                source,
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops the thread after one last pass, so no finished stall goes unlogged.
+    pub(crate) fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        if self.thread.join().is_err() {
+            tracing::error!("the watchdog thread panicked");
+        }
+    }
+}
+
+struct Scanner {
+    shared: Arc<PoolShared>,
+    marked: Vec<Option<Marked>>,
+    cpu_window_started_ns: u64,
+}
+
+impl Scanner {
+    fn new(shared: Arc<PoolShared>) -> Self {
+        let cpu_window_started_ns = shared.probe().clock.now_ns();
+        Self {
+            marked: (0..shared.config.worker_threads).map(|_| None).collect(),
+            shared,
+            cpu_window_started_ns,
+        }
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Acquire) {
+            self.scan_slots();
+            self.report_finished_stalls();
+            self.close_cpu_window_if_due();
+            std::thread::park_timeout(SCAN_INTERVAL);
+        }
+        self.report_finished_stalls();
+        for marked in self.marked.iter_mut().filter_map(Option::take) {
+            marked.cell.set_blocking_since_ns(0);
+        }
+    }
+
+    /// Marks sessions whose poll runs past the threshold, and unmarks those whose poll ended.
+    fn scan_slots(&mut self) {
+        let probe = Arc::clone(self.shared.probe());
+        let now_raw = probe.clock.raw();
+        for (index, slot) in probe.claimed_slots().iter().enumerate() {
+            let Some(marked) = self.marked.get_mut(index) else {
+                continue;
+            };
+            let poll = slot.read();
+            if let Some(previous) = marked {
+                if poll.map(|poll| poll.seq) != Some(previous.seq) {
+                    previous.cell.set_blocking_since_ns(0);
+                    *marked = None;
+                }
+            }
+            let Some(poll) = poll else { continue };
+            if marked.is_some()
+                || probe.clock.nanos_between(poll.started_raw, now_raw) < probe.threshold_ns
+            {
+                continue;
+            }
+            if let Some(cell) = self.shared.session(poll.session_key) {
+                cell.set_blocking_since_ns(probe.clock.since_epoch_ns(poll.started_raw));
+                *marked = Some(Marked {
+                    seq: poll.seq,
+                    cell,
+                });
+            }
+        }
+        let in_progress = self.marked.iter().filter(|marked| marked.is_some()).count();
+        self.shared.stalls_in_progress.store(
+            u32::try_from(in_progress).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn report_finished_stalls(&self) {
+        let probe = self.shared.probe();
+        while let Some(stall) = probe.stalls.pop() {
+            stall.cell.set_last_stall(StallRecord {
+                duration_ns: stall.duration_ns,
+                ended_ns: stall.ended_ns,
+                worker: stall.worker,
+            });
+            tracing::warn!(
+                "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {}ms",
+                stall.cell.id(),
+                stall.cell.tenant(),
+                stall.cell.agent(),
+                stall.worker,
+                stall.duration_ns / 1_000_000
+            );
+        }
+    }
+
+    fn close_cpu_window_if_due(&mut self) {
+        let now_ns = self.shared.probe().clock.now_ns();
+        let window_ns = now_ns.saturating_sub(self.cpu_window_started_ns);
+        if window_ns < u64::try_from(CPU_WINDOW.as_nanos()).unwrap_or(u64::MAX) {
+            return;
+        }
+        self.cpu_window_started_ns = now_ns;
+        for cell in self.shared.live_sessions() {
+            cell.close_cpu_window(window_ns.min(now_ns.saturating_sub(cell.started_ns())));
+        }
+    }
+}

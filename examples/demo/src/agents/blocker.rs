@@ -1,0 +1,45 @@
+//! `blocker`: calls `std::thread::sleep` for about 300 ms every few seconds, blocking its
+//! worker thread (the classic sync call inside an async agent).
+
+use std::time::Duration;
+
+use openrtc::{Agent, AgentError, Session};
+
+use super::{Call, FRAME, filter_frame};
+
+/// How long each blocking call lasts.
+const BLOCK: Duration = Duration::from_millis(300);
+
+/// Blocks its worker thread every 2 to 5 seconds.
+pub(crate) struct Blocker;
+
+impl Agent for Blocker {
+    async fn run(&self, session: Session) -> Result<(), AgentError> {
+        let mut rng = fastrand::Rng::with_seed(session.id().as_u64());
+        let mut call = Call::new(&session);
+        let mut state = 0.0;
+        let mut frame_index = 0_u64;
+        let mut next_block = frames_until_block(&mut rng);
+        while call.next_frame(&session).await {
+            std::hint::black_box(filter_frame(frame_index, &mut state));
+            frame_index += 1;
+            next_block -= 1;
+            if next_block == 0 {
+                blocking_lookup();
+                next_block = frames_until_block(&mut rng);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn frames_until_block(rng: &mut fastrand::Rng) -> u64 {
+    let frames_per_second = 1000 / FRAME.as_millis() as u64;
+    rng.u64(2 * frames_per_second..=5 * frames_per_second)
+}
+
+/// A synchronous "database lookup" inside the async agent: the bug the runbook hunts.
+#[inline(never)]
+fn blocking_lookup() {
+    std::thread::sleep(BLOCK);
+}

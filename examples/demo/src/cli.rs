@@ -1,0 +1,97 @@
+//! The demo's command line and its `run`: build the pool, start the callers, serve.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use openrtc::AgentPool;
+
+use crate::agents;
+use crate::callers::{CallerConfig, Callers};
+
+/// A demo openrtc worker: agents that behave like the runbooks' cases (a well-behaved `echo`,
+/// a CPU-`hot` one, a `blocker` that blocks its worker thread, a `crashy` one), and built-in
+/// callers that keep sessions coming so `openrtc top` has something to show.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub(crate) struct Args {
+    /// How many sessions the callers keep live (0: none).
+    #[arg(long, default_value_t = 24)]
+    pub(crate) callers: u32,
+    /// Launch only this agent (echo, hot, blocker, crashy) instead of the usual mix.
+    #[arg(long, value_parser = ["echo", "hot", "blocker", "crashy"])]
+    pub(crate) only: Option<String>,
+    /// The shortest life of a session, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) min_secs: u64,
+    /// The longest life of a session, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) max_secs: u64,
+    /// The worker's name (it names the socket too).
+    #[arg(long, default_value = "demo")]
+    pub(crate) worker_name: String,
+    /// Tokio worker threads (default: one per CPU).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// The hard cap on concurrent sessions.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) max_sessions: u32,
+    /// Serve the introspection socket here instead of the per-user default.
+    #[arg(long)]
+    pub(crate) socket: Option<PathBuf>,
+    /// Seed for the callers' random choices (default: random).
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.min_secs <= args.max_secs,
+        "--min-secs ({}) must not exceed --max-secs ({})",
+        args.min_secs,
+        args.max_secs
+    );
+    let mut builder = AgentPool::builder()
+        .agent("echo", agents::Echo)
+        .agent("hot", agents::Hot)
+        .agent("blocker", agents::Blocker)
+        .agent("crashy", agents::Crashy)
+        .worker_name(&args.worker_name)
+        .max_concurrent_sessions(args.max_sessions)
+        .drain_timeout(Duration::from_secs(10))
+        .cancel_grace(Duration::from_secs(2));
+    if let Some(threads) = args.threads {
+        builder = builder.worker_threads(threads);
+    }
+    if let Some(socket) = &args.socket {
+        builder = builder.socket_path(socket);
+    }
+    let pool = builder.build().context("invalid demo configuration")?;
+    if let Some(socket) = pool.socket_path() {
+        println!(
+            "openrtc-demo: worker {} (pid {}) keeps {} callers live",
+            args.worker_name,
+            std::process::id(),
+            args.callers
+        );
+        println!("socket: {}", socket.display());
+        println!(
+            "inspect: cargo run -p openrtc-cli -- top --socket {}",
+            socket.display()
+        );
+    }
+    let callers = Callers::start(
+        pool.handle(),
+        CallerConfig {
+            target: args.callers,
+            only: args.only,
+            min_life: Duration::from_secs(args.min_secs),
+            max_life: Duration::from_secs(args.max_secs),
+            seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+        },
+    );
+    let result = pool.run().context("the worker stopped on an error");
+    callers.stop();
+    result
+}
