@@ -45,7 +45,7 @@ pub struct TopArgs {
     pub once: bool,
 
     /// Ask only the worker listening on this socket, instead of every worker in the socket
-    /// directory ($XDG_RUNTIME_DIR/openrtc, or /tmp/openrtc-<uid> without it).
+    /// directory ($XDG_RUNTIME_DIR/openrtc, or /tmp/openrtc-UID without it).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

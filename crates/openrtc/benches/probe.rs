@@ -1,1 +1,3 @@
+//! The per-poll cost of the attribution wrapper, against the same future bare.
+#![allow(missing_docs)]
 fn main() {}

@@ -29,6 +29,12 @@ pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
         .iter()
         .map(|cell| session(shared, cell, now_ns, draining))
         .collect();
+    let blocking_now = snapshot
+        .sessions
+        .iter()
+        .filter(|row| row.blocking_for_ms.is_some())
+        .count();
+    snapshot.worker.stalls_in_progress_count = u32::try_from(blocking_now).unwrap_or(u32::MAX);
     snapshot.recently_ended = shared
         .recently_ended()
         .into_iter()
@@ -88,7 +94,6 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         ("stopped".to_owned(), load(&counters.refused_stopped)),
     ]);
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
-    worker.stalls_in_progress_count = shared.stalls_in_progress.load(Ordering::Relaxed);
     worker.rss_bytes = crate::os::resident_set_bytes();
     worker
 }

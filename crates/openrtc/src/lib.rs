@@ -55,7 +55,9 @@ pub use agent::{Agent, AgentFn, agent_fn};
 pub use error::{AgentError, ConfigError, Rejected, RunError};
 pub use openrtc_proto::PoolSnapshot;
 pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle};
-pub use session::{CancelReason, JobRequest, KillReason, Session, SessionId, SessionOutcome};
+pub use session::{
+    CancelReason, JobRequest, KillReason, ParseSessionIdError, Session, SessionId, SessionOutcome,
+};
 
 /// The wire types of snapshots and the socket protocol, shared with the `openrtc` CLI.
 pub use openrtc_proto as proto;

@@ -116,7 +116,6 @@ pub(crate) struct PoolShared {
     session_ended: Notify,
     control: mpsc::UnboundedSender<Control>,
     runtime_started_ns: AtomicU64,
-    pub(crate) stalls_in_progress: AtomicU32,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -406,7 +405,6 @@ impl AgentPool {
             session_ended: Notify::new(),
             control: control_tx,
             runtime_started_ns: AtomicU64::new(0),
-            stalls_in_progress: AtomicU32::new(0),
         });
         Self {
             shared,
@@ -528,13 +526,14 @@ async fn supervise(
             "draining: accepting no new session"
         );
         tokio::select! {
-            _ = shared.wait_until_empty(shared.config.drain_timeout) => {}
-            _ = next_shutdown(control, signals.as_mut()) => {}
+            empty = shared.wait_until_empty(shared.config.drain_timeout) => {
+                if empty {
+                    return;
+                }
+                CancelReason::DrainTimeout
+            }
+            () = next_shutdown(control, signals.as_mut()) => CancelReason::Shutdown,
         }
-        if shared.active_sessions() == 0 {
-            return;
-        }
-        CancelReason::DrainTimeout
     };
     shared.stop_all(StopRequest::Cancel(reason));
     if !shared
@@ -597,6 +596,7 @@ async fn next_input(
         }
     };
     tokio::select! {
+        biased;
         received = control.recv() => received.unwrap_or(Control::Drain),
         () = stop_future => Control::Drain,
         () = signal_future => Control::Drain,

@@ -17,9 +17,10 @@ use openrtc_proto::{
     ErrorCode, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, RequestEnvelope, Response,
     ResponseEnvelope,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, oneshot};
-use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 
 use crate::RunError;
 use crate::pool::{FindError, PoolShared};
@@ -29,6 +30,9 @@ pub(crate) const MAX_CLIENTS: usize = 128;
 
 /// A client that sends no complete request for this long is dropped.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a refused client may go on sending before it is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// A client that does not take its answer within this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -252,11 +256,40 @@ fn serve(
 }
 
 async fn refuse(stream: UnixStream, code: ErrorCode, message: String) {
-    let mut framed = Framed::new(stream, LinesCodec::new());
-    let _ = send(&mut framed, Response::Error { code, message }).await;
+    let mut framed = Framed::new(stream, line_codec());
+    if send(&mut framed, Response::Error { code, message })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // Close gently: stop writing, then swallow what the client is still sending for a moment,
+    // so its write does not fail before it reads the refusal.
+    let mut stream = framed.into_inner();
+    let _ = stream.shutdown().await;
+    let mut discard = vec![0; 4096];
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut total = 0;
+        while total < MAX_REQUEST_BYTES {
+            match stream.read(&mut discard).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => total += read,
+            }
+        }
+    })
+    .await;
 }
 
-async fn send(framed: &mut Framed<UnixStream, LinesCodec>, response: Response) -> io::Result<()> {
+/// Newline-delimited frames of raw bytes: UTF-8 is checked per line, so a bad line is
+/// answered and the connection goes on (a codec error would end the stream).
+fn line_codec() -> AnyDelimiterCodec {
+    AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES)
+}
+
+async fn send(
+    framed: &mut Framed<UnixStream, AnyDelimiterCodec>,
+    response: Response,
+) -> io::Result<()> {
     let envelope = ResponseEnvelope {
         v: PROTOCOL_VERSION,
         response,
@@ -264,8 +297,8 @@ async fn send(framed: &mut Framed<UnixStream, LinesCodec>, response: Response) -
     let line = serde_json::to_string(&envelope).map_err(io::Error::other)?;
     match tokio::time::timeout(WRITE_TIMEOUT, framed.send(line)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(LinesCodecError::Io(error))) => Err(error),
-        Ok(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+        Ok(Err(AnyDelimiterCodecError::Io(error))) => Err(error),
+        Ok(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => {
             Err(io::Error::other("response line too long"))
         }
         Err(_) => Err(io::Error::new(
@@ -276,31 +309,31 @@ async fn send(framed: &mut Framed<UnixStream, LinesCodec>, response: Response) -
 }
 
 async fn serve_client(shared: &PoolShared, stream: UnixStream) {
-    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_REQUEST_BYTES));
+    let mut framed = Framed::new(stream, line_codec());
     loop {
         let line = match tokio::time::timeout(IDLE_TIMEOUT, framed.next()).await {
             Err(_) | Ok(None) => return,
             Ok(Some(line)) => line,
         };
         let (response, keep_open) = match line {
-            Ok(line) => (answer(shared, &line), true),
-            Err(LinesCodecError::MaxLineLengthExceeded) => (
+            Ok(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(line) => (answer(shared, line), true),
+                Err(_) => (
+                    error(
+                        ErrorCode::InvalidUtf8,
+                        "request line is not valid UTF-8".to_owned(),
+                    ),
+                    true,
+                ),
+            },
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => (
                 error(
                     ErrorCode::LineTooLong,
                     format!("request line longer than {MAX_REQUEST_BYTES} bytes"),
                 ),
                 false,
             ),
-            Err(LinesCodecError::Io(io_error)) if io_error.kind() == io::ErrorKind::InvalidData => {
-                (
-                    error(
-                        ErrorCode::InvalidUtf8,
-                        "request line is not valid UTF-8".to_owned(),
-                    ),
-                    true,
-                )
-            }
-            Err(LinesCodecError::Io(_)) => return,
+            Err(AnyDelimiterCodecError::Io(_)) => return,
         };
         if send(&mut framed, response).await.is_err() || !keep_open {
             return;

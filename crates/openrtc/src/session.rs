@@ -41,6 +41,28 @@ impl fmt::Display for SessionId {
     }
 }
 
+impl std::str::FromStr for SessionId {
+    type Err = ParseSessionIdError;
+
+    /// Parses the `s-<n>` form shown everywhere.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.strip_prefix("s-")
+            .and_then(|number| number.parse().ok())
+            .filter(|&number| number > 0)
+            .map(Self)
+            .ok_or_else(|| ParseSessionIdError {
+                text: text.to_owned(),
+            })
+    }
+}
+
+/// A string that is not a session id (`s-<n>`, n ≥ 1).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a session id: ids look like s-42")]
+pub struct ParseSessionIdError {
+    text: String,
+}
+
 /// A request for a new session: which agent, for which tenant, with what metadata.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -269,5 +291,23 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         message.clone()
     } else {
         "panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_print_and_parse_as_s_n() {
+        assert_eq!(SessionId::new(42).to_string(), "s-42");
+        assert_eq!("s-42".parse(), Ok(SessionId::new(42)));
+        for bad in ["42", "s-", "s-0", "s-x", "S-1", "s--1"] {
+            let error = bad.parse::<SessionId>().expect_err("not an id");
+            assert_eq!(
+                error.to_string(),
+                format!("{bad:?} is not a session id: ids look like s-42")
+            );
+        }
     }
 }

@@ -118,11 +118,6 @@ impl Scanner {
                 });
             }
         }
-        let in_progress = self.marked.iter().filter(|marked| marked.is_some()).count();
-        self.shared.stalls_in_progress.store(
-            u32::try_from(in_progress).unwrap_or(u32::MAX),
-            Ordering::Relaxed,
-        );
     }
 
     fn report_finished_stalls(&self) {

@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests: a pool running on its own thread, and waiting.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use openrtc::proto::{EndedSessionSnapshot, SessionSnapshot};
+use openrtc::{AgentPool, AgentPoolBuilder, PoolHandle, PoolSnapshot, SessionId};
+
+/// How long any wait in these tests may take before it fails: generous, for busy CI machines.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A pool running on a background thread; dropping it shuts it down and joins the thread.
+pub(crate) struct RunningPool {
+    pub(crate) handle: PoolHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), openrtc::RunError>>>,
+}
+
+impl RunningPool {
+    /// Builds `builder` (panics on a config error) and runs it until dropped.
+    #[track_caller]
+    pub(crate) fn start(builder: AgentPoolBuilder) -> Self {
+        let pool = builder.build().expect("valid test configuration");
+        Self::run(pool)
+    }
+
+    pub(crate) fn run(pool: AgentPool) -> Self {
+        let handle = pool.handle();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            pool.run_until(async move {
+                let _ = stopped.await;
+            })
+        });
+        Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Asks the pool to drain (as SIGTERM would) and waits for `run` to return.
+    pub(crate) fn drain_and_join(mut self) -> Result<(), openrtc::RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("the pool thread does not panic")
+    }
+
+    pub(crate) fn snapshot(&self) -> PoolSnapshot {
+        self.handle.runtime_snapshot()
+    }
+
+    /// Waits until the session has ended, and returns its row from the recently ended list.
+    #[track_caller]
+    pub(crate) fn wait_ended(&self, id: SessionId) -> EndedSessionSnapshot {
+        let id = id.to_string();
+        wait_for(&format!("session {id} to end"), || {
+            self.snapshot()
+                .recently_ended
+                .into_iter()
+                .find(|ended| ended.id == id)
+        })
+    }
+
+    /// The live row of a session, if it is live.
+    pub(crate) fn row(&self, id: SessionId) -> Option<SessionSnapshot> {
+        row_of(&self.snapshot(), id)
+    }
+}
+
+impl Drop for RunningPool {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub(crate) fn row_of(snapshot: &PoolSnapshot, id: SessionId) -> Option<SessionSnapshot> {
+    let id = id.to_string();
+    snapshot.sessions.iter().find(|row| row.id == id).cloned()
+}
+
+/// Polls `check` every few milliseconds until it returns `Some`, or fails after [`PATIENCE`].
+#[track_caller]
+pub(crate) fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

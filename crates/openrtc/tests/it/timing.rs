@@ -1,0 +1,258 @@
+//! Timing-sensitive tests of exact attribution (run serially: see `.config/nextest.toml`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use openrtc::proto::SessionState;
+use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+
+use crate::support::{RunningPool, row_of, wait_for};
+
+/// The injected block.
+const BLOCK: Duration = Duration::from_millis(300);
+
+/// What the blocker session tells the test about its block.
+#[derive(Default)]
+struct BlockProbe {
+    go: AtomicBool,
+    entered: AtomicBool,
+    left: AtomicBool,
+    slept_ns: AtomicU64,
+}
+
+async fn well_behaved(session: Session) -> Result<(), openrtc::AgentError> {
+    let mut frames = tokio::time::interval(Duration::from_millis(20));
+    let mut energy = 0.0_f64;
+    loop {
+        tokio::select! {
+            _ = frames.tick() => {
+                for sample in 0..320 {
+                    energy += f64::from(sample).sin().abs();
+                }
+                std::hint::black_box(energy);
+            }
+            () = session.cancelled() => return Ok(()),
+        }
+    }
+}
+
+#[test]
+fn a_blocking_session_is_slow_while_it_blocks_and_nobody_else_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let probe = Arc::new(BlockProbe::default());
+    let blocker = agent_fn({
+        let probe = Arc::clone(&probe);
+        move |session: Session| {
+            let probe = Arc::clone(&probe);
+            async move {
+                let mut ticks = tokio::time::interval(Duration::from_millis(5));
+                while !probe.go.load(Ordering::Acquire) {
+                    ticks.tick().await;
+                }
+                probe.entered.store(true, Ordering::Release);
+                let started = Instant::now();
+                std::thread::sleep(BLOCK);
+                let slept = started.elapsed();
+                probe.slept_ns.store(
+                    u64::try_from(slept.as_nanos()).expect("fits"),
+                    Ordering::Release,
+                );
+                probe.left.store(true, Ordering::Release);
+                session.cancelled().await;
+                Ok(())
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("echo", agent_fn(well_behaved))
+            .agent("blocker", blocker)
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    let mut well_behaved_ids = Vec::new();
+    for index in 0..50 {
+        let tenant = ["acme", "globex"][index % 2];
+        let id = pool
+            .handle
+            .launch(JobRequest::new().agent("echo").tenant(tenant))
+            .expect("room");
+        well_behaved_ids.push(id);
+    }
+    let blocker_id = pool
+        .handle
+        .launch(JobRequest::new().agent("blocker").tenant("initech"))
+        .expect("room");
+    wait_for("51 live sessions", || {
+        (pool.snapshot().worker.active_sessions == 51).then_some(())
+    });
+    probe.go.store(true, Ordering::Release);
+
+    // Snapshot until one shows the blocker slow; it must come while the block still runs.
+    let during = wait_for("the blocker to show slow", || {
+        let snapshot = pool.snapshot();
+        let still_blocking = !probe.left.load(Ordering::Acquire);
+        let row = row_of(&snapshot, blocker_id)?;
+        (row.state == SessionState::Slow).then(|| {
+            assert!(
+                still_blocking,
+                "the blocker was first seen slow only after its block"
+            );
+            snapshot
+        })
+    });
+    assert!(probe.entered.load(Ordering::Acquire));
+    let row = row_of(&during, blocker_id).expect("blocker is live");
+    let blocking_for = row
+        .blocking_for_ms
+        .expect("a live stall shows how long it has blocked");
+    assert!(
+        (50..400).contains(&blocking_for),
+        "blocking for {blocking_for} ms"
+    );
+    assert_eq!(during.worker.stalls_in_progress_count, 1);
+    let slow: Vec<&str> = during
+        .sessions
+        .iter()
+        .filter(|row| row.state == SessionState::Slow)
+        .map(|row| row.id.as_str())
+        .collect();
+    assert_eq!(slow, [blocker_id.to_string()], "only the blocker is slow");
+
+    // After the block: one stall, of the injected length, attributed to the blocker only.
+    let after = wait_for("the stall to be recorded", || {
+        let snapshot = pool.snapshot();
+        row_of(&snapshot, blocker_id)?
+            .last_stall
+            .is_some()
+            .then_some(snapshot)
+    });
+    let row = row_of(&after, blocker_id).expect("blocker is live");
+    assert_eq!(row.stall_count, 1, "one block is one stall, counted once");
+    let recorded_ns = row.last_stall.expect("recorded").duration_ns;
+    let slept_ns = probe.slept_ns.load(Ordering::Acquire);
+    assert!(slept_ns >= 300_000_000);
+    assert!(
+        recorded_ns.abs_diff(slept_ns) <= 10_000_000,
+        "recorded {recorded_ns} ns for a {slept_ns} ns sleep"
+    );
+    assert_eq!(after.worker.stalls_total_count, 1);
+    for id in &well_behaved_ids {
+        let row = row_of(&after, *id).expect("well-behaved sessions stay live");
+        assert_eq!(row.stall_count, 0, "{id} was flagged");
+        assert_eq!(row.state, SessionState::Active, "{id} was flagged");
+    }
+    // The slow status is held after the stall ends.
+    assert_eq!(row.state, SessionState::Slow);
+    assert_eq!(row.blocking_for_ms, None);
+}
+
+/// Spins the CPU for `spin` and returns how long it really took.
+fn spin_for(spin: Duration) -> Duration {
+    let started = Instant::now();
+    let mut x = 0_u64;
+    while started.elapsed() < spin {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+    }
+    started.elapsed()
+}
+
+/// An agent that burns 20 × 4 ms of CPU in its root task and as much in a child task,
+/// adding what it really burnt to `truth_ns`.
+fn burner(truth_ns: Arc<AtomicU64>) -> impl openrtc::Agent {
+    let burn = move |truth_ns: &AtomicU64| {
+        let spent = spin_for(Duration::from_millis(4));
+        truth_ns.fetch_add(
+            u64::try_from(spent.as_nanos()).expect("fits"),
+            Ordering::Relaxed,
+        );
+    };
+    agent_fn(move |session: Session| {
+        let truth_ns = Arc::clone(&truth_ns);
+        async move {
+            let child = session.spawn({
+                let truth_ns = Arc::clone(&truth_ns);
+                async move {
+                    for _ in 0..20 {
+                        burn(&truth_ns);
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+            for _ in 0..20 {
+                burn(&truth_ns);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            child.await?;
+            Ok(())
+        }
+    })
+}
+
+#[test]
+fn busy_time_matches_the_cpu_burnt_in_the_session_and_its_child() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let truth_ns = Arc::new(AtomicU64::new(0));
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("burner", burner(Arc::clone(&truth_ns)))
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let ended = pool.wait_ended(id);
+    assert_eq!(ended.outcome.kind(), "completed");
+    let truth = truth_ns.load(Ordering::Relaxed);
+    assert!(truth >= 160_000_000, "the session burnt {truth} ns");
+    let error = ended.busy_ns.abs_diff(truth) as f64 / truth as f64;
+    assert!(
+        error <= 0.05,
+        "busy {} ns vs {truth} ns burnt: {:.2} % off",
+        ended.busy_ns,
+        error * 100.0
+    );
+    assert_eq!(ended.stall_count, 0);
+}
+
+#[test]
+fn with_introspection_off_nothing_is_measured_and_nothing_is_guessed() {
+    let truth_ns = Arc::new(AtomicU64::new(0));
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("burner", burner(Arc::clone(&truth_ns)))
+            .worker_threads(2)
+            .enable_introspection(false),
+    );
+    assert_eq!(pool.handle.socket_path(), None);
+    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let ended = pool.wait_ended(id);
+    assert_eq!(ended.outcome.kind(), "completed");
+    assert!(truth_ns.load(Ordering::Relaxed) >= 160_000_000);
+    assert_eq!(ended.busy_ns, 0);
+    assert_eq!(ended.stall_count, 0);
+}
+
+#[test]
+fn a_stall_is_counted_once_whoever_sees_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent(
+                "brief",
+                agent_fn(|_session: Session| async move {
+                    // The watchdog sees this poll in progress and the probe sees it end: one stall.
+                    std::thread::sleep(Duration::from_millis(40));
+                    tokio::task::yield_now().await;
+                    Ok(())
+                }),
+            )
+            .slow_session_threshold(Duration::from_millis(20))
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let ended = pool.wait_ended(id);
+    assert_eq!(ended.stall_count, 1);
+    assert_eq!(pool.snapshot().worker.stalls_total_count, 1);
+}
