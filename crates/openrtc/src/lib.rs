@@ -61,3 +61,17 @@ pub use session::{
 
 /// The wire types of snapshots and the socket protocol, shared with the `openrtc` CLI.
 pub use openrtc_proto as proto;
+
+/// Entry points for the crate's own benchmarks; not a stable API.
+#[doc(hidden)]
+pub mod __bench {
+    use std::future::Future;
+
+    use crate::AgentPool;
+
+    /// Wraps `future` in the attribution probe of `pool`, as a session's root future would be,
+    /// attributed to a session that is not registered anywhere.
+    pub fn attributed<F: Future>(pool: &AgentPool, future: F) -> impl Future<Output = F::Output> {
+        pool.bench_attributed(future)
+    }
+}

@@ -425,6 +425,18 @@ impl AgentPool {
         self.shared.config.socket_path.as_deref()
     }
 
+    pub(crate) fn bench_attributed<F: Future>(&self, future: F) -> impl Future<Output = F::Output> {
+        let cell = Arc::new(SessionCell::new(
+            u64::MAX,
+            "bench".into(),
+            "bench".into(),
+            serde_json::Value::Null,
+            Arc::clone(&self.shared),
+        ));
+        let stats = cell.root_stats();
+        crate::probe::Attributed::new(future, cell, stats)
+    }
+
     /// Runs the pool until SIGINT or SIGTERM, then drains: stops accepting, waits for live
     /// sessions up to the drain timeout, cancels the rest (then drops them after the cancel
     /// grace). A second signal skips the wait.
