@@ -40,6 +40,9 @@ pub(crate) struct Args {
     /// Serve the introspection socket here instead of the per-user default.
     #[arg(long)]
     pub(crate) socket: Option<PathBuf>,
+    /// How long a drain (on SIGINT or SIGTERM) waits for sessions before cancelling them.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) drain_timeout_secs: u64,
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -59,7 +62,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .agent("crashy", agents::Crashy)
         .worker_name(&args.worker_name)
         .max_concurrent_sessions(args.max_sessions)
-        .drain_timeout(Duration::from_secs(10))
+        .drain_timeout(Duration::from_secs(args.drain_timeout_secs))
         .cancel_grace(Duration::from_secs(2));
     if let Some(threads) = args.threads {
         builder = builder.worker_threads(threads);

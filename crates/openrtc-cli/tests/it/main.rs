@@ -3,5 +3,6 @@
 
 mod binary;
 mod fixtures;
+mod live;
 mod render;
 mod stand_in_worker;
