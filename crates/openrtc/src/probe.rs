@@ -8,7 +8,7 @@
 //! branch, which counts the stall and hands it to the watchdog through a bounded lock-free
 //! queue (dropped and counted when full).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 
 use crate::session::SessionCell;
+
+/// Poll slots beyond the worker count, for threads that replace a worker.
+const SPARE_SLOTS: usize = 16;
 
 /// How many finished stalls may wait for the watchdog before new ones are dropped (and counted).
 const STALL_QUEUE_CAPACITY: usize = 4096;
@@ -59,6 +62,25 @@ impl Clock {
     #[inline(always)]
     pub(crate) fn nanos_between(&self, start: u64, end: u64) -> u64 {
         self.inner.delta_as_nanos(start, end)
+    }
+
+    /// Nanoseconds in a number of raw ticks (a difference of two raw readings).
+    pub(crate) fn ticks_to_nanos(&self, ticks: u64) -> u64 {
+        self.inner.delta_as_nanos(0, ticks)
+    }
+
+    /// The fewest raw ticks that make at least `nanos` nanoseconds.
+    pub(crate) fn nanos_to_ticks(&self, nanos: u64) -> u64 {
+        let (mut low, mut high) = (0_u64, u64::MAX);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.ticks_to_nanos(middle) >= nanos {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        low
     }
 
     /// Nanoseconds since the epoch of a raw reading; at least 1, so 0 can mean "never".
@@ -152,23 +174,27 @@ impl PollSlot {
 }
 
 thread_local! {
-    /// This thread's slot, tagged with the id of the pool it belongs to.
-    static THREAD_SLOT: RefCell<Option<(u64, Arc<PollSlot>)>> = const { RefCell::new(None) };
+    /// This thread's slot and the id of the pool it belongs to. Plain `Cell`s of `Copy`
+    /// values with a const initializer: reading them is a TLS load, with no lazy-init or
+    /// destructor bookkeeping on the poll path.
+    static THREAD_SLOT: Cell<Option<(u64, Option<&'static PollSlot>)>> =
+        const { Cell::new(None) };
 }
 
-/// The lifetime busy time and poll count of one task, written only by the poll of that task.
+/// The lifetime busy time (in raw clock ticks) and poll count of one task, written only by
+/// the poll of that task; ticks are scaled to nanoseconds off the poll path.
 ///
 /// Tokio polls a task on one thread at a time, so a relaxed load and store replace an atomic
 /// read-modify-write on the hot path; readers on other threads see a recent value.
 #[derive(Debug, Default)]
 pub(crate) struct TaskStats {
-    busy_ns: AtomicU64,
+    busy_ticks: AtomicU64,
     poll_count: AtomicU64,
 }
 
 impl TaskStats {
-    pub(crate) fn busy_ns(&self) -> u64 {
-        self.busy_ns.load(Ordering::Relaxed)
+    pub(crate) fn busy_ticks(&self) -> u64 {
+        self.busy_ticks.load(Ordering::Relaxed)
     }
 
     pub(crate) fn poll_count(&self) -> u64 {
@@ -176,11 +202,11 @@ impl TaskStats {
     }
 
     #[inline(always)]
-    fn add_poll(&self, elapsed_ns: u64) {
-        self.busy_ns.store(
-            self.busy_ns
+    fn add_poll(&self, elapsed_ticks: u64) {
+        self.busy_ticks.store(
+            self.busy_ticks
                 .load(Ordering::Relaxed)
-                .wrapping_add(elapsed_ns),
+                .wrapping_add(elapsed_ticks),
             Ordering::Relaxed,
         );
         self.poll_count.store(
@@ -205,9 +231,12 @@ pub(crate) struct Probe {
     pool_id: u64,
     pub(crate) clock: Clock,
     pub(crate) measure: bool,
-    pub(crate) threshold_ns: u64,
+    /// The slow threshold in raw ticks, so the poll path compares without scaling.
+    pub(crate) threshold_ticks: u64,
     pub(crate) hold_ns: u64,
-    slots: Box<[Arc<PollSlot>]>,
+    /// One slot per worker thread. Leaked on purpose (one cache line per worker thread per
+    /// pool built) so that a thread-local can point at its slot without a reference count.
+    slots: &'static [PollSlot],
     claimed_slots: AtomicUsize,
     pub(crate) stalls: ArrayQueue<StallEvent>,
     pub(crate) stalls_total: AtomicU64,
@@ -223,15 +252,19 @@ impl Probe {
         hold: Duration,
         measure: bool,
     ) -> Self {
+        let clock = Clock::new();
+        let threshold_ticks = clock.nanos_to_ticks(duration_ns(threshold)).max(1);
         Self {
             pool_id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-            clock: Clock::new(),
+            clock,
             measure,
-            threshold_ns: duration_ns(threshold),
+            threshold_ticks,
             hold_ns: duration_ns(hold),
-            slots: (0..worker_threads)
-                .map(|worker| Arc::new(PollSlot::new(u32::try_from(worker).unwrap_or(u32::MAX))))
-                .collect(),
+            slots: Box::leak(
+                (0..worker_threads + SPARE_SLOTS)
+                    .map(|worker| PollSlot::new(u32::try_from(worker).unwrap_or(u32::MAX)))
+                    .collect(),
+            ),
             claimed_slots: AtomicUsize::new(0),
             stalls: ArrayQueue::new(STALL_QUEUE_CAPACITY),
             stalls_total: AtomicU64::new(0),
@@ -240,7 +273,7 @@ impl Probe {
     }
 
     /// The slots claimed so far, one per worker thread that has polled a session.
-    pub(crate) fn claimed_slots(&self) -> &[Arc<PollSlot>] {
+    pub(crate) fn claimed_slots(&self) -> &'static [PollSlot] {
         let claimed = self
             .claimed_slots
             .load(Ordering::Acquire)
@@ -248,41 +281,26 @@ impl Probe {
         &self.slots[..claimed]
     }
 
-    /// Runs `poll` with this thread's slot, claiming one the first time the thread polls.
+    /// This thread's slot, claimed the first time the thread polls a session of this pool.
     ///
     /// Worker numbers are given in the order threads first poll a session: 0-based, stable for
-    /// the runtime's lifetime. A thread beyond the pool's worker count (never expected) gets
-    /// no slot: its polls are still timed but the watchdog cannot see them while they run.
+    /// the runtime's lifetime. Spare slots cover threads that Tokio starts to replace a worker
+    /// (after `block_in_place`); a thread beyond them gets no slot: its polls are still timed
+    /// and its stalls still counted, but the watchdog cannot see them while they run.
     #[inline(always)]
-    fn with_slot<R>(&self, poll: impl FnOnce(Option<&PollSlot>) -> R) -> R {
-        THREAD_SLOT.with(|cell| {
-            if let Ok(current) = cell.try_borrow() {
-                if let Some((pool_id, slot)) = current.as_ref() {
-                    if *pool_id == self.pool_id {
-                        return poll(Some(slot));
-                    }
-                }
-            }
-            self.with_new_slot(cell, poll)
-        })
+    fn thread_slot(&self) -> Option<&'static PollSlot> {
+        match THREAD_SLOT.get() {
+            Some((pool_id, slot)) if pool_id == self.pool_id => slot,
+            _ => self.claim_slot(),
+        }
     }
 
     #[cold]
-    fn with_new_slot<R>(
-        &self,
-        cell: &RefCell<Option<(u64, Arc<PollSlot>)>>,
-        poll: impl FnOnce(Option<&PollSlot>) -> R,
-    ) -> R {
+    fn claim_slot(&self) -> Option<&'static PollSlot> {
         let index = self.claimed_slots.fetch_add(1, Ordering::AcqRel);
-        let Some(slot) = self.slots.get(index).cloned() else {
-            self.claimed_slots.fetch_sub(1, Ordering::AcqRel);
-            return poll(None);
-        };
-        match cell.try_borrow_mut() {
-            Ok(mut current) => *current = Some((self.pool_id, Arc::clone(&slot))),
-            Err(_) => return poll(Some(&slot)),
-        }
-        poll(Some(&slot))
+        let slot = self.slots.get(index);
+        THREAD_SLOT.set(Some((self.pool_id, slot)));
+        slot
     }
 
     #[cold]
@@ -341,12 +359,13 @@ impl Drop for PollGuard<'_> {
         if let Some(slot) = self.slot {
             slot.end(self.begun_seq);
         }
-        let elapsed_ns = self.probe.clock.nanos_between(self.started_raw, end_raw);
-        self.stats.add_poll(elapsed_ns);
-        if elapsed_ns >= self.probe.threshold_ns {
+        let elapsed_ticks = end_raw.saturating_sub(self.started_raw);
+        self.stats.add_poll(elapsed_ticks);
+        if elapsed_ticks >= self.probe.threshold_ticks {
             let worker = self.slot.map_or(u32::MAX, PollSlot::worker);
+            let duration_ns = self.probe.clock.ticks_to_nanos(elapsed_ticks);
             self.probe
-                .record_stall(self.cell, worker, end_raw, elapsed_ns);
+                .record_stall(self.cell, worker, end_raw, duration_ns);
         }
     }
 }
@@ -361,22 +380,18 @@ impl<F: Future> Future for Attributed<F> {
         if !probe.measure {
             return this.inner.poll(cx);
         }
-        let cell: &Arc<SessionCell> = this.cell;
-        let stats: &TaskStats = this.stats;
-        let inner = this.inner;
-        probe.with_slot(move |slot| {
-            let started_raw = probe.clock.raw();
-            let begun_seq = slot.map_or(0, |slot| slot.begin(cell.key(), started_raw));
-            let _guard = PollGuard {
-                probe,
-                slot,
-                begun_seq,
-                started_raw,
-                cell,
-                stats,
-            };
-            inner.poll(cx)
-        })
+        let slot = probe.thread_slot();
+        let started_raw = probe.clock.raw();
+        let begun_seq = slot.map_or(0, |slot| slot.begin(this.cell.key(), started_raw));
+        let _guard = PollGuard {
+            probe,
+            slot,
+            begun_seq,
+            started_raw,
+            cell: this.cell,
+            stats: this.stats,
+        };
+        this.inner.poll(cx)
     }
 }
 
@@ -421,5 +436,8 @@ mod tests {
             "tsc {measured} vs wall {truth}"
         );
         assert_eq!(clock.nanos_between(10, 5), 0);
+        let ticks = clock.nanos_to_ticks(50_000_000);
+        assert!(clock.ticks_to_nanos(ticks) >= 50_000_000);
+        assert!(clock.ticks_to_nanos(ticks - 1) < 50_000_000);
     }
 }

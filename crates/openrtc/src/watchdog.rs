@@ -70,7 +70,7 @@ impl Scanner {
     fn new(shared: Arc<PoolShared>) -> Self {
         let cpu_window_started_ns = shared.probe().clock.now_ns();
         Self {
-            marked: (0..shared.config.worker_threads).map(|_| None).collect(),
+            marked: Vec::new(),
             shared,
             cpu_window_started_ns,
         }
@@ -93,10 +93,11 @@ impl Scanner {
     fn scan_slots(&mut self) {
         let probe = Arc::clone(self.shared.probe());
         let now_raw = probe.clock.raw();
-        for (index, slot) in probe.claimed_slots().iter().enumerate() {
-            let Some(marked) = self.marked.get_mut(index) else {
-                continue;
-            };
+        let slots = probe.claimed_slots();
+        if self.marked.len() < slots.len() {
+            self.marked.resize_with(slots.len(), || None);
+        }
+        for (slot, marked) in slots.iter().zip(&mut self.marked) {
             let poll = slot.read();
             if let Some(previous) = marked {
                 if poll.map(|poll| poll.seq) != Some(previous.seq) {
@@ -105,8 +106,7 @@ impl Scanner {
                 }
             }
             let Some(poll) = poll else { continue };
-            if marked.is_some()
-                || probe.clock.nanos_between(poll.started_raw, now_raw) < probe.threshold_ns
+            if marked.is_some() || now_raw.saturating_sub(poll.started_raw) < probe.threshold_ticks
             {
                 continue;
             }

@@ -36,7 +36,7 @@ struct Children {
     next_id: u64,
     live: Vec<LiveChild>,
     finished_count: u64,
-    finished_busy_ns: u64,
+    finished_busy_ticks: u64,
     finished_poll_count: u64,
 }
 
@@ -185,17 +185,18 @@ impl SessionCell {
     /// Busy time and polls of the root task and every child, live and finished.
     pub(crate) fn busy_totals(&self) -> BusyTotals {
         let children = lock(&self.children);
-        let mut totals = BusyTotals {
-            busy_ns: self.root_stats.busy_ns() + children.finished_busy_ns,
-            poll_count: self.root_stats.poll_count() + children.finished_poll_count,
+        let mut busy_ticks = self.root_stats.busy_ticks() + children.finished_busy_ticks;
+        let mut poll_count = self.root_stats.poll_count() + children.finished_poll_count;
+        for child in &children.live {
+            busy_ticks += child.stats.busy_ticks();
+            poll_count += child.stats.poll_count();
+        }
+        BusyTotals {
+            busy_ns: self.probe.clock.ticks_to_nanos(busy_ticks),
+            poll_count,
             children_live_count: children.live.len() as u64,
             children_finished_count: children.finished_count,
-        };
-        for child in &children.live {
-            totals.busy_ns += child.stats.busy_ns();
-            totals.poll_count += child.stats.poll_count();
         }
-        totals
     }
 
     /// Closes a CPU window (called by the watchdog): the share of one core this session was
@@ -240,7 +241,7 @@ impl SessionCell {
         if let Some(index) = children.live.iter().position(|live| live.id == child) {
             let finished = children.live.swap_remove(index);
             children.finished_count += 1;
-            children.finished_busy_ns += finished.stats.busy_ns();
+            children.finished_busy_ticks += finished.stats.busy_ticks();
             children.finished_poll_count += finished.stats.poll_count();
         }
     }
