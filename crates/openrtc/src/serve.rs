@@ -392,3 +392,53 @@ fn answer(shared: &PoolShared, line: &str) -> Response {
         _ => error(ErrorCode::BadRequest, "unsupported request".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_private_directory_is_created_tightened_or_refused() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let fresh = parent.path().join("fresh");
+        prepare_private_dir(&fresh).expect("created");
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("exists")
+                .permissions()
+                .mode()
+        };
+        assert_eq!(mode(&fresh) & 0o777, 0o700);
+
+        let loose = parent.path().join("loose");
+        std::fs::create_dir(&loose).expect("mkdir");
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        prepare_private_dir(&loose).expect("tightened");
+        assert_eq!(mode(&loose) & 0o777, 0o700);
+
+        let link = parent.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).expect("symlink");
+        let error = prepare_private_dir(&link).expect_err("a symlink is refused");
+        assert!(error.to_string().contains("it is a symlink"), "{error}");
+
+        let file = parent.path().join("file");
+        std::fs::write(&file, b"").expect("write");
+        let error = prepare_private_dir(&file).expect_err("a file is refused");
+        assert!(error.to_string().contains("not a directory"), "{error}");
+    }
+
+    #[test]
+    fn sockets_of_dead_workers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dead = dir.path().join("gone-4294967.sock");
+        let live_path = dir.path().join(format!("here-{}.sock", std::process::id()));
+        let stale = std::os::unix::net::UnixListener::bind(&dead).expect("bind");
+        drop(stale);
+        let _live = std::os::unix::net::UnixListener::bind(&live_path).expect("bind");
+        prepare_private_dir(dir.path()).expect("our own directory");
+        assert!(!dead.exists(), "a dead worker's socket is removed");
+        assert!(live_path.exists(), "a live worker's socket is kept");
+        let error = remove_stale_socket(&live_path).expect_err("a live socket is in use");
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+}
