@@ -100,6 +100,16 @@ impl Drop for DemoWorker {
     }
 }
 
+/// The permission bits of a file.
+#[track_caller]
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
 fn openrtc(runtime_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_openrtc"))
         .args(args)
@@ -160,14 +170,7 @@ fn top_once_shows_a_live_worker_in_text_and_json() {
             .iter()
             .all(|row| ["acme", "globex", "initech"].contains(&row.tenant.as_str()))
     );
-    assert_eq!(
-        std::fs::metadata(&socket)
-            .expect("socket")
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(mode_of(&socket), 0o600);
 
     let output = openrtc(
         dir.path(),
@@ -237,24 +240,10 @@ fn top_finds_every_worker_in_the_private_per_user_directory() {
     assert_eq!(names, ["alpha", "beta"]);
 
     let socket_dir = dir.path().join("openrtc");
-    assert_eq!(
-        std::fs::metadata(&socket_dir)
-            .expect("dir")
-            .permissions()
-            .mode()
-            & 0o777,
-        0o700
-    );
+    assert_eq!(mode_of(&socket_dir), 0o700);
     for (name, pid) in [("alpha", alpha.pid()), ("beta", beta.pid())] {
         let socket = socket_dir.join(format!("{name}-{pid}.sock"));
-        assert_eq!(
-            std::fs::metadata(&socket)
-                .expect("socket")
-                .permissions()
-                .mode()
-                & 0o777,
-            0o600
-        );
+        assert_eq!(mode_of(&socket), 0o600);
     }
 
     let output = openrtc(dir.path(), &["top", "--once"]);
