@@ -472,18 +472,16 @@ impl AgentPool {
             .enable_all()
             .build()
             .map_err(RunError::Runtime)?;
-        let watchdog = if shared.config.enable_introspection {
-            Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?)
-        } else {
-            None
-        };
-        let server = match &shared.config.socket_path {
-            Some(path) => Some(crate::serve::SocketServer::start(
+        let mut helpers = HelperThreads::default();
+        if let Some(path) = &shared.config.socket_path {
+            helpers.server = Some(crate::serve::SocketServer::start(
                 Arc::clone(&shared),
                 path,
-            )?),
-            None => None,
-        };
+            )?);
+        }
+        if shared.config.enable_introspection {
+            helpers.watchdog = Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?);
+        }
         let pending = {
             let mut lifecycle = lock(&shared.lifecycle);
             match std::mem::replace(
@@ -507,13 +505,27 @@ impl AgentPool {
         *lock(&shared.lifecycle) = Lifecycle::Stopped;
         shared.draining.store(true, Ordering::Release);
         runtime.shutdown_timeout(ABORT_WAIT);
-        if let Some(server) = server {
+        drop(helpers);
+        Ok(())
+    }
+}
+
+/// The socket server and the watchdog of a running pool, stopped when dropped (also when
+/// `run` returns early on an error).
+#[derive(Default)]
+struct HelperThreads {
+    server: Option<crate::serve::SocketServer>,
+    watchdog: Option<crate::watchdog::Watchdog>,
+}
+
+impl Drop for HelperThreads {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
             server.stop();
         }
-        if let Some(watchdog) = watchdog {
+        if let Some(watchdog) = self.watchdog.take() {
             watchdog.stop();
         }
-        Ok(())
     }
 }
 
