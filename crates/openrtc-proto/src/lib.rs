@@ -10,7 +10,7 @@ mod snapshot;
 
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use snapshot::{
-    EndedSessionSnapshot, PoolSnapshot, SessionOutcome, SessionSnapshot, SessionState,
+    EndedSessionSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot, SessionState,
     SessionTotals, StallSnapshot, WorkerSnapshot,
 };
 

@@ -57,8 +57,53 @@ pub struct WorkerSnapshot {
     pub stalls_total_count: u64,
     /// Polls running over the threshold right now (worker threads blocked this instant).
     pub stalls_in_progress_count: u32,
-    /// The process's resident set size, from `/proc/self/statm`.
+    /// Stalls recorded over the last minute.
+    pub stalls_last_minute_count: u64,
+    /// The process's resident set size, from `/proc/self/status`.
     pub rss_bytes: u64,
+    /// The process's CPU use over the last CPU window, as a percentage of one core (all
+    /// threads: can exceed 100).
+    pub process_cpu_pct: f64,
+    /// The process's threads.
+    pub threads_count: u32,
+    /// The process's open file descriptors.
+    pub open_fds_count: u32,
+    /// Where session memory figures come from.
+    pub mem_source: MemSource,
+    /// Live heap bytes tracked by the tracking allocator, all buckets together (0 without it).
+    pub tracked_bytes: u64,
+    /// Tracked live bytes allocated outside any session (the runtime's own, and the app's).
+    pub runtime_bytes: u64,
+    /// Tracked live bytes allocated by sessions that have ended and not freed yet.
+    pub ended_bytes: u64,
+    /// The per-session memory cap, if set (a session over it is killed).
+    pub session_memory_limit_bytes: Option<u64>,
+    /// The worker's RSS warning level, if set.
+    pub memory_warn_bytes: Option<u64>,
+    /// The worker's RSS limit, if set (crossing it drains the worker and exits).
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// Where a snapshot's per-session memory figures come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MemSource {
+    /// Exact: the tracking allocator charges every allocation to the session polled when it
+    /// was made.
+    Tracked,
+    /// An approximation: process RSS divided equally among live sessions (no tracking
+    /// allocator installed). Views mark these figures as approximate (`MEM~`).
+    #[default]
+    RssShare,
+}
+
+impl MemSource {
+    /// Whether per-session figures are exact.
+    #[must_use]
+    pub fn is_exact(self) -> bool {
+        matches!(self, Self::Tracked)
+    }
 }
 
 /// Lifetime session counters of a worker.
@@ -137,8 +182,17 @@ pub struct SessionSnapshot {
     pub stall_count: u64,
     /// Its last finished stall.
     pub last_stall: Option<StallSnapshot>,
+    /// Its most recent finished stalls, oldest first (a bounded list; `last_stall` is the
+    /// last of them).
+    pub recent_stalls: Vec<StallSnapshot>,
     /// When a poll of this session is blocking a worker thread right now: for how long so far.
     pub blocking_for_ms: Option<u64>,
+    /// Its live heap bytes: exact with `mem_source: tracked`, else an equal share of RSS.
+    pub mem_bytes: u64,
+    /// The highest `mem_bytes` it has reached.
+    pub mem_peak_bytes: u64,
+    /// Allocations it has made (0 without the tracking allocator).
+    pub alloc_count: u64,
     /// Its child tasks (from `Session::spawn`) still running.
     pub children_live_count: u64,
     /// Its child tasks that have ended.
@@ -203,6 +257,7 @@ impl SessionOutcome {
 
 /// A session that has ended, kept for a while so "what just died?" has an answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct EndedSessionSnapshot {
     /// The session id.
@@ -221,6 +276,19 @@ pub struct EndedSessionSnapshot {
     pub busy_ns: u64,
     /// Stalls it caused.
     pub stall_count: u64,
+    /// The highest live heap it reached (see `WorkerSnapshot::mem_source`).
+    pub mem_peak_bytes: u64,
+}
+
+impl Default for EndedSessionSnapshot {
+    fn default() -> Self {
+        Self::new(
+            String::new(),
+            String::new(),
+            String::new(),
+            SessionOutcome::Completed,
+        )
+    }
 }
 
 impl EndedSessionSnapshot {
@@ -237,6 +305,7 @@ impl EndedSessionSnapshot {
             duration_ms: 0,
             busy_ns: 0,
             stall_count: 0,
+            mem_peak_bytes: 0,
         }
     }
 }
