@@ -25,6 +25,12 @@ pub enum ConfigError {
         /// The repeated name.
         name: String,
     },
+    /// A per-agent setting names an agent that is not registered.
+    #[error("a setting names agent {name:?}, which is not registered")]
+    UnknownAgent {
+        /// The name as given.
+        name: String,
+    },
     /// A setting that must be positive was zero.
     #[error("{setting} must be greater than zero")]
     Zero {
@@ -155,6 +161,26 @@ pub enum RunError {
     /// `run` was called on a pool whose runtime already ran.
     #[error("the pool has already run")]
     AlreadyRan,
+    /// The worker's RSS crossed its memory limit: it drained and stopped.
+    #[error("worker RSS {rss_bytes} bytes crossed its memory limit of {limit_bytes} bytes")]
+    MemoryLimit {
+        /// The RSS when the limit was crossed.
+        rss_bytes: u64,
+        /// The limit.
+        limit_bytes: u64,
+    },
+}
+
+impl RunError {
+    /// The exit code a worker binary should end with: 75 (`EX_TEMPFAIL`) after the memory
+    /// limit, so a supervisor restarts it; 1 otherwise.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::MemoryLimit { .. } => 75,
+            _ => 1,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use openrtc_proto::{
-    EndedSessionSnapshot, PoolSnapshot, SessionSnapshot, SessionState, SessionTotals,
+    EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshot, SessionState, SessionTotals,
     StallSnapshot, WorkerSnapshot,
 };
 
@@ -20,14 +20,31 @@ pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
     let clock = &shared.probe().clock;
     let now_ns = clock.now_ns();
     let draining = shared.is_draining();
+    // The memory totals first, before this thread allocates anything for the snapshot.
+    let memory_totals = crate::alloc::is_installed().then(|| {
+        let (tracked, runtime) = crate::alloc::accounts::tracked_and_runtime_bytes();
+        (tracked, runtime, crate::alloc::accounts::ended_bytes())
+    });
     let mut snapshot = PoolSnapshot::default();
     snapshot.version = openrtc_proto::SNAPSHOT_VERSION;
     snapshot.taken_at_unix_ms = clock.unix_ms(now_ns);
     snapshot.worker = worker(shared, now_ns, draining);
-    snapshot.sessions = shared
-        .live_sessions()
+    if let Some((tracked, runtime, ended)) = memory_totals {
+        snapshot.worker.mem_source = MemSource::Tracked;
+        snapshot.worker.tracked_bytes = tracked;
+        snapshot.worker.runtime_bytes = runtime;
+        snapshot.worker.ended_bytes = ended;
+    }
+    let cells = shared.live_sessions();
+    let memory = if memory_totals.is_some() {
+        Memory::Tracked
+    } else {
+        let active = u64::try_from(cells.len()).unwrap_or(u64::MAX).max(1);
+        Memory::RssShare(snapshot.worker.rss_bytes / active)
+    };
+    snapshot.sessions = cells
         .iter()
-        .map(|cell| session(shared, cell, now_ns, draining))
+        .map(|cell| session(shared, cell, now_ns, draining, memory))
         .collect();
     let blocking_now = snapshot
         .sessions
@@ -49,6 +66,7 @@ pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
             row.duration_ms = ended.duration_ns / NS_PER_MS;
             row.busy_ns = ended.busy_ns;
             row.stall_count = ended.stall_count;
+            row.mem_peak_bytes = ended.mem_peak_bytes;
             row
         })
         .collect();
@@ -94,8 +112,25 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         ("stopped".to_owned(), load(&counters.refused_stopped)),
     ]);
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
+    worker.stalls_last_minute_count = shared.stalls_last_minute.load(Ordering::Relaxed);
     worker.rss_bytes = crate::os::resident_set_bytes();
+    worker.process_cpu_pct = f64::from_bits(shared.process_cpu_pct_bits.load(Ordering::Relaxed));
+    worker.threads_count = crate::os::thread_count();
+    worker.open_fds_count = crate::os::open_fd_count();
+    worker.mem_source = MemSource::RssShare;
+    worker.session_memory_limit_bytes = config.session_memory_limit_bytes;
+    worker.memory_warn_bytes = config.memory_warn_bytes;
+    worker.memory_limit_bytes = config.memory_limit_bytes;
     worker
+}
+
+/// Where session memory figures come from in one snapshot.
+#[derive(Clone, Copy)]
+enum Memory {
+    /// Exact, from the tracking allocator's accounts.
+    Tracked,
+    /// Each session's equal share of RSS.
+    RssShare(u64),
 }
 
 fn session(
@@ -103,6 +138,7 @@ fn session(
     cell: &SessionCell,
     now_ns: u64,
     draining: bool,
+    memory: Memory,
 ) -> SessionSnapshot {
     let clock = &shared.probe().clock;
     let totals = cell.busy_totals();
@@ -126,18 +162,40 @@ fn session(
     row.busy_ns = totals.busy_ns;
     row.poll_count = totals.poll_count;
     row.stall_count = cell.stall_count();
-    row.last_stall = cell.last_stall().map(|stall| {
-        let mut last = StallSnapshot::default();
-        last.duration_ns = stall.duration_ns;
-        last.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
-        last.worker = stall.worker;
-        last
-    });
+    row.recent_stalls = cell
+        .recent_stalls()
+        .into_iter()
+        .map(|stall| {
+            let mut record = StallSnapshot::default();
+            record.duration_ns = stall.duration_ns;
+            record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
+            record.worker = stall.worker;
+            record
+        })
+        .collect();
+    row.last_stall = row.recent_stalls.last().cloned();
+    match (memory, cell.tracked_memory()) {
+        (Memory::Tracked, Some((live, peak, allocs))) => {
+            row.mem_bytes = live;
+            row.mem_peak_bytes = peak;
+            row.alloc_count = allocs;
+        }
+        (Memory::Tracked, None) => {}
+        (Memory::RssShare(share), _) => {
+            row.mem_bytes = share;
+            row.mem_peak_bytes = cell.note_rss_share(share);
+        }
+    }
     row.blocking_for_ms =
         (blocking_since_ns != 0).then(|| now_ns.saturating_sub(blocking_since_ns) / NS_PER_MS);
     row.children_live_count = totals.children_live_count;
     row.children_finished_count = totals.children_finished_count;
     row
+}
+
+/// Bytes as MiB with one decimal, for log lines and reasons.
+pub(crate) fn format_mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn duration_ms(duration: std::time::Duration) -> u64 {

@@ -42,6 +42,7 @@
 //!   first ran a session.
 
 mod agent;
+pub mod alloc;
 mod error;
 mod introspect;
 mod os;

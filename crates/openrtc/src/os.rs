@@ -1,6 +1,6 @@
 //! The operating-system edge: the only module of the runtime with `unsafe`.
 //!
-//! It wraps the few libc calls the runtime needs (the caller's uid) and
+//! It wraps the few libc calls the runtime needs (the caller's uid, the clock tick rate) and
 //! reads process figures from `/proc`.
 #![allow(unsafe_code)]
 
@@ -28,6 +28,58 @@ pub(crate) fn resident_set_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// CPU time this process has used (user + system, all threads), from `/proc/self/stat`.
+pub(crate) fn process_cpu_time() -> std::time::Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return std::time::Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&index| {
+            fields
+                .get(index)
+                .and_then(|field| field.parse::<u64>().ok())
+        })
+        .sum();
+    let ticks_per_second = clock_ticks_per_second();
+    std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions and touches no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks)
+        .ok()
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
+}
+
+/// The number of threads of this process, from `/proc/self/status`; 0 if unreadable.
+pub(crate) fn thread_count() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"))
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The number of open file descriptors of this process; 0 if unreadable.
+pub(crate) fn open_fd_count() -> u32 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |entries| {
+        // The directory handle itself is one of the entries while we read it.
+        u32::try_from(entries.count().saturating_sub(1)).unwrap_or(u32::MAX)
+    })
+}
+
 /// Whether a process with this pid exists (used to find sockets left by dead workers).
 pub(crate) fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -44,6 +96,21 @@ mod tests {
             "a test binary uses over 1 MiB"
         );
         assert!(process_exists(std::process::id()));
+        assert!(thread_count() >= 1);
+        let before = open_fd_count();
+        let file = std::fs::File::open("/proc/self/status").expect("open");
+        assert_eq!(open_fd_count(), before + 1);
+        drop(file);
+        let cpu_before = process_cpu_time();
+        let started = std::time::Instant::now();
+        let mut spin = 0_u64;
+        while started.elapsed() < std::time::Duration::from_millis(60) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        assert!(
+            process_cpu_time() > cpu_before,
+            "60 ms of spinning shows in the CPU time"
+        );
         let proc_owner = std::os::unix::fs::MetadataExt::uid(
             &std::fs::metadata("/proc/self").expect("/proc is mounted"),
         );

@@ -39,11 +39,15 @@ pub(crate) struct PoolConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) cancel_grace: Duration,
     pub(crate) socket_path: Option<PathBuf>,
+    pub(crate) session_memory_limit_bytes: Option<u64>,
+    pub(crate) memory_warn_bytes: Option<u64>,
+    pub(crate) memory_limit_bytes: Option<u64>,
 }
 
 pub(crate) struct RegisteredAgent {
     pub(crate) name: Arc<str>,
     pub(crate) agent: Arc<dyn ErasedAgent>,
+    pub(crate) memory_limit_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for RegisteredAgent {
@@ -71,6 +75,7 @@ enum Lifecycle {
 pub(crate) enum Control {
     Drain,
     Shutdown,
+    MemoryLimit { rss_bytes: u64, limit_bytes: u64 },
 }
 
 /// Lifetime counters of the worker.
@@ -99,6 +104,7 @@ pub(crate) struct EndedSession {
     pub(crate) duration_ns: u64,
     pub(crate) busy_ns: u64,
     pub(crate) stall_count: u64,
+    pub(crate) mem_peak_bytes: u64,
 }
 
 /// The state a pool's handles, sessions, watchdog and socket server share.
@@ -116,6 +122,10 @@ pub(crate) struct PoolShared {
     session_ended: Notify,
     control: mpsc::UnboundedSender<Control>,
     runtime_started_ns: AtomicU64,
+    /// Process CPU over the last CPU window, in % of one core (f64 bits; by the watchdog).
+    pub(crate) process_cpu_pct_bits: AtomicU64,
+    /// Stalls over the last minute (by the watchdog).
+    pub(crate) stalls_last_minute: AtomicU64,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -223,6 +233,7 @@ impl PoolShared {
             Arc::clone(&registered.name),
             request.tenant.into(),
             request.metadata,
+            registered.memory_limit_bytes,
             Arc::clone(self),
         ));
         lock(&self.sessions).insert(key, Arc::clone(&cell));
@@ -277,6 +288,7 @@ impl PoolShared {
             duration_ns: now_ns.saturating_sub(cell.started_ns()),
             busy_ns: cell.busy_totals().busy_ns,
             stall_count: cell.stall_count(),
+            mem_peak_bytes: cell.peak_memory_bytes(),
         };
         {
             let mut recent = lock(&self.ended);
@@ -317,7 +329,7 @@ impl PoolShared {
         }
     }
 
-    fn begin_drain(&self, control: Control) {
+    pub(crate) fn begin_drain(&self, control: Control) {
         self.draining.store(true, Ordering::Release);
         // The supervisor may be gone already; then there is nothing left to drain.
         let _ = self.control.send(control);
@@ -405,6 +417,8 @@ impl AgentPool {
             session_ended: Notify::new(),
             control: control_tx,
             runtime_started_ns: AtomicU64::new(0),
+            process_cpu_pct_bits: AtomicU64::new(0),
+            stalls_last_minute: AtomicU64::new(0),
         });
         Self {
             shared,
@@ -431,6 +445,7 @@ impl AgentPool {
             "bench".into(),
             "bench".into(),
             serde_json::Value::Null,
+            None,
             Arc::clone(&self.shared),
         ));
         let stats = cell.root_stats();
@@ -501,12 +516,21 @@ impl AgentPool {
         for (cell, agent) in pending {
             session::spawn_root(cell, agent, runtime.handle());
         }
-        runtime.block_on(supervise(&shared, &mut self.control, stop));
+        let first = runtime.block_on(supervise(&shared, &mut self.control, stop));
         *lock(&shared.lifecycle) = Lifecycle::Stopped;
         shared.draining.store(true, Ordering::Release);
         runtime.shutdown_timeout(ABORT_WAIT);
         drop(helpers);
-        Ok(())
+        match first {
+            Control::MemoryLimit {
+                rss_bytes,
+                limit_bytes,
+            } => Err(RunError::MemoryLimit {
+                rss_bytes,
+                limit_bytes,
+            }),
+            Control::Drain | Control::Shutdown => Ok(()),
+        }
     }
 }
 
@@ -529,12 +553,12 @@ impl Drop for HelperThreads {
     }
 }
 
-/// The supervisor loop: waits for a stop, then drains.
+/// The supervisor loop: waits for a stop, then drains. Returns what stopped it.
 async fn supervise(
     shared: &PoolShared,
     control: &mut mpsc::UnboundedReceiver<Control>,
     stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-) {
+) -> Control {
     let mut stop = stop;
     let mut signals = match stop {
         Some(_) => None,
@@ -552,7 +576,7 @@ async fn supervise(
         tokio::select! {
             empty = shared.wait_until_empty(shared.config.drain_timeout) => {
                 if empty {
-                    return;
+                    return first;
                 }
                 CancelReason::DrainTimeout
             }
@@ -569,6 +593,7 @@ async fn supervise(
             "sessions still running after the cancel grace: shutting down anyway"
         );
     }
+    first
 }
 
 /// SIGINT and SIGTERM, when the pool owns the process's signals.

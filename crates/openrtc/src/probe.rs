@@ -272,6 +272,11 @@ impl Probe {
         }
     }
 
+    /// This pool's process-unique id.
+    pub(crate) fn pool_id(&self) -> u64 {
+        self.pool_id
+    }
+
     /// The slots claimed so far, one per worker thread that has polled a session.
     pub(crate) fn claimed_slots(&self) -> &'static [PollSlot] {
         let claimed = self
@@ -350,12 +355,14 @@ struct PollGuard<'a> {
     started_raw: u64,
     cell: &'a Arc<SessionCell>,
     stats: &'a TaskStats,
+    previous_account: u32,
 }
 
 impl Drop for PollGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         let end_raw = self.probe.clock.raw();
+        crate::alloc::leave_account(self.previous_account);
         if let Some(slot) = self.slot {
             slot.end(self.begun_seq);
         }
@@ -380,7 +387,15 @@ impl<F: Future> Future for Attributed<F> {
         if !probe.measure {
             return this.inner.poll(cx);
         }
+        let account = this.cell.account();
+        if account != 0 && crate::alloc::accounts::account(account).is_over_limit() {
+            // Over its memory cap: run none of its code; the kill drops the task.
+            this.cell.kill_over_memory_limit();
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let slot = probe.thread_slot();
+        let previous_account = crate::alloc::enter_account(account);
         let started_raw = probe.clock.raw();
         let begun_seq = slot.map_or(0, |slot| slot.begin(this.cell.key(), started_raw));
         let _guard = PollGuard {
@@ -390,6 +405,7 @@ impl<F: Future> Future for Attributed<F> {
             started_raw,
             cell: this.cell,
             stats: this.stats,
+            previous_account,
         };
         this.inner.poll(cx)
     }

@@ -6,6 +6,7 @@
 //! keeps the last one per session and writes the `[slow-session]` log line. Once per
 //! [`CPU_WINDOW`] it closes every session's CPU window.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -20,6 +21,9 @@ pub(crate) const SCAN_INTERVAL: Duration = Duration::from_millis(4);
 
 /// The window over which session `cpu_pct` is measured.
 pub(crate) const CPU_WINDOW: Duration = Duration::from_secs(1);
+
+/// How many CPU windows make the "last minute" of stalls.
+const STALL_WINDOWS: usize = 60;
 
 /// A running watchdog thread.
 #[derive(Debug)]
@@ -64,6 +68,12 @@ struct Scanner {
     shared: Arc<PoolShared>,
     marked: Vec<Option<Marked>>,
     cpu_window_started_ns: u64,
+    process_cpu_at_window_start: Duration,
+    /// The stall total at the end of each of the last 60 windows, oldest first.
+    stall_totals: VecDeque<u64>,
+    /// Whether the RSS warning may fire (re-armed when RSS falls back below the level).
+    rss_warning_armed: bool,
+    memory_limit_hit: bool,
 }
 
 impl Scanner {
@@ -73,6 +83,10 @@ impl Scanner {
             marked: Vec::new(),
             shared,
             cpu_window_started_ns,
+            process_cpu_at_window_start: crate::os::process_cpu_time(),
+            stall_totals: VecDeque::with_capacity(STALL_WINDOWS + 1),
+            rss_warning_armed: true,
+            memory_limit_hit: false,
         }
     }
 
@@ -123,7 +137,7 @@ impl Scanner {
     fn report_finished_stalls(&self) {
         let probe = self.shared.probe();
         while let Some(stall) = probe.stalls.pop() {
-            stall.cell.set_last_stall(StallRecord {
+            stall.cell.push_stall(StallRecord {
                 duration_ns: stall.duration_ns,
                 ended_ns: stall.ended_ns,
                 worker: stall.worker,
@@ -146,8 +160,81 @@ impl Scanner {
             return;
         }
         self.cpu_window_started_ns = now_ns;
-        for cell in self.shared.live_sessions() {
+        let sessions = self.shared.live_sessions();
+        for cell in &sessions {
             cell.close_cpu_window(window_ns.min(now_ns.saturating_sub(cell.started_ns())));
+        }
+
+        let process_cpu = crate::os::process_cpu_time();
+        let used = process_cpu.saturating_sub(self.process_cpu_at_window_start);
+        self.process_cpu_at_window_start = process_cpu;
+        let process_pct = used.as_nanos() as f64 * 100.0 / window_ns as f64;
+        self.shared
+            .process_cpu_pct_bits
+            .store(process_pct.to_bits(), Ordering::Relaxed);
+
+        let stalls_total = self.shared.probe().stalls_total.load(Ordering::Relaxed);
+        self.stall_totals.push_back(stalls_total);
+        if self.stall_totals.len() > STALL_WINDOWS {
+            self.stall_totals.pop_front();
+        }
+        let minute_ago = self.stall_totals.front().copied().unwrap_or(0);
+        let since_start = self.stall_totals.len() < STALL_WINDOWS;
+        self.shared.stalls_last_minute.store(
+            if since_start {
+                stalls_total
+            } else {
+                stalls_total - minute_ago
+            },
+            Ordering::Relaxed,
+        );
+
+        let rss_bytes = crate::os::resident_set_bytes();
+        if !crate::alloc::is_installed() && !sessions.is_empty() {
+            let share = rss_bytes / sessions.len() as u64;
+            for cell in &sessions {
+                cell.note_rss_share(share);
+            }
+        }
+        self.check_worker_memory(rss_bytes);
+
+        let probe = Arc::clone(self.shared.probe());
+        crate::alloc::accounts::recycle(probe.pool_id(), |session_key| {
+            probe.claimed_slots().iter().any(|slot| {
+                slot.read()
+                    .is_some_and(|poll| poll.session_key == session_key)
+            })
+        });
+    }
+
+    /// Warns once per crossing of the RSS warning level; drains the worker past its limit.
+    fn check_worker_memory(&mut self, rss_bytes: u64) {
+        let config = &self.shared.config;
+        if let Some(warn_bytes) = config.memory_warn_bytes {
+            if rss_bytes >= warn_bytes && self.rss_warning_armed {
+                self.rss_warning_armed = false;
+                tracing::warn!(
+                    "[memory-warn] worker RSS {} crossed its warning level of {}",
+                    crate::introspect::format_mib(rss_bytes),
+                    crate::introspect::format_mib(warn_bytes)
+                );
+            } else if rss_bytes < warn_bytes {
+                self.rss_warning_armed = true;
+            }
+        }
+        if let Some(limit_bytes) = config.memory_limit_bytes {
+            if rss_bytes >= limit_bytes && !self.memory_limit_hit {
+                self.memory_limit_hit = true;
+                tracing::error!(
+                    "[memory-limit] worker RSS {} crossed its limit of {}: draining, then exiting",
+                    crate::introspect::format_mib(rss_bytes),
+                    crate::introspect::format_mib(limit_bytes)
+                );
+                self.shared.begin_drain(crate::pool::Control::MemoryLimit {
+                    rss_bytes,
+                    limit_bytes,
+                });
+            }
         }
     }
 }

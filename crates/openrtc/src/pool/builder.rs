@@ -22,6 +22,10 @@ pub struct AgentPoolBuilder {
     drain_timeout: Duration,
     cancel_grace: Duration,
     socket_path: Option<PathBuf>,
+    session_memory_limit: Option<u64>,
+    agent_memory_limits: Vec<(String, u64)>,
+    memory_warn_mb: Option<u64>,
+    memory_limit_mb: Option<u64>,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -40,6 +44,10 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("drain_timeout", &self.drain_timeout)
             .field("cancel_grace", &self.cancel_grace)
             .field("socket_path", &self.socket_path)
+            .field("session_memory_limit", &self.session_memory_limit)
+            .field("agent_memory_limits", &self.agent_memory_limits)
+            .field("memory_warn_mb", &self.memory_warn_mb)
+            .field("memory_limit_mb", &self.memory_limit_mb)
             .finish()
     }
 }
@@ -57,6 +65,10 @@ impl Default for AgentPoolBuilder {
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             cancel_grace: Self::DEFAULT_CANCEL_GRACE,
             socket_path: None,
+            session_memory_limit: None,
+            agent_memory_limits: Vec::new(),
+            memory_warn_mb: None,
+            memory_limit_mb: None,
         }
     }
 }
@@ -146,6 +158,38 @@ impl AgentPoolBuilder {
         self
     }
 
+    /// Caps every session's live heap at `bytes` (default: no cap). A session whose live bytes
+    /// cross it is dropped at its next poll boundary with the outcome `killed
+    /// (memory_limit …)`; its siblings are untouched. Needs the tracking allocator
+    /// ([`crate::alloc::TrackingAllocator`]) and introspection; without them it is inert.
+    pub fn session_memory_limit(mut self, bytes: u64) -> Self {
+        self.session_memory_limit = Some(bytes);
+        self
+    }
+
+    /// Caps the sessions of one agent at `bytes`, overriding
+    /// [`AgentPoolBuilder::session_memory_limit`] for it.
+    pub fn agent_memory_limit(mut self, agent: impl Into<String>, bytes: u64) -> Self {
+        self.agent_memory_limits.push((agent.into(), bytes));
+        self
+    }
+
+    /// Logs a warning when the worker's RSS crosses `megabytes` (once per crossing; re-armed
+    /// when it falls back below). Checked every second. Default: off.
+    pub fn memory_warn_mb(mut self, megabytes: u64) -> Self {
+        self.memory_warn_mb = Some(megabytes);
+        self
+    }
+
+    /// When the worker's RSS crosses `megabytes`, it stops accepting sessions, lets live ones
+    /// finish up to the drain timeout, and `run` returns [`crate::RunError::MemoryLimit`]
+    /// (exit with [`crate::RunError::exit_code`] so a supervisor restarts the worker).
+    /// Checked every second. Default: off.
+    pub fn memory_limit_mb(mut self, megabytes: u64) -> Self {
+        self.memory_limit_mb = Some(megabytes);
+        self
+    }
+
     /// Checks the configuration and builds the pool (nothing runs until [`AgentPool::run`]).
     ///
     /// # Errors
@@ -192,6 +236,27 @@ impl AgentPoolBuilder {
                 setting: "slow_session_threshold",
             });
         }
+        for (setting, value) in [
+            ("session_memory_limit", self.session_memory_limit),
+            ("memory_warn_mb", self.memory_warn_mb),
+            ("memory_limit_mb", self.memory_limit_mb),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::Zero { setting });
+            }
+        }
+        for (agent, bytes) in &self.agent_memory_limits {
+            if *bytes == 0 {
+                return Err(ConfigError::Zero {
+                    setting: "agent_memory_limit",
+                });
+            }
+            if !seen.contains(agent.as_str()) {
+                return Err(ConfigError::UnknownAgent {
+                    name: agent.clone(),
+                });
+            }
+        }
         let socket_path = match (self.enable_introspection, self.socket_path) {
             (false, _) => None,
             (true, Some(path)) => {
@@ -205,10 +270,18 @@ impl AgentPoolBuilder {
             }
             (true, None) => Some(crate::serve::default_socket_path(&self.worker_name)),
         };
+        let session_memory_limit = self.session_memory_limit;
+        let agent_memory_limits = self.agent_memory_limits;
         let agents = self
             .agents
             .into_iter()
             .map(|(name, agent)| RegisteredAgent {
+                memory_limit_bytes: agent_memory_limits
+                    .iter()
+                    .rev()
+                    .find(|(agent_name, _)| *agent_name == name)
+                    .map(|(_, bytes)| *bytes)
+                    .or(session_memory_limit),
                 name: name.into(),
                 agent,
             })
@@ -223,6 +296,11 @@ impl AgentPoolBuilder {
             drain_timeout: self.drain_timeout,
             cancel_grace: self.cancel_grace,
             socket_path,
+            session_memory_limit_bytes: session_memory_limit,
+            memory_warn_bytes: self.memory_warn_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
+            memory_limit_bytes: self
+                .memory_limit_mb
+                .map(|mb| mb.saturating_mul(1024 * 1024)),
         };
         Ok(AgentPool::new(config, agents))
     }

@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{SessionId, SessionOutcome, StopRequest};
+use super::{KillReason, SessionId, SessionOutcome, StopRequest};
 use crate::pool::PoolShared;
 use crate::probe::{Probe, TaskStats};
+
+/// How many finished stalls a session keeps for snapshots.
+pub(crate) const RECENT_STALLS: usize = 8;
 
 /// A finished stall, as kept for snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,12 +65,16 @@ pub(crate) struct SessionCell {
     stall_count: AtomicU64,
     slow_until_ns: AtomicU64,
     blocking_since_ns: AtomicU64,
-    last_stall: Mutex<Option<StallRecord>>,
+    recent_stalls: Mutex<std::collections::VecDeque<StallRecord>>,
     cpu_pct_bits: AtomicU64,
     cpu_window_busy_ns: AtomicU64,
     cancel: CancellationToken,
     stop: Mutex<Option<StopRequest>>,
     abort: OnceLock<AbortHandle>,
+    /// The tracking allocator's account charged for this session's polls (0: none).
+    account: u32,
+    /// The highest equal share of RSS seen, when memory is not tracked.
+    rss_share_peak_bytes: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,9 +88,15 @@ impl SessionCell {
         agent: Arc<str>,
         tenant: Arc<str>,
         metadata: serde_json::Value,
+        memory_limit_bytes: Option<u64>,
         pool: Arc<PoolShared>,
     ) -> Self {
         let probe = Arc::clone(pool.probe());
+        let account = if probe.measure && crate::alloc::is_installed() {
+            crate::alloc::accounts::claim(memory_limit_bytes.unwrap_or(0)).unwrap_or(0)
+        } else {
+            0
+        };
         Self {
             key,
             agent,
@@ -97,12 +110,68 @@ impl SessionCell {
             stall_count: AtomicU64::new(0),
             slow_until_ns: AtomicU64::new(0),
             blocking_since_ns: AtomicU64::new(0),
-            last_stall: Mutex::new(None),
+            recent_stalls: Mutex::default(),
             cpu_pct_bits: AtomicU64::new(0),
             cpu_window_busy_ns: AtomicU64::new(0),
             cancel: CancellationToken::new(),
             stop: Mutex::new(None),
             abort: OnceLock::new(),
+            account,
+            rss_share_peak_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// The allocator account charged while this session is polled (0: none).
+    #[inline(always)]
+    pub(crate) fn account(&self) -> u32 {
+        self.account
+    }
+
+    /// Live bytes, peak bytes and allocations of this session, when memory is tracked.
+    pub(crate) fn tracked_memory(&self) -> Option<(u64, u64, u64)> {
+        (self.account != 0).then(|| {
+            let account = crate::alloc::accounts::account(self.account);
+            (
+                account.live_bytes(),
+                account.peak_bytes(),
+                account.alloc_count(),
+            )
+        })
+    }
+
+    /// Records an equal share of RSS and returns the highest share seen.
+    pub(crate) fn note_rss_share(&self, share_bytes: u64) -> u64 {
+        self.rss_share_peak_bytes
+            .fetch_max(share_bytes, Ordering::Relaxed)
+            .max(share_bytes)
+    }
+
+    /// The session's peak memory: tracked, else the highest equal share of RSS seen.
+    pub(crate) fn peak_memory_bytes(&self) -> u64 {
+        self.tracked_memory().map_or_else(
+            || self.rss_share_peak_bytes.load(Ordering::Relaxed),
+            |(_, peak, _)| peak,
+        )
+    }
+
+    /// Kills the session for crossing its memory cap (called at a poll boundary by the probe).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn kill_over_memory_limit(&self) {
+        let account = crate::alloc::accounts::account(self.account);
+        let reason = KillReason::MemoryLimit {
+            live_bytes: account.live_bytes(),
+            limit_bytes: account.limit_bytes(),
+        };
+        if self.request_stop(StopRequest::Kill(reason)) {
+            tracing::warn!(
+                "[memory-limit] session_id={} tenant={} agent={} holds {} over its {} cap: killed",
+                self.id(),
+                self.tenant(),
+                self.agent(),
+                crate::introspect::format_mib(account.live_bytes()),
+                crate::introspect::format_mib(account.limit_bytes())
+            );
         }
     }
 
@@ -153,16 +222,23 @@ impl SessionCell {
         );
     }
 
-    /// Keeps the details of a finished stall (called by the watchdog).
-    pub(crate) fn set_last_stall(&self, record: StallRecord) {
-        let mut last = lock(&self.last_stall);
-        if last.is_none_or(|previous| previous.ended_ns <= record.ended_ns) {
-            *last = Some(record);
+    /// Keeps the details of a finished stall, in the order they ended (called by the
+    /// watchdog); the oldest is forgotten past [`RECENT_STALLS`].
+    pub(crate) fn push_stall(&self, record: StallRecord) {
+        let mut recent = lock(&self.recent_stalls);
+        let position = recent
+            .iter()
+            .rposition(|previous| previous.ended_ns <= record.ended_ns)
+            .map_or(0, |index| index + 1);
+        recent.insert(position, record);
+        if recent.len() > RECENT_STALLS {
+            recent.pop_front();
         }
     }
 
-    pub(crate) fn last_stall(&self) -> Option<StallRecord> {
-        *lock(&self.last_stall)
+    /// The most recent finished stalls, oldest first.
+    pub(crate) fn recent_stalls(&self) -> Vec<StallRecord> {
+        lock(&self.recent_stalls).iter().copied().collect()
     }
 
     pub(crate) fn stall_count(&self) -> u64 {
@@ -293,5 +369,8 @@ impl SessionCell {
             abort.abort();
         }
         self.pool.session_ended(self, outcome);
+        if self.account != 0 {
+            crate::alloc::accounts::retire(self.account, self.probe.pool_id(), self.key);
+        }
     }
 }

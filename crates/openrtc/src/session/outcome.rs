@@ -38,6 +38,13 @@ pub enum CancelReason {
 pub enum KillReason {
     /// An operator asked for it (`PoolHandle::kill`).
     Operator,
+    /// Its live heap crossed its memory cap (tracking allocator only).
+    MemoryLimit {
+        /// Its live bytes when it was seen over the cap.
+        live_bytes: u64,
+        /// The cap.
+        limit_bytes: u64,
+    },
 }
 
 impl CancelReason {
@@ -58,6 +65,24 @@ impl KillReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Operator => "operator",
+            Self::MemoryLimit { .. } => "memory_limit",
+        }
+    }
+}
+
+impl fmt::Display for KillReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Operator => f.write_str("operator"),
+            Self::MemoryLimit {
+                live_bytes,
+                limit_bytes,
+            } => write!(
+                f,
+                "memory_limit: {} live over its {} cap",
+                crate::introspect::format_mib(*live_bytes),
+                crate::introspect::format_mib(*limit_bytes)
+            ),
         }
     }
 }
@@ -69,7 +94,7 @@ impl fmt::Display for SessionOutcome {
             Self::Failed(error) => write!(f, "failed: {error}"),
             Self::Panicked(message) => write!(f, "panicked: {message}"),
             Self::Cancelled(reason) => write!(f, "cancelled ({})", reason.as_str()),
-            Self::Killed(reason) => write!(f, "killed ({})", reason.as_str()),
+            Self::Killed(reason) => write!(f, "killed ({reason})"),
         }
     }
 }
@@ -90,7 +115,7 @@ impl SessionOutcome {
                 reason: reason.as_str().to_owned(),
             },
             Self::Killed(reason) => Wire::Killed {
-                reason: reason.as_str().to_owned(),
+                reason: reason.to_string(),
             },
         }
     }

@@ -1,6 +1,11 @@
-//! Integration tests of the runtime: real pools, real threads, real sockets.
+//! Integration tests of the runtime: real pools, real threads, real sockets, and the tracking
+//! allocator as the global allocator (as a worker binary would install it).
+
+#[global_allocator]
+static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAllocator::system();
 
 mod lifecycle;
+mod memory;
 mod socket;
 mod support;
 mod timing;

@@ -1,0 +1,69 @@
+//! Without the tracking allocator: memory falls back to an equal share of RSS, and says so.
+//!
+//! A test binary of its own because the other one installs the tracking allocator.
+
+use std::time::{Duration, Instant};
+
+use openrtc::proto::MemSource;
+use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+
+#[test]
+fn memory_is_an_equal_share_of_rss_and_is_marked_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = AgentPool::builder()
+        .agent(
+            "idle",
+            agent_fn(|session: Session| async move {
+                session.cancelled().await;
+                Ok(())
+            }),
+        )
+        .session_memory_limit(1024)
+        .drain_timeout(Duration::ZERO)
+        .worker_threads(2)
+        .socket_path(dir.path().join("w.sock"))
+        .build()
+        .expect("valid configuration");
+    let handle = pool.handle();
+    for _ in 0..4 {
+        handle.launch(JobRequest::new()).expect("room");
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = std::thread::spawn(move || {
+        pool.run_until(async move {
+            let _ = stopped.await;
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let snapshot = loop {
+        let snapshot = handle.runtime_snapshot();
+        if snapshot.worker.uptime_ms > 0 && snapshot.sessions.iter().all(|row| row.poll_count > 0) {
+            break snapshot;
+        }
+        assert!(Instant::now() < deadline, "sessions never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(snapshot.worker.mem_source, MemSource::RssShare);
+    assert!(!snapshot.worker.mem_source.is_exact());
+    assert_eq!(snapshot.worker.tracked_bytes, 0);
+    let share = snapshot.worker.rss_bytes / 4;
+    for row in &snapshot.sessions {
+        assert_eq!(
+            row.mem_bytes, share,
+            "each session shows an equal share of RSS"
+        );
+        assert!(row.mem_peak_bytes >= share);
+        assert_eq!(
+            row.alloc_count, 0,
+            "allocations are not counted without tracking"
+        );
+    }
+    assert_eq!(
+        serde_json::to_value(snapshot.worker.mem_source).expect("serializes"),
+        "rss_share"
+    );
+    // The cap needs the tracking allocator: without it nothing is killed.
+    assert_eq!(snapshot.worker.totals.killed_count, 0);
+    let _ = stop.send(());
+    runner.join().expect("pool thread").expect("the pool ran");
+}
