@@ -75,4 +75,17 @@ pub mod __bench {
     pub fn attributed<F: Future>(pool: &AgentPool, future: F) -> impl Future<Output = F::Output> {
         pool.bench_attributed(future)
     }
+
+    /// Runs `work` with this thread's allocations charged to a fresh session account (as
+    /// during a session's poll), then releases the account.
+    pub fn in_session_account<R>(work: impl FnOnce() -> R) -> R {
+        let account = crate::alloc::accounts::claim(0).unwrap_or(0);
+        let previous = crate::alloc::enter_account(account);
+        let result = work();
+        crate::alloc::leave_account(previous);
+        if account != 0 {
+            crate::alloc::accounts::retire(account, 0, 0);
+        }
+        result
+    }
 }

@@ -4,11 +4,13 @@ mod blocker;
 mod crashy;
 mod echo;
 mod hot;
+mod leaky;
 
 pub(crate) use blocker::Blocker;
 pub(crate) use crashy::Crashy;
 pub(crate) use echo::Echo;
 pub(crate) use hot::Hot;
+pub(crate) use leaky::Leaky;
 
 use std::time::Duration;
 

@@ -13,7 +13,13 @@ const TOP_UP_INTERVAL: Duration = Duration::from_millis(200);
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
 /// The agent mix: mostly well-behaved `echo`.
-const MIX: [(&str, u32); 4] = [("echo", 70), ("hot", 10), ("blocker", 10), ("crashy", 10)];
+const MIX: [(&str, u32); 5] = [
+    ("echo", 66),
+    ("hot", 10),
+    ("blocker", 10),
+    ("crashy", 10),
+    ("leaky", 4),
+];
 
 pub(crate) struct CallerConfig {
     pub(crate) target: u32,

@@ -19,8 +19,8 @@ pub(crate) struct Args {
     /// How many sessions the callers keep live (0: none).
     #[arg(long, default_value_t = 24)]
     pub(crate) callers: u32,
-    /// Launch only this agent (echo, hot, blocker, crashy) instead of the usual mix.
-    #[arg(long, value_parser = ["echo", "hot", "blocker", "crashy"])]
+    /// Launch only this agent (echo, hot, blocker, crashy, leaky) instead of the usual mix.
+    #[arg(long, value_parser = ["echo", "hot", "blocker", "crashy", "leaky"])]
     pub(crate) only: Option<String>,
     /// The shortest life of a session, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -40,6 +40,16 @@ pub(crate) struct Args {
     /// Serve the introspection socket here instead of the per-user default.
     #[arg(long)]
     pub(crate) socket: Option<PathBuf>,
+    /// Each session's live-heap cap in MiB; a session over it is killed (the `leaky` agent
+    /// reaches the default in about four seconds).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) session_memory_mb: u64,
+    /// Warn when the worker's RSS crosses this many MiB.
+    #[arg(long)]
+    pub(crate) memory_warn_mb: Option<u64>,
+    /// Drain and exit (code 75) when the worker's RSS crosses this many MiB.
+    #[arg(long)]
+    pub(crate) memory_limit_mb: Option<u64>,
     /// How long a drain (on SIGINT or SIGTERM) waits for sessions before cancelling them.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout_secs: u64,
@@ -60,12 +70,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .agent("hot", agents::Hot)
         .agent("blocker", agents::Blocker)
         .agent("crashy", agents::Crashy)
+        .agent("leaky", agents::Leaky)
+        .session_memory_limit(args.session_memory_mb.saturating_mul(1024 * 1024))
         .worker_name(&args.worker_name)
         .max_concurrent_sessions(args.max_sessions)
         .drain_timeout(Duration::from_secs(args.drain_timeout_secs))
         .cancel_grace(Duration::from_secs(2));
     if let Some(threads) = args.threads {
         builder = builder.worker_threads(threads);
+    }
+    if let Some(megabytes) = args.memory_warn_mb {
+        builder = builder.memory_warn_mb(megabytes);
+    }
+    if let Some(megabytes) = args.memory_limit_mb {
+        builder = builder.memory_limit_mb(megabytes);
     }
     if let Some(socket) = &args.socket {
         builder = builder.socket_path(socket);
@@ -94,7 +112,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
         },
     );
-    let result = pool.run().context("the worker stopped on an error");
+    let result = pool.run();
     callers.stop();
-    result
+    Ok(result?)
 }

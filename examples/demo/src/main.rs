@@ -6,7 +6,11 @@ mod cli;
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+/// Exact per-session memory: every allocation is charged to the session that made it.
+#[global_allocator]
+static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAllocator::system();
+
+fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -15,5 +19,14 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    cli::run(args)
+    match cli::run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("openrtc-demo: {error:#}");
+            let code = error
+                .downcast_ref::<openrtc::RunError>()
+                .map_or(1, openrtc::RunError::exit_code);
+            std::process::ExitCode::from(code)
+        }
+    }
 }

@@ -12,9 +12,13 @@ use std::sync::{Mutex, PoisonError};
 /// Session accounts in the static table (index 0 is never handed out: it means "no session").
 pub(crate) const MAX_ACCOUNTS: usize = 1 << 16;
 
-/// Per-thread shards of the tracked total and the `runtime` bucket. Threads past this many share
-/// the last shard, which then takes atomic read-modify-writes.
+/// Per-thread shards of the tracked total and the `runtime` bucket. A thread takes a free shard
+/// on its first allocation and gives it back when it exits; threads past this many live at
+/// once share the last shard, which takes atomic read-modify-writes.
 const THREAD_SHARDS: usize = 1024;
+
+/// The shared overflow shard.
+const OVERFLOW_SHARD: usize = THREAD_SHARDS - 1;
 
 const FREE: u8 = 0;
 const ACTIVE: u8 = 1;
@@ -133,13 +137,58 @@ impl ThreadShard {
 
 static ACCOUNTS: [Account; MAX_ACCOUNTS] = [const { Account::new() }; MAX_ACCOUNTS];
 static SHARDS: [ThreadShard; THREAD_SHARDS] = [const { ThreadShard::new() }; THREAD_SHARDS];
-static NEXT_SHARD: AtomicU32 = AtomicU32::new(0);
+/// Which shards are taken: one bit per shard (the overflow shard is never taken).
+static SHARDS_TAKEN: [AtomicU64; THREAD_SHARDS / 64] =
+    [const { AtomicU64::new(0) }; THREAD_SHARDS / 64];
 /// One past the highest account index ever handed out.
 static HIGH_WATER: AtomicU32 = AtomicU32::new(1);
 
 thread_local! {
-    /// This thread's shard index plus one (0: not assigned yet).
+    /// This thread's shard index plus one (0: not assigned yet). No destructor: it stays
+    /// readable while the thread's other thread-locals are torn down.
     static SHARD: Cell<u32> = const { Cell::new(0) };
+    /// Gives the shard back when the thread exits.
+    static SHARD_RELEASE: ShardRelease = const { ShardRelease };
+}
+
+/// Returns this thread's shard to the pool when the thread exits.
+struct ShardRelease;
+
+impl Drop for ShardRelease {
+    fn drop(&mut self) {
+        let assigned = SHARD.get();
+        // Anything the exiting thread still allocates or frees goes to the shared shard.
+        SHARD.set(OVERFLOW_SHARD as u32 + 1);
+        if assigned != 0 && assigned as usize - 1 != OVERFLOW_SHARD {
+            let index = assigned as usize - 1;
+            SHARDS_TAKEN[index / 64].fetch_and(!(1 << (index % 64)), Ordering::Release);
+        }
+    }
+}
+
+/// Takes a free shard (lock-free: a compare-and-swap on a bitmap), or the overflow shard.
+#[cold]
+fn take_shard() -> usize {
+    for (word_index, word) in SHARDS_TAKEN.iter().enumerate() {
+        let mut taken = word.load(Ordering::Relaxed);
+        while taken != u64::MAX {
+            let bit = (!taken).trailing_zeros() as usize;
+            let index = word_index * 64 + bit;
+            if index == OVERFLOW_SHARD {
+                break;
+            }
+            match word.compare_exchange_weak(
+                taken,
+                taken | (1 << bit),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return index,
+                Err(actual) => taken = actual,
+            }
+        }
+    }
+    OVERFLOW_SHARD
 }
 
 /// The account at `index` (index 0 and out-of-range indexes are never charged: see callers).
@@ -154,8 +203,12 @@ fn shard_index() -> usize {
     if assigned != 0 {
         return assigned as usize - 1;
     }
-    let index = (NEXT_SHARD.fetch_add(1, Ordering::Relaxed) as usize).min(THREAD_SHARDS - 1);
+    let index = take_shard();
     SHARD.set(index as u32 + 1);
+    // Registers the release for when the thread exits. glibc keeps the list of thread-local
+    // destructors with its own malloc, so this does not re-enter the tracking allocator. If
+    // the thread is already tearing down, the shard is simply kept.
+    let _ = SHARD_RELEASE.try_with(|_| ());
     index
 }
 
@@ -163,7 +216,7 @@ fn shard_index() -> usize {
 /// an atomic add on the shared overflow shard.
 #[inline(always)]
 fn add_to(counter: &AtomicU64, index: usize, delta: u64) {
-    if index == THREAD_SHARDS - 1 {
+    if index == OVERFLOW_SHARD {
         counter.fetch_add(delta, Ordering::Relaxed);
     } else {
         counter.store(

@@ -1,0 +1,135 @@
+//! `openrtc-demo` processes, inspected over their real sockets.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openrtc::proto::{MemSource, PoolSnapshot, Response, ResponseEnvelope, SessionOutcome};
+
+/// How long a wait may take before the test fails: generous, for busy CI machines.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Demo {
+    child: Child,
+    stderr_path: std::path::PathBuf,
+}
+
+impl Demo {
+    fn start(dir: &Path, args: &[&str]) -> Self {
+        let stderr_path = dir.join("demo.stderr");
+        let child = Command::new(env!("CARGO_BIN_EXE_openrtc-demo"))
+            .args(["--threads", "2", "--seed", "3", "--drain-timeout-secs", "0"])
+            .arg("--socket")
+            .arg(dir.join("demo.sock"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("start openrtc-demo");
+        Self { child, stderr_path }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).expect("stderr")
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One snapshot over the worker's socket, if it answers.
+fn snapshot(socket: &Path) -> Option<PoolSnapshot> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"{\"v\":1,\"op\":\"snapshot\"}\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    match serde_json::from_str::<ResponseEnvelope>(&line)
+        .ok()?
+        .response
+    {
+        Response::Snapshot { snapshot } => Some(*snapshot),
+        _ => None,
+    }
+}
+
+#[track_caller]
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn leaky_sessions_are_killed_by_the_default_cap_and_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("demo.sock");
+    let demo = Demo::start(dir.path(), &["--only", "leaky", "--callers", "1"]);
+    let killed = wait_for("a leaky session to be killed", || {
+        let snapshot = snapshot(&socket)?;
+        snapshot
+            .recently_ended
+            .iter()
+            .find(|ended| matches!(ended.outcome, SessionOutcome::Killed { .. }))
+            .cloned()
+            .map(|ended| (snapshot, ended))
+    });
+    let (snapshot, ended) = killed;
+    assert_eq!(snapshot.worker.mem_source, MemSource::Tracked);
+    assert_eq!(
+        snapshot.worker.session_memory_limit_bytes,
+        Some(64 * 1024 * 1024)
+    );
+    assert_eq!(ended.agent, "leaky");
+    let SessionOutcome::Killed { reason } = &ended.outcome else {
+        unreachable!("matched above");
+    };
+    assert!(reason.starts_with("memory_limit: "), "{reason}");
+    assert!(reason.ends_with("over its 64.0 MiB cap"), "{reason}");
+    assert!(ended.mem_peak_bytes > 64 * 1024 * 1024);
+    let log = wait_for("the [memory-limit] line", || {
+        let stderr = demo.stderr();
+        stderr.contains("[memory-limit]").then_some(stderr)
+    });
+    let line = log
+        .lines()
+        .find(|line| line.contains("[memory-limit]"))
+        .expect("found above");
+    assert!(
+        line.contains(&format!("session_id={} ", ended.id)) && line.contains("agent=leaky"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_worker_over_its_memory_limit_drains_and_exits_with_75() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Any running worker has more than 1 MiB of RSS: the limit trips at the first check.
+    let mut demo = Demo::start(
+        dir.path(),
+        &["--only", "echo", "--callers", "3", "--memory-limit-mb", "1"],
+    );
+    let status = wait_for("the demo to exit", || demo.child.try_wait().expect("wait"));
+    assert_eq!(status.code(), Some(75));
+    let stderr = demo.stderr();
+    assert!(
+        stderr.contains("[memory-limit] worker RSS")
+            && stderr.contains("crossed its limit of 1.0 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("memory limit"), "{stderr}");
+}
