@@ -1,7 +1,9 @@
 //! The pool snapshot: plain data describing one worker and every session it hosts.
 //!
 //! Raw counters end in `_ns`, `_ms`, `_bytes` or `_count`. Structs are `#[non_exhaustive]`:
-//! build them from `Default` and set fields, so adding a field never breaks a reader.
+//! build them from `Default` and set fields, so adding a field never breaks a reader. Every
+//! field has a default when absent, and session rows leave out empty optional fields (no
+//! stall, no metadata) to keep a 10,000-session snapshot small.
 
 use std::collections::BTreeMap;
 
@@ -165,6 +167,7 @@ pub struct SessionSnapshot {
     /// The tenant it belongs to.
     pub tenant: String,
     /// The request's metadata.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_at_unix_ms: u64,
@@ -181,11 +184,14 @@ pub struct SessionSnapshot {
     /// Stalls it caused (polls at or over the threshold).
     pub stall_count: u64,
     /// Its last finished stall.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_stall: Option<StallSnapshot>,
     /// Its most recent finished stalls, oldest first (a bounded list; `last_stall` is the
     /// last of them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recent_stalls: Vec<StallSnapshot>,
     /// When a poll of this session is blocking a worker thread right now: for how long so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub blocking_for_ms: Option<u64>,
     /// Its live heap bytes: exact with `mem_source: tracked`, else an equal share of RSS.
     pub mem_bytes: u64,

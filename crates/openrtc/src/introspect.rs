@@ -158,7 +158,8 @@ fn session(
     } else {
         SessionState::Active
     };
-    row.cpu_pct = cell.cpu_pct();
+    // Two decimals are all any view shows; shorter numbers make smaller snapshots.
+    row.cpu_pct = (cell.cpu_pct() * 100.0).round() / 100.0;
     row.busy_ns = totals.busy_ns;
     row.poll_count = totals.poll_count;
     row.stall_count = cell.stall_count();
