@@ -2,8 +2,9 @@
 //!
 //! Run with `cargo bench -p openrtc --bench snapshot`. A real pool runs 10,000 idle sessions
 //! (each waiting for its cancellation, with a little metadata); the benchmark times building
-//! the snapshot, building and serializing it (what the socket server does per request), and
-//! a whole request over the real Unix socket.
+//! the owned snapshot (`runtime_snapshot`), building and serializing it, writing the socket's
+//! answer straight from the session cells (what the socket server does per request), and a
+//! whole request over the real Unix socket (the client reading the line included).
 #![allow(missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -48,7 +49,13 @@ fn snapshot_of_10k_sessions(c: &mut Criterion) {
             let _ = stopped.await;
         })
     });
-    while !socket.exists() || handle.runtime_snapshot().sessions.iter().any(|row| row.poll_count == 0) {
+    while !socket.exists()
+        || handle
+            .runtime_snapshot()
+            .sessions
+            .iter()
+            .any(|row| row.poll_count == 0)
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
 
@@ -58,13 +65,22 @@ fn snapshot_of_10k_sessions(c: &mut Criterion) {
     group.bench_function("build_and_serialize", |b| {
         b.iter(|| black_box(serde_json::to_vec(&handle.runtime_snapshot()).expect("serializes")))
     });
+    group.bench_function("serve_response", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            openrtc::__bench::write_snapshot_response(&handle, &mut out);
+            black_box(out.len())
+        });
+    });
     group.bench_function("socket_request", |b| {
         let stream = UnixStream::connect(&socket).expect("connect");
         let mut writer = stream.try_clone().expect("clone");
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         b.iter(|| {
-            writer.write_all(b"{\"v\":1,\"op\":\"snapshot\"}\n").expect("write");
+            writer
+                .write_all(b"{\"v\":1,\"op\":\"snapshot\"}\n")
+                .expect("write");
             line.clear();
             reader.read_line(&mut line).expect("read");
             black_box(line.len())

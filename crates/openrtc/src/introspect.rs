@@ -4,7 +4,10 @@
 //! so it answers while every worker thread is blocked.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use serde::Serialize;
 
 use openrtc_proto::{
     EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshot, SessionState, SessionTotals,
@@ -16,7 +19,36 @@ use crate::session::SessionCell;
 
 const NS_PER_MS: u64 = 1_000_000;
 
-pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
+/// The instant a snapshot describes: its clock reading, the worker header and how session
+/// memory is figured. Both the owned [`PoolSnapshot`] and the socket's JSON are made from it.
+struct Moment {
+    now_ns: u64,
+    draining: bool,
+    memory: Memory,
+    worker: WorkerSnapshot,
+    cells: Vec<Arc<SessionCell>>,
+    recently_ended: Vec<EndedSessionSnapshot>,
+}
+
+/// The figures of one session row (everything but its names and metadata).
+struct RowFigures {
+    started_at_unix_ms: u64,
+    duration_ms: u64,
+    state: SessionState,
+    cpu_pct: f64,
+    busy_ns: u64,
+    poll_count: u64,
+    stall_count: u64,
+    recent_stalls: Vec<StallSnapshot>,
+    blocking_for_ms: Option<u64>,
+    mem_bytes: u64,
+    mem_peak_bytes: u64,
+    alloc_count: u64,
+    children_live_count: u64,
+    children_finished_count: u64,
+}
+
+fn moment(shared: &PoolShared) -> Moment {
     let clock = &shared.probe().clock;
     let now_ns = clock.now_ns();
     let draining = shared.is_draining();
@@ -25,34 +57,21 @@ pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
         let (tracked, runtime) = crate::alloc::accounts::tracked_and_runtime_bytes();
         (tracked, runtime, crate::alloc::accounts::ended_bytes())
     });
-    let mut snapshot = PoolSnapshot::default();
-    snapshot.version = openrtc_proto::SNAPSHOT_VERSION;
-    snapshot.taken_at_unix_ms = clock.unix_ms(now_ns);
-    snapshot.worker = worker(shared, now_ns, draining);
+    let mut worker = worker(shared, now_ns, draining);
     if let Some((tracked, runtime, ended)) = memory_totals {
-        snapshot.worker.mem_source = MemSource::Tracked;
-        snapshot.worker.tracked_bytes = tracked;
-        snapshot.worker.runtime_bytes = runtime;
-        snapshot.worker.ended_bytes = ended;
+        worker.mem_source = MemSource::Tracked;
+        worker.tracked_bytes = tracked;
+        worker.runtime_bytes = runtime;
+        worker.ended_bytes = ended;
     }
     let cells = shared.live_sessions();
     let memory = if memory_totals.is_some() {
         Memory::Tracked
     } else {
         let active = u64::try_from(cells.len()).unwrap_or(u64::MAX).max(1);
-        Memory::RssShare(snapshot.worker.rss_bytes / active)
+        Memory::RssShare(worker.rss_bytes / active)
     };
-    snapshot.sessions = cells
-        .iter()
-        .map(|cell| session(shared, cell, now_ns, draining, memory))
-        .collect();
-    let blocking_now = snapshot
-        .sessions
-        .iter()
-        .filter(|row| row.blocking_for_ms.is_some())
-        .count();
-    snapshot.worker.stalls_in_progress_count = u32::try_from(blocking_now).unwrap_or(u32::MAX);
-    snapshot.recently_ended = shared
+    let recently_ended = shared
         .recently_ended()
         .into_iter()
         .map(|ended| {
@@ -70,7 +89,228 @@ pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
             row
         })
         .collect();
+    Moment {
+        now_ns,
+        draining,
+        memory,
+        worker,
+        cells,
+        recently_ended,
+    }
+}
+
+/// The snapshot as plain owned data.
+pub(crate) fn snapshot(shared: &PoolShared) -> PoolSnapshot {
+    owned_snapshot(shared, moment(shared))
+}
+
+fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
+    let clock = &shared.probe().clock;
+    let mut snapshot = PoolSnapshot::default();
+    snapshot.version = openrtc_proto::SNAPSHOT_VERSION;
+    snapshot.taken_at_unix_ms = clock.unix_ms(moment.now_ns);
+    snapshot.sessions = moment
+        .cells
+        .iter()
+        .map(|cell| {
+            let figures = figures(shared, cell, moment.now_ns, moment.draining, moment.memory);
+            let mut row = SessionSnapshot::default();
+            row.id = cell.id().to_string();
+            row.agent = cell.agent().to_owned();
+            row.tenant = cell.tenant().to_owned();
+            row.metadata = cell.metadata().clone();
+            row.started_at_unix_ms = figures.started_at_unix_ms;
+            row.duration_ms = figures.duration_ms;
+            row.state = figures.state;
+            row.cpu_pct = figures.cpu_pct;
+            row.busy_ns = figures.busy_ns;
+            row.poll_count = figures.poll_count;
+            row.stall_count = figures.stall_count;
+            row.last_stall = figures.recent_stalls.last().cloned();
+            row.recent_stalls = figures.recent_stalls;
+            row.blocking_for_ms = figures.blocking_for_ms;
+            row.mem_bytes = figures.mem_bytes;
+            row.mem_peak_bytes = figures.mem_peak_bytes;
+            row.alloc_count = figures.alloc_count;
+            row.children_live_count = figures.children_live_count;
+            row.children_finished_count = figures.children_finished_count;
+            row
+        })
+        .collect();
+    snapshot.worker = moment.worker;
+    let blocking_now = snapshot
+        .sessions
+        .iter()
+        .filter(|row| row.blocking_for_ms.is_some())
+        .count();
+    snapshot.worker.stalls_in_progress_count = u32::try_from(blocking_now).unwrap_or(u32::MAX);
+    snapshot.recently_ended = moment.recently_ended;
     snapshot
+}
+
+/// Writes the socket's answer to a snapshot request, `{"v":1,"type":"snapshot","snapshot":…}`,
+/// straight from the session cells: the same document as serializing the owned snapshot in a
+/// [`openrtc_proto::ResponseEnvelope`] (with `sessions` before `worker`, so the header can
+/// count the stalls in progress among the rows it has just written), without first copying
+/// every session's strings and metadata.
+pub(crate) fn write_snapshot_response(
+    shared: &PoolShared,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    write_response(shared, &moment(shared), out)
+}
+
+fn write_response(
+    shared: &PoolShared,
+    moment: &Moment,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    let blocking_now = std::cell::Cell::new(0_u32);
+    let envelope = ResponseView {
+        v: openrtc_proto::PROTOCOL_VERSION,
+        kind: "snapshot",
+        snapshot: SnapshotView {
+            version: openrtc_proto::SNAPSHOT_VERSION,
+            taken_at_unix_ms: shared.probe().clock.unix_ms(moment.now_ns),
+            sessions: RowsView {
+                shared,
+                moment,
+                blocking_now: &blocking_now,
+            },
+            worker: WorkerView {
+                worker: &moment.worker,
+                blocking_now: &blocking_now,
+            },
+            recently_ended: &moment.recently_ended,
+        },
+    };
+    serde_json::to_writer(out, &envelope)
+}
+
+#[derive(Serialize)]
+struct ResponseView<'a> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    snapshot: SnapshotView<'a>,
+}
+
+/// The JSON of [`PoolSnapshot`], field for field (a test checks they agree).
+#[derive(Serialize)]
+struct SnapshotView<'a> {
+    version: u32,
+    taken_at_unix_ms: u64,
+    sessions: RowsView<'a>,
+    worker: WorkerView<'a>,
+    recently_ended: &'a [EndedSessionSnapshot],
+}
+
+/// The header, with the count of stalls in progress taken from the rows written before it.
+struct WorkerView<'a> {
+    worker: &'a WorkerSnapshot,
+    blocking_now: &'a std::cell::Cell<u32>,
+}
+
+impl Serialize for WorkerView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut worker = self.worker.clone();
+        worker.stalls_in_progress_count = self.blocking_now.get();
+        worker.serialize(serializer)
+    }
+}
+
+/// The session rows, figured one by one as they are written.
+struct RowsView<'a> {
+    shared: &'a PoolShared,
+    moment: &'a Moment,
+    blocking_now: &'a std::cell::Cell<u32>,
+}
+
+impl Serialize for RowsView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let moment = self.moment;
+        let mut rows = serializer.serialize_seq(Some(moment.cells.len()))?;
+        for cell in &moment.cells {
+            let figures = figures(
+                self.shared,
+                cell,
+                moment.now_ns,
+                moment.draining,
+                moment.memory,
+            );
+            if figures.blocking_for_ms.is_some() {
+                self.blocking_now.set(self.blocking_now.get() + 1);
+            }
+            rows.serialize_element(&RowView {
+                id: IdView(cell.id()),
+                agent: cell.agent(),
+                tenant: cell.tenant(),
+                metadata: cell.metadata(),
+                started_at_unix_ms: figures.started_at_unix_ms,
+                duration_ms: figures.duration_ms,
+                state: figures.state,
+                cpu_pct: figures.cpu_pct,
+                busy_ns: figures.busy_ns,
+                poll_count: figures.poll_count,
+                stall_count: figures.stall_count,
+                last_stall: figures.recent_stalls.last(),
+                recent_stalls: &figures.recent_stalls,
+                blocking_for_ms: figures.blocking_for_ms,
+                mem_bytes: figures.mem_bytes,
+                mem_peak_bytes: figures.mem_peak_bytes,
+                alloc_count: figures.alloc_count,
+                children_live_count: figures.children_live_count,
+                children_finished_count: figures.children_finished_count,
+            })?;
+        }
+        rows.end()
+    }
+}
+
+/// The JSON of [`SessionSnapshot`], field for field (a test checks they agree).
+#[derive(Serialize)]
+struct RowView<'a> {
+    id: IdView,
+    agent: &'a str,
+    tenant: &'a str,
+    #[serde(skip_serializing_if = "is_null")]
+    metadata: &'a serde_json::Value,
+    started_at_unix_ms: u64,
+    duration_ms: u64,
+    state: SessionState,
+    cpu_pct: f64,
+    busy_ns: u64,
+    poll_count: u64,
+    stall_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_stall: Option<&'a StallSnapshot>,
+    #[serde(skip_serializing_if = "is_empty")]
+    recent_stalls: &'a [StallSnapshot],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocking_for_ms: Option<u64>,
+    mem_bytes: u64,
+    mem_peak_bytes: u64,
+    alloc_count: u64,
+    children_live_count: u64,
+    children_finished_count: u64,
+}
+
+fn is_null(value: &&serde_json::Value) -> bool {
+    value.is_null()
+}
+
+fn is_empty(stalls: &&[StallSnapshot]) -> bool {
+    stalls.is_empty()
+}
+
+/// A session id serialized as its `s-<n>` text without building a `String`.
+struct IdView(crate::SessionId);
+
+impl Serialize for IdView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
@@ -133,65 +373,56 @@ enum Memory {
     RssShare(u64),
 }
 
-fn session(
+fn figures(
     shared: &PoolShared,
     cell: &SessionCell,
     now_ns: u64,
     draining: bool,
     memory: Memory,
-) -> SessionSnapshot {
+) -> RowFigures {
     let clock = &shared.probe().clock;
     let totals = cell.busy_totals();
     let blocking_since_ns = cell.blocking_since_ns();
     let slow = blocking_since_ns != 0 || now_ns < cell.slow_until_ns();
-    let mut row = SessionSnapshot::default();
-    row.id = cell.id().to_string();
-    row.agent = cell.agent().to_owned();
-    row.tenant = cell.tenant().to_owned();
-    row.metadata = cell.metadata().clone();
-    row.started_at_unix_ms = clock.unix_ms(cell.started_ns());
-    row.duration_ms = now_ns.saturating_sub(cell.started_ns()) / NS_PER_MS;
-    row.state = if slow {
-        SessionState::Slow
-    } else if draining {
-        SessionState::Draining
-    } else {
-        SessionState::Active
+    let (mem_bytes, mem_peak_bytes, alloc_count) = match (memory, cell.tracked_memory()) {
+        (Memory::Tracked, Some(tracked)) => tracked,
+        (Memory::Tracked, None) => (0, 0, 0),
+        (Memory::RssShare(share), _) => (share, cell.note_rss_share(share), 0),
     };
-    // Two decimals are all any view shows; shorter numbers make smaller snapshots.
-    row.cpu_pct = (cell.cpu_pct() * 100.0).round() / 100.0;
-    row.busy_ns = totals.busy_ns;
-    row.poll_count = totals.poll_count;
-    row.stall_count = cell.stall_count();
-    row.recent_stalls = cell
-        .recent_stalls()
-        .into_iter()
-        .map(|stall| {
-            let mut record = StallSnapshot::default();
-            record.duration_ns = stall.duration_ns;
-            record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
-            record.worker = stall.worker;
-            record
-        })
-        .collect();
-    row.last_stall = row.recent_stalls.last().cloned();
-    match (memory, cell.tracked_memory()) {
-        (Memory::Tracked, Some((live, peak, allocs))) => {
-            row.mem_bytes = live;
-            row.mem_peak_bytes = peak;
-            row.alloc_count = allocs;
-        }
-        (Memory::Tracked, None) => {}
-        (Memory::RssShare(share), _) => {
-            row.mem_bytes = share;
-            row.mem_peak_bytes = cell.note_rss_share(share);
-        }
+    RowFigures {
+        started_at_unix_ms: clock.unix_ms(cell.started_ns()),
+        duration_ms: now_ns.saturating_sub(cell.started_ns()) / NS_PER_MS,
+        state: if slow {
+            SessionState::Slow
+        } else if draining {
+            SessionState::Draining
+        } else {
+            SessionState::Active
+        },
+        // Two decimals are all any view shows; shorter numbers make smaller snapshots.
+        cpu_pct: (cell.cpu_pct() * 100.0).round() / 100.0,
+        busy_ns: totals.busy_ns,
+        poll_count: totals.poll_count,
+        stall_count: cell.stall_count(),
+        recent_stalls: cell
+            .recent_stalls()
+            .into_iter()
+            .map(|stall| {
+                let mut record = StallSnapshot::default();
+                record.duration_ns = stall.duration_ns;
+                record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
+                record.worker = stall.worker;
+                record
+            })
+            .collect(),
+        blocking_for_ms: (blocking_since_ns != 0)
+            .then(|| now_ns.saturating_sub(blocking_since_ns) / NS_PER_MS),
+        mem_bytes,
+        mem_peak_bytes,
+        alloc_count,
+        children_live_count: totals.children_live_count,
+        children_finished_count: totals.children_finished_count,
     }
-    row.blocking_for_ms =
-        (blocking_since_ns != 0).then(|| now_ns.saturating_sub(blocking_since_ns) / NS_PER_MS);
-    row.children_live_count = totals.children_live_count;
-    row.children_finished_count = totals.children_finished_count;
-    row
 }
 
 /// Bytes as MiB with one decimal, for log lines and reasons.
@@ -201,4 +432,52 @@ pub(crate) fn format_mib(bytes: u64) -> String {
 
 fn duration_ms(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentPool, JobRequest, Session, agent_fn};
+
+    #[test]
+    fn the_socket_json_is_the_owned_snapshot_field_for_field() {
+        let pool = AgentPool::builder()
+            .agent("idle", agent_fn(|_session: Session| async { Ok(()) }))
+            .build()
+            .expect("valid configuration");
+        let handle = pool.handle();
+        handle
+            .launch(
+                JobRequest::new()
+                    .tenant("acme")
+                    .metadata(serde_json::json!({"caller": "+1555"})),
+            )
+            .expect("queued");
+        handle.launch(JobRequest::new()).expect("queued");
+        let shared = pool.shared();
+        let mut json = Vec::new();
+        write_response(shared, &moment(shared), &mut json).expect("serializes");
+        let parsed: openrtc_proto::ResponseEnvelope =
+            serde_json::from_slice(&json).expect("a valid response");
+        let openrtc_proto::Response::Snapshot { snapshot } = parsed.response else {
+            panic!("a snapshot response");
+        };
+        // The same moment figured the owned way (the pool is not running: nothing moves but
+        // the clock, so the durations are the only figures that may differ).
+        let mut owned = owned_snapshot(shared, moment(shared));
+        owned.taken_at_unix_ms = snapshot.taken_at_unix_ms;
+        owned.worker.uptime_ms = snapshot.worker.uptime_ms;
+        owned.worker.rss_bytes = snapshot.worker.rss_bytes;
+        owned.worker.threads_count = snapshot.worker.threads_count;
+        owned.worker.open_fds_count = snapshot.worker.open_fds_count;
+        for (owned_row, served_row) in owned.sessions.iter_mut().zip(&snapshot.sessions) {
+            owned_row.duration_ms = served_row.duration_ms;
+            owned_row.mem_bytes = served_row.mem_bytes;
+            owned_row.mem_peak_bytes = served_row.mem_peak_bytes;
+        }
+        assert_eq!(*snapshot, owned);
+        assert_eq!(owned.sessions.len(), 2);
+        assert_eq!(owned.sessions[0].metadata["caller"], "+1555");
+        assert_eq!(owned.sessions[1].metadata, serde_json::Value::Null);
+    }
 }

@@ -76,6 +76,11 @@ pub mod __bench {
         pool.bench_attributed(future)
     }
 
+    /// Writes the socket's answer to a snapshot request into `out`, as the socket thread does.
+    pub fn write_snapshot_response(handle: &crate::PoolHandle, out: &mut Vec<u8>) {
+        handle.bench_write_snapshot_response(out);
+    }
+
     /// Runs `work` with this thread's allocations charged to a fresh session account (as
     /// during a session's poll), then releases the account.
     pub fn in_session_account<R>(work: impl FnOnce() -> R) -> R {

@@ -439,6 +439,11 @@ impl AgentPool {
         self.shared.config.socket_path.as_deref()
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &PoolShared {
+        &self.shared
+    }
+
     pub(crate) fn bench_attributed<F: Future>(&self, future: F) -> impl Future<Output = F::Output> {
         let cell = Arc::new(SessionCell::new(
             u64::MAX,

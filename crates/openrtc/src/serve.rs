@@ -335,17 +335,42 @@ async fn serve_client(shared: &PoolShared, stream: UnixStream) {
             ),
             Err(AnyDelimiterCodecError::Io(_)) => return,
         };
-        if send(&mut framed, response).await.is_err() || !keep_open {
+        let sent = match response {
+            Some(response) => send(&mut framed, response).await,
+            None => send_snapshot(shared, &mut framed).await,
+        };
+        if sent.is_err() || !keep_open {
             return;
         }
     }
 }
 
-fn error(code: ErrorCode, message: String) -> Response {
-    Response::Error { code, message }
+fn error(code: ErrorCode, message: String) -> Option<Response> {
+    Some(Response::Error { code, message })
 }
 
-fn answer(shared: &PoolShared, line: &str) -> Response {
+/// Writes a snapshot answer, serialized straight from the session cells.
+async fn send_snapshot(
+    shared: &PoolShared,
+    framed: &mut Framed<UnixStream, AnyDelimiterCodec>,
+) -> io::Result<()> {
+    let mut line = Vec::with_capacity(64 * 1024);
+    crate::introspect::write_snapshot_response(shared, &mut line).map_err(io::Error::other)?;
+    line.push(b'\n');
+    // Nothing is left in the codec's write buffer: every `send` flushes.
+    let stream = framed.get_mut();
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&line)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client does not read",
+        )),
+    }
+}
+
+/// The answer to one request line; `None` for a snapshot, which is written straight from the
+/// session cells by [`send_snapshot`].
+fn answer(shared: &PoolShared, line: &str) -> Option<Response> {
     let envelope: RequestEnvelope = match serde_json::from_str(line) {
         Ok(envelope) => envelope,
         Err(parse_error) => {
@@ -367,18 +392,16 @@ fn answer(shared: &PoolShared, line: &str) -> Response {
         );
     }
     match envelope.request {
-        Request::Snapshot => Response::Snapshot {
-            snapshot: Box::new(crate::introspect::snapshot(shared)),
-        },
+        Request::Snapshot => None,
         Request::Cancel { session_id } => match shared.find_session(&session_id) {
             Ok(id) => {
                 shared.stop_session(
                     id,
                     crate::session::StopRequest::Cancel(crate::CancelReason::Operator),
                 );
-                Response::Cancelled {
+                Some(Response::Cancelled {
                     session_id: id.to_string(),
-                }
+                })
             }
             Err(FindError::NotFound) => error(
                 ErrorCode::NotFound,

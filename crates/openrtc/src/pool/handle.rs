@@ -74,6 +74,11 @@ impl PoolHandle {
         self.shared.is_draining()
     }
 
+    pub(crate) fn bench_write_snapshot_response(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let _ = crate::introspect::write_snapshot_response(&self.shared, out);
+    }
+
     /// Where the introspection socket is served (`None` with introspection off).
     #[must_use]
     pub fn socket_path(&self) -> Option<&Path> {

@@ -62,6 +62,8 @@ pub(crate) struct SessionCell {
     pool: Arc<PoolShared>,
     root_stats: Arc<TaskStats>,
     children: Mutex<Children>,
+    /// Whether a child task was ever spawned: until then, reading the totals takes no lock.
+    had_children: std::sync::atomic::AtomicBool,
     stall_count: AtomicU64,
     slow_until_ns: AtomicU64,
     blocking_since_ns: AtomicU64,
@@ -107,6 +109,7 @@ impl SessionCell {
             pool,
             root_stats: Arc::default(),
             children: Mutex::default(),
+            had_children: std::sync::atomic::AtomicBool::new(false),
             stall_count: AtomicU64::new(0),
             slow_until_ns: AtomicU64::new(0),
             blocking_since_ns: AtomicU64::new(0),
@@ -260,6 +263,17 @@ impl SessionCell {
 
     /// Busy time and polls of the root task and every child, live and finished.
     pub(crate) fn busy_totals(&self) -> BusyTotals {
+        if !self.had_children.load(Ordering::Acquire) {
+            return BusyTotals {
+                busy_ns: self
+                    .probe
+                    .clock
+                    .ticks_to_nanos(self.root_stats.busy_ticks()),
+                poll_count: self.root_stats.poll_count(),
+                children_live_count: 0,
+                children_finished_count: 0,
+            };
+        }
         let children = lock(&self.children);
         let mut busy_ticks = self.root_stats.busy_ticks() + children.finished_busy_ticks;
         let mut poll_count = self.root_stats.poll_count() + children.finished_poll_count;
@@ -294,6 +308,7 @@ impl SessionCell {
 
     pub(crate) fn register_child(&self) -> (u64, Arc<TaskStats>) {
         let mut children = lock(&self.children);
+        self.had_children.store(true, Ordering::Release);
         children.next_id += 1;
         let id = children.next_id;
         let stats = Arc::<TaskStats>::default();
