@@ -137,7 +137,7 @@ fn sessions_and_buckets_sum_to_the_tracked_total() {
     let pool = RunningPool::start(
         AgentPool::builder()
             .agent("worker", worker)
-            .worker_threads(2)
+            .worker_threads(4)
             .socket_path(dir.path().join("w.sock")),
     );
     let sink = std::thread::spawn(move || {
