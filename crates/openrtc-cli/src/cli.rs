@@ -11,8 +11,9 @@ use openrtc_proto::SessionState;
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success (also when the reader of the output goes away, as in `| head`)
-  1  no running openrtc worker was found
-  2  usage error, or a worker answered with an error or could not be understood";
+  1  no running openrtc worker was found (for the live view: when it starts)
+  2  usage error, a worker answered with an error or could not be understood, or the live
+     view has no terminal to draw on";
 
 /// The slowest refresh rate `openrtc top` accepts, in refreshes per second.
 pub const MIN_REFRESH_RATE_HZ: f64 = 0.5;
@@ -32,7 +33,8 @@ pub struct Cli {
 /// The subcommands of `openrtc`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show every live session of the running workers, with CPU, stalls and state.
+    /// Show every live session of the running workers: a live full-screen view (press `?` in
+    /// it for the keys), or one printout with --once.
     Top(TopArgs),
 }
 
@@ -65,12 +67,17 @@ pub struct TopArgs {
     #[arg(long, value_name = "AGENT")]
     pub agent: Option<String>,
 
+    /// Show only the worker with this name, when several run on this machine.
+    #[arg(long, value_name = "NAME")]
+    pub worker: Option<String>,
+
     /// The output format. `json` prints each worker's snapshot as one line of JSON, unfiltered
     /// and unsorted; without --once it prints new lines on every refresh instead of redrawing.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
     pub format: OutputFormat,
 
-    /// How many times per second the screen is redrawn without --once (0.5 to 10).
+    /// How many times per second the live view asks the workers for a new snapshot (0.5 to
+    /// 10).
     #[arg(
         long,
         default_value_t = 1.0,
@@ -81,23 +88,56 @@ pub struct TopArgs {
 }
 
 /// The column `openrtc top` sorts sessions by.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+///
+/// The variants are in the order the columns appear in the table, which is the order the
+/// live view's `<` and `>` keys move through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum)]
 pub enum SortKey {
+    /// Session id, in numeric order (s-2 before s-10).
+    Session,
+    /// Agent name, alphabetically.
+    Agent,
+    /// Tenant name, alphabetically.
+    Tenant,
+    /// Time since the session started, longest first.
+    Dur,
     /// CPU% over the worker's CPU window, highest first.
     #[default]
     Cpu,
-    /// Time since the session started, longest first.
-    Dur,
+    /// Live memory, largest first.
+    Mem,
+    /// Peak memory, largest first.
+    Peak,
     /// Stalls the session caused, most first.
     Stalls,
-    /// Agent name, alphabetically.
-    Agent,
-    /// Session id, in numeric order (s-2 before s-10).
-    Session,
+    /// Most urgent first: blocking a thread now (longest first), then slow, draining, active.
+    Status,
+}
+
+impl SortKey {
+    /// Every sort key, in table column order.
+    pub const ALL: [Self; 9] = [
+        Self::Session,
+        Self::Agent,
+        Self::Tenant,
+        Self::Dur,
+        Self::Cpu,
+        Self::Mem,
+        Self::Peak,
+        Self::Stalls,
+        Self::Status,
+    ];
+
+    /// Whether the column holds numbers (sorted descending) rather than text (ascending).
+    /// Status counts as a number: its order is urgency, most urgent first.
+    #[must_use]
+    pub fn is_numeric(self) -> bool {
+        !matches!(self, Self::Session | Self::Agent | Self::Tenant)
+    }
 }
 
 /// A session state to filter on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
 pub enum StatusFilter {
     /// Running normally.
     Active,
@@ -108,6 +148,9 @@ pub enum StatusFilter {
 }
 
 impl StatusFilter {
+    /// Every filter, in the order the live view's `f` key cycles through them after "all".
+    pub const ALL: [Self; 3] = [Self::Active, Self::Slow, Self::Draining];
+
     /// The session state this filter selects.
     #[must_use]
     pub fn state(self) -> SessionState {

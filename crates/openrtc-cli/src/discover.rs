@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openrtc_proto::{
-    PROTOCOL_VERSION, Request, RequestEnvelope, Response, ResponseEnvelope, SOCKET_SUFFIX,
+    PROTOCOL_VERSION, PoolSnapshot, Request, RequestEnvelope, Response, ResponseEnvelope,
+    SOCKET_SUFFIX,
 };
+use serde::Deserialize;
 
 /// How long the CLI waits for a worker to accept a request or to answer it.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,6 +79,20 @@ pub fn list_worker_sockets(dir: &Path) -> io::Result<Vec<PathBuf>> {
     }
     sockets.sort();
     Ok(sockets)
+}
+
+/// Whether a socket file is named like a socket of the worker called `worker_name`:
+/// `<worker_name>-<pid>.sock` ([`openrtc_proto::socket_file_name`]).
+#[must_use]
+pub fn socket_belongs_to(socket: &Path, worker_name: &str) -> bool {
+    let Some(file_name) = socket.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
+    file_name
+        .strip_suffix(SOCKET_SUFFIX)
+        .and_then(|stem| stem.strip_prefix(worker_name))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()))
 }
 
 /// Why a worker could not be asked, or its answer could not be read.
@@ -184,6 +200,25 @@ fn is_timeout(error: &io::Error) -> bool {
 ///
 /// See [`QueryError`]; [`QueryError::NotListening`] means there is no worker at that path.
 pub fn query(socket_path: &Path, request: &Request) -> Result<Response, QueryError> {
+    parse_answer(&exchange(socket_path, request)?)
+}
+
+/// Asks the worker listening at `socket_path` for its snapshot, like [`query`] with
+/// [`Request::Snapshot`] but decoding the answer about twice as fast (see
+/// [`parse_snapshot_answer`]): the live view does this at every refresh.
+///
+/// # Errors
+///
+/// As [`query`].
+pub fn query_snapshot(socket_path: &Path) -> Result<Response, QueryError> {
+    parse_snapshot_answer(&exchange(socket_path, &Request::Snapshot)?)
+}
+
+/// How much of an answer is read from the socket at a time.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Sends one request line and reads the answer line, raw.
+fn exchange(socket_path: &Path, request: &Request) -> Result<Vec<u8>, QueryError> {
     let mut stream = UnixStream::connect(socket_path).map_err(|error| match error.kind() {
         io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
             QueryError::NotListening(error)
@@ -209,10 +244,51 @@ pub fn query(socket_path: &Path, request: &Request) -> Result<Response, QueryErr
         .map_err(QueryError::Send)?;
 
     let mut answer = Vec::new();
-    BufReader::new(stream.take(MAX_RESPONSE_BYTES + 1))
+    BufReader::with_capacity(READ_BUFFER_BYTES, stream.take(MAX_RESPONSE_BYTES + 1))
         .read_until(b'\n', &mut answer)
         .map_err(QueryError::Receive)?;
-    parse_answer(&answer)
+    Ok(answer)
+}
+
+/// A snapshot answer's fields, read straight into their types. The general envelope
+/// ([`ResponseEnvelope`]) flattens an internally tagged enum, which makes serde buffer the
+/// whole answer in an intermediate tree first: for a 10,000-session snapshot that doubles
+/// the decoding time.
+#[derive(Deserialize)]
+struct SnapshotAnswer {
+    /// The protocol version.
+    v: u32,
+    /// The answer type: `snapshot` for the fast path.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The snapshot, when the answer is one.
+    #[serde(default)]
+    snapshot: Option<PoolSnapshot>,
+}
+
+/// Parses an answer expected to be a snapshot; any other answer (an error, say) and any
+/// answer that does not parse this way goes through [`parse_answer`], so the result is
+/// always the same as [`parse_answer`]'s.
+///
+/// # Errors
+///
+/// As [`parse_answer`].
+pub fn parse_snapshot_answer(answer: &[u8]) -> Result<Response, QueryError> {
+    if answer.len() as u64 <= MAX_RESPONSE_BYTES {
+        if let Ok(SnapshotAnswer {
+            v: PROTOCOL_VERSION,
+            kind,
+            snapshot: Some(snapshot),
+        }) = serde_json::from_slice::<SnapshotAnswer>(answer)
+        {
+            if kind == "snapshot" {
+                return Ok(Response::Snapshot {
+                    snapshot: Box::new(snapshot),
+                });
+            }
+        }
+    }
+    parse_answer(answer)
 }
 
 /// Parses one answer line (with or without its newline) into the worker's response.
@@ -285,6 +361,45 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_snapshot_parse_agrees_with_the_general_one() {
+        let mut snapshot = PoolSnapshot::default();
+        snapshot.version = openrtc_proto::SNAPSHOT_VERSION;
+        snapshot.worker.name = "demo".into();
+        snapshot
+            .sessions
+            .push(openrtc_proto::SessionSnapshot::default());
+        let line = serde_json::to_vec(&ResponseEnvelope {
+            v: PROTOCOL_VERSION,
+            response: Response::Snapshot {
+                snapshot: Box::new(snapshot.clone()),
+            },
+        })
+        .expect("serializes");
+        let fast = parse_snapshot_answer(&line).expect("a snapshot");
+        assert_eq!(fast, parse_answer(&line).expect("a snapshot"));
+        assert_eq!(
+            fast,
+            Response::Snapshot {
+                snapshot: Box::new(snapshot)
+            }
+        );
+        for other in [
+            &br#"{"v":1,"type":"error","code":"not_found","message":"no session s-9"}"#[..],
+            br#"{"v":2,"type":"snapshot","snapshot":{}}"#,
+            br#"{"v":1,"type":"cancelled","session_id":"s-1"}"#,
+            b"garbage",
+            b"",
+        ] {
+            assert_eq!(
+                format!("{:?}", parse_snapshot_answer(other)),
+                format!("{:?}", parse_answer(other)),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
     fn a_missing_socket_directory_has_no_sockets() {
         let dir = tempfile::tempdir().expect("temp dir");
         let missing = dir.path().join("openrtc");
@@ -306,6 +421,21 @@ mod tests {
             list_worker_sockets(dir.path()).expect("readable"),
             vec![dir.path().join("demo-7.sock")]
         );
+    }
+
+    #[test]
+    fn sockets_are_matched_to_worker_names_exactly() {
+        let dir = Path::new("/run/user/1/openrtc");
+        assert!(socket_belongs_to(&dir.join("demo-42.sock"), "demo"));
+        assert!(socket_belongs_to(
+            &dir.join("edge-eu.1-7.sock"),
+            "edge-eu.1"
+        ));
+        assert!(!socket_belongs_to(&dir.join("demo-2-42.sock"), "demo"));
+        assert!(!socket_belongs_to(&dir.join("demox-42.sock"), "demo"));
+        assert!(!socket_belongs_to(&dir.join("demo-.sock"), "demo"));
+        assert!(!socket_belongs_to(&dir.join("demo-42.socket"), "demo"));
+        assert!(!socket_belongs_to(&dir.join("other-42.sock"), "demo"));
     }
 
     #[test]

@@ -1,22 +1,23 @@
-//! `openrtc top`: asks every worker (or one socket) for its snapshot and prints it, once or on
-//! a timer. The text itself is built by [`table`]; this module owns the I/O around it.
+//! `openrtc top`: asks every worker (or one socket) for its snapshot and shows it: printed once
+//! (`--once`), as JSON lines on a timer, or in the live full-screen view ([`tui`]). The printed
+//! text is built by [`table`] with the helpers of [`mod@format`]; this module owns the I/O around
+//! them.
 
+pub mod format;
 pub mod table;
+pub mod tui;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use openrtc_proto::{PoolSnapshot, Request, Response, SNAPSHOT_VERSION};
+use openrtc_proto::{PoolSnapshot, Response, SNAPSHOT_VERSION};
 
 use crate::Exit;
 use crate::cli::{OutputFormat, TopArgs};
 use crate::discover;
 use table::ViewOptions;
-
-/// Moves the cursor home and clears the screen, before each frame of the live view.
-pub const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
 
 /// Where to look for workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,16 +29,42 @@ pub enum Target {
 }
 
 impl Target {
-    /// The one-line hint printed when no worker answers.
+    /// The one-line hint printed when no worker answers; `worker_name` is the `--worker`
+    /// filter, if any.
     #[must_use]
-    pub fn no_worker_hint(&self) -> String {
+    pub fn no_worker_hint(&self, worker_name: Option<&str>) -> String {
+        let worker = match worker_name {
+            Some(name) => format!("worker named {}", format::clean_text(name, 64)),
+            None => "worker".to_owned(),
+        };
         match self {
             Self::Directory(dir) => {
-                format!("no running openrtc worker found in {}", dir.display())
+                format!("no running openrtc {worker} found in {}", dir.display())
             }
             Self::Socket(path) => {
-                format!("no running openrtc worker found at {}", path.display())
+                format!("no running openrtc {worker} found at {}", path.display())
             }
+        }
+    }
+
+    /// The sockets to ask: the one socket, or every worker socket in the directory (only
+    /// those named `<worker_name>-<pid>.sock` when `worker_name` is given).
+    ///
+    /// # Errors
+    ///
+    /// Fails only when the socket directory exists but cannot be read.
+    pub fn sockets(&self, worker_name: Option<&str>) -> anyhow::Result<Vec<PathBuf>> {
+        match self {
+            Self::Directory(dir) => {
+                let mut sockets = discover::list_worker_sockets(dir).with_context(|| {
+                    format!("cannot read the socket directory {}", dir.display())
+                })?;
+                if let Some(name) = worker_name {
+                    sockets.retain(|socket| discover::socket_belongs_to(socket, name));
+                }
+                Ok(sockets)
+            }
+            Self::Socket(path) => Ok(vec![path.clone()]),
         }
     }
 }
@@ -66,21 +93,21 @@ impl Survey {
     }
 }
 
-/// Asks every worker of `target` for its snapshot. Sockets nobody listens on are skipped.
+/// Asks every worker of `target` for its snapshot (only the workers named `worker_name`, when
+/// given). Sockets nobody listens on are skipped.
 ///
 /// # Errors
 ///
 /// Fails only when the socket directory exists but cannot be read.
-pub fn survey(target: &Target) -> anyhow::Result<Survey> {
-    let sockets = match target {
-        Target::Directory(dir) => discover::list_worker_sockets(dir)
-            .with_context(|| format!("cannot read the socket directory {}", dir.display()))?,
-        Target::Socket(path) => vec![path.clone()],
-    };
+pub fn survey(target: &Target, worker_name: Option<&str>) -> anyhow::Result<Survey> {
     let mut found = Survey::default();
-    for socket in sockets {
+    for socket in target.sockets(worker_name)? {
         match ask_for_snapshot(&socket) {
-            Ok(Some(snapshot)) => found.snapshots.push(snapshot),
+            Ok(Some(snapshot)) => {
+                if worker_name.is_none_or(|name| snapshot.worker.name == name) {
+                    found.snapshots.push(snapshot);
+                }
+            }
             Ok(None) => {}
             Err(failure) => found.failures.push(failure),
         }
@@ -90,9 +117,13 @@ pub fn survey(target: &Target) -> anyhow::Result<Survey> {
 
 /// Asks one worker for its snapshot: `Ok(None)` when nobody listens there, `Err` with a
 /// printable line when the worker refuses or answers something unusable.
-fn ask_for_snapshot(socket: &Path) -> Result<Option<PoolSnapshot>, String> {
+///
+/// # Errors
+///
+/// The printable line, as described.
+pub fn ask_for_snapshot(socket: &Path) -> Result<Option<PoolSnapshot>, String> {
     let shown = socket.display();
-    match discover::query(socket, &Request::Snapshot) {
+    match discover::query_snapshot(socket) {
         Ok(Response::Snapshot { snapshot }) if snapshot.version == SNAPSHOT_VERSION => {
             Ok(Some(*snapshot))
         }
@@ -103,7 +134,7 @@ fn ask_for_snapshot(socket: &Path) -> Result<Option<PoolSnapshot>, String> {
         )),
         Ok(Response::Error { message, .. }) => Err(format!(
             "error from worker {shown}: {}",
-            table::clean_text(&message, usize::MAX)
+            format::clean_text(&message, usize::MAX)
         )),
         Ok(other) => Err(format!(
             "cannot read worker {shown}: unexpected answer to a snapshot request: {other:?}"
@@ -166,8 +197,10 @@ pub fn run(args: &TopArgs) -> anyhow::Result<Exit> {
     };
     let result = if args.once {
         run_once(&target, args)
+    } else if args.format == OutputFormat::Json {
+        run_json_lines(&target, args)
     } else {
-        run_live(&target, args)
+        run_full_screen(&target, args)
     };
     match result {
         Err(error) if is_broken_pipe(&error) => Ok(Exit::Success),
@@ -196,27 +229,44 @@ fn print_to_stdout(text: &str) -> io::Result<()> {
 
 /// `--once`: one survey, printed; failures and the no-worker hint go to standard error.
 fn run_once(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
-    let found = survey(target)?;
+    let found = survey(target, args.worker.as_deref())?;
     print_to_stdout(&render_survey(&found, args.format, &view_options(args))?)?;
     for failure in &found.failures {
         print_to_stderr(failure);
     }
     let exit = found.exit();
     if exit == Exit::NoWorker {
-        print_to_stderr(&target.no_worker_hint());
+        print_to_stderr(&target.no_worker_hint(args.worker.as_deref()));
     }
     Ok(exit)
 }
 
-/// The live view: a survey per refresh, until interrupted. Text redraws the screen each time,
-/// with failures and the no-worker hint in place; JSON appends lines and reports on standard
-/// error, only when the report changes.
-fn run_live(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
+/// The live full-screen view. With no worker at all it prints the hint and exits 1, as
+/// `--once` does; it needs a terminal on standard output.
+fn run_full_screen(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
+    let found = survey(target, args.worker.as_deref())?;
+    if found.exit() == Exit::NoWorker {
+        print_to_stderr(&target.no_worker_hint(args.worker.as_deref()));
+        return Ok(Exit::NoWorker);
+    }
+    if !io::stdout().is_terminal() {
+        anyhow::bail!(
+            "the live view needs a terminal on standard output; use --once or --format json \
+             to print instead"
+        );
+    }
+    tui::run(target.clone(), args)
+}
+
+/// `--format json` without `--once`: a survey per refresh, one JSON line per worker each
+/// time, until interrupted. Failures and the no-worker hint go to standard error, only when
+/// they change.
+fn run_json_lines(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
     let refresh_period = Duration::from_secs_f64(1.0 / args.refresh_rate);
     let options = view_options(args);
-    let mut last_json_report: Option<Vec<String>> = None;
+    let mut last_report: Option<Vec<String>> = None;
     loop {
-        let (found, mut problems) = match survey(target) {
+        let (found, mut problems) = match survey(target, args.worker.as_deref()) {
             Ok(found) => {
                 let problems = found.failures.clone();
                 (found, problems)
@@ -224,32 +274,14 @@ fn run_live(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
             Err(error) => (Survey::default(), vec![format!("{error:#}")]),
         };
         if found.snapshots.is_empty() && problems.is_empty() {
-            problems.push(target.no_worker_hint());
+            problems.push(target.no_worker_hint(args.worker.as_deref()));
         }
-        let output = render_survey(&found, args.format, &options)?;
-        match args.format {
-            OutputFormat::Text => {
-                let mut frame = format!("{CLEAR_SCREEN}{output}");
-                if !problems.is_empty() {
-                    if !output.is_empty() {
-                        frame.push('\n');
-                    }
-                    for problem in &problems {
-                        frame.push_str(problem);
-                        frame.push('\n');
-                    }
-                }
-                print_to_stdout(&frame)?;
+        print_to_stdout(&render_survey(&found, OutputFormat::Json, &options)?)?;
+        if last_report.as_ref() != Some(&problems) {
+            for problem in &problems {
+                print_to_stderr(problem);
             }
-            OutputFormat::Json => {
-                print_to_stdout(&output)?;
-                if last_json_report.as_ref() != Some(&problems) {
-                    for problem in &problems {
-                        print_to_stderr(problem);
-                    }
-                    last_json_report = Some(problems);
-                }
-            }
+            last_report = Some(problems);
         }
         std::thread::sleep(refresh_period);
     }

@@ -1,14 +1,16 @@
 //! The text of `openrtc top`: the filter and sort of sessions and every formatting function
 //! from a [`PoolSnapshot`] to printable lines. Pure functions, no I/O.
 
-use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use openrtc_proto::{
-    EndedSessionSnapshot, PoolSnapshot, SessionOutcome, SessionSnapshot, SessionState,
-    WorkerSnapshot,
+    EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshot, SessionState, WorkerSnapshot,
 };
 
+use super::format::{
+    clean_text, compare_sessions, format_bytes_compact, format_cpu_percent, format_mebibytes,
+    format_outcome, format_seconds_tenths, format_short_span, format_status, format_uptime,
+};
 use crate::cli::SortKey;
 
 /// How many recently ended sessions a worker block lists at most.
@@ -16,9 +18,6 @@ pub const RECENTLY_ENDED_ROWS: usize = 5;
 
 /// The widest a name cell (session, agent, tenant) gets before it is cut with `…`.
 const NAME_CELL_MAX_CHARS: usize = 32;
-
-/// The widest an ended session's outcome cell gets before it is cut with `…`.
-const OUTCOME_CELL_MAX_CHARS: usize = 72;
 
 /// The spaces between two table columns.
 const COLUMN_GAP: &str = "  ";
@@ -80,7 +79,7 @@ impl ViewOptions {
 /// The live sessions that pass the filters, sorted by the sort column.
 ///
 /// Numeric columns sort descending and text columns ascending; ties are broken by session id
-/// in numeric order ([`compare_session_ids`]).
+/// in numeric order ([`super::format::compare_session_ids`]).
 #[must_use]
 pub fn select_sessions<'snapshot>(
     sessions: &'snapshot [SessionSnapshot],
@@ -90,153 +89,8 @@ pub fn select_sessions<'snapshot>(
         .iter()
         .filter(|session| options.admits(session))
         .collect();
-    selected.sort_by(|left, right| {
-        let by_column = match options.sort {
-            SortKey::Cpu => right.cpu_pct.total_cmp(&left.cpu_pct),
-            SortKey::Dur => right.duration_ms.cmp(&left.duration_ms),
-            SortKey::Stalls => right.stall_count.cmp(&left.stall_count),
-            SortKey::Agent => left.agent.cmp(&right.agent),
-            SortKey::Session => Ordering::Equal,
-        };
-        by_column.then_with(|| compare_session_ids(&left.id, &right.id))
-    });
+    selected.sort_by(|left, right| compare_sessions(options.sort, left, right));
     selected
-}
-
-/// Orders session ids so that `s-2` comes before `s-10`: ids are compared by their text
-/// before the trailing digits, then by the number those digits spell, then as plain text.
-///
-/// This is a total order for any strings, as `sort_by` requires.
-#[must_use]
-pub fn compare_session_ids(left: &str, right: &str) -> Ordering {
-    natural_key(left).cmp(&natural_key(right))
-}
-
-/// The sort key of [`compare_session_ids`]: (text before the trailing digits, number of
-/// significant digits, the significant digits, the whole id). Comparing the digit count before
-/// the digits orders numbers of any length without parsing them.
-fn natural_key(id: &str) -> (&str, usize, &str, &str) {
-    let prefix = id.trim_end_matches(|c: char| c.is_ascii_digit());
-    let significant_digits = id[prefix.len()..].trim_start_matches('0');
-    (prefix, significant_digits.len(), significant_digits, id)
-}
-
-/// Formats a duration given in milliseconds as seconds with one decimal, rounded half up:
-/// `1250` is `1.3`.
-#[must_use]
-pub fn format_seconds_tenths(milliseconds: u64) -> String {
-    let tenths = milliseconds.saturating_add(50) / 100;
-    format!("{}.{}", tenths / 10, tenths % 10)
-}
-
-/// Formats a CPU percentage with one decimal; a value that is not a number shows as `-`.
-#[must_use]
-pub fn format_cpu_percent(percent: f64) -> String {
-    if percent.is_finite() {
-        // Round half away from zero first, as durations do, rather than to the nearest even
-        // digit as the formatter would: 97.25 shows as 97.3.
-        format!("{:.1}", (percent * 10.0).round() / 10.0)
-    } else {
-        "-".to_owned()
-    }
-}
-
-/// Formats an uptime compactly with its two largest units: `42s`, `1m02s`, `3h04m`, `2d03h`.
-#[must_use]
-pub fn format_uptime(milliseconds: u64) -> String {
-    let seconds = milliseconds / 1000;
-    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
-    if days > 0 {
-        format!("{days}d{:02}h", hours % 24)
-    } else if hours > 0 {
-        format!("{hours}h{:02}m", minutes % 60)
-    } else if minutes > 0 {
-        format!("{minutes}m{:02}s", seconds % 60)
-    } else {
-        format!("{seconds}s")
-    }
-}
-
-/// Formats a short span: `230ms` under a second, `1.5s` (one decimal) above, `2s` when whole.
-#[must_use]
-pub fn format_short_span(milliseconds: u64) -> String {
-    if milliseconds < 1000 {
-        format!("{milliseconds}ms")
-    } else if milliseconds % 1000 == 0 {
-        format!("{}s", milliseconds / 1000)
-    } else {
-        format!("{}s", format_seconds_tenths(milliseconds))
-    }
-}
-
-/// Formats a byte count in MiB with one decimal: `34.1 MiB`.
-#[must_use]
-pub fn format_mebibytes(bytes: u64) -> String {
-    // Precision loss only past 2^53 bytes, far beyond any resident set.
-    #[allow(clippy::cast_precision_loss)]
-    let mebibytes = bytes as f64 / (1024.0 * 1024.0);
-    format!("{mebibytes:.1} MiB")
-}
-
-/// The STATUS cell: the state, plus for how long a poll has been blocking a worker thread
-/// when one is: `slow (blocking 230ms)`.
-#[must_use]
-pub fn format_status(session: &SessionSnapshot) -> String {
-    match session.blocking_for_ms {
-        Some(blocking_ms) => format!(
-            "{} (blocking {})",
-            session.state.as_str(),
-            format_short_span(blocking_ms)
-        ),
-        None => session.state.as_str().to_owned(),
-    }
-}
-
-/// The OUTCOME cell of an ended session: its kind, then the reason or message when it has one.
-#[must_use]
-pub fn format_outcome(outcome: &SessionOutcome) -> String {
-    let detail = match outcome {
-        SessionOutcome::Failed { error } => format!(": {error}"),
-        SessionOutcome::Panicked { message } => format!(": {message}"),
-        SessionOutcome::Cancelled { reason } | SessionOutcome::Killed { reason } => {
-            format!(" ({reason})")
-        }
-        _ => String::new(),
-    };
-    clean_text(
-        &format!("{}{detail}", outcome.kind()),
-        OUTCOME_CELL_MAX_CHARS,
-    )
-}
-
-/// Makes text from a snapshot safe and bounded for a terminal cell: control characters are
-/// escaped (a tenant name must not be able to move the cursor or start an escape sequence),
-/// bidirectional overrides are dropped, empty text becomes `-`, and text longer than
-/// `max_chars` is cut with `…`.
-#[must_use]
-pub fn clean_text(text: &str, max_chars: usize) -> String {
-    let mut cleaned = String::with_capacity(text.len());
-    for character in text.chars() {
-        if character.is_control() {
-            cleaned.extend(character.escape_default());
-        } else if !is_bidirectional_control(character) {
-            cleaned.push(character);
-        }
-    }
-    if cleaned.is_empty() {
-        return "-".to_owned();
-    }
-    if cleaned.chars().count() > max_chars {
-        let mut cut: String = cleaned.chars().take(max_chars.saturating_sub(1)).collect();
-        cut.push('…');
-        return cut;
-    }
-    cleaned
-}
-
-/// Whether a character reorders the text around it (the "Trojan source" characters).
-fn is_bidirectional_control(character: char) -> bool {
-    matches!(character, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The two header lines of a worker block: who it is and what it holds, then its lifetime
@@ -352,15 +206,24 @@ fn render_table(columns: &[(&str, Alignment)], rows: &[Vec<String>], indent: &st
     table
 }
 
-/// The live-session table: the column titles, then one row per session in the given order.
+/// The title of the memory column: `MEM`, or `MEM~` when the figures are an approximation.
 #[must_use]
-pub fn session_table(sessions: &[&SessionSnapshot]) -> String {
+pub fn memory_column_title(mem_source: MemSource) -> &'static str {
+    if mem_source.is_exact() { "MEM" } else { "MEM~" }
+}
+
+/// The live-session table: the column titles, then one row per session in the given order.
+/// `mem_source` says whether the memory figures are exact (`MEM`) or approximate (`MEM~`).
+#[must_use]
+pub fn session_table(sessions: &[&SessionSnapshot], mem_source: MemSource) -> String {
     let columns = [
         ("SESSION", Alignment::Left),
         ("AGENT", Alignment::Left),
         ("TENANT", Alignment::Left),
         ("DUR(s)", Alignment::Right),
         ("CPU%", Alignment::Right),
+        (memory_column_title(mem_source), Alignment::Right),
+        ("PEAK", Alignment::Right),
         ("STALLS", Alignment::Right),
         ("STATUS", Alignment::Left),
     ];
@@ -373,6 +236,8 @@ pub fn session_table(sessions: &[&SessionSnapshot]) -> String {
                 clean_text(&session.tenant, NAME_CELL_MAX_CHARS),
                 format_seconds_tenths(session.duration_ms),
                 format_cpu_percent(session.cpu_pct),
+                format_bytes_compact(session.mem_bytes),
+                format_bytes_compact(session.mem_peak_bytes),
                 session.stall_count.to_string(),
                 format_status(session),
             ]
@@ -412,7 +277,7 @@ pub fn recently_ended_section(ended: &[&EndedSessionSnapshot]) -> String {
 pub fn render_worker(snapshot: &PoolSnapshot, options: &ViewOptions) -> String {
     let mut block = worker_header(&snapshot.worker);
     let selected = select_sessions(&snapshot.sessions, options);
-    block.push_str(&session_table(&selected));
+    block.push_str(&session_table(&selected, snapshot.worker.mem_source));
     if snapshot.sessions.is_empty() {
         block.push_str("(no live sessions)\n");
     } else if selected.is_empty() {
@@ -483,22 +348,6 @@ mod tests {
             sort,
             ..ViewOptions::default()
         }
-    }
-
-    #[test]
-    fn session_ids_sort_by_their_number() {
-        let mut ids = vec!["s-10", "s-2", "s-1", "t-1", "s-02", "s-", "s-100", "x"];
-        ids.sort_by(|left, right| compare_session_ids(left, right));
-        assert_eq!(
-            ids,
-            vec!["s-", "s-1", "s-02", "s-2", "s-10", "s-100", "t-1", "x"]
-        );
-        assert_eq!(compare_session_ids("s-9", "s-10"), Ordering::Less);
-        assert_eq!(
-            compare_session_ids("s-99999999999999999999999", "s-100000000000000000000000"),
-            Ordering::Less,
-            "numbers wider than u64 still order by value"
-        );
     }
 
     #[test]
@@ -579,48 +428,10 @@ mod tests {
     }
 
     #[test]
-    fn a_blocking_session_says_for_how_long() {
-        let mut slow = session("s-1", "a", "t", 0.0);
-        slow.state = SessionState::Slow;
-        assert_eq!(format_status(&slow), "slow");
-        slow.blocking_for_ms = Some(230);
-        assert_eq!(format_status(&slow), "slow (blocking 230ms)");
-        slow.blocking_for_ms = Some(2_340);
-        assert_eq!(format_status(&slow), "slow (blocking 2.3s)");
-        assert_eq!(format_status(&session("s-2", "a", "t", 0.0)), "active");
-    }
-
-    #[test]
-    fn durations_and_percentages_have_one_decimal() {
-        assert_eq!(format_seconds_tenths(0), "0.0");
-        assert_eq!(format_seconds_tenths(49), "0.0");
-        assert_eq!(format_seconds_tenths(50), "0.1");
-        assert_eq!(format_seconds_tenths(1_250), "1.3");
-        assert_eq!(format_seconds_tenths(61_999), "62.0");
-        assert_eq!(format_cpu_percent(0.0), "0.0");
-        assert_eq!(format_cpu_percent(12.345), "12.3");
-        assert_eq!(format_cpu_percent(187.96), "188.0");
-        assert_eq!(format_cpu_percent(97.25), "97.3");
-        assert_eq!(format_cpu_percent(f64::NAN), "-");
-    }
-
-    #[test]
-    fn uptimes_show_their_two_largest_units() {
-        assert_eq!(format_uptime(999), "0s");
-        assert_eq!(format_uptime(42_000), "42s");
-        assert_eq!(format_uptime(62_000), "1m02s");
-        assert_eq!(format_uptime((3 * 3600 + 4 * 60 + 59) * 1000), "3h04m");
-        assert_eq!(format_uptime((2 * 86_400 + 3 * 3600) * 1000), "2d03h");
-        assert_eq!(format_mebibytes(35_756_442), "34.1 MiB");
-        assert_eq!(format_short_span(1_000), "1s");
-        assert_eq!(format_short_span(1_500), "1.5s");
-    }
-
-    #[test]
     fn an_empty_table_has_titles_only() {
         assert_eq!(
-            session_table(&[]),
-            "SESSION  AGENT  TENANT  DUR(s)  CPU%  STALLS  STATUS\n"
+            session_table(&[], MemSource::Tracked),
+            "SESSION  AGENT  TENANT  DUR(s)  CPU%  MEM  PEAK  STALLS  STATUS\n"
         );
     }
 
@@ -629,40 +440,17 @@ mod tests {
         let mut long = session("s-1", "transcriber", "acme", 187.5);
         long.duration_ms = 123_456;
         let short = session("s-22", "a", "b", 3.0);
-        let table = session_table(&[&long, &short]);
+        long.mem_bytes = 10_276_044;
+        long.mem_peak_bytes = 128_974_848;
+        let table = session_table(&[&long, &short], MemSource::RssShare);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,
             [
-                "SESSION  AGENT        TENANT  DUR(s)   CPU%  STALLS  STATUS",
-                "s-1      transcriber  acme     123.5  187.5       0  active",
-                "s-22     a            b          0.0    3.0       0  active",
+                "SESSION  AGENT        TENANT  DUR(s)   CPU%  MEM~  PEAK  STALLS  STATUS",
+                "s-1      transcriber  acme     123.5  187.5  9.8M  123M       0  active",
+                "s-22     a            b          0.0    3.0     0     0       0  active",
             ]
-        );
-    }
-
-    #[test]
-    fn hostile_text_cannot_reach_the_terminal() {
-        assert_eq!(clean_text("a\u{1b}[2Jb\n", 32), "a\\u{1b}[2Jb\\n");
-        assert_eq!(clean_text("ab\u{202e}c", 32), "abc");
-        assert_eq!(clean_text("", 32), "-");
-        assert_eq!(clean_text("abcdef", 4), "abc…");
-    }
-
-    #[test]
-    fn ended_sessions_say_how_they_ended() {
-        assert_eq!(format_outcome(&SessionOutcome::Completed), "completed");
-        assert_eq!(
-            format_outcome(&SessionOutcome::Failed {
-                error: "connection reset".into()
-            }),
-            "failed: connection reset"
-        );
-        assert_eq!(
-            format_outcome(&SessionOutcome::Cancelled {
-                reason: "operator".into()
-            }),
-            "cancelled (operator)"
         );
     }
 

@@ -1,11 +1,10 @@
 //! The built `openrtc` binary, run as an operator would: help text, exit statuses, the
 //! no-worker hint, stale sockets, stand-in workers, JSON output and closed pipes.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use insta::assert_snapshot;
 use openrtc_cli::top::table::{ViewOptions, render_workers};
@@ -315,40 +314,104 @@ fn a_closed_stdout_ends_cleanly() {
 }
 
 #[test]
-fn the_live_view_keeps_showing_the_hint_while_no_worker_runs() {
+fn the_live_view_with_no_worker_exits_1_with_the_hint() {
     let runtime_dir = tempfile::tempdir().expect("temp dir");
+    let output = run(runtime_dir.path(), &["top", "--refresh-rate", "10"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "", "the screen is never taken over");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "no running openrtc worker found in {}/openrtc\n",
+            runtime_dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn the_live_view_needs_a_terminal() {
+    let runtime_dir = tempfile::tempdir().expect("temp dir");
+    let path = runtime_dir.path().join("demo-4242.sock");
+    let worker = StandInWorker::spawn(&path, snapshot_line(busy_worker()), 1, None);
+    let output = run(
+        runtime_dir.path(),
+        &["top", "--socket", path.to_str().expect("UTF-8 path")],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stdout(&output), "", "no escape sequences reach a pipe");
+    let message = stderr(&output);
+    assert!(
+        message.starts_with("openrtc: the live view needs a terminal")
+            && message.contains("--once"),
+        "{message}"
+    );
+    worker.join();
+}
+
+#[test]
+fn the_worker_flag_picks_one_worker_by_name() {
+    let runtime_dir = tempfile::tempdir().expect("temp dir");
+    let dir = socket_dir(runtime_dir.path());
+    let alpha = StandInWorker::spawn(
+        &dir.join("alpha-10.sock"),
+        snapshot_line(idle_worker("alpha", 10)),
+        1,
+        None,
+    );
+    // A listener that never answers: asking it would end in a timeout on standard error, so
+    // the empty standard error below shows that another worker's socket is not asked.
+    let _beta = UnixListener::bind(dir.join("beta-11.sock")).expect("bind");
+    let output = run(runtime_dir.path(), &["top", "--once", "--worker", "alpha"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+    assert_eq!(
+        stdout(&output),
+        render_workers(&[&idle_worker("alpha", 10)], &ViewOptions::default())
+    );
+    alpha.join();
+
+    let missing = run(runtime_dir.path(), &["top", "--once", "--worker", "gamma"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stderr(&missing),
+        format!(
+            "no running openrtc worker named gamma found in {}/openrtc\n",
+            runtime_dir.path().display()
+        )
+    );
+    let live_missing = run(runtime_dir.path(), &["top", "--worker", "gamma"]);
+    assert_eq!(live_missing.status.code(), Some(1));
+}
+
+#[test]
+fn json_without_once_prints_a_line_per_refresh() {
+    let runtime_dir = tempfile::tempdir().expect("temp dir");
+    let path = runtime_dir.path().join("demo-4242.sock");
+    let worker = StandInWorker::spawn(&path, snapshot_line(busy_worker()), 2, None);
     let mut child = openrtc(runtime_dir.path())
-        .args(["top", "--refresh-rate", "10"])
+        .args([
+            "top",
+            "--format",
+            "json",
+            "--refresh-rate",
+            "10",
+            "--socket",
+        ])
+        .arg(&path)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn openrtc");
-    let hint = format!(
-        "\x1b[H\x1b[2Jno running openrtc worker found in {}/openrtc\n",
-        runtime_dir.path().display()
-    );
-    let mut screen = Vec::new();
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buffer = [0_u8; 4096];
-    while String::from_utf8_lossy(&screen)
-        .matches(hint.as_str())
-        .count()
-        < 3
-    {
-        assert!(Instant::now() < deadline, "no three frames within 20s");
-        let read = stdout.read(&mut buffer).expect("read the live view");
-        assert!(
-            read > 0,
-            "the live view ended: {}",
-            String::from_utf8_lossy(&screen)
-        );
-        screen.extend_from_slice(&buffer[..read]);
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    for _ in 0..2 {
+        let line = lines
+            .next()
+            .expect("a line per refresh")
+            .expect("UTF-8 line");
+        let parsed: PoolSnapshot = serde_json::from_str(&line).expect("a snapshot");
+        assert_eq!(parsed, busy_worker());
     }
-    assert!(
-        child.try_wait().expect("poll the child").is_none(),
-        "the live view keeps running"
-    );
-    child.kill().expect("stop the live view");
-    child.wait().expect("reap the live view");
+    assert_eq!(worker.join().len(), 2);
+    child.kill().expect("stop the view");
+    child.wait().expect("reap the view");
 }

@@ -1,9 +1,15 @@
-//! Hand-built pool snapshots shared by the rendering and binary tests.
+//! Hand-built pool snapshots shared by the rendering, key handling and binary tests.
 
+use std::path::PathBuf;
+
+use openrtc_cli::top::tui::conn::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_proto::{
-    EndedSessionSnapshot, PoolSnapshot, SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot,
-    SessionState, StallSnapshot,
+    EndedSessionSnapshot, MemSource, PoolSnapshot, SNAPSHOT_VERSION, SessionOutcome,
+    SessionSnapshot, SessionState, StallSnapshot,
 };
+
+/// When every fixture snapshot was taken, in milliseconds since the Unix epoch.
+pub(crate) const TAKEN_AT_UNIX_MS: u64 = 1_700_000_000_000;
 
 /// A live session with the fields the table shows.
 pub(crate) fn session(
@@ -19,11 +25,13 @@ pub(crate) fn session(
     session.agent = agent.to_owned();
     session.tenant = tenant.to_owned();
     session.duration_ms = duration_ms;
-    session.started_at_unix_ms = 1_700_000_000_000 - duration_ms;
+    session.started_at_unix_ms = TAKEN_AT_UNIX_MS - duration_ms;
     session.cpu_pct = cpu_pct;
     session.stall_count = stall_count;
     session.poll_count = duration_ms / 10;
     session.busy_ns = duration_ms * 1_000;
+    session.mem_bytes = (1 + duration_ms / 10_000) * 1_048_576;
+    session.mem_peak_bytes = session.mem_bytes * 3 / 2;
     session.metadata = serde_json::json!({ "room": id });
     session
 }
@@ -39,7 +47,7 @@ pub(crate) fn ended(
     let mut ended =
         EndedSessionSnapshot::new(id.to_owned(), agent.to_owned(), tenant.to_owned(), outcome);
     ended.duration_ms = duration_ms;
-    ended.ended_at_unix_ms = 1_700_000_000_000;
+    ended.ended_at_unix_ms = TAKEN_AT_UNIX_MS - 2_500;
     ended
 }
 
@@ -47,7 +55,7 @@ pub(crate) fn ended(
 pub(crate) fn idle_worker(name: &str, pid: u32) -> PoolSnapshot {
     let mut snapshot = PoolSnapshot::default();
     snapshot.version = SNAPSHOT_VERSION;
-    snapshot.taken_at_unix_ms = 1_700_000_000_000;
+    snapshot.taken_at_unix_ms = TAKEN_AT_UNIX_MS;
     let worker = &mut snapshot.worker;
     worker.name = name.to_owned();
     worker.pid = pid;
@@ -58,7 +66,19 @@ pub(crate) fn idle_worker(name: &str, pid: u32) -> PoolSnapshot {
     worker.slow_hold_ms = 2_000;
     worker.cpu_window_ms = 1_000;
     worker.rss_bytes = 12 * 1024 * 1024;
+    worker.threads_count = 5;
+    worker.open_fds_count = 11;
     snapshot
+}
+
+/// A stall of `duration_ms` that ended `ago_ms` before the snapshot, on worker thread
+/// `thread`.
+pub(crate) fn stall(duration_ms: u64, ago_ms: u64, thread: u32) -> StallSnapshot {
+    let mut stall = StallSnapshot::default();
+    stall.duration_ns = duration_ms * 1_000_000;
+    stall.ended_at_unix_ms = TAKEN_AT_UNIX_MS - ago_ms;
+    stall.worker = thread;
+    stall
 }
 
 /// A busy worker: four sessions, one of them blocking a thread right now, six recently ended
@@ -78,18 +98,28 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
     worker.refusals.insert("draining".into(), 0);
     worker.stalls_total_count = 7;
     worker.stalls_in_progress_count = 1;
+    worker.stalls_last_minute_count = 3;
     worker.rss_bytes = 35_756_442;
+    worker.process_cpu_pct = 112.5;
+    worker.threads_count = 9;
+    worker.open_fds_count = 23;
+    worker.mem_source = MemSource::Tracked;
+    worker.tracked_bytes = 30_408_704;
+    worker.runtime_bytes = 4_299_161;
+    worker.ended_bytes = 209_715;
+    worker.session_memory_limit_bytes = Some(64 * 1_048_576);
 
     let mut slow = session("s-2", "llm", "globex", 12_340, 97.25, 6);
     slow.state = SessionState::Slow;
     slow.blocking_for_ms = Some(230);
-    slow.last_stall = Some({
-        let mut stall = StallSnapshot::default();
-        stall.duration_ns = 180_000_000;
-        stall.ended_at_unix_ms = 1_699_999_999_000;
-        stall.worker = 1;
-        stall
-    });
+    slow.recent_stalls = vec![stall(120, 9_000, 0), stall(180, 1_000, 1)];
+    slow.last_stall = slow.recent_stalls.last().cloned();
+    slow.children_live_count = 2;
+    slow.children_finished_count = 5;
+    slow.alloc_count = 48_213;
+    slow.mem_bytes = 9 * 1_048_576;
+    slow.mem_peak_bytes = 13 * 1_048_576;
+    slow.metadata = serde_json::json!({ "room": "s-2", "caller": "+1 555 0100", "lang": "en" });
     snapshot.sessions = vec![
         session("s-1", "echo", "acme", 61_000, 1.5, 0),
         slow,
@@ -159,5 +189,47 @@ pub(crate) fn draining_worker() -> PoolSnapshot {
     let mut second = session("s-1204", "echo", "", 45_000, 3.0, 2);
     second.state = SessionState::Draining;
     snapshot.sessions = vec![first, second];
+    snapshot
+}
+
+/// The socket path a worker named `name` with process id `pid` listens on in tests.
+pub(crate) fn socket_of(name: &str, pid: u32) -> PathBuf {
+    PathBuf::from(format!("/run/user/1000/openrtc/{name}-{pid}.sock"))
+}
+
+/// A survey round in which every given worker answered with its snapshot, at `at_unix_ms`.
+pub(crate) fn round_of(snapshots: &[PoolSnapshot], at_unix_ms: u64) -> SurveyRound {
+    SurveyRound {
+        polls: snapshots
+            .iter()
+            .map(|snapshot| WorkerPoll {
+                socket: socket_of(&snapshot.worker.name, snapshot.worker.pid),
+                outcome: PollOutcome::Snapshot(Box::new(snapshot.clone())),
+            })
+            .collect(),
+        directory_error: None,
+        finished_at_unix_ms: at_unix_ms,
+    }
+}
+
+/// A worker with `count` echo sessions `s-1` … `s-<count>`, the later ones busier and
+/// younger, spread over three tenants.
+pub(crate) fn crowded_worker(count: u64) -> PoolSnapshot {
+    let mut snapshot = idle_worker("crowd", 99);
+    snapshot.worker.active_sessions = u32::try_from(count).unwrap_or(u32::MAX);
+    snapshot.worker.mem_source = MemSource::Tracked;
+    for number in 1..=count {
+        let tenant = ["acme", "globex", "initech"][usize::try_from(number % 3).unwrap_or(0)];
+        #[allow(clippy::cast_precision_loss)]
+        let cpu = number as f64 / 10.0;
+        snapshot.sessions.push(session(
+            &format!("s-{number}"),
+            "echo",
+            tenant,
+            (count + 1 - number) * 1_000,
+            cpu,
+            number % 4,
+        ));
+    }
     snapshot
 }

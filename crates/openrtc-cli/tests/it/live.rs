@@ -1,7 +1,10 @@
-//! `openrtc top --once` against real `openrtc-demo` worker processes over their real sockets.
+//! `openrtc top` against real `openrtc-demo` worker processes over their real sockets: the
+//! printed `--once` view here, the live view in a real terminal in [`tui`].
 //!
 //! The demo binary is built by the same `cargo` invocation (the workspace's test command
 //! builds every binary) and sits next to the `openrtc` binary.
+
+mod tui;
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;

@@ -1,8 +1,11 @@
 //! Integration tests of the `openrtc` CLI, in one test binary: rendered text fixtures (insta
-//! snapshots), and the built binary run against stand-in worker sockets.
+//! snapshots), the live view's screens and keys, the built binary run against stand-in worker
+//! sockets, and the real worker under a real terminal (`live`).
 
 mod binary;
 mod fixtures;
 mod live;
 mod render;
 mod stand_in_worker;
+mod tui_keys;
+mod tui_render;

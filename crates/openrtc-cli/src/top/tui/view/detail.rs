@@ -1,0 +1,264 @@
+//! The detail pane of one session: what it is, its state, CPU and memory now and over the
+//! time top has watched it, its child tasks, its last stalls, and its metadata.
+//!
+//! Stall class and stack are not in the snapshot yet; when they are, they go under each stall.
+
+use openrtc_proto::SessionSnapshot;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+
+use super::text::{Align, fit, largest, mean, sparkline, squeeze};
+use super::{Theme, put_line};
+use crate::top::format::{
+    clean_text, format_ago, format_blocking_span, format_bytes_human, format_cpu_percent,
+    format_outcome, format_short_span, format_time_of_day, format_uptime,
+};
+use crate::top::tui::state::history::SessionHistory;
+use crate::top::tui::state::{DetailTarget, State};
+
+/// The width of the labels on the left of the pane.
+const LABEL_WIDTH: usize = 10;
+
+/// Draws the detail pane of the session chosen with Enter.
+pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
+    let Some(detail) = state.detail() else {
+        return;
+    };
+    let history = state
+        .detail_worker()
+        .and_then(|worker| worker.session_history(&detail.key.session_id));
+    let lines = detail_lines(
+        detail,
+        history,
+        state.now_unix_ms(),
+        usize::from(area.width),
+        theme,
+    );
+    for (offset, line) in (0..area.height).zip(&lines) {
+        put_line(buffer, area, offset, line);
+    }
+}
+
+/// A label cell.
+fn label(text: &str, theme: Theme) -> Span<'static> {
+    Span::styled(fit(text, LABEL_WIDTH, Align::Left), theme.dim())
+}
+
+/// Every line of the pane, most important first (the pane is cut at the bottom).
+#[must_use]
+pub fn detail_lines(
+    detail: &DetailTarget,
+    history: Option<&SessionHistory>,
+    now_unix_ms: u64,
+    width: usize,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    let session = &detail.last_seen;
+    let approximate = !detail.mem_source.is_exact();
+    let memory_label = if approximate { "mem~" } else { "mem" };
+    let mut lines = vec![Line::styled(
+        fit(
+            &format!(
+                "session {} · agent {} · tenant {} · worker {}",
+                clean_text(&session.id, 48),
+                clean_text(&session.agent, 48),
+                clean_text(&session.tenant, 48),
+                clean_text(&detail.worker_name, 48)
+            ),
+            width,
+            Align::Left,
+        ),
+        theme.column_titles(),
+    )];
+
+    let mut state_spans = vec![label("state", theme)];
+    if detail.vanished {
+        let ended = detail.ended.as_ref().map_or_else(
+            || "no longer live (its worker stopped answering, or it ended)".to_owned(),
+            |ended| {
+                format!(
+                    "ended {}: {} (figures below are its last seen)",
+                    format_ago(ended.ended_at_unix_ms, now_unix_ms),
+                    format_outcome(&ended.outcome)
+                )
+            },
+        );
+        state_spans.push(Span::styled(ended, theme.alert()));
+    } else {
+        let style = match session.state {
+            openrtc_proto::SessionState::Slow => theme.warning(),
+            _ => ratatui::style::Style::new(),
+        };
+        state_spans.push(Span::styled(session.state.as_str().to_owned(), style));
+        if let Some(blocking_ms) = session.blocking_for_ms {
+            state_spans.push(Span::styled(
+                format!(
+                    " · blocking a worker thread for {} now",
+                    format_blocking_span(blocking_ms)
+                ),
+                theme.alert(),
+            ));
+        }
+    }
+    lines.push(Line::from(state_spans));
+
+    let busy_ms = session.busy_ns / 1_000_000;
+    // Shares for display only: both figures are far below 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    let busy_share_pct = if session.duration_ms == 0 {
+        0.0
+    } else {
+        busy_ms as f64 * 100.0 / session.duration_ms as f64
+    };
+    lines.push(Line::from(vec![
+        label("started", theme),
+        Span::raw(format!(
+            "{} at {} UTC · busy {} in {} polls ({}% of its life)",
+            format_ago(session.started_at_unix_ms, now_unix_ms),
+            format_time_of_day(session.started_at_unix_ms),
+            format_short_span(busy_ms),
+            session.poll_count,
+            format_cpu_percent(busy_share_pct)
+        )),
+    ]));
+
+    let sparklines = history.map(|history| history_sparklines(history, width));
+    let mut cpu_spans = vec![
+        label("cpu", theme),
+        Span::raw(format!("{:>8}% ", format_cpu_percent(session.cpu_pct))),
+    ];
+    if let Some(sparklines) = &sparklines {
+        cpu_spans.push(Span::styled(sparklines.cpu.clone(), theme.cpu_bar()));
+        cpu_spans.push(Span::styled(
+            format!(
+                " highest {}% over {}",
+                format_cpu_percent(sparklines.cpu_peak),
+                sparklines.watched
+            ),
+            theme.dim(),
+        ));
+    }
+    lines.push(Line::from(cpu_spans));
+
+    let mut memory_spans = vec![
+        label(memory_label, theme),
+        Span::raw(format!("{:>9} ", format_bytes_human(session.mem_bytes))),
+    ];
+    if let Some(sparklines) = sparklines {
+        memory_spans.push(Span::styled(sparklines.memory, theme.memory_bar()));
+        memory_spans.push(Span::styled(
+            format!(" over {}", sparklines.watched),
+            theme.dim(),
+        ));
+    }
+    lines.push(Line::from(memory_spans));
+
+    let mut memory_facts = format!(
+        "peak {} · {} allocations",
+        format_bytes_human(session.mem_peak_bytes),
+        session.alloc_count
+    );
+    if approximate {
+        memory_facts.push_str(" · approximate: an equal share of the worker's RSS");
+    }
+    lines.push(Line::from(vec![
+        label("", theme),
+        Span::styled(memory_facts, theme.dim()),
+    ]));
+
+    lines.push(Line::from(vec![
+        label("children", theme),
+        Span::raw(format!(
+            "{} running · {} ended",
+            session.children_live_count, session.children_finished_count
+        )),
+    ]));
+
+    lines.extend(stall_lines(session, now_unix_ms, theme));
+
+    lines.push(Line::from(vec![label("metadata", theme)]));
+    lines.extend(metadata_lines(&session.metadata));
+    lines
+}
+
+/// A session's sparklines over the time top has watched it.
+struct HistorySparklines {
+    /// The CPU% sparkline.
+    cpu: String,
+    /// The highest CPU% seen.
+    cpu_peak: f64,
+    /// The memory sparkline.
+    memory: String,
+    /// How long top has watched the session.
+    watched: String,
+}
+
+/// The CPU and memory sparklines over the watched time, squeezed into the room left on a
+/// line (CPU as the mean of each squeezed run, memory as its highest).
+fn history_sparklines(history: &SessionHistory, width: usize) -> HistorySparklines {
+    let room = width.saturating_sub(LABEL_WIDTH + 9 + 30).max(8);
+    let cpu: Vec<f64> = history
+        .points()
+        .iter()
+        .map(|point| f64::from(point.cpu_pct))
+        .collect();
+    let memory: Vec<f64> = history
+        .points()
+        .iter()
+        .map(|point| f64::from(point.mem_bytes))
+        .collect();
+    let as_options = |values: Vec<f64>| values.into_iter().map(Some).collect::<Vec<_>>();
+    HistorySparklines {
+        cpu: sparkline(&as_options(squeeze(&cpu, room, mean)), 100.0),
+        cpu_peak: cpu.iter().copied().fold(0.0, f64::max),
+        memory: sparkline(&as_options(squeeze(&memory, room, largest)), 0.0),
+        watched: format_uptime(history.watched_ms()),
+    }
+}
+
+/// The stall count and the last stalls, newest first: when, how long, which thread.
+fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = vec![Line::from(vec![
+        label("stalls", theme),
+        Span::raw(if session.stall_count == 0 {
+            "none".to_owned()
+        } else {
+            format!(
+                "{} in total · the last {}, newest first:",
+                session.stall_count,
+                session.recent_stalls.len()
+            )
+        }),
+    ])];
+    for stall in session.recent_stalls.iter().rev() {
+        lines.push(Line::from(vec![
+            label("", theme),
+            Span::raw(format!(
+                "{:<12} blocked worker thread {} for {}",
+                format_ago(stall.ended_at_unix_ms, now_unix_ms),
+                stall.worker,
+                format_blocking_span(stall.duration_ns / 1_000_000)
+            )),
+        ]));
+    }
+    lines
+}
+
+/// The metadata as indented, cleaned JSON lines.
+fn metadata_lines(metadata: &serde_json::Value) -> Vec<Line<'static>> {
+    if metadata.is_null() {
+        return vec![Line::raw(format!("{}(none)", " ".repeat(LABEL_WIDTH)))];
+    }
+    let pretty = serde_json::to_string_pretty(metadata).unwrap_or_default();
+    pretty
+        .lines()
+        .map(|line| {
+            Line::raw(format!(
+                "{}{}",
+                " ".repeat(LABEL_WIDTH),
+                clean_text(line, 400)
+            ))
+        })
+        .collect()
+}
