@@ -1,6 +1,6 @@
 //! The introspection socket: privacy, the protocol, and bad clients that must not hurt.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::time::Duration;
 use openrtc::proto::{ErrorCode, Response, ResponseEnvelope};
 use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
-use crate::support::{RunningPool, wait_for};
+use crate::support::{Client, RunningPool, wait_for};
 
 /// A pool of `ticking` sessions (a 20 ms frame loop until cancelled), served at `dir/w.sock`.
 fn ticking_pool(dir: &tempfile::TempDir, sessions: usize) -> (RunningPool, PathBuf) {
@@ -39,46 +39,6 @@ fn ticking_pool(dir: &tempfile::TempDir, sessions: usize) -> (RunningPool, PathB
     }
     wait_for("the socket", || path.exists().then_some(()));
     (pool, path)
-}
-
-struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Client {
-    #[track_caller]
-    fn connect(path: &Path) -> Self {
-        let stream = UnixStream::connect(path).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        Self {
-            writer: stream.try_clone().expect("clone"),
-            reader: BufReader::new(stream),
-        }
-    }
-
-    /// Sends raw bytes and reads one response line (`None` if the worker closed instead).
-    fn ask_raw(&mut self, bytes: &[u8]) -> Option<ResponseEnvelope> {
-        self.writer.write_all(bytes).ok()?;
-        self.read()
-    }
-
-    fn read(&mut self) -> Option<ResponseEnvelope> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(serde_json::from_str(&line).expect("the worker answers valid JSON")),
-        }
-    }
-
-    #[track_caller]
-    fn ask(&mut self, line: &str) -> Response {
-        self.ask_raw(format!("{line}\n").as_bytes())
-            .expect("an answer")
-            .response
-    }
 }
 
 #[track_caller]

@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests: a pool running on its own thread, and waiting.
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use openrtc::proto::{EndedSessionSnapshot, SessionSnapshot};
+use openrtc::proto::{EndedSessionSnapshot, Response, ResponseEnvelope, SessionSnapshot};
 use openrtc::{AgentPool, AgentPoolBuilder, PoolHandle, PoolSnapshot, SessionId};
 
 /// How long any wait in these tests may take before it fails: generous, for busy CI machines.
@@ -100,5 +103,46 @@ pub(crate) fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A client of a worker's introspection socket, as `openrtc top` is.
+pub(crate) struct Client {
+    pub(crate) reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    #[track_caller]
+    pub(crate) fn connect(path: &Path) -> Self {
+        let stream = UnixStream::connect(path).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        Self {
+            writer: stream.try_clone().expect("clone"),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends raw bytes and reads one response line (`None` if the worker closed instead).
+    pub(crate) fn ask_raw(&mut self, bytes: &[u8]) -> Option<ResponseEnvelope> {
+        self.writer.write_all(bytes).ok()?;
+        self.read()
+    }
+
+    pub(crate) fn read(&mut self) -> Option<ResponseEnvelope> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(serde_json::from_str(&line).expect("the worker answers valid JSON")),
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn ask(&mut self, line: &str) -> Response {
+        self.ask_raw(format!("{line}\n").as_bytes())
+            .expect("an answer")
+            .response
     }
 }

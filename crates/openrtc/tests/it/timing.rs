@@ -256,3 +256,86 @@ fn a_stall_is_counted_once_whoever_sees_it() {
     assert_eq!(ended.stall_count, 1);
     assert_eq!(pool.snapshot().worker.stalls_total_count, 1);
 }
+
+#[test]
+fn the_socket_answers_while_every_worker_thread_is_blocked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("w.sock");
+    let probe = Arc::new(BlockProbe::default());
+    let entered = Arc::new(AtomicU64::new(0));
+    let blocker = agent_fn({
+        let probe = Arc::clone(&probe);
+        let entered = Arc::clone(&entered);
+        move |_session: Session| {
+            let probe = Arc::clone(&probe);
+            let entered = Arc::clone(&entered);
+            async move {
+                let mut ticks = tokio::time::interval(Duration::from_millis(5));
+                while !probe.go.load(Ordering::Acquire) {
+                    ticks.tick().await;
+                }
+                entered.fetch_add(1, Ordering::AcqRel);
+                // Both worker threads are held until the test lets go.
+                while !probe.left.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("blocker", blocker)
+            .worker_threads(2)
+            .socket_path(&socket),
+    );
+    let ids = [
+        pool.handle.launch(JobRequest::new()).expect("room"),
+        pool.handle.launch(JobRequest::new()).expect("room"),
+    ];
+    wait_for("the socket", || socket.exists().then_some(()));
+    wait_for("both sessions to poll", || {
+        pool.snapshot()
+            .sessions
+            .iter()
+            .all(|row| row.poll_count > 0)
+            .then_some(())
+    });
+    probe.go.store(true, Ordering::Release);
+    wait_for("both worker threads to block", || {
+        (entered.load(Ordering::Acquire) == 2).then_some(())
+    });
+    let mut client = crate::support::Client::connect(&socket);
+    let mut readings = Vec::new();
+    let first = wait_for("both stalls seen over the socket", || {
+        let openrtc::proto::Response::Snapshot { snapshot } =
+            client.ask(r#"{"v":1,"op":"snapshot"}"#)
+        else {
+            panic!("expected a snapshot");
+        };
+        (snapshot.worker.stalls_in_progress_count == 2).then_some(snapshot)
+    });
+    readings.push(first);
+    let second = wait_for("the block times to grow", || {
+        let openrtc::proto::Response::Snapshot { snapshot } =
+            client.ask(r#"{"v":1,"op":"snapshot"}"#)
+        else {
+            panic!("expected a snapshot");
+        };
+        let grew = ids.iter().all(|id| {
+            let before = row_of(&readings[0], *id).and_then(|row| row.blocking_for_ms);
+            let now = row_of(&snapshot, *id).and_then(|row| row.blocking_for_ms);
+            matches!((before, now), (Some(before), Some(now)) if now > before)
+        });
+        grew.then_some(snapshot)
+    });
+    // Both answers came while the two worker threads were held: only now are they let go.
+    probe.left.store(true, Ordering::Release);
+    for id in ids {
+        let row = row_of(&second, id).expect("live");
+        assert_eq!(row.state, SessionState::Slow);
+    }
+    wait_for("the stalls to end", || {
+        (pool.snapshot().worker.stalls_total_count == 2).then_some(())
+    });
+}
