@@ -195,13 +195,17 @@ fn is_bidirectional_control(character: char) -> bool {
     matches!(character, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Formats a byte count in at most five characters, for table cells: `0`, `812K`, `9.8M`,
+/// Formats a byte count in at most five characters, for table cells: `0`, `992B`, `812K`, `9.8M`,
 /// `123M`, `1.2G`, `16G`. Units are powers of 1024.
 #[must_use]
 pub fn format_bytes_compact(bytes: u64) -> String {
     const UNITS: [char; 6] = ['K', 'M', 'G', 'T', 'P', 'E'];
+    if bytes == 0 {
+        return "0".to_owned();
+    }
     if bytes < 1024 {
-        return bytes.to_string();
+        // With its unit: a bare 992 would read as KiB to anyone used to top and htop.
+        return format!("{bytes}B");
     }
     // Precision loss only past 2^53 bytes, far beyond any memory figure.
     #[allow(clippy::cast_precision_loss)]
@@ -379,7 +383,8 @@ mod tests {
     fn compact_byte_counts_fit_five_characters() {
         for (bytes, shown) in [
             (0, "0"),
-            (1023, "1023"),
+            (992, "992B"),
+            (1023, "1023B"),
             (1024, "1.0K"),
             (831_488, "812K"),
             (10_276_044, "9.8M"),

@@ -6,7 +6,7 @@ use super::{Call, filter_frame};
 
 /// Slices of DSP per frame; each slice is a few hundred microseconds.
 const SLICES_PER_FRAME: u64 = 6;
-const FILTERS_PER_SLICE: u64 = 40;
+const FILTERS_PER_SLICE: u64 = 300;
 
 /// Burns several milliseconds of CPU per 20 ms frame, yielding between slices.
 pub(crate) struct Hot;
