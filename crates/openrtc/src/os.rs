@@ -1,13 +1,21 @@
 //! The operating-system edge: the only module of the runtime with `unsafe`.
 //!
-//! It wraps the few libc calls the runtime needs (the caller's uid, the clock tick rate) and
-//! reads process figures from `/proc`.
+//! It wraps the few libc calls the runtime needs (the caller's uid and thread id, the clock
+//! tick rate) and reads process figures from `/proc`.
 #![allow(unsafe_code)]
 
 /// The real user id of this process.
 pub(crate) fn current_uid() -> u32 {
     // SAFETY: getuid has no preconditions, cannot fail and touches no memory of ours.
     unsafe { libc::getuid() }
+}
+
+/// The kernel's id of the calling thread (its tid), as named under `/proc/self/task/`.
+// Only the stall classifier's tests call it until the watchdog records worker thread ids.
+#[allow(dead_code)]
+pub(crate) fn current_tid() -> i32 {
+    // SAFETY: gettid has no preconditions, cannot fail and touches no memory of ours.
+    unsafe { libc::gettid() }
 }
 
 /// The resident set size of this process in bytes, from `/proc/self/status`; 0 if unreadable.
@@ -50,7 +58,8 @@ pub(crate) fn process_cpu_time() -> std::time::Duration {
     std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second)
 }
 
-fn clock_ticks_per_second() -> u64 {
+/// The kernel's clock tick rate (`_SC_CLK_TCK`), the unit of CPU times in `/proc/*/stat`.
+pub(crate) fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions and touches no memory of ours.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(ticks)
