@@ -216,6 +216,18 @@ pub struct StallSnapshot {
     pub ended_at_unix_ms: u64,
     /// The 0-based index of the runtime worker thread it blocked.
     pub worker: u32,
+    /// What the blocked thread was doing, when the watchdog saw the stall in progress:
+    /// `cpu`, `sleep`, `lock`, `io`, `fault` or `unknown`. Absent for stalls shorter than its
+    /// scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The syscall the thread was blocked in, when it was in one (`clock_nanosleep`, `futex`,
+    /// `recvfrom`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<String>,
+    /// The diagnosis in words: `io in recvfrom on tcp 127.0.0.1:5432`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// How a session ended.

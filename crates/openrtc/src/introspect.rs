@@ -412,6 +412,11 @@ fn figures(
                 record.duration_ns = stall.duration_ns;
                 record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
                 record.worker = stall.worker;
+                if let Some(cause) = stall.cause {
+                    record.class = Some(cause.class.as_str().to_owned());
+                    record.syscall = cause.syscall.map(str::to_owned);
+                    record.cause = Some(cause.summary.to_string());
+                }
                 record
             })
             .collect(),

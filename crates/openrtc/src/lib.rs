@@ -43,8 +43,6 @@
 
 mod agent;
 pub mod alloc;
-// The stall classifier is not wired into the watchdog yet.
-#[allow(dead_code)]
 mod classify;
 mod error;
 mod introspect;

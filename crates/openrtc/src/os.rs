@@ -11,8 +11,6 @@ pub(crate) fn current_uid() -> u32 {
 }
 
 /// The kernel's id of the calling thread (its tid), as named under `/proc/self/task/`.
-// Only the stall classifier's tests call it until the watchdog records worker thread ids.
-#[allow(dead_code)]
 pub(crate) fn current_tid() -> i32 {
     // SAFETY: gettid has no preconditions, cannot fail and touches no memory of ours.
     unsafe { libc::gettid() }

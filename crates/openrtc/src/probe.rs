@@ -109,6 +109,7 @@ pub(crate) struct PollSlot {
     seq: AtomicU64,
     session_key: AtomicU64,
     started_raw: AtomicU64,
+    tid: std::sync::atomic::AtomicI32,
     worker: u32,
 }
 
@@ -126,8 +127,14 @@ impl PollSlot {
             seq: AtomicU64::new(0),
             session_key: AtomicU64::new(0),
             started_raw: AtomicU64::new(0),
+            tid: std::sync::atomic::AtomicI32::new(0),
             worker,
         }
+    }
+
+    /// The kernel thread id of the thread that owns this slot (0 before it is claimed).
+    pub(crate) fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Acquire)
     }
 
     /// The 0-based worker index of the thread that owns this slot.
@@ -304,6 +311,9 @@ impl Probe {
     fn claim_slot(&self) -> Option<&'static PollSlot> {
         let index = self.claimed_slots.fetch_add(1, Ordering::AcqRel);
         let slot = self.slots.get(index);
+        if let Some(slot) = slot {
+            slot.tid.store(crate::os::current_tid(), Ordering::Release);
+        }
         THREAD_SLOT.set(Some((self.pool_id, slot)));
         slot
     }

@@ -3,7 +3,7 @@
 mod cell;
 mod outcome;
 
-pub(crate) use cell::{SessionCell, StallRecord};
+pub(crate) use cell::{SessionCell, StallCause, StallRecord};
 pub(crate) use outcome::StopRequest;
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
 

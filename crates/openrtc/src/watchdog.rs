@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::RunError;
 use crate::pool::PoolShared;
-use crate::session::{SessionCell, StallRecord};
+use crate::session::{SessionCell, StallCause, StallRecord};
 
 /// How often the watchdog reads the poll slots: a stall is seen at most this late.
 pub(crate) const SCAN_INTERVAL: Duration = Duration::from_millis(4);
@@ -31,6 +31,15 @@ pub(crate) struct Watchdog {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
+
+/// A stall diagnosed while in progress: whose, and why.
+struct Diagnosed {
+    session_key: u64,
+    cause: StallCause,
+}
+
+/// How far apart the two CPU-clock readings of a stuck thread are taken.
+const DIAGNOSE_INTERVAL: Duration = Duration::from_millis(3);
 
 /// A session the watchdog marked as blocking now, and the poll that does it.
 struct Marked {
@@ -67,6 +76,8 @@ impl Watchdog {
 struct Scanner {
     shared: Arc<PoolShared>,
     marked: Vec<Option<Marked>>,
+    /// Per worker slot: the last stall diagnosed in progress, until its end is reported.
+    diagnosed: Vec<Option<Diagnosed>>,
     cpu_window_started_ns: u64,
     process_cpu_at_window_start: Duration,
     /// The stall total at the end of each of the last 60 windows, oldest first.
@@ -81,6 +92,7 @@ impl Scanner {
         let cpu_window_started_ns = shared.probe().clock.now_ns();
         Self {
             marked: Vec::new(),
+            diagnosed: Vec::new(),
             shared,
             cpu_window_started_ns,
             process_cpu_at_window_start: crate::os::process_cpu_time(),
@@ -110,8 +122,11 @@ impl Scanner {
         let slots = probe.claimed_slots();
         if self.marked.len() < slots.len() {
             self.marked.resize_with(slots.len(), || None);
+            self.diagnosed.resize_with(slots.len(), || None);
         }
-        for (slot, marked) in slots.iter().zip(&mut self.marked) {
+        for ((slot, marked), diagnosed) in
+            slots.iter().zip(&mut self.marked).zip(&mut self.diagnosed)
+        {
             let poll = slot.read();
             if let Some(previous) = marked {
                 if poll.map(|poll| poll.seq) != Some(previous.seq) {
@@ -130,26 +145,48 @@ impl Scanner {
                     seq: poll.seq,
                     cell,
                 });
+                // Only now, with a stall in progress, is the stuck thread examined.
+                let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
+                *diagnosed = Some(Diagnosed {
+                    session_key: poll.session_key,
+                    cause: StallCause {
+                        class: diagnosis.class,
+                        syscall: diagnosis.syscall,
+                        summary: diagnosis.to_string().into(),
+                    },
+                });
             }
         }
     }
 
-    fn report_finished_stalls(&self) {
-        let probe = self.shared.probe();
+    fn report_finished_stalls(&mut self) {
+        let probe = Arc::clone(self.shared.probe());
         while let Some(stall) = probe.stalls.pop() {
-            stall.cell.push_stall(StallRecord {
-                duration_ns: stall.duration_ns,
-                ended_ns: stall.ended_ns,
-                worker: stall.worker,
-            });
+            let cause = self
+                .diagnosed
+                .get_mut(stall.worker as usize)
+                .and_then(|diagnosed| {
+                    diagnosed
+                        .take_if(|diagnosed| diagnosed.session_key == stall.cell.key())
+                        .map(|diagnosed| diagnosed.cause)
+                });
+            let because = cause
+                .as_ref()
+                .map_or_else(String::new, |cause| format!(" ({})", cause.summary));
             tracing::warn!(
-                "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {}ms",
+                "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {}ms{because}",
                 stall.cell.id(),
                 stall.cell.tenant(),
                 stall.cell.agent(),
                 stall.worker,
                 stall.duration_ns / 1_000_000
             );
+            stall.cell.push_stall(StallRecord {
+                duration_ns: stall.duration_ns,
+                ended_ns: stall.ended_ns,
+                worker: stall.worker,
+                cause,
+            });
         }
     }
 

@@ -112,7 +112,11 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
     let mut slow = session("s-2", "llm", "globex", 12_340, 97.25, 6);
     slow.state = SessionState::Slow;
     slow.blocking_for_ms = Some(230);
-    slow.recent_stalls = vec![stall(120, 9_000, 0), stall(180, 1_000, 1)];
+    let mut diagnosed = stall(180, 1_000, 1);
+    diagnosed.class = Some("io".into());
+    diagnosed.syscall = Some("recvfrom".into());
+    diagnosed.cause = Some("io in recvfrom on tcp 127.0.0.1:5432".into());
+    slow.recent_stalls = vec![stall(120, 9_000, 0), diagnosed];
     slow.last_stall = slow.recent_stalls.last().cloned();
     slow.children_live_count = 2;
     slow.children_finished_count = 5;

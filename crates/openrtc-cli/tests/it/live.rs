@@ -327,5 +327,8 @@ fn a_blocking_session_shows_slow_in_top_and_in_the_log() {
         row.tenant
     );
     assert!(line.contains(&expected), "{line}");
-    assert!(line.trim_end().ends_with("ms"), "{line}");
+    // The watchdog saw the stall in progress and says what the thread was doing.
+    assert!(line.contains("ms (sleep in "), "{line}");
+    let stall = row.last_stall.as_ref().expect("recorded");
+    assert_eq!(stall.class.as_deref(), Some("sleep"));
 }

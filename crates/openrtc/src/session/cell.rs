@@ -18,11 +18,22 @@ use crate::probe::{Probe, TaskStats};
 pub(crate) const RECENT_STALLS: usize = 8;
 
 /// A finished stall, as kept for snapshots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StallRecord {
     pub(crate) duration_ns: u64,
     pub(crate) ended_ns: u64,
     pub(crate) worker: u32,
+    /// Why the thread was stuck, when the watchdog saw the stall in progress.
+    pub(crate) cause: Option<StallCause>,
+}
+
+/// The watchdog's diagnosis of a stall, as kept for snapshots and log lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StallCause {
+    pub(crate) class: crate::classify::StallClass,
+    pub(crate) syscall: Option<&'static str>,
+    /// The whole diagnosis in words: `io in recvfrom on tcp 127.0.0.1:5432`.
+    pub(crate) summary: Arc<str>,
 }
 
 /// Busy time and polls of a session, its children included.
@@ -241,7 +252,7 @@ impl SessionCell {
 
     /// The most recent finished stalls, oldest first.
     pub(crate) fn recent_stalls(&self) -> Vec<StallRecord> {
-        lock(&self.recent_stalls).iter().copied().collect()
+        lock(&self.recent_stalls).iter().cloned().collect()
     }
 
     pub(crate) fn stall_count(&self) -> u64 {

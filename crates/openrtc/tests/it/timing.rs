@@ -130,7 +130,16 @@ fn a_blocking_session_is_slow_while_it_blocks_and_nobody_else_is() {
     });
     let row = row_of(&after, blocker_id).expect("blocker is live");
     assert_eq!(row.stall_count, 1, "one block is one stall, counted once");
-    let recorded_ns = row.last_stall.expect("recorded").duration_ns;
+    let last_stall = row.last_stall.clone().expect("recorded");
+    assert_eq!(last_stall.class.as_deref(), Some("sleep"), "{last_stall:?}");
+    assert!(
+        matches!(
+            last_stall.syscall.as_deref(),
+            Some("clock_nanosleep" | "nanosleep")
+        ),
+        "{last_stall:?}"
+    );
+    let recorded_ns = last_stall.duration_ns;
     let slept_ns = probe.slept_ns.load(Ordering::Acquire);
     assert!(slept_ns >= 300_000_000);
     assert!(

@@ -217,7 +217,8 @@ fn history_sparklines(history: &SessionHistory, width: usize) -> HistorySparklin
     }
 }
 
-/// The stall count and the last stalls, newest first: when, how long, which thread.
+/// The stall count and the last stalls, newest first: when, how long, which thread, and what
+/// the thread was doing when the worker caught it (`sleep in clock_nanosleep`).
 fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(vec![
         label("stalls", theme),
@@ -235,10 +236,14 @@ fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec
         lines.push(Line::from(vec![
             label("", theme),
             Span::raw(format!(
-                "{:<12} blocked worker thread {} for {}",
+                "{:<12} blocked worker thread {} for {}{}",
                 format_ago(stall.ended_at_unix_ms, now_unix_ms),
                 stall.worker,
-                format_blocking_span(stall.duration_ns / 1_000_000)
+                format_blocking_span(stall.duration_ns / 1_000_000),
+                stall
+                    .cause
+                    .as_deref()
+                    .map_or_else(String::new, |cause| format!(" ({})", clean_text(cause, 80)))
             )),
         ]));
     }
