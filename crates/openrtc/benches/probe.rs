@@ -2,7 +2,8 @@
 //!
 //! Run with `cargo bench -p openrtc --bench probe`. Each iteration is one `poll` of a future
 //! that is always pending, so the difference between the two figures is what the probe adds
-//! to every poll: two clock reads, the slot publication and the busy-time update.
+//! to every poll: two clock reads, the slot publication and the busy-time update; with memory
+//! tracked, also entering the session's allocator account and checking its cap.
 #![allow(missing_docs)]
 
 use std::future::Future;
@@ -40,6 +41,11 @@ fn per_poll(c: &mut Criterion) {
     let mut attributed = Box::pin(openrtc::__bench::attributed(&pool, AlwaysPending));
     group.bench_function("attributed", |b| {
         b.iter(|| black_box(attributed.as_mut().poll(&mut cx)));
+    });
+
+    let mut tracked = Box::pin(openrtc::__bench::attributed_tracked(&pool, AlwaysPending));
+    group.bench_function("attributed_memory_tracked", |b| {
+        b.iter(|| black_box(tracked.as_mut().poll(&mut cx)));
     });
 
     // The floor: the two clock reads every measured poll needs, and nothing else.

@@ -74,7 +74,16 @@ pub mod __bench {
     /// Wraps `future` in the attribution probe of `pool`, as a session's root future would be,
     /// attributed to a session that is not registered anywhere.
     pub fn attributed<F: Future>(pool: &AgentPool, future: F) -> impl Future<Output = F::Output> {
-        pool.bench_attributed(future)
+        pool.bench_attributed(future, false)
+    }
+
+    /// Like [`attributed`], with the session's memory tracked (an allocator account to enter
+    /// and a cap to check on every poll), as when the tracking allocator is installed.
+    pub fn attributed_tracked<F: Future>(
+        pool: &AgentPool,
+        future: F,
+    ) -> impl Future<Output = F::Output> {
+        pool.bench_attributed(future, true)
     }
 
     /// Writes the socket's answer to a snapshot request into `out`, as the socket thread does.

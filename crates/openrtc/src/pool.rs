@@ -444,15 +444,23 @@ impl AgentPool {
         &self.shared
     }
 
-    pub(crate) fn bench_attributed<F: Future>(&self, future: F) -> impl Future<Output = F::Output> {
-        let cell = Arc::new(SessionCell::new(
+    pub(crate) fn bench_attributed<F: Future>(
+        &self,
+        future: F,
+        tracked: bool,
+    ) -> impl Future<Output = F::Output> {
+        let mut cell = SessionCell::new(
             u64::MAX,
             "bench".into(),
             "bench".into(),
             serde_json::Value::Null,
             None,
             Arc::clone(&self.shared),
-        ));
+        );
+        if tracked {
+            cell.set_account_for_bench(crate::alloc::accounts::claim(0).unwrap_or(0));
+        }
+        let cell = Arc::new(cell);
         let stats = cell.root_stats();
         crate::probe::Attributed::new(future, cell, stats)
     }

@@ -357,6 +357,9 @@ impl<F> Attributed<F> {
     }
 }
 
+/// Marks a poll that did not change the thread's allocator account.
+const UNCHANGED_ACCOUNT: u32 = u32::MAX;
+
 /// Clears the slot and charges the poll when it ends, including when it unwinds.
 struct PollGuard<'a> {
     probe: &'a Probe,
@@ -372,7 +375,9 @@ impl Drop for PollGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         let end_raw = self.probe.clock.raw();
-        crate::alloc::leave_account(self.previous_account);
+        if self.previous_account != UNCHANGED_ACCOUNT {
+            crate::alloc::leave_account(self.previous_account);
+        }
         if let Some(slot) = self.slot {
             slot.end(self.begun_seq);
         }
@@ -398,14 +403,19 @@ impl<F: Future> Future for Attributed<F> {
             return this.inner.poll(cx);
         }
         let account = this.cell.account();
-        if account != 0 && crate::alloc::accounts::account(account).is_over_limit() {
-            // Over its memory cap: run none of its code; the kill drops the task.
-            this.cell.kill_over_memory_limit();
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
+        let previous_account = if account == 0 {
+            // Memory is not tracked for this session: the thread's account stays as it is.
+            UNCHANGED_ACCOUNT
+        } else {
+            if crate::alloc::accounts::account(account).is_over_limit() {
+                // Over its memory cap: run none of its code; the kill drops the task.
+                this.cell.kill_over_memory_limit();
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            crate::alloc::enter_account(account)
+        };
         let slot = probe.thread_slot();
-        let previous_account = crate::alloc::enter_account(account);
         let started_raw = probe.clock.raw();
         let begun_seq = slot.map_or(0, |slot| slot.begin(this.cell.key(), started_raw));
         let _guard = PollGuard {

@@ -135,6 +135,10 @@ impl SessionCell {
         }
     }
 
+    pub(crate) fn set_account_for_bench(&mut self, account: u32) {
+        self.account = account;
+    }
+
     /// The allocator account charged while this session is polled (0: none).
     #[inline(always)]
     pub(crate) fn account(&self) -> u32 {
