@@ -141,16 +141,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         };
         // SAFETY: `outer` has a non-zero size (offset ≥ 16) and a valid alignment.
         let base = unsafe { self.inner.alloc(outer) };
-        if base.is_null() {
-            return base;
-        }
-        mark_installed();
-        // SAFETY: `offset < outer.size()`, so `user` is inside the block.
-        let user = unsafe { base.add(offset) };
-        let owner = charge_new(layout.size() as u64);
-        // SAFETY: `user` is `offset ≥ 16` bytes into our block.
-        unsafe { write_owner(user, owner) };
-        user
+        // SAFETY: `base` is null or a block for `outer`, which `offset` leaves room in.
+        unsafe { tag_new_block(base, offset, layout) }
     }
 
     #[inline]
@@ -160,16 +152,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         };
         // SAFETY: as in `alloc`.
         let base = unsafe { self.inner.alloc_zeroed(outer) };
-        if base.is_null() {
-            return base;
-        }
-        mark_installed();
         // SAFETY: as in `alloc`.
-        let user = unsafe { base.add(offset) };
-        let owner = charge_new(layout.size() as u64);
-        // SAFETY: as in `alloc`.
-        unsafe { write_owner(user, owner) };
-        user
+        unsafe { tag_new_block(base, offset, layout) }
     }
 
     #[inline]
@@ -213,6 +197,27 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         }
         moved
     }
+}
+
+/// Charges a block the inner allocator just returned (or passes its null on), writes its
+/// owner in its header, and returns the pointer handed to the caller.
+///
+/// # Safety
+///
+/// `base` must be null or the start of a live block at least `offset + layout.size()` bytes
+/// long, with `offset ≥ HEADER_BYTES` a multiple of `layout.align()`.
+#[inline(always)]
+unsafe fn tag_new_block(base: *mut u8, offset: usize, layout: Layout) -> *mut u8 {
+    if base.is_null() {
+        return base;
+    }
+    mark_installed();
+    // SAFETY: `offset` is inside the block (the caller's contract).
+    let user = unsafe { base.add(offset) };
+    let owner = charge_new(layout.size() as u64);
+    // SAFETY: `user` is `offset ≥ 16` bytes into the block: the header precedes it.
+    unsafe { write_owner(user, owner) };
+    user
 }
 
 #[inline(always)]
