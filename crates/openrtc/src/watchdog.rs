@@ -140,13 +140,18 @@ impl Scanner {
                 continue;
             }
             if let Some(cell) = self.shared.session(poll.session_key) {
+                // Examine the stuck thread first (only now, with a stall in progress), then
+                // publish the stall with its cause, if the same poll is still running: a
+                // diagnosis taken after the poll returned would describe something else.
+                let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
+                if slot.read().map(|now| now.seq) != Some(poll.seq) {
+                    continue;
+                }
                 cell.set_blocking_since_ns(probe.clock.since_epoch_ns(poll.started_raw));
                 *marked = Some(Marked {
                     seq: poll.seq,
                     cell,
                 });
-                // Only now, with a stall in progress, is the stuck thread examined.
-                let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
                 *diagnosed = Some(Diagnosed {
                     session_key: poll.session_key,
                     cause: StallCause {

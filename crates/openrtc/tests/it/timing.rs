@@ -348,3 +348,183 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
         (pool.snapshot().worker.stalls_total_count == 2).then_some(())
     });
 }
+
+/// The ways a session can block its worker thread, each released by the test on cue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Blocker {
+    Sleep,
+    Mutex,
+    TcpRead,
+    PipeRead,
+    Spin,
+}
+
+/// What a blocker session waits on, shared with the test.
+struct BlockerCue {
+    kind: Blocker,
+    go: AtomicBool,
+    release: AtomicBool,
+    mutex: Arc<std::sync::Mutex<()>>,
+    tcp: std::sync::Mutex<Option<std::net::TcpStream>>,
+    pipe: std::sync::Mutex<Option<std::process::ChildStdout>>,
+}
+
+/// Blocks its worker thread the way its cue says, once the test says go.
+fn block_as_cued(cue: &BlockerCue) {
+    match cue.kind {
+        Blocker::Sleep => std::thread::sleep(Duration::from_millis(300)),
+        Blocker::Mutex => drop(cue.mutex.lock()),
+        Blocker::TcpRead => {
+            use std::io::Read;
+            let stream = cue.tcp.lock().expect("tcp").take();
+            if let Some(mut stream) = stream {
+                let _ = stream.read(&mut [0_u8; 1]);
+            }
+        }
+        Blocker::PipeRead => {
+            use std::io::Read;
+            let pipe = cue.pipe.lock().expect("pipe").take();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read(&mut [0_u8; 1]);
+            }
+        }
+        Blocker::Spin => {
+            while !cue.release.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+#[test]
+fn each_kind_of_blocking_call_is_classified_in_the_session_that_made_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let kinds = [
+        Blocker::Sleep,
+        Blocker::Mutex,
+        Blocker::TcpRead,
+        Blocker::PipeRead,
+        Blocker::Spin,
+    ];
+    let cues: Arc<Vec<BlockerCue>> = Arc::new(
+        kinds
+            .iter()
+            .map(|&kind| BlockerCue {
+                kind,
+                go: AtomicBool::new(false),
+                release: AtomicBool::new(false),
+                mutex: Arc::new(std::sync::Mutex::new(())),
+                tcp: std::sync::Mutex::new(None),
+                pipe: std::sync::Mutex::new(None),
+            })
+            .collect(),
+    );
+    let agent = agent_fn({
+        let cues = Arc::clone(&cues);
+        move |session: Session| {
+            let cues = Arc::clone(&cues);
+            async move {
+                let cue = session.metadata()["cue"]
+                    .as_u64()
+                    .map(|index| index as usize);
+                let mut ticks = tokio::time::interval(Duration::from_millis(5));
+                if let Some(index) = cue {
+                    while !cues[index].go.load(Ordering::Acquire) {
+                        ticks.tick().await;
+                    }
+                    block_as_cued(&cues[index]);
+                }
+                session.cancelled().await;
+                Ok(())
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("maybe-blocker", agent)
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    // Each blocker hides at a different place among 100 sessions (a fixed shuffle).
+    let places = [17_usize, 64, 3, 88, 42];
+    let mut ids = Vec::new();
+    for index in 0..100 {
+        let cue = places.iter().position(|&place| place == index);
+        let metadata = cue.map_or(
+            serde_json::Value::Null,
+            |cue| serde_json::json!({ "cue": cue }),
+        );
+        ids.push(
+            pool.handle
+                .launch(JobRequest::new().metadata(metadata))
+                .expect("room"),
+        );
+    }
+    for (cue_index, (&kind, &place)) in kinds.iter().zip(&places).enumerate() {
+        let cue = &cues[cue_index];
+        let id = ids[place];
+        // Arm the blocking call so that it blocks until the test releases it.
+        let held = (kind == Blocker::Mutex).then(|| cue.mutex.lock().expect("mutex"));
+        let peer = (kind == Blocker::TcpRead).then(|| {
+            let client = std::net::TcpStream::connect(listener.local_addr().expect("addr"))
+                .expect("connect");
+            *cue.tcp.lock().expect("tcp") = Some(client);
+            listener.accept().expect("accept").0
+        });
+        let mut child = (kind == Blocker::PipeRead).then(|| {
+            let mut child = std::process::Command::new("sleep")
+                .arg("30")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("sleep runs");
+            *cue.pipe.lock().expect("pipe") = child.stdout.take();
+            child
+        });
+        cue.go.store(true, Ordering::Release);
+        wait_for(&format!("{kind:?} to be seen blocking"), || {
+            row_of(&pool.snapshot(), id)?
+                .blocking_for_ms
+                .is_some()
+                .then_some(())
+        });
+        // Release it: the lock, a byte from the peer, the pipe's end, the spin's flag.
+        drop(held);
+        if let Some(mut peer) = peer {
+            use std::io::Write;
+            peer.write_all(b"x").expect("write");
+        }
+        if let Some(child) = child.as_mut() {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        }
+        cue.release.store(true, Ordering::Release);
+        let stall = wait_for(&format!("{kind:?} to be recorded"), || {
+            row_of(&pool.snapshot(), id)?.last_stall
+        });
+        let expected = match kind {
+            Blocker::Sleep => "sleep",
+            Blocker::Mutex => "lock",
+            Blocker::TcpRead | Blocker::PipeRead => "io",
+            Blocker::Spin => "cpu",
+        };
+        assert_eq!(
+            stall.class.as_deref(),
+            Some(expected),
+            "{kind:?}: {stall:?}"
+        );
+        let cause = stall.cause.clone().unwrap_or_default();
+        match kind {
+            Blocker::TcpRead => assert!(cause.contains("tcp 127.0.0.1:"), "{cause}"),
+            Blocker::PipeRead => assert!(cause.contains("pipe:["), "{cause}"),
+            _ => {}
+        }
+    }
+    // Only the five blockers stalled, once each.
+    let snapshot = pool.snapshot();
+    for (index, id) in ids.iter().enumerate() {
+        let row = row_of(&snapshot, *id).expect("live");
+        let expected = u64::from(places.contains(&index));
+        assert_eq!(row.stall_count, expected, "{id}");
+    }
+}
