@@ -1,10 +1,12 @@
 //! The watchdog: a plain thread that sees stalls while they happen and reports them.
 //!
 //! Every [`SCAN_INTERVAL`] it reads each worker thread's poll slot. A poll running past the
-//! threshold makes its session `slow` at once, while it still blocks. The probe itself counts
-//! every finished stall when the poll returns; the watchdog takes those from the probe's queue,
-//! keeps the last one per session and writes the `[slow-session]` log line. Once per
-//! [`CPU_WINDOW`] it closes every session's CPU window.
+//! threshold makes its session `slow` at once, while it still blocks, after the stuck thread
+//! has been diagnosed from `/proc` (see `classify`). The probe itself counts every finished
+//! stall when the poll returns; the watchdog takes those from the probe's queue, keeps the
+//! last ones per session with their cause, and writes the `[slow-session]` log line. Once per
+//! [`CPU_WINDOW`] it closes every session's CPU window, measures the process's CPU, checks the
+//! worker's memory levels and recycles the allocator accounts of ended sessions.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
