@@ -289,8 +289,14 @@ fn a_refused_symlinked_socket_directory_stops_the_worker_with_a_clear_error() {
 fn a_blocking_session_shows_slow_in_top_and_in_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let worker = DemoWorker::start(dir.path(), "blocky", "blocker", 1, None);
-    let snapshots = wait_for_snapshots(dir.path(), &[], "the blocker to stall", |all| {
-        all.len() == 1 && all[0].worker.stalls_total_count >= 1
+    // The stall is counted when the poll returns and its details kept by the watchdog a
+    // scan later: wait for the details.
+    let snapshots = wait_for_snapshots(dir.path(), &[], "the blocker's stall", |all| {
+        all.len() == 1
+            && all[0]
+                .sessions
+                .first()
+                .is_some_and(|row| row.last_stall.is_some())
     });
     let row = &snapshots[0].sessions[0];
     assert_eq!((row.id.as_str(), row.agent.as_str()), ("s-1", "blocker"));
