@@ -98,12 +98,12 @@ pub fn select_sessions<'snapshot>(
 #[must_use]
 pub fn worker_header(worker: &WorkerSnapshot) -> String {
     let threads_word = if worker.worker_threads == 1 {
-        "thread"
+        "worker thread"
     } else {
-        "threads"
+        "worker threads"
     };
     let mut header = format!(
-        "worker {} pid {} · up {} · {} {threads_word} · sessions {}/{} · rss {}",
+        "worker {} pid {} · up {} · {} {threads_word} · sessions {}/{} · rss {} · cpu {:.1}% · {} threads in all · {} fds",
         clean_text(&worker.name, NAME_CELL_MAX_CHARS),
         worker.pid,
         format_uptime(worker.uptime_ms),
@@ -111,6 +111,9 @@ pub fn worker_header(worker: &WorkerSnapshot) -> String {
         worker.active_sessions,
         worker.max_sessions,
         format_mebibytes(worker.rss_bytes),
+        worker.process_cpu_pct,
+        worker.threads_count,
+        worker.open_fds_count,
     );
     if worker.draining {
         header.push_str(" · DRAINING");
