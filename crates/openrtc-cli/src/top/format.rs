@@ -286,19 +286,21 @@ pub fn format_ago(then_unix_ms: u64, now_unix_ms: u64) -> String {
     }
 }
 
+/// A live session with the fields tables and the status cell read, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_session(id: &str, agent: &str, tenant: &str, cpu_pct: f64) -> SessionSnapshot {
+    let mut session = SessionSnapshot::default();
+    session.id = id.to_owned();
+    session.agent = agent.to_owned();
+    session.tenant = tenant.to_owned();
+    session.cpu_pct = cpu_pct;
+    session
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_session as session;
     use super::*;
-
-    /// A live session with the fields the status cell reads.
-    fn session(id: &str, agent: &str, tenant: &str, cpu_pct: f64) -> SessionSnapshot {
-        let mut session = SessionSnapshot::default();
-        session.id = id.to_owned();
-        session.agent = agent.to_owned();
-        session.tenant = tenant.to_owned();
-        session.cpu_pct = cpu_pct;
-        session
-    }
 
     #[test]
     fn session_ids_sort_by_their_number() {

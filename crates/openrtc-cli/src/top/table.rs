@@ -329,16 +329,7 @@ pub fn render_workers(snapshots: &[&PoolSnapshot], options: &ViewOptions) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A live session with the fields the table shows.
-    fn session(id: &str, agent: &str, tenant: &str, cpu_pct: f64) -> SessionSnapshot {
-        let mut session = SessionSnapshot::default();
-        session.id = id.to_owned();
-        session.agent = agent.to_owned();
-        session.tenant = tenant.to_owned();
-        session.cpu_pct = cpu_pct;
-        session
-    }
+    use crate::top::format::test_session as session;
 
     /// The ids of the selected sessions, in order.
     fn ids(selected: &[&SessionSnapshot]) -> Vec<String> {
