@@ -43,6 +43,12 @@ struct Diagnosed {
 /// How far apart the two CPU-clock readings of a stuck thread are taken.
 const DIAGNOSE_INTERVAL: Duration = Duration::from_millis(3);
 
+/// At most this many stalls are diagnosed per CPU window (one second): a storm of stalls
+/// costs the watchdog at most this many × [`DIAGNOSE_INTERVAL`] of waiting (60 ms a second)
+/// and a few small `/proc` reads each. Stalls past the budget are counted and logged as
+/// usual, without a cause.
+const DIAGNOSES_PER_WINDOW: u32 = 20;
+
 /// A session the watchdog marked as blocking now, and the poll that does it.
 struct Marked {
     seq: u64,
@@ -80,6 +86,8 @@ struct Scanner {
     marked: Vec<Option<Marked>>,
     /// Per worker slot: the last stall diagnosed in progress, until its end is reported.
     diagnosed: Vec<Option<Diagnosed>>,
+    /// Diagnoses left in this CPU window.
+    diagnoses_left: u32,
     cpu_window_started_ns: u64,
     process_cpu_at_window_start: Duration,
     /// The stall total at the end of each of the last 60 windows, oldest first.
@@ -95,6 +103,7 @@ impl Scanner {
         Self {
             marked: Vec::new(),
             diagnosed: Vec::new(),
+            diagnoses_left: DIAGNOSES_PER_WINDOW,
             shared,
             cpu_window_started_ns,
             process_cpu_at_window_start: crate::os::process_cpu_time(),
@@ -145,16 +154,22 @@ impl Scanner {
                 // Examine the stuck thread first (only now, with a stall in progress), then
                 // publish the stall with its cause, if the same poll is still running: a
                 // diagnosis taken after the poll returned would describe something else.
-                let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
-                if slot.read().map(|now| now.seq) != Some(poll.seq) {
-                    continue;
-                }
+                let diagnosis = if self.diagnoses_left > 0 {
+                    self.diagnoses_left -= 1;
+                    let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
+                    if slot.read().map(|now| now.seq) != Some(poll.seq) {
+                        continue;
+                    }
+                    Some(diagnosis)
+                } else {
+                    None
+                };
                 cell.set_blocking_since_ns(probe.clock.since_epoch_ns(poll.started_raw));
                 *marked = Some(Marked {
                     seq: poll.seq,
                     cell,
                 });
-                *diagnosed = Some(Diagnosed {
+                *diagnosed = diagnosis.map(|diagnosis| Diagnosed {
                     session_key: poll.session_key,
                     cause: StallCause {
                         class: diagnosis.class,
@@ -204,6 +219,7 @@ impl Scanner {
             return;
         }
         self.cpu_window_started_ns = now_ns;
+        self.diagnoses_left = DIAGNOSES_PER_WINDOW;
         let sessions = self.shared.live_sessions();
         for cell in &sessions {
             cell.close_cpu_window(window_ns.min(now_ns.saturating_sub(cell.started_ns())));
