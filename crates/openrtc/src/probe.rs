@@ -230,6 +230,8 @@ pub(crate) struct StallEvent {
     pub(crate) worker: u32,
     pub(crate) duration_ns: u64,
     pub(crate) ended_ns: u64,
+    /// The poll's sequence number in its worker's slot (0 if it had no slot).
+    pub(crate) seq: u64,
 }
 
 /// The probe state shared by a pool's wrappers, its watchdog and its snapshots.
@@ -320,13 +322,21 @@ impl Probe {
 
     #[cold]
     #[inline(never)]
-    fn record_stall(&self, cell: &Arc<SessionCell>, worker: u32, end_raw: u64, duration_ns: u64) {
+    fn record_stall(
+        &self,
+        cell: &Arc<SessionCell>,
+        worker: u32,
+        seq: u64,
+        end_raw: u64,
+        duration_ns: u64,
+    ) {
         let ended_ns = self.clock.since_epoch_ns(end_raw);
         cell.record_stall_counters(ended_ns);
         self.stalls_total.fetch_add(1, Ordering::Relaxed);
         let event = StallEvent {
             cell: Arc::clone(cell),
             worker,
+            seq,
             duration_ns,
             ended_ns,
         };
@@ -387,7 +397,7 @@ impl Drop for PollGuard<'_> {
             let worker = self.slot.map_or(u32::MAX, PollSlot::worker);
             let duration_ns = self.probe.clock.ticks_to_nanos(elapsed_ticks);
             self.probe
-                .record_stall(self.cell, worker, end_raw, duration_ns);
+                .record_stall(self.cell, worker, self.begun_seq, end_raw, duration_ns);
         }
     }
 }

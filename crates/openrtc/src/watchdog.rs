@@ -184,6 +184,18 @@ impl Scanner {
     fn report_finished_stalls(&mut self) {
         let probe = Arc::clone(self.shared.probe());
         while let Some(stall) = probe.stalls.pop() {
+            // The poll has returned: unmark its session now rather than at the next scan, so
+            // no snapshot shows it blocking once its stall is on record.
+            if let Some(marked) = self.marked.get_mut(stall.worker as usize) {
+                if marked
+                    .as_ref()
+                    .is_some_and(|marked| marked.seq == stall.seq)
+                {
+                    if let Some(marked) = marked.take() {
+                        marked.cell.set_blocking_since_ns(0);
+                    }
+                }
+            }
             let cause = self
                 .diagnosed
                 .get_mut(stall.worker as usize)

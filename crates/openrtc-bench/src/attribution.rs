@@ -1,0 +1,364 @@
+//! `attribution`: one random session among N blocks its worker thread per trial; does the
+//! runtime name exactly that session, while it blocks, with the right duration?
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use openrtc::{AgentPool, JobRequest, PoolHandle, Session, SessionId, agent_fn};
+use serde::Serialize;
+
+use crate::cli::{BlockKind, Report, counts};
+use crate::density::Running;
+use crate::stats::Spread;
+
+/// How long one trial may take before it is given up as missed.
+const TRIAL_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Options of `attribution`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Session counts to measure, comma-separated.
+    #[arg(long, default_value = "50,100", value_parser = counts)]
+    sessions: std::vec::Vec<usize>,
+    /// How the chosen session blocks.
+    #[arg(long, value_enum, default_value = "sleep")]
+    block: BlockKind,
+    /// How long each block lasts.
+    #[arg(long, default_value_t = 300)]
+    block_ms: u64,
+    /// Trials per session count.
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// Block inside a child task of the session instead of its root task.
+    #[arg(long)]
+    in_child_task: bool,
+    /// Add a CPU-hot (but yielding) session beside the well-behaved ones.
+    #[arg(long)]
+    with_hot: bool,
+    /// The stall threshold.
+    #[arg(long, default_value_t = 50)]
+    threshold_ms: u64,
+    /// Seed for the choice of sessions (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// One session's cue: block now, and what happened when it did.
+#[derive(Default)]
+struct Cue {
+    go: AtomicBool,
+    started_ns: AtomicU64,
+    blocked_ns: AtomicU64,
+}
+
+/// The figures of one session count.
+#[derive(Debug, Serialize)]
+pub(crate) struct AttributionRow {
+    sessions: usize,
+    trials: usize,
+    /// Trials where the only session seen blocking was the one that blocked.
+    right: usize,
+    /// Trials where another session was seen blocking.
+    wrong: usize,
+    /// Trials where the block was never seen while it lasted.
+    missed: usize,
+    /// From the start of the block to a snapshot showing its session `slow`, in ms (includes
+    /// this benchmark's 1 ms polling of snapshots).
+    detection_latency_ms: Spread,
+    /// |recorded stall duration − measured block duration|, in ms.
+    duration_error_ms: Spread,
+}
+
+/// The `attribution` report.
+#[derive(Debug, Serialize)]
+pub(crate) struct AttributionReport {
+    benchmark: &'static str,
+    block: BlockKind,
+    block_ms: u64,
+    threshold_ms: u64,
+    in_child_task: bool,
+    with_hot: bool,
+    rows: Vec<AttributionRow>,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<AttributionReport> {
+    let mut rng = fastrand::Rng::with_seed(args.seed.unwrap_or_else(|| fastrand::u64(..)));
+    let rows = args
+        .sessions
+        .iter()
+        .map(|&sessions| measure(args, sessions, &mut rng))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(AttributionReport {
+        benchmark: "attribution",
+        block: args.block,
+        block_ms: args.block_ms,
+        threshold_ms: args.threshold_ms,
+        in_child_task: args.in_child_task,
+        with_hot: args.with_hot,
+        rows,
+    })
+}
+
+/// Nanoseconds since `epoch`.
+fn since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn block(kind: BlockKind, length: Duration) {
+    match kind {
+        BlockKind::Sleep => std::thread::sleep(length),
+        BlockKind::Spin => {
+            let started = Instant::now();
+            while started.elapsed() < length {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// A well-behaved session's frame loop (20 ms cadence, a little work per frame) that blocks
+/// its thread when its cue says so.
+async fn frames(
+    session: Session,
+    cue: Arc<Cue>,
+    kind: BlockKind,
+    length: Duration,
+    epoch: Instant,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut energy = 0.0_f32;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                for sample in 0..320_u16 {
+                    energy += f32::from(sample).sin().abs();
+                }
+                std::hint::black_box(energy);
+                if cue.go.swap(false, Ordering::AcqRel) {
+                    cue.started_ns.store(since(epoch), Ordering::Release);
+                    let started = Instant::now();
+                    block(kind, length);
+                    let blocked = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    cue.blocked_ns.store(blocked, Ordering::Release);
+                }
+            }
+            () = session.cancelled() => return,
+        }
+    }
+}
+
+fn measure(
+    args: &Args,
+    sessions: usize,
+    rng: &mut fastrand::Rng,
+) -> anyhow::Result<AttributionRow> {
+    let epoch = Instant::now();
+    let cues: Arc<Vec<Arc<Cue>>> = Arc::new((0..sessions).map(|_| Arc::default()).collect());
+    let (kind, length, in_child) = (
+        args.block,
+        Duration::from_millis(args.block_ms),
+        args.in_child_task,
+    );
+    let dir = crate::density::bench_dir();
+    std::fs::create_dir_all(&dir)?;
+    let pool = AgentPool::builder()
+        .agent(
+            "caller",
+            agent_fn({
+                let cues = Arc::clone(&cues);
+                move |session: Session| {
+                    let index = session.metadata()["index"].as_u64().unwrap_or(0) as usize;
+                    let cue = Arc::clone(&cues[index.min(cues.len() - 1)]);
+                    async move {
+                        if in_child {
+                            let child =
+                                session.spawn(frames(session.clone(), cue, kind, length, epoch));
+                            session.cancelled().await;
+                            child.abort();
+                        } else {
+                            frames(session, cue, kind, length, epoch).await;
+                        }
+                        Ok(())
+                    }
+                }
+            }),
+        )
+        .agent(
+            "hot",
+            agent_fn(|session: Session| async move {
+                let mut energy = 0.0_f32;
+                while !session.is_cancelled() {
+                    for sample in 0..20_000_u32 {
+                        energy += (sample as f32).sqrt();
+                    }
+                    std::hint::black_box(energy);
+                    tokio::task::yield_now().await;
+                }
+                Ok(())
+            }),
+        )
+        .max_concurrent_sessions(u32::try_from(sessions + 1).unwrap_or(u32::MAX))
+        .worker_threads(2)
+        .slow_session_threshold(Duration::from_millis(args.threshold_ms))
+        .slow_status_hold(Duration::ZERO)
+        .drain_timeout(Duration::ZERO)
+        .socket_path(dir.join(format!("attribution-{sessions}.sock")))
+        .build()?;
+    let handle = pool.handle();
+    let running = Running::start(pool);
+    let ids: Vec<SessionId> = (0..sessions)
+        .map(|index| {
+            handle
+                .launch(
+                    JobRequest::new()
+                        .agent("caller")
+                        .metadata(serde_json::json!({ "index": index })),
+                )
+                .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if args.with_hot {
+        handle
+            .launch(JobRequest::new().agent("hot"))
+            .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
+    }
+    let (mut right, mut wrong, mut missed) = (0, 0, 0);
+    let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+    for _ in 0..args.trials {
+        let chosen = rng.usize(..sessions);
+        match trial(&handle, &cues[chosen], ids[chosen], epoch) {
+            Outcome::Right {
+                latency_ms,
+                error_ms,
+            } => {
+                right += 1;
+                latencies.push(latency_ms);
+                errors.push(error_ms);
+            }
+            Outcome::Wrong => wrong += 1,
+            Outcome::Missed => missed += 1,
+        }
+    }
+    running.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(AttributionRow {
+        sessions,
+        trials: args.trials,
+        right,
+        wrong,
+        missed,
+        detection_latency_ms: Spread::of(&latencies),
+        duration_error_ms: Spread::of(&errors),
+    })
+}
+
+enum Outcome {
+    Right { latency_ms: f64, error_ms: f64 },
+    Wrong,
+    Missed,
+}
+
+/// Cues one session to block, watches snapshots every millisecond until the block is over and
+/// recorded, and judges what they showed.
+fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> Outcome {
+    let chosen_id = chosen.to_string();
+    // The chosen session's last recorded stall before this trial: the trial's own stall is
+    // the next one recorded (its details reach snapshots a watchdog scan after it ends).
+    let last_before = handle
+        .runtime_snapshot()
+        .sessions
+        .iter()
+        .find(|row| row.id == chosen_id)
+        .and_then(|row| row.last_stall.clone());
+    cue.started_ns.store(0, Ordering::Release);
+    cue.blocked_ns.store(0, Ordering::Release);
+    cue.go.store(true, Ordering::Release);
+    let deadline = Instant::now() + TRIAL_PATIENCE;
+    let mut seen_ns = None;
+    let mut someone_else = false;
+    while Instant::now() < deadline {
+        let snapshot = handle.runtime_snapshot();
+        let seen_at = since(epoch);
+        for row in snapshot
+            .sessions
+            .iter()
+            .filter(|row| row.blocking_for_ms.is_some())
+        {
+            if row.id == chosen_id {
+                seen_ns.get_or_insert(seen_at);
+            } else {
+                someone_else = true;
+            }
+        }
+        let blocked_ns = cue.blocked_ns.load(Ordering::Acquire);
+        let recorded = snapshot
+            .sessions
+            .iter()
+            .find(|row| row.id == chosen_id)
+            .and_then(|row| row.last_stall.clone())
+            .filter(|stall| Some(stall) != last_before.as_ref());
+        if blocked_ns != 0 {
+            if let Some(stall) = recorded {
+                let started_ns = cue.started_ns.load(Ordering::Acquire);
+                return match (someone_else, seen_ns) {
+                    (true, _) => Outcome::Wrong,
+                    (false, None) => Outcome::Missed,
+                    (false, Some(seen_ns)) => Outcome::Right {
+                        latency_ms: seen_ns.saturating_sub(started_ns) as f64 / 1e6,
+                        error_ms: stall.duration_ns.abs_diff(blocked_ns) as f64 / 1e6,
+                    },
+                };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Outcome::Missed
+}
+
+impl Report for AttributionReport {
+    fn table(&self) -> String {
+        let mut table = format!(
+            "attribution: one {:?} block of {} ms per trial{}{}, threshold {} ms\n{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}\n",
+            self.block,
+            self.block_ms,
+            if self.in_child_task {
+                ", in a child task"
+            } else {
+                ""
+            },
+            if self.with_hot {
+                ", beside a hot session"
+            } else {
+                ""
+            },
+            self.threshold_ms,
+            "SESSIONS",
+            "TRIALS",
+            "RIGHT",
+            "WRONG",
+            "MISSED",
+            "DETECTION ms med/max",
+            "DURATION ERR ms med/max"
+        );
+        for row in &self.rows {
+            table.push_str(&format!(
+                "{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}\n",
+                row.sessions,
+                row.trials,
+                row.right,
+                row.wrong,
+                row.missed,
+                format!(
+                    "{:.1} / {:.1}",
+                    row.detection_latency_ms.median, row.detection_latency_ms.max
+                ),
+                format!(
+                    "{:.2} / {:.2}",
+                    row.duration_error_ms.median, row.duration_error_ms.max
+                ),
+            ));
+        }
+        table
+    }
+}

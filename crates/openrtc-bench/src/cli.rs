@@ -1,0 +1,94 @@
+//! The command line: one subcommand per benchmark, each printing a table or, with `--json`,
+//! one JSON document.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::{attribution, density};
+
+/// Benchmarks of the openrtc runtime. Each prints a human table, or with `--json` one JSON
+/// document on standard output. Figures are measured, never timed-test assertions: run them on
+/// a quiet machine and compare figures from one run.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub(crate) struct Cli {
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Among N well-behaved sessions, one random session blocks its worker thread per trial:
+    /// count trials where the stall is attributed to the right session, a wrong one, or
+    /// missed, with the detection latency and the duration error.
+    Attribution(attribution::Args),
+    /// Sessions that each hold some memory and wait: peak RSS, RSS per session, and the
+    /// runtime's own tracked overhead per idle session.
+    Density(density::Args),
+}
+
+/// How a session blocks its worker thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BlockKind {
+    /// `std::thread::sleep`.
+    Sleep,
+    /// A CPU spin.
+    Spin,
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Attribution(args) => print(cli.json, &attribution::run(&args)?),
+        Command::Density(args) => print(cli.json, &density::run(&args)?),
+    }
+}
+
+/// A benchmark's results: printable as a table, serializable as JSON.
+pub(crate) trait Report: Serialize {
+    fn table(&self) -> String;
+}
+
+fn print(json: bool, report: &impl Report) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// Parses a comma-separated list of counts: `50,100`.
+pub(crate) fn counts(text: &str) -> Result<Vec<usize>, String> {
+    text.split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&count| count > 0)
+                .ok_or_else(|| format!("{part:?} is not a positive count"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn counts_are_positive_and_comma_separated() {
+        assert_eq!(counts("16, 50,100"), Ok(vec![16, 50, 100]));
+        assert_eq!(counts("0"), Err("\"0\" is not a positive count".to_owned()));
+        assert!(counts("ten").is_err());
+    }
+}

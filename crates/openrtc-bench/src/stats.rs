@@ -1,0 +1,48 @@
+//! Order statistics of measured figures.
+
+use serde::Serialize;
+
+/// The median, 99th percentile and maximum of a set of figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct Spread {
+    pub(crate) median: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+    pub(crate) count: usize,
+}
+
+impl Spread {
+    /// The spread of `values` (all zero when there are none).
+    pub(crate) fn of(values: &[f64]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let at = |fraction: f64| {
+            let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+            sorted[index]
+        };
+        Self {
+            median: at(0.5),
+            p99: at(0.99),
+            max: sorted[sorted.len() - 1],
+            count: sorted.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_pick_ranks_from_sorted_values() {
+        let spread = Spread::of(&[5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(
+            (spread.median, spread.p99, spread.max, spread.count),
+            (3.0, 5.0, 5.0, 5)
+        );
+        assert_eq!(Spread::of(&[]), Spread::default());
+    }
+}

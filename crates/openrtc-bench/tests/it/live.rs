@@ -1,0 +1,66 @@
+//! Each benchmark, run once on a tiny configuration (serialised with the other live tests).
+
+use std::process::Command;
+
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_openrtc-bench"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run openrtc-bench");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON document")
+}
+
+#[test]
+fn attribution_names_the_blocking_session_every_time() {
+    let report = bench_json(&[
+        "attribution",
+        "--sessions",
+        "5",
+        "--trials",
+        "3",
+        "--block-ms",
+        "150",
+        "--seed",
+        "4",
+    ]);
+    assert_eq!(report["benchmark"], "attribution");
+    let row = &report["rows"][0];
+    assert_eq!(row["sessions"], 5);
+    assert_eq!(row["trials"], 3);
+    assert_eq!(
+        (
+            row["right"].as_u64(),
+            row["wrong"].as_u64(),
+            row["missed"].as_u64()
+        ),
+        (Some(3), Some(0), Some(0))
+    );
+    let latency = row["detection_latency_ms"]["max"]
+        .as_f64()
+        .expect("a number");
+    assert!(latency >= 50.0, "seen before the threshold: {latency} ms");
+    let error = row["duration_error_ms"]["max"].as_f64().expect("a number");
+    assert!(error < 10.0, "duration off by {error} ms");
+}
+
+#[test]
+fn density_attributes_every_held_byte() {
+    let report = bench_json(&["density", "--sessions", "3", "--hold-mib", "1"]);
+    assert_eq!(report["benchmark"], "density");
+    let row = &report["rows"][0];
+    assert_eq!(row["sessions"], 3);
+    let held = row["held_bytes"].as_u64().expect("a number");
+    let attributed = row["attributed_bytes"].as_u64().expect("a number");
+    assert_eq!(held, 3 * 1024 * 1024);
+    assert!(attributed >= held, "{attributed} < {held}");
+    assert!(
+        attributed < held + 3 * 64 * 1024,
+        "{attributed} far over {held}"
+    );
+}
