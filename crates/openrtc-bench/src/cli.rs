@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::{attribution, density};
+use crate::{attribution, density, overhead, throughput};
 
 /// Benchmarks of the openrtc runtime. Each prints a human table, or with `--json` one JSON
 /// document on standard output. Figures are measured, never timed-test assertions: run them on
@@ -28,6 +28,12 @@ pub(crate) enum Command {
     /// Sessions that each hold some memory and wait: peak RSS, RSS per session, and the
     /// runtime's own tracked overhead per idle session.
     Density(density::Args),
+    /// N sessions at a 20 ms frame cadence doing fixed work per frame: frame lateness
+    /// (median, p99), process CPU, peak RSS, and the sustainable session count.
+    Throughput(throughput::Args),
+    /// The cost of introspection: CPU per 1,000 frames with it on and off, alternated in
+    /// fresh processes, with the on/off ratio and its spread.
+    Overhead(overhead::Args),
 }
 
 /// How a session blocks its worker thread.
@@ -44,6 +50,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Attribution(args) => print(cli.json, &attribution::run(&args)?),
         Command::Density(args) => print(cli.json, &density::run(&args)?),
+        Command::Throughput(args) => print(cli.json, &throughput::run(&args)?),
+        Command::Overhead(args) => print(cli.json, &overhead::run(&args)?),
     }
 }
 

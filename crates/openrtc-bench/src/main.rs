@@ -3,7 +3,9 @@
 mod attribution;
 mod cli;
 mod density;
+mod overhead;
 mod stats;
+mod throughput;
 
 use clap::Parser;
 

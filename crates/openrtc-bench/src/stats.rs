@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// The median, 99th percentile and maximum of a set of figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub(crate) struct Spread {
     pub(crate) median: f64,
     pub(crate) p99: f64,

@@ -64,3 +64,45 @@ fn density_attributes_every_held_byte() {
         "{attributed} far over {held}"
     );
 }
+
+#[test]
+fn throughput_measures_every_frame_of_the_window() {
+    let report = bench_json(&[
+        "throughput",
+        "--workload",
+        "dsp",
+        "--sessions",
+        "4",
+        "--warmup-secs",
+        "0.2",
+        "--measure-secs",
+        "0.6",
+    ]);
+    assert_eq!(report["benchmark"], "throughput");
+    let row = &report["rows"][0];
+    assert_eq!(row["sessions"], 4);
+    // 4 sessions at 50 frames a second over 0.6 s: about 120 frames.
+    let frames = row["frames"].as_u64().expect("a number");
+    assert!((80..=160).contains(&frames), "{frames} frames");
+    assert!(row["lateness_ms"]["median"].as_f64().expect("a number") >= 0.0);
+    assert!(row["peak_rss_bytes"].as_u64().expect("a number") > 1024 * 1024);
+    assert_eq!(report["introspection"], true);
+}
+
+#[test]
+fn overhead_runs_both_sides_in_alternation() {
+    let report = bench_json(&[
+        "overhead",
+        "--sessions",
+        "4",
+        "--seconds",
+        "0.5",
+        "--rounds",
+        "1",
+    ]);
+    assert_eq!(report["benchmark"], "overhead");
+    let round = &report["rounds"][0];
+    assert!(round["on"]["frames"].as_u64().expect("a number") > 0);
+    assert!(round["off"]["frames"].as_u64().expect("a number") > 0);
+    assert!(round["ratio"].as_f64().is_some());
+}

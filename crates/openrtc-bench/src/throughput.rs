@@ -1,0 +1,355 @@
+//! `throughput`: N sessions on a 20 ms frame cadence, each frame a fixed piece of work; how
+//! late do frames run, what does it cost, and how many sessions does the worker sustain?
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+use serde::Serialize;
+
+use crate::cli::{Report, counts};
+use crate::density::{Running, bench_dir};
+use crate::stats::Spread;
+
+/// The frame cadence: 50 frames a second.
+const FRAME: Duration = Duration::from_millis(20);
+
+/// The work each frame does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Workload {
+    /// One 96×96 f32 matrix product.
+    Cpu,
+    /// A one-pole filter over 320 samples (20 ms of 16 kHz audio).
+    Dsp,
+}
+
+impl Workload {
+    /// The name the command line takes.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Dsp => "dsp",
+        }
+    }
+}
+
+/// Options of `throughput`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The work each frame does.
+    #[arg(long, value_enum, default_value = "cpu")]
+    workload: Workload,
+    /// Session counts to measure, comma-separated.
+    #[arg(long, default_value = "1,10,100,1000,5000", value_parser = counts)]
+    sessions: std::vec::Vec<usize>,
+    /// Seconds of frames before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
+    /// Seconds of frames measured.
+    #[arg(long, default_value_t = 5.0)]
+    measure_secs: f64,
+    /// Run with introspection off (no probe, no watchdog, no socket).
+    #[arg(long)]
+    no_introspection: bool,
+}
+
+/// The figures of one session count.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(crate) struct ThroughputRow {
+    pub(crate) sessions: usize,
+    /// Frames run inside the measurement window, all sessions together.
+    pub(crate) frames: usize,
+    /// Actual wake-up minus scheduled wake-up, in ms.
+    pub(crate) lateness_ms: Spread,
+    /// Process CPU over the measurement window, in % of one core.
+    pub(crate) process_cpu_pct: f64,
+    /// Process CPU seconds per 1,000 frames.
+    pub(crate) cpu_seconds_per_1000_frames: f64,
+    /// Peak RSS of the process (VmHWM).
+    pub(crate) peak_rss_bytes: u64,
+}
+
+/// The `throughput` report.
+#[derive(Debug, Serialize)]
+pub(crate) struct ThroughputReport {
+    benchmark: &'static str,
+    workload: Workload,
+    introspection: bool,
+    rows: Vec<ThroughputRow>,
+    /// The largest session count whose p99 lateness stayed under 20 ms (0: none).
+    sustainable_at_20ms_p99: usize,
+    /// The largest session count whose p99 lateness stayed under 100 ms (0: none).
+    sustainable_at_100ms_p99: usize,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<ThroughputReport> {
+    let rows: Vec<ThroughputRow> = match args.sessions.as_slice() {
+        [sessions] => vec![measure(args, *sessions)?],
+        // Each count in a fresh process, so peak RSS belongs to that count alone.
+        several => several
+            .iter()
+            .map(|&sessions| measure_in_child(args, sessions))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let sustainable = |limit_ms: f64| {
+        rows.iter()
+            .filter(|row| row.frames > 0 && row.lateness_ms.p99 < limit_ms)
+            .map(|row| row.sessions)
+            .max()
+            .unwrap_or(0)
+    };
+    Ok(ThroughputReport {
+        benchmark: "throughput",
+        workload: args.workload,
+        introspection: !args.no_introspection,
+        sustainable_at_20ms_p99: sustainable(20.0),
+        sustainable_at_100ms_p99: sustainable(100.0),
+        rows,
+    })
+}
+
+/// Options for one run of `throughput` in a child process, as `overhead` starts them.
+pub(crate) fn child_args(workload: Workload, seconds: f64, no_introspection: bool) -> Args {
+    Args {
+        workload,
+        sessions: Vec::new(),
+        warmup_secs: 1.0,
+        measure_secs: seconds,
+        no_introspection,
+    }
+}
+
+/// Runs one session count in a fresh process and reads its row.
+pub(crate) fn measure_in_child(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(["--json", "throughput", "--sessions", &sessions.to_string()])
+        .args(["--workload", args.workload.name()])
+        .args(["--warmup-secs", &args.warmup_secs.to_string()])
+        .args(["--measure-secs", &args.measure_secs.to_string()]);
+    if args.no_introspection {
+        command.arg("--no-introspection");
+    }
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "throughput for {sessions} sessions failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(serde_json::from_value(report["rows"][0].take())?)
+}
+
+/// One frame of work; returns something so the optimizer keeps it.
+fn frame_work(workload: Workload, state: &mut FrameState) -> f32 {
+    match workload {
+        Workload::Cpu => {
+            const SIDE: usize = 96;
+            for row in 0..SIDE {
+                for column in 0..SIDE {
+                    let mut sum = 0.0_f32;
+                    for k in 0..SIDE {
+                        sum += state.left[row * SIDE + k] * state.right[k * SIDE + column];
+                    }
+                    state.product[row * SIDE + column] = sum;
+                }
+            }
+            state.product[SIDE + 1]
+        }
+        Workload::Dsp => {
+            let mut energy = 0.0_f32;
+            for sample in 0..320 {
+                let input = ((state.phase + sample) as f32 * 0.172).sin();
+                state.filtered += 0.1 * (input - state.filtered);
+                energy += state.filtered * state.filtered;
+            }
+            state.phase += 320;
+            energy
+        }
+    }
+}
+
+/// A session's working memory for its frames.
+struct FrameState {
+    left: Vec<f32>,
+    right: Vec<f32>,
+    product: Vec<f32>,
+    filtered: f32,
+    phase: usize,
+}
+
+impl FrameState {
+    fn new(seed: usize) -> Self {
+        let cells = 96 * 96;
+        Self {
+            left: (0..cells)
+                .map(|index| ((index + seed) % 7) as f32 * 0.5)
+                .collect(),
+            right: (0..cells)
+                .map(|index| ((index * 3 + seed) % 5) as f32 * 0.25)
+                .collect(),
+            product: vec![0.0; cells],
+            filtered: 0.0,
+            phase: seed,
+        }
+    }
+}
+
+fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
+    let workload = args.workload;
+    let warmup = Duration::from_secs_f64(args.warmup_secs);
+    let window = Duration::from_secs_f64(args.measure_secs);
+    let lateness: Arc<Mutex<Vec<f64>>> = Arc::default();
+    // Every session measures the same window, from a common start.
+    let start = Instant::now() + Duration::from_millis(200);
+    let (measure_from, measure_until) = (start + warmup, start + warmup + window);
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir)?;
+    let mut builder = AgentPool::builder()
+        .agent(
+            "framer",
+            agent_fn({
+                let lateness = Arc::clone(&lateness);
+                move |session: Session| {
+                    let lateness = Arc::clone(&lateness);
+                    async move {
+                        let seed = session.id().as_u64() as usize;
+                        let mut state = FrameState::new(seed);
+                        let mut mine = Vec::new();
+                        // Stagger the sessions' frames across the 20 ms period.
+                        let offset = FRAME.mul_f64((seed % 20) as f64 / 20.0);
+                        let mut frames = tokio::time::interval_at((start + offset).into(), FRAME);
+                        frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                        loop {
+                            let scheduled: Instant = frames.tick().await.into();
+                            let now = Instant::now();
+                            if scheduled >= measure_until {
+                                break;
+                            }
+                            // Frames that run inside the window count, however late, so CPU per
+                            // frame stays true when the worker is overloaded.
+                            if now >= measure_from && now < measure_until {
+                                mine.push(
+                                    now.saturating_duration_since(scheduled).as_secs_f64() * 1e3,
+                                );
+                            }
+                            std::hint::black_box(frame_work(workload, &mut state));
+                        }
+                        lateness
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .extend(mine);
+                        Ok(())
+                    }
+                }
+            }),
+        )
+        .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
+        .worker_threads(2)
+        .drain_timeout(Duration::from_secs(60));
+    builder = if args.no_introspection {
+        builder.enable_introspection(false)
+    } else {
+        builder.socket_path(dir.join(format!("throughput-{sessions}.sock")))
+    };
+    let pool = builder.build()?;
+    let handle = pool.handle();
+    let running = Running::start(pool);
+    for _ in 0..sessions {
+        handle
+            .launch(JobRequest::new())
+            .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
+    }
+    std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+    let cpu_before = process_cpu_seconds();
+    std::thread::sleep(measure_until.saturating_duration_since(Instant::now()));
+    let cpu_used = process_cpu_seconds() - cpu_before;
+    // Sessions end by themselves after the window; wait for them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while handle.runtime_snapshot().worker.active_sessions > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let values = std::mem::take(&mut *lateness.lock().unwrap_or_else(PoisonError::into_inner));
+    let frames = values.len();
+    Ok(ThroughputRow {
+        sessions,
+        frames,
+        lateness_ms: Spread::of(&values),
+        process_cpu_pct: cpu_used / window.as_secs_f64() * 100.0,
+        cpu_seconds_per_1000_frames: if frames == 0 {
+            0.0
+        } else {
+            cpu_used / frames as f64 * 1000.0
+        },
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat` (clock ticks of
+/// 1/100 s, the Linux `USER_HZ`).
+pub(crate) fn process_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The process's peak RSS (VmHWM), in bytes.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+impl Report for ThroughputReport {
+    fn table(&self) -> String {
+        let mut table = format!(
+            "throughput: {:?} work per 20 ms frame, introspection {}\n{:>9}  {:>8}  {:>20}  {:>8}  {:>14}  {:>10}\n",
+            self.workload,
+            if self.introspection { "on" } else { "off" },
+            "SESSIONS",
+            "FRAMES",
+            "LATENESS ms med/p99",
+            "CPU%",
+            "CPU s/1k frames",
+            "PEAK RSS"
+        );
+        for row in &self.rows {
+            table.push_str(&format!(
+                "{:>9}  {:>8}  {:>20}  {:>8.1}  {:>14.4}  {:>6.1} MiB\n",
+                row.sessions,
+                row.frames,
+                format!("{:.2} / {:.2}", row.lateness_ms.median, row.lateness_ms.p99),
+                row.process_cpu_pct,
+                row.cpu_seconds_per_1000_frames,
+                row.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            ));
+        }
+        table.push_str(&format!(
+            "sustainable sessions: {} at p99 < 20 ms, {} at p99 < 100 ms\n",
+            self.sustainable_at_20ms_p99, self.sustainable_at_100ms_p99
+        ));
+        table
+    }
+}
