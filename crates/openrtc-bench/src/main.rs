@@ -1,18 +1,9 @@
-//! `openrtc-bench`: benchmarks of the runtime that print figures (a table, or JSON).
+//! `openrtc-bench`: benchmarks of the runtime that print figures (a table, or JSON), with
+//! exact per-session memory (the tracking allocator), as a worker would run.
 
-mod attribution;
-mod cli;
-mod density;
-mod overhead;
-mod stats;
-mod throughput;
-
-use clap::Parser;
-
-/// Exact per-session memory, as a worker would install it (the density figures need it).
 #[global_allocator]
 static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAllocator::system();
 
 fn main() -> anyhow::Result<()> {
-    cli::run(cli::Cli::parse())
+    openrtc_bench::main_from_args()
 }

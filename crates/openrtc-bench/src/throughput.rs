@@ -110,6 +110,17 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ThroughputReport> {
     })
 }
 
+/// The benchmark binary with (`tracked`) or without the tracking allocator, beside this one.
+pub(crate) fn bench_exe(tracked: bool) -> anyhow::Result<std::path::PathBuf> {
+    let current = std::env::current_exe()?;
+    let name = if tracked {
+        "openrtc-bench"
+    } else {
+        "openrtc-bench-untracked"
+    };
+    Ok(current.with_file_name(name))
+}
+
 /// Options for one run of `throughput` in a child process, as `overhead` starts them.
 pub(crate) fn child_args(workload: Workload, seconds: f64, no_introspection: bool) -> Args {
     Args {
@@ -123,7 +134,16 @@ pub(crate) fn child_args(workload: Workload, seconds: f64, no_introspection: boo
 
 /// Runs one session count in a fresh process and reads its row.
 pub(crate) fn measure_in_child(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
-    let mut command = std::process::Command::new(std::env::current_exe()?);
+    measure_in(&std::env::current_exe()?, args, sessions)
+}
+
+/// Runs one session count in a fresh process of `exe` and reads its row.
+pub(crate) fn measure_in(
+    exe: &std::path::Path,
+    args: &Args,
+    sessions: usize,
+) -> anyhow::Result<ThroughputRow> {
+    let mut command = std::process::Command::new(exe);
     command
         .args(["--json", "throughput", "--sessions", &sessions.to_string()])
         .args(["--workload", args.workload.name()])

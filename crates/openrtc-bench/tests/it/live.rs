@@ -104,5 +104,7 @@ fn overhead_runs_both_sides_in_alternation() {
     let round = &report["rounds"][0];
     assert!(round["on"]["frames"].as_u64().expect("a number") > 0);
     assert!(round["off"]["frames"].as_u64().expect("a number") > 0);
+    assert!(round["tracked"]["frames"].as_u64().expect("a number") > 0);
     assert!(round["ratio"].as_f64().is_some());
+    assert!(round["allocator_ratio"].as_f64().is_some());
 }

@@ -1,0 +1,20 @@
+//! Benchmarks of the openrtc runtime that print figures: the library behind the
+//! `openrtc-bench` binary (with the tracking allocator) and `openrtc-bench-untracked` (without
+//! it, for the allocator's on/off comparison).
+
+mod attribution;
+mod cli;
+mod density;
+mod overhead;
+mod stats;
+mod throughput;
+
+/// Parses the command line and runs the benchmark it names.
+///
+/// # Errors
+///
+/// Any failure to set up or run a benchmark.
+pub fn main_from_args() -> anyhow::Result<()> {
+    use clap::Parser;
+    cli::run(cli::Cli::parse())
+}
