@@ -283,9 +283,11 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
             .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
     }
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let cpu_before = process_cpu_seconds();
+    let cpu_before = openrtc::process::cpu_time();
     std::thread::sleep(measure_until.saturating_duration_since(Instant::now()));
-    let cpu_used = process_cpu_seconds() - cpu_before;
+    let cpu_used = openrtc::process::cpu_time()
+        .saturating_sub(cpu_before)
+        .as_secs_f64();
     // Sessions end by themselves after the window; wait for them.
     let deadline = Instant::now() + Duration::from_secs(120);
     while handle.runtime_snapshot().worker.active_sessions > 0 && Instant::now() < deadline {
@@ -305,41 +307,8 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         } else {
             cpu_used / frames as f64 * 1000.0
         },
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: openrtc::process::peak_resident_set_bytes(),
     })
-}
-
-/// CPU seconds this process has used (user + system), from `/proc/self/stat` (clock ticks of
-/// 1/100 s, the Linux `USER_HZ`).
-pub(crate) fn process_cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// The process's peak RSS (VmHWM), in bytes.
-fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 impl Report for ThroughputReport {

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use fd::describe_fd;
 
+use crate::os::{stat_cpu_ticks, stat_fields_after_name};
+
 /// What a stuck thread is doing, by the kind of wait it is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum StallClass {
@@ -311,27 +313,12 @@ fn classify(
     }
 }
 
-/// The fields of a `stat` line after the command name, which may hold spaces and `)`.
-fn stat_fields_after_name(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
-    stat.rsplit_once(')')
-        .map(|(_, after_name)| after_name.split_whitespace())
-}
-
 /// The state letter, field 3 of a `stat` line.
 fn stat_state(stat: &str) -> Option<char> {
     let state_field = stat_fields_after_name(stat)?.next()?;
     let mut letters = state_field.chars();
     let state = letters.next()?;
     (letters.next().is_none() && state.is_ascii_alphabetic()).then_some(state)
-}
-
-/// `utime + stime` in clock ticks, fields 14 and 15 of a `stat` line.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
-    // After the name, the state is index 0, so fields 14 and 15 are indexes 11 and 12.
-    let mut fields = stat_fields_after_name(stat)?.skip(11);
-    let user_ticks = fields.next()?.parse::<u64>().ok()?;
-    let system_ticks = fields.next()?.parse::<u64>().ok()?;
-    Some(user_ticks.saturating_add(system_ticks))
 }
 
 /// Parses the `syscall` file: `running`, `-1 <sp> <pc>`, or `<nr> <arg0> … <arg5> <sp> <pc>`.

@@ -61,6 +61,30 @@ pub use session::{
     CancelReason, JobRequest, KillReason, ParseSessionIdError, Session, SessionId, SessionOutcome,
 };
 
+/// Figures of this process, read from `/proc`: what a worker's snapshot header reports, for
+/// tools (benchmarks, supervisors) that measure a worker from inside it.
+pub mod process {
+    use std::time::Duration;
+
+    /// CPU time the process has used so far, all threads, user and system.
+    #[must_use]
+    pub fn cpu_time() -> Duration {
+        crate::os::process_cpu_time()
+    }
+
+    /// The process's resident set size, in bytes (0 if `/proc` cannot be read).
+    #[must_use]
+    pub fn resident_set_bytes() -> u64 {
+        crate::os::resident_set_bytes()
+    }
+
+    /// The highest resident set size the process has had, in bytes (`VmHWM`).
+    #[must_use]
+    pub fn peak_resident_set_bytes() -> u64 {
+        crate::os::peak_resident_set_bytes()
+    }
+}
+
 /// The wire types of snapshots and the socket protocol, shared with the `openrtc` CLI.
 pub use openrtc_proto as proto;
 

@@ -16,44 +16,52 @@ pub(crate) fn current_tid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// A numeric field of `/proc/self/status` (`VmRSS:   1234 kB` gives 1234); `None` if absent.
+fn status_field(name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(':')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 /// The resident set size of this process in bytes, from `/proc/self/status`; 0 if unreadable.
 pub(crate) fn resident_set_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib * 1024)
+    status_field("VmRSS").map_or(0, |kib| kib * 1024)
+}
+
+/// The highest resident set size this process has had, in bytes; 0 if unreadable.
+pub(crate) fn peak_resident_set_bytes() -> u64 {
+    status_field("VmHWM").map_or(0, |kib| kib * 1024)
+}
+
+/// `utime + stime` in clock ticks from a `stat` line (of the process or one of its threads):
+/// fields 14 and 15, counted after the command name, which may hold spaces and `)`.
+pub(crate) fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // After the name, the state is index 0, so fields 14 and 15 are indexes 11 and 12.
+    let mut fields = stat_fields_after_name(stat)?.skip(11);
+    let user_ticks = fields.next()?.parse::<u64>().ok()?;
+    let system_ticks = fields.next()?.parse::<u64>().ok()?;
+    Some(user_ticks.saturating_add(system_ticks))
+}
+
+/// The fields of a `stat` line after the command name, starting with the state letter.
+pub(crate) fn stat_fields_after_name(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    stat.rsplit_once(')')
+        .map(|(_, after_name)| after_name.split_whitespace())
 }
 
 /// CPU time this process has used (user + system, all threads), from `/proc/self/stat`.
 pub(crate) fn process_cpu_time() -> std::time::Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return std::time::Duration::ZERO;
-    };
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&index| {
-            fields
-                .get(index)
-                .and_then(|field| field.parse::<u64>().ok())
-        })
-        .sum();
-    let ticks_per_second = clock_ticks_per_second();
-    std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second)
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat_cpu_ticks(&stat))
+        .unwrap_or(0);
+    std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / clock_ticks_per_second())
 }
 
 /// The kernel's clock tick rate (`_SC_CLK_TCK`), the unit of CPU times in `/proc/*/stat`.
@@ -68,15 +76,7 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
 
 /// The number of threads of this process, from `/proc/self/status`; 0 if unreadable.
 pub(crate) fn thread_count() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Threads:"))
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    status_field("Threads").map_or(0, |threads| u32::try_from(threads).unwrap_or(u32::MAX))
 }
 
 /// The number of open file descriptors of this process; 0 if unreadable.
@@ -104,6 +104,7 @@ mod tests {
         );
         assert!(process_exists(std::process::id()));
         assert!(thread_count() >= 1);
+        assert!(peak_resident_set_bytes() >= resident_set_bytes());
         let before = open_fd_count();
         let file = std::fs::File::open("/proc/self/status").expect("open");
         assert_eq!(open_fd_count(), before + 1);
