@@ -88,6 +88,14 @@ pub mod process {
 /// The wire types of snapshots and the socket protocol, shared with the `openrtc` CLI.
 pub use openrtc_proto as proto;
 
+/// Locks one of the runtime's mutexes, going on past poison: they guard plain counters and
+/// lists that a panic elsewhere cannot leave in a state worth refusing to read.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Entry points for the crate's own benchmarks; not a stable API.
 #[doc(hidden)]
 pub mod __bench {

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::agent::ErasedAgent;
 use crate::probe::Probe;
 use crate::session::{self, CancelReason, SessionCell, SessionOutcome, StopRequest};
-use crate::{JobRequest, Rejected, RunError, SessionId};
+use crate::{JobRequest, Rejected, RunError, SessionId, lock};
 
 /// How many ended sessions a snapshot keeps, newest first.
 pub(crate) const RECENTLY_ENDED_CAPACITY: usize = 64;
@@ -136,10 +136,6 @@ impl std::fmt::Debug for PoolShared {
             .field("active", &self.active)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl PoolShared {

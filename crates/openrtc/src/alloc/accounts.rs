@@ -6,8 +6,8 @@
 //! outside the allocator and may lock.
 
 use std::cell::Cell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 /// Session accounts in the static table (index 0 is never handed out: it means "no session").
 pub(crate) const MAX_ACCOUNTS: usize = 1 << 16;
@@ -291,7 +291,7 @@ static BOOK: Mutex<Book> = Mutex::new(Book {
 /// Hands out a fresh account with the given cap (0: none). `None` when every account is in
 /// use: the session is then charged to the `runtime` bucket.
 pub(crate) fn claim(limit_bytes: u64) -> Option<u32> {
-    let mut book = BOOK.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut book = crate::lock(&BOOK);
     let index = match book.free.pop() {
         Some(index) => index,
         None => {
@@ -317,22 +317,19 @@ pub(crate) fn claim(limit_bytes: u64) -> Option<u32> {
 /// and frees of its blocks keep crediting it.
 pub(crate) fn retire(index: u32, pool_id: u64, session_key: u64) {
     account(index).state.store(RETIRED, Ordering::Release);
-    BOOK.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retired
-        .push(Retired {
-            index,
-            pool_id,
-            session_key,
-            since: std::time::Instant::now(),
-        });
+    crate::lock(&BOOK).retired.push(Retired {
+        index,
+        pool_id,
+        session_key,
+        since: std::time::Instant::now(),
+    });
 }
 
 /// Returns to the free list the retired accounts of pool `pool_id` that hold nothing, were
 /// retired at least [`RECYCLE_GRACE`] ago, and whose session `is_polled` says no thread of
 /// that pool is polling now.
 pub(crate) fn recycle(pool_id: u64, mut is_polled: impl FnMut(u64) -> bool) {
-    let mut book = BOOK.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut book = crate::lock(&BOOK);
     let mut position = 0;
     while position < book.retired.len() {
         let retired = &book.retired[position];

@@ -5,7 +5,9 @@
 //! cold paths touch (children, the last stall) sits behind plain mutexes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::lock;
 
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -88,11 +90,6 @@ pub(crate) struct SessionCell {
     account: u32,
     /// The highest equal share of RSS seen, when memory is not tracked.
     rss_share_peak_bytes: AtomicU64,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain counters behind: keep going.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SessionCell {
