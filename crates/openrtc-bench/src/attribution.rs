@@ -9,7 +9,7 @@ use openrtc::{AgentPool, JobRequest, PoolHandle, Session, SessionId, agent_fn};
 use serde::Serialize;
 
 use crate::cli::{BlockKind, Report, counts};
-use crate::density::Running;
+use crate::harness::Running;
 use crate::stats::Spread;
 
 /// How long one trial may take before it is given up as missed.
@@ -160,9 +160,7 @@ fn measure(
         Duration::from_millis(args.block_ms),
         args.in_child_task,
     );
-    let dir = crate::density::bench_dir();
-    std::fs::create_dir_all(&dir)?;
-    let pool = AgentPool::builder()
+    let builder = AgentPool::builder()
         .agent(
             "caller",
             agent_fn({
@@ -202,11 +200,9 @@ fn measure(
         .worker_threads(2)
         .slow_session_threshold(Duration::from_millis(args.threshold_ms))
         .slow_status_hold(Duration::ZERO)
-        .drain_timeout(Duration::ZERO)
-        .socket_path(dir.join(format!("attribution-{sessions}.sock")))
-        .build()?;
-    let handle = pool.handle();
-    let running = Running::start(pool);
+        .drain_timeout(Duration::ZERO);
+    let running = Running::start(builder, &format!("attribution-{sessions}"), true)?;
+    let handle = running.handle.clone();
     let ids: Vec<SessionId> = (0..sessions)
         .map(|index| {
             handle
@@ -241,7 +237,6 @@ fn measure(
         }
     }
     running.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(AttributionRow {
         sessions,
         trials: args.trials,

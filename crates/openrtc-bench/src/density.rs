@@ -1,11 +1,12 @@
 //! `density`: sessions that each hold memory and wait; what the worker pays per session.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use openrtc::{AgentPool, JobRequest, PoolHandle, PoolSnapshot, Session, agent_fn};
+use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 use serde::Serialize;
 
 use crate::cli::{Report, counts};
+use crate::harness::{Running, row_from_child};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -50,16 +51,21 @@ pub(crate) struct DensityReport {
 pub(crate) fn run(args: &Args) -> anyhow::Result<DensityReport> {
     let hold_bytes = args.hold_mib * MIB;
     let rows = match args.sessions.as_slice() {
-        [sessions] => {
-            let row = measure(*sessions, hold_bytes);
-            let _ = std::fs::remove_dir_all(bench_dir());
-            vec![row?]
-        }
+        [sessions] => vec![measure(*sessions, hold_bytes)?],
         // Each count in a fresh process: RSS that one count's sessions leave behind in the
         // allocator would otherwise count against the next.
         several => several
             .iter()
-            .map(|&sessions| measure_in_child(sessions, args.hold_mib))
+            .map(|&sessions| {
+                let args = [
+                    "density",
+                    "--sessions",
+                    &sessions.to_string(),
+                    "--hold-mib",
+                    &args.hold_mib.to_string(),
+                ];
+                row_from_child(&std::env::current_exe()?, &args.map(str::to_owned))
+            })
             .collect::<anyhow::Result<_>>()?,
     };
     Ok(DensityReport {
@@ -69,24 +75,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<DensityReport> {
     })
 }
 
-fn measure_in_child(sessions: usize, hold_mib: u64) -> anyhow::Result<DensityRow> {
-    let output = std::process::Command::new(std::env::current_exe()?)
-        .args(["--json", "density", "--sessions", &sessions.to_string()])
-        .args(["--hold-mib", &hold_mib.to_string()])
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "density for {sessions} sessions failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    Ok(serde_json::from_value(report["rows"][0].take())?)
-}
-
 fn measure(sessions: usize, hold_bytes: u64) -> anyhow::Result<DensityRow> {
-    let dir = bench_dir();
-    std::fs::create_dir_all(&dir)?;
-    let pool = AgentPool::builder()
+    let builder = AgentPool::builder()
         .agent(
             "holder",
             agent_fn(move |session: Session| async move {
@@ -98,20 +88,19 @@ fn measure(sessions: usize, hold_bytes: u64) -> anyhow::Result<DensityRow> {
         )
         .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
         .worker_threads(2)
-        .drain_timeout(Duration::ZERO)
-        .socket_path(dir.join(format!("density-{sessions}.sock")))
-        .build()?;
-    let handle = pool.handle();
-    let running = Running::start(pool);
+        .drain_timeout(Duration::ZERO);
+    let running = Running::start(builder, &format!("density-{sessions}"), true)?;
     // The baseline once the runtime runs (it allocates its own state while it starts).
-    wait_for(&handle, |snapshot| snapshot.worker.uptime_ms > 0)?;
-    let before = handle.runtime_snapshot();
+    let before = running.wait_for("the runtime to start", PATIENCE, |snapshot| {
+        snapshot.worker.uptime_ms > 0
+    })?;
     for _ in 0..sessions {
-        handle
+        running
+            .handle
             .launch(JobRequest::new())
             .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
     }
-    let during = wait_for(&handle, |snapshot| {
+    let during = running.wait_for("every session to hold its memory", PATIENCE, |snapshot| {
         snapshot.sessions.len() == sessions
             && snapshot
                 .sessions
@@ -134,50 +123,6 @@ fn measure(sessions: usize, hold_bytes: u64) -> anyhow::Result<DensityRow> {
         attributed_bytes: during.sessions.iter().map(|row| row.mem_bytes).sum(),
         held_bytes,
     })
-}
-
-/// Where this run's worker sockets go.
-pub(crate) fn bench_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("openrtc-bench-{}", std::process::id()))
-}
-
-/// Polls snapshots until `done` likes one.
-fn wait_for(
-    handle: &PoolHandle,
-    done: impl Fn(&PoolSnapshot) -> bool,
-) -> anyhow::Result<PoolSnapshot> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let snapshot = handle.runtime_snapshot();
-        if done(&snapshot) {
-            return Ok(snapshot);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "sessions did not start in time");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A pool running on its own thread until stopped.
-pub(crate) struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<Result<(), openrtc::RunError>>,
-}
-
-impl Running {
-    pub(crate) fn start(pool: AgentPool) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            pool.run_until(async move {
-                let _ = stopped.await;
-            })
-        });
-        Self { stop, thread }
-    }
-
-    pub(crate) fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
 }
 
 impl Report for DensityReport {

@@ -5,6 +5,7 @@
 mod attribution;
 mod cli;
 mod density;
+mod harness;
 mod overhead;
 mod stats;
 mod throughput;

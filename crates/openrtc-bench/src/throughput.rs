@@ -9,7 +9,7 @@ use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 use serde::Serialize;
 
 use crate::cli::{Report, counts};
-use crate::density::{Running, bench_dir};
+use crate::harness::{Running, row_from_child};
 use crate::stats::Spread;
 
 /// The frame cadence: 50 frames a second.
@@ -143,23 +143,21 @@ pub(crate) fn measure_in(
     args: &Args,
     sessions: usize,
 ) -> anyhow::Result<ThroughputRow> {
-    let mut command = std::process::Command::new(exe);
-    command
-        .args(["--json", "throughput", "--sessions", &sessions.to_string()])
-        .args(["--workload", args.workload.name()])
-        .args(["--warmup-secs", &args.warmup_secs.to_string()])
-        .args(["--measure-secs", &args.measure_secs.to_string()]);
+    let mut child_args = vec![
+        "throughput".to_owned(),
+        "--sessions".to_owned(),
+        sessions.to_string(),
+        "--workload".to_owned(),
+        args.workload.name().to_owned(),
+        "--warmup-secs".to_owned(),
+        args.warmup_secs.to_string(),
+        "--measure-secs".to_owned(),
+        args.measure_secs.to_string(),
+    ];
     if args.no_introspection {
-        command.arg("--no-introspection");
+        child_args.push("--no-introspection".to_owned());
     }
-    let output = command.output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "throughput for {sessions} sessions failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    Ok(serde_json::from_value(report["rows"][0].take())?)
+    row_from_child(exe, &child_args)
 }
 
 /// One frame of work; returns something so the optimizer keeps it.
@@ -225,9 +223,7 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
     // Every session measures the same window, from a common start.
     let start = Instant::now() + Duration::from_millis(200);
     let (measure_from, measure_until) = (start + warmup, start + warmup + window);
-    let dir = bench_dir();
-    std::fs::create_dir_all(&dir)?;
-    let mut builder = AgentPool::builder()
+    let builder = AgentPool::builder()
         .agent(
             "framer",
             agent_fn({
@@ -269,16 +265,14 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
         .worker_threads(2)
         .drain_timeout(Duration::from_secs(60));
-    builder = if args.no_introspection {
-        builder.enable_introspection(false)
-    } else {
-        builder.socket_path(dir.join(format!("throughput-{sessions}.sock")))
-    };
-    let pool = builder.build()?;
-    let handle = pool.handle();
-    let running = Running::start(pool);
+    let running = Running::start(
+        builder,
+        &format!("throughput-{sessions}"),
+        !args.no_introspection,
+    )?;
     for _ in 0..sessions {
-        handle
+        running
+            .handle
             .launch(JobRequest::new())
             .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
     }
@@ -288,13 +282,13 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
     let cpu_used = openrtc::process::cpu_time()
         .saturating_sub(cpu_before)
         .as_secs_f64();
-    // Sessions end by themselves after the window; wait for them.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while handle.runtime_snapshot().worker.active_sessions > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Sessions end by themselves after the window (handing over their figures); wait for them.
+    running.wait_for(
+        "the sessions to end",
+        Duration::from_secs(120),
+        |snapshot| snapshot.worker.active_sessions == 0,
+    )?;
     running.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     let values = std::mem::take(&mut *lateness.lock().unwrap_or_else(PoisonError::into_inner));
     let frames = values.len();
     Ok(ThroughputRow {

@@ -1,0 +1,103 @@
+//! What every benchmark needs around a pool: running it on its own thread with its socket in
+//! a private directory, waiting on its snapshots, and measuring one session count in a fresh
+//! process of this binary.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use openrtc::{AgentPool, AgentPoolBuilder, PoolHandle, PoolSnapshot};
+use serde::de::DeserializeOwned;
+
+/// Where this process's worker sockets go (removed when each pool stops).
+fn socket_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("openrtc-bench-{}", std::process::id()))
+}
+
+/// A pool running on its own thread until stopped.
+pub(crate) struct Running {
+    pub(crate) handle: PoolHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Result<(), openrtc::RunError>>,
+}
+
+impl Running {
+    /// Builds `builder` with its socket named `name` in this process's socket directory
+    /// (unless introspection is off) and runs it.
+    pub(crate) fn start(
+        builder: AgentPoolBuilder,
+        name: &str,
+        introspection: bool,
+    ) -> anyhow::Result<Self> {
+        let pool = if introspection {
+            let dir = socket_dir();
+            std::fs::create_dir_all(&dir)?;
+            builder
+                .socket_path(dir.join(format!("{name}.sock")))
+                .build()?
+        } else {
+            builder.enable_introspection(false).build()?
+        };
+        Ok(Self::run(pool))
+    }
+
+    fn run(pool: AgentPool) -> Self {
+        let handle = pool.handle();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            pool.run_until(async move {
+                let _ = stopped.await;
+            })
+        });
+        Self {
+            handle,
+            stop,
+            thread,
+        }
+    }
+
+    /// Drains the pool, waits for its thread, and removes the socket directory.
+    pub(crate) fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+        let _ = std::fs::remove_dir_all(socket_dir());
+    }
+
+    /// Polls snapshots until `done` likes one, for at most `patience`.
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        patience: Duration,
+        done: impl Fn(&PoolSnapshot) -> bool,
+    ) -> anyhow::Result<PoolSnapshot> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let snapshot = self.handle.runtime_snapshot();
+            if done(&snapshot) {
+                return Ok(snapshot);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Runs `exe --json <args>` (this benchmark for one session count) and reads the first row
+/// of its report: each count in a fresh process, so RSS and CPU belong to that count alone.
+pub(crate) fn row_from_child<Row: DeserializeOwned>(
+    exe: &Path,
+    args: &[String],
+) -> anyhow::Result<Row> {
+    let output = std::process::Command::new(exe)
+        .arg("--json")
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{} {} failed: {}",
+        exe.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(serde_json::from_value(report["rows"][0].take())?)
+}
