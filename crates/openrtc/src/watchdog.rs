@@ -34,9 +34,11 @@ pub(crate) struct Watchdog {
     thread: JoinHandle<()>,
 }
 
-/// A stall diagnosed while in progress: whose, and why.
+/// A stall diagnosed while in progress: which poll (its slot sequence number), and why.
+/// Kept apart from [`Marked`] because a scan may unmark a poll that has just returned before
+/// its stall is reported.
 struct Diagnosed {
-    session_key: u64,
+    seq: u64,
     cause: StallCause,
 }
 
@@ -170,7 +172,7 @@ impl Scanner {
                     cell,
                 });
                 *diagnosed = diagnosis.map(|diagnosis| Diagnosed {
-                    session_key: poll.session_key,
+                    seq: poll.seq,
                     cause: StallCause {
                         class: diagnosis.class,
                         syscall: diagnosis.syscall,
@@ -201,7 +203,7 @@ impl Scanner {
                 .get_mut(stall.worker as usize)
                 .and_then(|diagnosed| {
                     diagnosed
-                        .take_if(|diagnosed| diagnosed.session_key == stall.cell.key())
+                        .take_if(|diagnosed| diagnosed.seq == stall.seq)
                         .map(|diagnosed| diagnosed.cause)
                 });
             let because = cause
