@@ -336,8 +336,8 @@ async fn serve_client(shared: &PoolShared, stream: UnixStream) {
             Err(AnyDelimiterCodecError::Io(_)) => return,
         };
         let sent = match response {
-            Some(response) => send(&mut framed, response).await,
-            None => send_snapshot(shared, &mut framed).await,
+            Answer::Reply(response) => send(&mut framed, response).await,
+            Answer::Snapshot => send_snapshot(shared, &mut framed).await,
         };
         if sent.is_err() || !keep_open {
             return;
@@ -345,8 +345,16 @@ async fn serve_client(shared: &PoolShared, stream: UnixStream) {
     }
 }
 
-fn error(code: ErrorCode, message: String) -> Option<Response> {
-    Some(Response::Error { code, message })
+/// What to send back for one request line.
+enum Answer {
+    /// A small response, serialized as is.
+    Reply(Response),
+    /// The snapshot, written straight from the session cells by [`send_snapshot`].
+    Snapshot,
+}
+
+fn error(code: ErrorCode, message: String) -> Answer {
+    Answer::Reply(Response::Error { code, message })
 }
 
 /// Writes a snapshot answer, serialized straight from the session cells.
@@ -368,9 +376,8 @@ async fn send_snapshot(
     }
 }
 
-/// The answer to one request line; `None` for a snapshot, which is written straight from the
-/// session cells by [`send_snapshot`].
-fn answer(shared: &PoolShared, line: &str) -> Option<Response> {
+/// The answer to one request line.
+fn answer(shared: &PoolShared, line: &str) -> Answer {
     let envelope: RequestEnvelope = match serde_json::from_str(line) {
         Ok(envelope) => envelope,
         Err(parse_error) => {
@@ -392,14 +399,14 @@ fn answer(shared: &PoolShared, line: &str) -> Option<Response> {
         );
     }
     match envelope.request {
-        Request::Snapshot => None,
+        Request::Snapshot => Answer::Snapshot,
         Request::Cancel { session_id } => match shared.find_session(&session_id) {
             Ok(id) => {
                 shared.stop_session(
                     id,
                     crate::session::StopRequest::Cancel(crate::CancelReason::Operator),
                 );
-                Some(Response::Cancelled {
+                Answer::Reply(Response::Cancelled {
                     session_id: id.to_string(),
                 })
             }
