@@ -203,9 +203,11 @@ impl PoolShared {
 
     fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
         let mut lifecycle = lock(&self.lifecycle);
-        if matches!(*lifecycle, Lifecycle::Stopped) {
-            return Err(Rejected::Stopped);
-        }
+        let runtime = match &*lifecycle {
+            Lifecycle::Stopped => return Err(Rejected::Stopped),
+            Lifecycle::NotStarted { .. } => None,
+            Lifecycle::Running(runtime) => Some(runtime.clone()),
+        };
         if self.is_draining() {
             return Err(Rejected::Draining);
         }
@@ -234,14 +236,13 @@ impl PoolShared {
         ));
         lock(&self.sessions).insert(key, Arc::clone(&cell));
         self.counters.started.fetch_add(1, Ordering::Relaxed);
-        match &mut *lifecycle {
-            Lifecycle::NotStarted { pending } => {
-                pending.push((cell, Arc::clone(&registered.agent)));
+        match runtime {
+            Some(runtime) => session::spawn_root(cell, Arc::clone(&registered.agent), &runtime),
+            None => {
+                if let Lifecycle::NotStarted { pending } = &mut *lifecycle {
+                    pending.push((cell, Arc::clone(&registered.agent)));
+                }
             }
-            Lifecycle::Running(runtime) => {
-                session::spawn_root(cell, Arc::clone(&registered.agent), runtime);
-            }
-            Lifecycle::Stopped => unreachable!("checked above, under the same lock"),
         }
         Ok(SessionId::new(key))
     }
