@@ -10,8 +10,8 @@ mod snapshot;
 
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use snapshot::{
-    EndedSessionSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot, SessionState,
-    SessionTotals, StallSnapshot, WorkerSnapshot,
+    EndedSessionSnapshot, FrameSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
+    SessionState, SessionTotals, StallSnapshot, WorkerSnapshot,
 };
 
 use std::path::{Path, PathBuf};

@@ -225,9 +225,38 @@ pub struct StallSnapshot {
     /// `recvfrom`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscall: Option<String>,
-    /// The diagnosis in words: `io in recvfrom on tcp 127.0.0.1:5432`.
+    /// The diagnosis in words: `sleep in std::thread::sleep at src/agents/blocker.rs:42`, or
+    /// `io in recvfrom on tcp 127.0.0.1:5432` when no stack was captured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// The blocked thread's stack as captured during the stall, innermost first: the library
+    /// calls above the agent's code, then the agent's frames; the runtime's own frames below
+    /// them are cut off.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<FrameSnapshot>,
+    /// Why `frames` is empty when the stall was diagnosed: `the thread did not take the
+    /// signal within 20 ms`, `stack capture is off`, `over the capture budget`, ….
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_note: Option<String>,
+}
+
+/// One frame of a captured stack.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct FrameSnapshot {
+    /// The function, demangled (`std::thread::sleep`), or its address in hex.
+    pub function: String,
+    /// The source file, when the binary carries line tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The source line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Whether this is the agent's own code (not the standard library, a dependency or the
+    /// runtime); the first such frame is where the agent blocked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub user: bool,
 }
 
 /// How a session ended.

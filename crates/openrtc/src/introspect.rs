@@ -416,6 +416,21 @@ fn figures(
                     record.class = Some(cause.class.as_str().to_owned());
                     record.syscall = cause.syscall.map(str::to_owned);
                     record.cause = Some(cause.summary.to_string());
+                    record.frames = cause.stack.map_or_else(Vec::new, |stack| {
+                        stack
+                            .frames
+                            .iter()
+                            .map(|frame| {
+                                let mut snapshot = openrtc_proto::FrameSnapshot::default();
+                                snapshot.function.clone_from(&frame.function);
+                                snapshot.file.clone_from(&frame.file);
+                                snapshot.line = frame.line;
+                                snapshot.user = frame.origin == crate::stack::symbols::Origin::User;
+                                snapshot
+                            })
+                            .collect()
+                    });
+                    record.stack_note = cause.stack_note.map(|note| note.to_string());
                 }
                 record
             })

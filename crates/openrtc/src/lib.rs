@@ -51,6 +51,7 @@ mod pool;
 mod probe;
 mod serve;
 mod session;
+mod stack;
 mod watchdog;
 
 pub use agent::{Agent, AgentFn, agent_fn};

@@ -1,7 +1,9 @@
-//! The operating-system edge: the only module of the runtime with `unsafe`.
+//! The operating-system edge: libc calls and `/proc` readings.
 //!
-//! It wraps the few libc calls the runtime needs (the caller's uid and thread id, the clock
-//! tick rate) and reads process figures from `/proc`.
+//! It wraps the few libc calls the runtime needs (the caller's uid, thread id and stack, the
+//! clock tick rate) and reads process figures from `/proc`. It is one of the three modules
+//! allowed `unsafe`; the tracking allocator and stack capture (`stack::capture`, which
+//! installs a signal handler) are the others.
 #![allow(unsafe_code)]
 
 /// The real user id of this process.
@@ -14,6 +16,25 @@ pub(crate) fn current_uid() -> u32 {
 pub(crate) fn current_tid() -> i32 {
     // SAFETY: gettid has no preconditions, cannot fail and touches no memory of ours.
     unsafe { libc::gettid() }
+}
+
+/// The calling thread's stack: its lowest and one-past-highest address, from
+/// `pthread_getattr_np`; `None` if glibc cannot say.
+pub(crate) fn current_thread_stack() -> Option<(usize, usize)> {
+    let mut attributes = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: pthread_getattr_np initialises the attribute object it is given when it
+    // returns 0; it is destroyed below on that path only.
+    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attributes.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let mut low: *mut libc::c_void = std::ptr::null_mut();
+    let mut size: libc::size_t = 0;
+    // SAFETY: the attribute object was initialised above; both out-pointers are valid.
+    let read = unsafe { libc::pthread_attr_getstack(attributes.as_ptr(), &mut low, &mut size) };
+    // SAFETY: initialised above and not used after this.
+    unsafe { libc::pthread_attr_destroy(attributes.as_mut_ptr()) };
+    let low = low as usize;
+    (read == 0 && size > 0).then(|| (low, low.saturating_add(size)))
 }
 
 /// A numeric field of `/proc/self/status` (`VmRSS:   1234 kB` gives 1234); `None` if absent.

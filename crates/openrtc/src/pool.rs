@@ -36,6 +36,7 @@ pub(crate) struct PoolConfig {
     pub(crate) slow_session_threshold: Duration,
     pub(crate) slow_status_hold: Duration,
     pub(crate) enable_introspection: bool,
+    pub(crate) stack_capture: bool,
     pub(crate) drain_timeout: Duration,
     pub(crate) cancel_grace: Duration,
     pub(crate) socket_path: Option<PathBuf>,

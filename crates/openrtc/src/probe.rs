@@ -111,6 +111,9 @@ pub(crate) struct PollSlot {
     started_raw: AtomicU64,
     tid: std::sync::atomic::AtomicI32,
     worker: u32,
+    /// The owning thread's stack (low, high), for stack capture; 0, 0 when unknown.
+    stack_low: AtomicUsize,
+    stack_high: AtomicUsize,
 }
 
 /// A consistent reading of a slot whose thread is inside a poll.
@@ -129,12 +132,21 @@ impl PollSlot {
             started_raw: AtomicU64::new(0),
             tid: std::sync::atomic::AtomicI32::new(0),
             worker,
+            stack_low: AtomicUsize::new(0),
+            stack_high: AtomicUsize::new(0),
         }
     }
 
     /// The kernel thread id of the thread that owns this slot (0 before it is claimed).
     pub(crate) fn tid(&self) -> i32 {
         self.tid.load(Ordering::Acquire)
+    }
+
+    /// The owning thread's stack, lowest and one-past-highest address, if known.
+    pub(crate) fn stack(&self) -> Option<(usize, usize)> {
+        let low = self.stack_low.load(Ordering::Acquire);
+        let high = self.stack_high.load(Ordering::Acquire);
+        (low < high).then_some((low, high))
     }
 
     /// The 0-based worker index of the thread that owns this slot.
@@ -314,6 +326,10 @@ impl Probe {
         let index = self.claimed_slots.fetch_add(1, Ordering::AcqRel);
         let slot = self.slots.get(index);
         if let Some(slot) = slot {
+            if let Some((low, high)) = crate::os::current_thread_stack() {
+                slot.stack_low.store(low, Ordering::Release);
+                slot.stack_high.store(high, Ordering::Release);
+            }
             slot.tid.store(crate::os::current_tid(), Ordering::Release);
         }
         THREAD_SLOT.set(Some((self.pool_id, slot)));

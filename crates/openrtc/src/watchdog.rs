@@ -15,8 +15,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::RunError;
+use crate::classify::StallDiagnosis;
 use crate::pool::PoolShared;
 use crate::session::{SessionCell, StallCause, StallRecord};
+use crate::stack::capture::{self, RawStack};
+use crate::stack::symbols;
 
 /// How often the watchdog reads the poll slots: a stall is seen at most this late.
 pub(crate) const SCAN_INTERVAL: Duration = Duration::from_millis(4);
@@ -39,16 +42,29 @@ pub(crate) struct Watchdog {
 /// its stall is reported.
 struct Diagnosed {
     seq: u64,
-    cause: StallCause,
+    diagnosis: StallDiagnosis,
+    /// The raw stack, symbolized only when the stall is reported (the stuck thread is let go
+    /// first).
+    stack: Option<Result<RawStack, capture::Failed>>,
 }
+
+/// How long the watchdog waits for a stuck thread to take the capture signal. A thread in
+/// uninterruptible sleep (`D`) takes it only when it wakes: the stall is then recorded without
+/// a stack, with a note saying so.
+const CAPTURE_DEADLINE: Duration = Duration::from_millis(20);
+
+/// How long the debug info stays loaded after the last symbolization.
+const SYMBOLS_KEPT: Duration = Duration::from_secs(60);
 
 /// How far apart the two CPU-clock readings of a stuck thread are taken.
 const DIAGNOSE_INTERVAL: Duration = Duration::from_millis(3);
 
 /// At most this many stalls are diagnosed per CPU window (one second): a storm of stalls
-/// costs the watchdog at most this many × [`DIAGNOSE_INTERVAL`] of waiting (60 ms a second)
-/// and a few small `/proc` reads each. Stalls past the budget are counted and logged as
-/// usual, without a cause.
+/// costs the watchdog at most this many × [`DIAGNOSE_INTERVAL`] of waiting (60 ms a second),
+/// a few small `/proc` reads each and, with stack capture on, as many signals to stuck
+/// threads (a few microseconds each on the stuck thread) and symbolizations on the watchdog
+/// thread (tens of microseconds each once the line tables are loaded). Stalls past the budget
+/// are counted and logged as usual, without a cause.
 const DIAGNOSES_PER_WINDOW: u32 = 20;
 
 /// A session the watchdog marked as blocking now, and the poll that does it.
@@ -59,6 +75,10 @@ struct Marked {
 
 impl Watchdog {
     pub(crate) fn start(shared: Arc<PoolShared>) -> Result<Self, RunError> {
+        if shared.config.stack_capture {
+            // Install the handler now: a failure shows in each stall's note.
+            let _ = capture::install();
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name(format!("{}-watchdog", shared.config.worker_name))
@@ -97,6 +117,8 @@ struct Scanner {
     /// Whether the RSS warning may fire (re-armed when RSS falls back below the level).
     rss_warning_armed: bool,
     memory_limit_hit: bool,
+    /// When a stack was last symbolized, while the debug info is loaded.
+    symbolized_at: Option<std::time::Instant>,
 }
 
 impl Scanner {
@@ -112,6 +134,7 @@ impl Scanner {
             stall_totals: VecDeque::with_capacity(STALL_WINDOWS + 1),
             rss_warning_armed: true,
             memory_limit_hit: false,
+            symbolized_at: None,
         }
     }
 
@@ -156,13 +179,23 @@ impl Scanner {
                 // Examine the stuck thread first (only now, with a stall in progress), then
                 // publish the stall with its cause, if the same poll is still running: a
                 // diagnosis taken after the poll returned would describe something else.
-                let diagnosis = if self.diagnoses_left > 0 {
+                let diagnosed_now = if self.diagnoses_left > 0 {
                     self.diagnoses_left -= 1;
                     let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
+                    // After /proc is read: the signal interrupts the call it is in.
+                    let stack = self
+                        .shared
+                        .config
+                        .stack_capture
+                        .then(|| capture::capture(slot.tid(), slot.stack(), CAPTURE_DEADLINE));
                     if slot.read().map(|now| now.seq) != Some(poll.seq) {
                         continue;
                     }
-                    Some(diagnosis)
+                    Some(Diagnosed {
+                        seq: poll.seq,
+                        diagnosis,
+                        stack,
+                    })
                 } else {
                     None
                 };
@@ -171,14 +204,7 @@ impl Scanner {
                     seq: poll.seq,
                     cell,
                 });
-                *diagnosed = diagnosis.map(|diagnosis| Diagnosed {
-                    seq: poll.seq,
-                    cause: StallCause {
-                        class: diagnosis.class,
-                        syscall: diagnosis.syscall,
-                        summary: diagnosis.to_string().into(),
-                    },
-                });
+                *diagnosed = diagnosed_now;
             }
         }
     }
@@ -201,11 +227,13 @@ impl Scanner {
             let cause = self
                 .diagnosed
                 .get_mut(stall.worker as usize)
-                .and_then(|diagnosed| {
-                    diagnosed
-                        .take_if(|diagnosed| diagnosed.seq == stall.seq)
-                        .map(|diagnosed| diagnosed.cause)
-                });
+                .and_then(|diagnosed| diagnosed.take_if(|diagnosed| diagnosed.seq == stall.seq));
+            let cause = cause.map(|diagnosed| {
+                if matches!(diagnosed.stack, Some(Ok(_))) {
+                    self.symbolized_at = Some(std::time::Instant::now());
+                }
+                explain(diagnosed)
+            });
             let because = cause
                 .as_ref()
                 .map_or_else(String::new, |cause| format!(" ({})", cause.summary));
@@ -234,6 +262,13 @@ impl Scanner {
         }
         self.cpu_window_started_ns = now_ns;
         self.diagnoses_left = DIAGNOSES_PER_WINDOW;
+        if self
+            .symbolized_at
+            .is_some_and(|symbolized_at| symbolized_at.elapsed() >= SYMBOLS_KEPT)
+        {
+            self.symbolized_at = None;
+            symbols::unload();
+        }
         let sessions = self.shared.live_sessions();
         for cell in &sessions {
             cell.close_cpu_window(window_ns.min(now_ns.saturating_sub(cell.started_ns())));
@@ -310,5 +345,78 @@ impl Scanner {
                 });
             }
         }
+    }
+}
+
+/// Turns a stall diagnosed in progress into its cause: symbolizes the stack, and says what
+/// blocked in words (`sleep in std::thread::sleep at src/agents/blocker.rs:42`).
+fn explain(diagnosed: Diagnosed) -> StallCause {
+    let Diagnosed {
+        diagnosis, stack, ..
+    } = diagnosed;
+    let (stack, stack_note) = match stack {
+        None => (None, Some("stack capture is off".into())),
+        Some(Ok(raw)) => {
+            let stack = symbols::symbolize(&raw);
+            let note = stack.top_user.is_none().then(|| {
+                "no frame of the agent's code was found on the stack (is it built with frame \
+                 pointers?)"
+                    .into()
+            });
+            (Some(Arc::new(stack)), note)
+        }
+        Some(Err(failed)) => (None, Some(capture_failure(failed, &diagnosis).into())),
+    };
+    StallCause {
+        class: diagnosis.class,
+        syscall: diagnosis.syscall,
+        summary: describe(&diagnosis, stack.as_deref()).into(),
+        stack,
+        stack_note,
+    }
+}
+
+/// The diagnosis in words, naming the agent's blocking call and its place when the stack has
+/// them: `io in <std::net::TcpStream as std::io::Read>::read at src/db.rs:17 on tcp 10.0.0.5:5432`.
+fn describe(diagnosis: &StallDiagnosis, stack: Option<&crate::stack::Stack>) -> String {
+    let (Some(call), Some(frame)) = (
+        stack.and_then(crate::stack::Stack::blocking_call),
+        stack.and_then(crate::stack::Stack::top_user_frame),
+    ) else {
+        return diagnosis.to_string();
+    };
+    let mut words = format!("{} in {call}", diagnosis.class);
+    match (&frame.file, frame.line) {
+        (Some(file), Some(line)) => words.push_str(&format!(" at {file}:{line}")),
+        (Some(file), None) => words.push_str(&format!(" at {file}")),
+        _ if call != frame.function => words.push_str(&format!(" from {}", frame.function)),
+        _ => {}
+    }
+    if let Some(target) = &diagnosis.fd_target {
+        words.push_str(&format!(" on {target}"));
+    }
+    words
+}
+
+/// Why a stack was not captured, in words for the stall's record.
+fn capture_failure(failed: capture::Failed, diagnosis: &StallDiagnosis) -> String {
+    match failed {
+        capture::Failed::NotAnswered(deadline) => format!(
+            "the thread did not take the capture signal within {} ms{}",
+            deadline.as_millis(),
+            if diagnosis.thread_state == Some('D') {
+                " (it was in uninterruptible sleep)"
+            } else {
+                ""
+            }
+        ),
+        capture::Failed::Unavailable(capture::Unavailable::Architecture) => {
+            "stack capture is not available on this architecture".to_owned()
+        }
+        capture::Failed::Unavailable(capture::Unavailable::NoFreeSignal) => {
+            "no real-time signal is free for stack capture".to_owned()
+        }
+        capture::Failed::NoStackBounds => "the thread's stack bounds are unknown".to_owned(),
+        capture::Failed::ThreadGone => "the thread had exited".to_owned(),
     }
 }

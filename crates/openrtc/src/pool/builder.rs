@@ -19,6 +19,7 @@ pub struct AgentPoolBuilder {
     slow_session_threshold: Duration,
     slow_status_hold: Duration,
     enable_introspection: bool,
+    stack_capture: bool,
     drain_timeout: Duration,
     cancel_grace: Duration,
     socket_path: Option<PathBuf>,
@@ -41,6 +42,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("slow_session_threshold", &self.slow_session_threshold)
             .field("slow_status_hold", &self.slow_status_hold)
             .field("enable_introspection", &self.enable_introspection)
+            .field("stack_capture", &self.stack_capture)
             .field("drain_timeout", &self.drain_timeout)
             .field("cancel_grace", &self.cancel_grace)
             .field("socket_path", &self.socket_path)
@@ -62,6 +64,7 @@ impl Default for AgentPoolBuilder {
             slow_session_threshold: Self::DEFAULT_SLOW_SESSION_THRESHOLD,
             slow_status_hold: Self::DEFAULT_SLOW_STATUS_HOLD,
             enable_introspection: true,
+            stack_capture: true,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             cancel_grace: Self::DEFAULT_CANCEL_GRACE,
             socket_path: None,
@@ -134,6 +137,18 @@ impl AgentPoolBuilder {
     /// Off, polls are not timed, no watchdog runs and no socket is created.
     pub fn enable_introspection(mut self, enable: bool) -> Self {
         self.enable_introspection = enable;
+        self
+    }
+
+    /// Whether the watchdog captures the stack of a thread a session is blocking (default
+    /// true), to name the agent's function, file and line in the stall's record and log line.
+    ///
+    /// Capture signals the one stuck thread (a real-time signal; a blocking call it is in is
+    /// restarted) and walks its frame pointers; it happens only while a stall lasts, at most
+    /// 20 times a second, sharing the watchdog's diagnosis budget. Off, stalls are still
+    /// classified from `/proc`.
+    pub fn stack_capture(mut self, enable: bool) -> Self {
+        self.stack_capture = enable;
         self
     }
 
@@ -293,6 +308,7 @@ impl AgentPoolBuilder {
             slow_session_threshold: self.slow_session_threshold,
             slow_status_hold: self.slow_status_hold,
             enable_introspection: self.enable_introspection,
+            stack_capture: self.stack_capture,
             drain_timeout: self.drain_timeout,
             cancel_grace: self.cancel_grace,
             socket_path,

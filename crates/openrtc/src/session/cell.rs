@@ -34,8 +34,13 @@ pub(crate) struct StallRecord {
 pub(crate) struct StallCause {
     pub(crate) class: crate::classify::StallClass,
     pub(crate) syscall: Option<&'static str>,
-    /// The whole diagnosis in words: `io in recvfrom on tcp 127.0.0.1:5432`.
+    /// The whole diagnosis in words: `sleep in std::thread::sleep at src/agent.rs:42`, or
+    /// `io in recvfrom on tcp 127.0.0.1:5432` without a stack.
     pub(crate) summary: Arc<str>,
+    /// The stuck thread's stack, when it was captured.
+    pub(crate) stack: Option<Arc<crate::stack::Stack>>,
+    /// Why there is no stack.
+    pub(crate) stack_note: Option<Arc<str>>,
 }
 
 /// Busy time and polls of a session, its children included.

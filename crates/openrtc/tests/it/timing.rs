@@ -369,30 +369,63 @@ struct BlockerCue {
     pipe: std::sync::Mutex<Option<std::process::ChildStdout>>,
 }
 
-/// Blocks its worker thread the way its cue says, once the test says go.
+/// Blocks its worker thread the way its cue says, once the test says go; each way in its own
+/// function, which the stall's captured stack must name.
 fn block_as_cued(cue: &BlockerCue) {
     match cue.kind {
-        Blocker::Sleep => std::thread::sleep(Duration::from_millis(300)),
-        Blocker::Mutex => drop(cue.mutex.lock()),
-        Blocker::TcpRead => {
-            use std::io::Read;
-            let stream = cue.tcp.lock().expect("tcp").take();
-            if let Some(mut stream) = stream {
-                let _ = stream.read(&mut [0_u8; 1]);
-            }
+        Blocker::Sleep => block_by_sleeping(),
+        Blocker::Mutex => block_on_a_mutex(cue),
+        Blocker::TcpRead => block_on_a_tcp_read(cue),
+        Blocker::PipeRead => block_on_a_pipe_read(cue),
+        Blocker::Spin => block_by_spinning(cue),
+    }
+}
+
+impl Blocker {
+    /// The function that blocks this way.
+    fn function(self) -> &'static str {
+        match self {
+            Self::Sleep => "block_by_sleeping",
+            Self::Mutex => "block_on_a_mutex",
+            Self::TcpRead => "block_on_a_tcp_read",
+            Self::PipeRead => "block_on_a_pipe_read",
+            Self::Spin => "block_by_spinning",
         }
-        Blocker::PipeRead => {
-            use std::io::Read;
-            let pipe = cue.pipe.lock().expect("pipe").take();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read(&mut [0_u8; 1]);
-            }
-        }
-        Blocker::Spin => {
-            while !cue.release.load(Ordering::Acquire) {
-                std::hint::spin_loop();
-            }
-        }
+    }
+}
+
+#[inline(never)]
+fn block_by_sleeping() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[inline(never)]
+fn block_on_a_mutex(cue: &BlockerCue) {
+    drop(cue.mutex.lock());
+}
+
+#[inline(never)]
+fn block_on_a_tcp_read(cue: &BlockerCue) {
+    use std::io::Read;
+    let stream = cue.tcp.lock().expect("tcp").take();
+    if let Some(mut stream) = stream {
+        let _ = stream.read(&mut [0_u8; 1]);
+    }
+}
+
+#[inline(never)]
+fn block_on_a_pipe_read(cue: &BlockerCue) {
+    use std::io::Read;
+    let pipe = cue.pipe.lock().expect("pipe").take();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read(&mut [0_u8; 1]);
+    }
+}
+
+#[inline(never)]
+fn block_by_spinning(cue: &BlockerCue) {
+    while !cue.release.load(Ordering::Acquire) {
+        std::hint::spin_loop();
     }
 }
 
@@ -519,6 +552,30 @@ fn each_kind_of_blocking_call_is_classified_in_the_session_that_made_it() {
             Blocker::PipeRead => assert!(cause.contains("pipe:["), "{cause}"),
             _ => {}
         }
+        // The captured stack's first frame of the agent's code is the blocking function, in
+        // this file; the cause names that place.
+        let top_user = stall
+            .frames
+            .iter()
+            .find(|frame| frame.user)
+            .unwrap_or_else(|| panic!("{kind:?}: no agent frame in {stall:#?}"));
+        assert!(
+            top_user.function.ends_with(kind.function()),
+            "{kind:?}: top agent frame {top_user:?}"
+        );
+        let file = top_user.file.as_deref().unwrap_or_default();
+        assert!(file.ends_with("tests/it/timing.rs"), "{kind:?}: {file}");
+        assert!(
+            cause.contains(" at ") && cause.contains("timing.rs:"),
+            "{kind:?}: {cause}"
+        );
+        assert!(
+            !stall
+                .frames
+                .iter()
+                .any(|frame| frame.function.contains("openrtc::probe")),
+            "{kind:?}: the runtime's frames are trimmed: {stall:#?}"
+        );
     }
     // Only the five blockers stalled, once each.
     let snapshot = pool.snapshot();
