@@ -11,7 +11,7 @@ mod snapshot;
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use snapshot::{
     EndedSessionSnapshot, FrameSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
-    SessionState, SessionTotals, StallSnapshot, WorkerSnapshot,
+    SessionState, SessionTotals, StallSnapshot, VictimSnapshot, WorkerSnapshot,
 };
 
 use std::path::{Path, PathBuf};

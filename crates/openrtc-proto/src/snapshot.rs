@@ -193,6 +193,11 @@ pub struct SessionSnapshot {
     /// When a poll of this session is blocking a worker thread right now: for how long so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocking_for_ms: Option<u64>,
+    /// Time its tasks lost to other sessions' stalls: ready to run, queued on a worker thread
+    /// that another session was blocking (summed over stalls, the longest wait per stall).
+    pub delayed_by_stalls_ns: u64,
+    /// How many other sessions' stalls delayed it.
+    pub delayed_by_stalls_count: u64,
     /// Its live heap bytes: exact with `mem_source: tracked`, else an equal share of RSS.
     pub mem_bytes: u64,
     /// The highest `mem_bytes` it has reached.
@@ -238,6 +243,23 @@ pub struct StallSnapshot {
     /// signal within 20 ms`, `stack capture is off`, `over the capture budget`, ….
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack_note: Option<String>,
+    /// How many other sessions it delayed: their tasks were ready while it held the thread
+    /// and ran on that thread after it.
+    pub victim_count: u64,
+    /// The sessions it delayed, longest delay first (at most 16; `victim_count` counts all).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub victims: Vec<VictimSnapshot>,
+}
+
+/// A session delayed by another session's stall.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct VictimSnapshot {
+    /// The delayed session.
+    pub session_id: String,
+    /// How much of the stall it waited through (its longest wait, over its tasks).
+    pub delay_ns: u64,
 }
 
 /// One frame of a captured stack.

@@ -3,7 +3,8 @@
 //! Run with `cargo bench -p openrtc --bench probe`. Each iteration is one `poll` of a future
 //! that is always pending, so the difference between the two figures is what the probe adds
 //! to every poll: two clock reads, the slot publication and the busy-time update; with memory
-//! tracked, also entering the session's allocator account and checking its cap.
+//! tracked, also entering the session's allocator account and checking its cap. The
+//! `wake_and_poll` pair measures a poll whose future wakes its own task: the wake's cost too.
 #![allow(missing_docs)]
 
 use std::future::Future;
@@ -20,6 +21,18 @@ impl Future for AlwaysPending {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+/// A future that wakes its task and stays pending, every poll.
+struct WakesItself;
+
+impl Future for WakesItself {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        cx.waker().wake_by_ref();
         Poll::Pending
     }
 }
@@ -46,6 +59,17 @@ fn per_poll(c: &mut Criterion) {
     let mut tracked = Box::pin(openrtc::__bench::attributed_tracked(&pool, AlwaysPending));
     group.bench_function("attributed_memory_tracked", |b| {
         b.iter(|| black_box(tracked.as_mut().poll(&mut cx)));
+    });
+
+    // A future that wakes itself on every poll: the wake and the poll together, as a task
+    // woken by a timer or a socket pays them (with victim tracking, the wake is timed too).
+    let mut bare_waking = Box::pin(WakesItself);
+    group.bench_function("bare_wake_and_poll", |b| {
+        b.iter(|| black_box(bare_waking.as_mut().poll(&mut cx)));
+    });
+    let mut attributed_waking = Box::pin(openrtc::__bench::attributed(&pool, WakesItself));
+    group.bench_function("attributed_wake_and_poll", |b| {
+        b.iter(|| black_box(attributed_waking.as_mut().poll(&mut cx)));
     });
 
     // The floor: the two clock reads every measured poll needs, and nothing else.

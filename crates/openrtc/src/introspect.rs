@@ -41,6 +41,8 @@ struct RowFigures {
     stall_count: u64,
     recent_stalls: Vec<StallSnapshot>,
     blocking_for_ms: Option<u64>,
+    delayed_by_stalls_ns: u64,
+    delayed_by_stalls_count: u64,
     mem_bytes: u64,
     mem_peak_bytes: u64,
     alloc_count: u64,
@@ -129,6 +131,8 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
             row.last_stall = figures.recent_stalls.last().cloned();
             row.recent_stalls = figures.recent_stalls;
             row.blocking_for_ms = figures.blocking_for_ms;
+            row.delayed_by_stalls_ns = figures.delayed_by_stalls_ns;
+            row.delayed_by_stalls_count = figures.delayed_by_stalls_count;
             row.mem_bytes = figures.mem_bytes;
             row.mem_peak_bytes = figures.mem_peak_bytes;
             row.alloc_count = figures.alloc_count;
@@ -257,6 +261,8 @@ impl Serialize for RowsView<'_> {
                 last_stall: figures.recent_stalls.last(),
                 recent_stalls: &figures.recent_stalls,
                 blocking_for_ms: figures.blocking_for_ms,
+                delayed_by_stalls_ns: figures.delayed_by_stalls_ns,
+                delayed_by_stalls_count: figures.delayed_by_stalls_count,
                 mem_bytes: figures.mem_bytes,
                 mem_peak_bytes: figures.mem_peak_bytes,
                 alloc_count: figures.alloc_count,
@@ -289,6 +295,8 @@ struct RowView<'a> {
     recent_stalls: &'a [StallSnapshot],
     #[serde(skip_serializing_if = "Option::is_none")]
     blocking_for_ms: Option<u64>,
+    delayed_by_stalls_ns: u64,
+    delayed_by_stalls_count: u64,
     mem_bytes: u64,
     mem_peak_bytes: u64,
     alloc_count: u64,
@@ -383,6 +391,7 @@ fn figures(
     let clock = &shared.probe().clock;
     let totals = cell.busy_totals();
     let blocking_since_ns = cell.blocking_since_ns();
+    let (delayed_by_stalls_ns, delayed_by_stalls_count) = cell.delayed_by_stalls();
     let slow = blocking_since_ns != 0 || now_ns < cell.slow_until_ns();
     let (mem_bytes, mem_peak_bytes, alloc_count) = match (memory, cell.tracked_memory()) {
         (Memory::Tracked, Some(tracked)) => tracked,
@@ -432,11 +441,24 @@ fn figures(
                     });
                     record.stack_note = cause.stack_note.map(|note| note.to_string());
                 }
+                record.victim_count = stall.victim_count;
+                record.victims = stall
+                    .victims
+                    .iter()
+                    .map(|victim| {
+                        let mut snapshot = openrtc_proto::VictimSnapshot::default();
+                        snapshot.session_id = victim.session.to_string();
+                        snapshot.delay_ns = victim.delay_ns;
+                        snapshot
+                    })
+                    .collect();
                 record
             })
             .collect(),
         blocking_for_ms: (blocking_since_ns != 0)
             .then(|| now_ns.saturating_sub(blocking_since_ns) / NS_PER_MS),
+        delayed_by_stalls_ns,
+        delayed_by_stalls_count,
         mem_bytes,
         mem_peak_bytes,
         alloc_count,

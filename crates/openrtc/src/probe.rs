@@ -11,9 +11,9 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
-use std::task::{Context, Poll};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
@@ -23,8 +23,12 @@ use crate::session::SessionCell;
 /// Poll slots beyond the worker count, for threads that replace a worker.
 const SPARE_SLOTS: usize = 16;
 
-/// How many finished stalls may wait for the watchdog before new ones are dropped (and counted).
+/// How many finished stalls (and, apart, delayed polls) may wait for the watchdog before new
+/// ones are dropped (and counted).
 const STALL_QUEUE_CAPACITY: usize = 4096;
+
+/// The shortest wait through a stall that counts a poll as delayed by it.
+const DELAY_FLOOR_NS: u64 = 1_000_000;
 
 /// The runtime's clock: raw TSC reads on the hot path, scaled to nanoseconds off it.
 ///
@@ -36,9 +40,16 @@ pub(crate) struct Clock {
     epoch_unix_ns: u64,
 }
 
+/// The process's one TSC clock: every pool's [`Clock`] and every wake reads it, so raw readings
+/// taken on any thread compare.
+fn tsc() -> &'static quanta::Clock {
+    static TSC: OnceLock<quanta::Clock> = OnceLock::new();
+    TSC.get_or_init(quanta::Clock::new)
+}
+
 impl Clock {
     pub(crate) fn new() -> Self {
-        let inner = quanta::Clock::new();
+        let inner = tsc().clone();
         let epoch_raw = inner.raw();
         let epoch_unix_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -114,6 +125,19 @@ pub(crate) struct PollSlot {
     /// The owning thread's stack (low, high), for stack capture; 0, 0 when unknown.
     stack_low: AtomicUsize,
     stack_high: AtomicUsize,
+    /// The last stall on this thread, written and read only by the owning thread (atomics
+    /// only because the slot is shared): the polls that run after it find out whether they
+    /// waited through it.
+    last_stall: LastStall,
+}
+
+/// A stall's raw start and end, its slot sequence number and its session.
+#[derive(Debug, Default)]
+struct LastStall {
+    started_raw: AtomicU64,
+    ended_raw: AtomicU64,
+    seq: AtomicU64,
+    session_key: AtomicU64,
 }
 
 /// A consistent reading of a slot whose thread is inside a poll.
@@ -134,6 +158,7 @@ impl PollSlot {
             worker,
             stack_low: AtomicUsize::new(0),
             stack_high: AtomicUsize::new(0),
+            last_stall: LastStall::default(),
         }
     }
 
@@ -205,13 +230,59 @@ thread_local! {
 ///
 /// Tokio polls a task on one thread at a time, so a relaxed load and store replace an atomic
 /// read-modify-write on the hot path; readers on other threads see a recent value.
+///
+/// It is also the task's waker as its future sees it: a wake notes when it happened (the
+/// first since the last poll) and passes on to the task's own (Tokio's) waker, so the next
+/// poll knows how long the task waited to run.
 #[derive(Debug, Default)]
 pub(crate) struct TaskStats {
     busy_ticks: AtomicU64,
     poll_count: AtomicU64,
+    /// Raw clock reading of the first wake since the last poll began; 0: none.
+    woken_raw: AtomicU64,
+    /// The waker of the Tokio task this future runs as, from its first poll.
+    task_waker: OnceLock<Waker>,
+}
+
+impl Wake for TaskStats {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    #[inline]
+    fn wake_by_ref(self: &Arc<Self>) {
+        // A plain load and store: of two racing wakes, either time will do.
+        if self.woken_raw.load(Ordering::Relaxed) == 0 {
+            self.woken_raw.store(tsc().raw(), Ordering::Relaxed);
+        }
+        if let Some(task_waker) = self.task_waker.get() {
+            task_waker.wake_by_ref();
+        }
+    }
 }
 
 impl TaskStats {
+    /// The raw time of the first wake since the last poll (0: none), cleared for the next.
+    /// A wake landing between the load and the store is lost to lateness tracking only.
+    #[inline(always)]
+    fn take_wake(&self) -> u64 {
+        let woken_raw = self.woken_raw.load(Ordering::Relaxed);
+        if woken_raw != 0 {
+            self.woken_raw.store(0, Ordering::Relaxed);
+        }
+        woken_raw
+    }
+
+    /// Whether `task_waker` is (now) the waker of this task, so polls can pass the future
+    /// this task's own waker in its place.
+    #[inline(always)]
+    fn adopt_task_waker(&self, task_waker: &Waker) -> bool {
+        match self.task_waker.get() {
+            Some(adopted) => adopted.will_wake(task_waker),
+            None => self.task_waker.set(task_waker.clone()).is_ok(),
+        }
+    }
+
     pub(crate) fn busy_ticks(&self) -> u64 {
         self.busy_ticks.load(Ordering::Relaxed)
     }
@@ -246,6 +317,18 @@ pub(crate) struct StallEvent {
     pub(crate) seq: u64,
 }
 
+/// A poll of another session that waited through a stall on its thread: from the worker
+/// thread to the watchdog.
+#[derive(Debug)]
+pub(crate) struct DelayEvent {
+    pub(crate) cell: Arc<SessionCell>,
+    pub(crate) worker: u32,
+    /// The stall's sequence number in its worker's slot.
+    pub(crate) stall_seq: u64,
+    /// How much of the stall the poll waited through.
+    pub(crate) delay_ns: u64,
+}
+
 /// The probe state shared by a pool's wrappers, its watchdog and its snapshots.
 #[derive(Debug)]
 pub(crate) struct Probe {
@@ -262,6 +345,11 @@ pub(crate) struct Probe {
     pub(crate) stalls: ArrayQueue<StallEvent>,
     pub(crate) stalls_total: AtomicU64,
     pub(crate) stall_events_dropped: AtomicU64,
+    /// Polls delayed by stalls, for the watchdog to attach to their stalls.
+    pub(crate) delays: ArrayQueue<DelayEvent>,
+    pub(crate) delay_events_dropped: AtomicU64,
+    /// A wait shorter than this (in raw ticks) is not looked at: 1 ms.
+    delay_floor_ticks: u64,
 }
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
@@ -277,7 +365,6 @@ impl Probe {
         let threshold_ticks = clock.nanos_to_ticks(duration_ns(threshold)).max(1);
         Self {
             pool_id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-            clock,
             measure,
             threshold_ticks,
             hold_ns: duration_ns(hold),
@@ -290,6 +377,10 @@ impl Probe {
             stalls: ArrayQueue::new(STALL_QUEUE_CAPACITY),
             stalls_total: AtomicU64::new(0),
             stall_events_dropped: AtomicU64::new(0),
+            delays: ArrayQueue::new(STALL_QUEUE_CAPACITY),
+            delay_events_dropped: AtomicU64::new(0),
+            delay_floor_ticks: clock.nanos_to_ticks(DELAY_FLOOR_NS),
+            clock,
         }
     }
 
@@ -336,6 +427,43 @@ impl Probe {
         slot
     }
 
+    /// A poll that waited `woken_raw..started_raw` to run: if it waited through the last
+    /// stall on this thread (another session's), tells the watchdog by how much.
+    #[cold]
+    #[inline(never)]
+    fn note_wait(
+        &self,
+        slot: Option<&PollSlot>,
+        cell: &Arc<SessionCell>,
+        woken_raw: u64,
+        started_raw: u64,
+    ) {
+        let Some(slot) = slot else { return };
+        let stall = &slot.last_stall;
+        let stall_ended_raw = stall.ended_raw.load(Ordering::Relaxed);
+        if stall_ended_raw == 0
+            || woken_raw >= stall_ended_raw
+            || started_raw < stall_ended_raw
+            || stall.session_key.load(Ordering::Relaxed) == cell.key()
+        {
+            return;
+        }
+        let waited_from = woken_raw.max(stall.started_raw.load(Ordering::Relaxed));
+        let delay_ticks = stall_ended_raw.saturating_sub(waited_from);
+        if delay_ticks < self.delay_floor_ticks {
+            return;
+        }
+        let event = DelayEvent {
+            cell: Arc::clone(cell),
+            worker: slot.worker,
+            stall_seq: stall.seq.load(Ordering::Relaxed),
+            delay_ns: self.clock.ticks_to_nanos(delay_ticks),
+        };
+        if self.delays.push(event).is_err() {
+            self.delay_events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn record_stall(
@@ -374,12 +502,20 @@ pin_project_lite::pin_project! {
         inner: F,
         cell: Arc<SessionCell>,
         stats: Arc<TaskStats>,
+        // `stats` as a waker: what the future is given in place of the task's waker.
+        waker: Waker,
     }
 }
 
 impl<F> Attributed<F> {
     pub(crate) fn new(inner: F, cell: Arc<SessionCell>, stats: Arc<TaskStats>) -> Self {
-        Self { inner, cell, stats }
+        let waker = Waker::from(Arc::clone(&stats));
+        Self {
+            inner,
+            cell,
+            stats,
+            waker,
+        }
     }
 }
 
@@ -410,6 +546,13 @@ impl Drop for PollGuard<'_> {
         let elapsed_ticks = end_raw.saturating_sub(self.started_raw);
         self.stats.add_poll(elapsed_ticks);
         if elapsed_ticks >= self.probe.threshold_ticks {
+            if let Some(slot) = self.slot.filter(|_| self.begun_seq != 0) {
+                let stall = &slot.last_stall;
+                stall.started_raw.store(self.started_raw, Ordering::Relaxed);
+                stall.ended_raw.store(end_raw, Ordering::Relaxed);
+                stall.seq.store(self.begun_seq, Ordering::Relaxed);
+                stall.session_key.store(self.cell.key(), Ordering::Relaxed);
+            }
             let worker = self.slot.map_or(u32::MAX, PollSlot::worker);
             let duration_ns = self.probe.clock.ticks_to_nanos(elapsed_ticks);
             self.probe
@@ -441,9 +584,13 @@ impl<F: Future> Future for Attributed<F> {
             }
             crate::alloc::enter_account(account)
         };
+        let woken_raw = this.stats.take_wake();
         let slot = probe.thread_slot();
         let started_raw = probe.clock.raw();
         let begun_seq = slot.map_or(0, |slot| slot.begin(this.cell.key(), started_raw));
+        if woken_raw != 0 && started_raw.wrapping_sub(woken_raw) >= probe.delay_floor_ticks {
+            probe.note_wait(slot, this.cell, woken_raw, started_raw);
+        }
         let _guard = PollGuard {
             probe,
             slot,
@@ -453,7 +600,13 @@ impl<F: Future> Future for Attributed<F> {
             stats: this.stats,
             previous_account,
         };
-        this.inner.poll(cx)
+        // The future gets this task's own waker, so its wakes are timed; should the task's
+        // waker ever change (it does not under Tokio), the poll passes the new one unchanged.
+        if this.stats.adopt_task_waker(cx.waker()) {
+            this.inner.poll(&mut Context::from_waker(this.waker))
+        } else {
+            this.inner.poll(cx)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 mod cell;
 mod outcome;
 
-pub(crate) use cell::{SessionCell, StallCause, StallRecord};
+pub(crate) use cell::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 pub(crate) use outcome::StopRequest;
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
 

@@ -2,11 +2,14 @@
 //!
 //! Every [`SCAN_INTERVAL`] it reads each worker thread's poll slot. A poll running past the
 //! threshold makes its session `slow` at once, while it still blocks, after the stuck thread
-//! has been diagnosed from `/proc` (see `classify`). The probe itself counts every finished
-//! stall when the poll returns; the watchdog takes those from the probe's queue, keeps the
-//! last ones per session with their cause, and writes the `[slow-session]` log line. Once per
-//! [`CPU_WINDOW`] it closes every session's CPU window, measures the process's CPU, checks the
-//! worker's memory levels and recycles the allocator accounts of ended sessions.
+//! has been diagnosed from `/proc` (see `classify`) and, with stack capture on, its stack
+//! captured (see `stack`). The probe itself counts every finished stall when the poll
+//! returns; the watchdog takes those from the probe's queue, waits [`VICTIM_GRACE`] for the
+//! polls of other sessions that waited through the stall to report in (the probe times every
+//! wake), then writes the `[slow-session]` log line and keeps the stall with its cause, stack
+//! and victims in its session's record. Once per [`CPU_WINDOW`] it closes every session's CPU
+//! window, measures the process's CPU, checks the worker's memory levels, recycles the
+//! allocator accounts of ended sessions and unloads debug info unused for a minute.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,7 +20,8 @@ use std::time::Duration;
 use crate::RunError;
 use crate::classify::StallDiagnosis;
 use crate::pool::PoolShared;
-use crate::session::{SessionCell, StallCause, StallRecord};
+use crate::probe::StallEvent;
+use crate::session::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 use crate::stack::capture::{self, RawStack};
 use crate::stack::symbols;
 
@@ -52,6 +56,11 @@ struct Diagnosed {
 /// uninterruptible sleep (`D`) takes it only when it wakes: the stall is then recorded without
 /// a stack, with a note saying so.
 const CAPTURE_DEADLINE: Duration = Duration::from_millis(20);
+
+/// How long a finished stall waits for the polls it delayed before it is logged and kept:
+/// they run on its thread right after it, so they report within microseconds unless the
+/// thread has a long queue. A delay reported later is not attached to the stall.
+const VICTIM_GRACE: Duration = Duration::from_millis(50);
 
 /// How long the debug info stays loaded after the last symbolization.
 const SYMBOLS_KEPT: Duration = Duration::from_secs(60);
@@ -119,6 +128,16 @@ struct Scanner {
     memory_limit_hit: bool,
     /// When a stack was last symbolized, while the debug info is loaded.
     symbolized_at: Option<std::time::Instant>,
+    /// Finished stalls waiting for the polls they delayed, oldest first.
+    pending: VecDeque<Pending>,
+}
+
+/// A finished stall held back while the polls it delayed report in.
+struct Pending {
+    stall: StallEvent,
+    cause: Option<StallCause>,
+    /// Each delayed session once, with its longest wait.
+    victims: Vec<(Arc<SessionCell>, u64)>,
 }
 
 impl Scanner {
@@ -135,17 +154,18 @@ impl Scanner {
             rss_warning_armed: true,
             memory_limit_hit: false,
             symbolized_at: None,
+            pending: VecDeque::new(),
         }
     }
 
     fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
             self.scan_slots();
-            self.report_finished_stalls();
+            self.report_finished_stalls(false);
             self.close_cpu_window_if_due();
             std::thread::park_timeout(SCAN_INTERVAL);
         }
-        self.report_finished_stalls();
+        self.report_finished_stalls(true);
         for marked in self.marked.iter_mut().filter_map(Option::take) {
             marked.cell.set_blocking_since_ns(0);
         }
@@ -209,11 +229,14 @@ impl Scanner {
         }
     }
 
-    fn report_finished_stalls(&mut self) {
+    /// Takes finished stalls from the probe (unmarking their sessions at once), attaches the
+    /// polls they delayed, and reports each stall once [`VICTIM_GRACE`] has passed since it
+    /// ended (all of them when `finishing`).
+    fn report_finished_stalls(&mut self, finishing: bool) {
         let probe = Arc::clone(self.shared.probe());
         while let Some(stall) = probe.stalls.pop() {
             // The poll has returned: unmark its session now rather than at the next scan, so
-            // no snapshot shows it blocking once its stall is on record.
+            // no snapshot shows it blocking once its stall is over.
             if let Some(marked) = self.marked.get_mut(stall.worker as usize) {
                 if marked
                     .as_ref()
@@ -224,33 +247,47 @@ impl Scanner {
                     }
                 }
             }
-            let cause = self
+            let diagnosed = self
                 .diagnosed
                 .get_mut(stall.worker as usize)
                 .and_then(|diagnosed| diagnosed.take_if(|diagnosed| diagnosed.seq == stall.seq));
-            let cause = cause.map(|diagnosed| {
+            let cause = diagnosed.map(|diagnosed| {
                 if matches!(diagnosed.stack, Some(Ok(_))) {
                     self.symbolized_at = Some(std::time::Instant::now());
                 }
                 explain(diagnosed)
             });
-            let because = cause
-                .as_ref()
-                .map_or_else(String::new, |cause| format!(" ({})", cause.summary));
-            tracing::warn!(
-                "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {}ms{because}",
-                stall.cell.id(),
-                stall.cell.tenant(),
-                stall.cell.agent(),
-                stall.worker,
-                stall.duration_ns / 1_000_000
-            );
-            stall.cell.push_stall(StallRecord {
-                duration_ns: stall.duration_ns,
-                ended_ns: stall.ended_ns,
-                worker: stall.worker,
+            self.pending.push_back(Pending {
+                stall,
                 cause,
+                victims: Vec::new(),
             });
+        }
+        while let Some(delay) = probe.delays.pop() {
+            let Some(pending) = self.pending.iter_mut().find(|pending| {
+                pending.stall.worker == delay.worker && pending.stall.seq == delay.stall_seq
+            }) else {
+                // Its stall was reported already: the delay came in past the grace period.
+                continue;
+            };
+            match pending
+                .victims
+                .iter_mut()
+                .find(|(cell, _)| cell.key() == delay.cell.key())
+            {
+                Some((_, delay_ns)) => *delay_ns = (*delay_ns).max(delay.delay_ns),
+                None => pending.victims.push((delay.cell, delay.delay_ns)),
+            }
+        }
+        let now_ns = probe.clock.now_ns();
+        let grace_ns = u64::try_from(VICTIM_GRACE.as_nanos()).unwrap_or(u64::MAX);
+        while let Some(pending) = self.pending.front() {
+            if !finishing && now_ns.saturating_sub(pending.stall.ended_ns) < grace_ns {
+                break;
+            }
+            if let Some(pending) = self.pending.pop_front() {
+                report(pending);
+            }
         }
     }
 
@@ -346,6 +383,56 @@ impl Scanner {
             }
         }
     }
+}
+
+/// Logs a finished stall, keeps it in its session's record, and charges the sessions it
+/// delayed.
+fn report(pending: Pending) {
+    let Pending {
+        stall,
+        cause,
+        mut victims,
+    } = pending;
+    victims.sort_by(|(_, left), (_, right)| right.cmp(left));
+    for (cell, delay_ns) in &victims {
+        cell.note_delayed_by_stall(*delay_ns);
+    }
+    let delayed = match victims.first() {
+        None => "no other session delayed".to_owned(),
+        Some((_, longest_ns)) => format!(
+            "{} session{} delayed, up to {}ms",
+            victims.len(),
+            if victims.len() == 1 { "" } else { "s" },
+            longest_ns / 1_000_000
+        ),
+    };
+    let because = cause.as_ref().map_or_else(
+        || delayed.clone(),
+        |cause| format!("{}; {delayed}", cause.summary),
+    );
+    tracing::warn!(
+        "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {}ms ({because})",
+        stall.cell.id(),
+        stall.cell.tenant(),
+        stall.cell.agent(),
+        stall.worker,
+        stall.duration_ns / 1_000_000
+    );
+    stall.cell.push_stall(StallRecord {
+        duration_ns: stall.duration_ns,
+        ended_ns: stall.ended_ns,
+        worker: stall.worker,
+        cause,
+        victim_count: victims.len() as u64,
+        victims: victims
+            .iter()
+            .take(KEPT_VICTIMS)
+            .map(|(cell, delay_ns)| Victim {
+                session: cell.id(),
+                delay_ns: *delay_ns,
+            })
+            .collect(),
+    });
 }
 
 /// Turns a stall diagnosed in progress into its cause: symbolizes the stack, and says what

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use openrtc_cli::top::tui::conn::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_proto::{
-    EndedSessionSnapshot, MemSource, PoolSnapshot, SNAPSHOT_VERSION, SessionOutcome,
-    SessionSnapshot, SessionState, StallSnapshot,
+    EndedSessionSnapshot, FrameSnapshot, MemSource, PoolSnapshot, SNAPSHOT_VERSION, SessionOutcome,
+    SessionSnapshot, SessionState, StallSnapshot, VictimSnapshot,
 };
 
 /// When every fixture snapshot was taken, in milliseconds since the Unix epoch.
@@ -81,6 +81,24 @@ pub(crate) fn stall(duration_ms: u64, ago_ms: u64, thread: u32) -> StallSnapshot
     stall
 }
 
+/// A frame of a captured stack.
+fn frame(function: &str, file: Option<&str>, line: Option<u32>, user: bool) -> FrameSnapshot {
+    let mut frame = FrameSnapshot::default();
+    frame.function = function.into();
+    frame.file = file.map(Into::into);
+    frame.line = line;
+    frame.user = user;
+    frame
+}
+
+/// A session delayed by a stall.
+fn victim(session_id: &str, delay_ms: u64) -> VictimSnapshot {
+    let mut victim = VictimSnapshot::default();
+    victim.session_id = session_id.into();
+    victim.delay_ns = delay_ms * 1_000_000;
+    victim
+}
+
 /// A busy worker: four sessions, one of them blocking a thread right now, six recently ended
 /// (one more than a block lists), refusals and stalls.
 pub(crate) fn busy_worker() -> PoolSnapshot {
@@ -115,9 +133,43 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
     let mut diagnosed = stall(180, 1_000, 1);
     diagnosed.class = Some("io".into());
     diagnosed.syscall = Some("recvfrom".into());
-    diagnosed.cause = Some("io in recvfrom on tcp 127.0.0.1:5432".into());
+    diagnosed.cause = Some(
+        "io in <std::net::tcp::TcpStream as std::io::Read>::read at src/llm/cache.rs:88 on tcp 127.0.0.1:5432"
+            .into(),
+    );
+    diagnosed.frames = vec![
+        frame("__libc_recv", None, None, false),
+        frame(
+            "std::sys::net::connection::socket::Socket::recv_with_flags",
+            Some("library/std/src/sys/net/connection/socket.rs"),
+            Some(301),
+            false,
+        ),
+        frame(
+            "<std::net::tcp::TcpStream as std::io::Read>::read",
+            Some("library/std/src/net/tcp.rs"),
+            Some(710),
+            false,
+        ),
+        frame(
+            "llm::cache::lookup",
+            Some("src/llm/cache.rs"),
+            Some(88),
+            true,
+        ),
+        frame(
+            "<llm::Agent as openrtc::agent::Agent>::run::{{closure}}",
+            Some("src/llm/mod.rs"),
+            Some(41),
+            true,
+        ),
+    ];
+    diagnosed.victim_count = 3;
+    diagnosed.victims = vec![victim("s-1", 170), victim("s-10", 95)];
     slow.recent_stalls = vec![stall(120, 9_000, 0), diagnosed];
     slow.last_stall = slow.recent_stalls.last().cloned();
+    slow.delayed_by_stalls_ns = 310_000_000;
+    slow.delayed_by_stalls_count = 2;
     slow.children_live_count = 2;
     slow.children_finished_count = 5;
     slow.alloc_count = 48_213;

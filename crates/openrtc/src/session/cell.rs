@@ -27,6 +27,20 @@ pub(crate) struct StallRecord {
     pub(crate) worker: u32,
     /// Why the thread was stuck, when the watchdog saw the stall in progress.
     pub(crate) cause: Option<StallCause>,
+    /// How many other sessions it delayed.
+    pub(crate) victim_count: u64,
+    /// The sessions it delayed, longest delay first, at most [`KEPT_VICTIMS`].
+    pub(crate) victims: Arc<[Victim]>,
+}
+
+/// How many delayed sessions a stall record names.
+pub(crate) const KEPT_VICTIMS: usize = 16;
+
+/// A session delayed by a stall, and by how much.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Victim {
+    pub(crate) session: crate::SessionId,
+    pub(crate) delay_ns: u64,
 }
 
 /// The watchdog's diagnosis of a stall, as kept for snapshots and log lines.
@@ -83,6 +97,9 @@ pub(crate) struct SessionCell {
     /// Whether a child task was ever spawned: until then, reading the totals takes no lock.
     had_children: std::sync::atomic::AtomicBool,
     stall_count: AtomicU64,
+    /// Time lost to other sessions' stalls, and how many stalls.
+    delayed_by_stalls_ns: AtomicU64,
+    delayed_by_stalls_count: AtomicU64,
     slow_until_ns: AtomicU64,
     blocking_since_ns: AtomicU64,
     recent_stalls: Mutex<std::collections::VecDeque<StallRecord>>,
@@ -124,6 +141,8 @@ impl SessionCell {
             children: Mutex::default(),
             had_children: std::sync::atomic::AtomicBool::new(false),
             stall_count: AtomicU64::new(0),
+            delayed_by_stalls_ns: AtomicU64::new(0),
+            delayed_by_stalls_count: AtomicU64::new(0),
             slow_until_ns: AtomicU64::new(0),
             blocking_since_ns: AtomicU64::new(0),
             recent_stalls: Mutex::default(),
@@ -240,6 +259,22 @@ impl SessionCell {
             ended_ns.saturating_add(self.probe.hold_ns),
             Ordering::Relaxed,
         );
+    }
+
+    /// Counts a stall of another session that delayed this one by `delay_ns` (called by the
+    /// watchdog, once per stall).
+    pub(crate) fn note_delayed_by_stall(&self, delay_ns: u64) {
+        self.delayed_by_stalls_ns
+            .fetch_add(delay_ns, Ordering::Relaxed);
+        self.delayed_by_stalls_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Time lost to other sessions' stalls, and how many stalls.
+    pub(crate) fn delayed_by_stalls(&self) -> (u64, u64) {
+        (
+            self.delayed_by_stalls_ns.load(Ordering::Relaxed),
+            self.delayed_by_stalls_count.load(Ordering::Relaxed),
+        )
     }
 
     /// Keeps the details of a finished stall, in the order they ended (called by the

@@ -14,22 +14,26 @@
 //! `errno`. Only one capture runs at a time in the process (a mutex on the capturing side).
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The most frames one capture records.
 pub(crate) const MAX_FRAMES: usize = 64;
 
-const IDLE: u32 = 0;
-const ARMED: u32 = 1;
-const WRITING: u32 = 2;
-const DONE: u32 = 3;
+const IDLE: u64 = 0;
+const ARMED: u64 = 1;
+const WRITING: u64 = 2;
+const DONE: u64 = 3;
+/// The low bits of the state word hold the phase; the high bits, the capture's number, so a
+/// handler that runs late (after its capture was given up and another armed) cannot mistake
+/// the new capture for its own.
+const PHASE: u64 = 0xFF;
 
 /// The one capture in flight: written by the capturing thread while `IDLE`, by the handler
 /// while `WRITING`, read back by the capturing thread once `DONE`.
 struct CaptureArea {
-    state: AtomicU32,
+    state: AtomicU64,
     target_tid: AtomicI32,
     stack_low: AtomicUsize,
     stack_high: AtomicUsize,
@@ -47,7 +51,7 @@ static TEXT_HIGH: AtomicUsize = AtomicUsize::new(0);
 const SCAN_WORDS: usize = 256;
 
 static AREA: CaptureArea = CaptureArea {
-    state: AtomicU32::new(IDLE),
+    state: AtomicU64::new(IDLE),
     target_tid: AtomicI32::new(0),
     stack_low: AtomicUsize::new(0),
     stack_high: AtomicUsize::new(0),
@@ -178,7 +182,9 @@ pub(crate) fn capture(
     AREA.stack_low.store(low, Ordering::Relaxed);
     AREA.stack_high.store(high, Ordering::Relaxed);
     AREA.len.store(0, Ordering::Relaxed);
-    AREA.state.store(ARMED, Ordering::Release);
+    let number = (AREA.state.load(Ordering::Relaxed) & !PHASE).wrapping_add(PHASE + 1);
+    let armed = number | ARMED;
+    AREA.state.store(armed, Ordering::Release);
     // SAFETY: tgkill only sends a signal; the target is a thread of this very process.
     let sent = unsafe {
         libc::syscall(
@@ -189,19 +195,19 @@ pub(crate) fn capture(
         )
     };
     if sent != 0 {
-        AREA.state.store(IDLE, Ordering::Release);
+        AREA.state.store(number | IDLE, Ordering::Release);
         return Err(Failed::ThreadGone);
     }
     let started = Instant::now();
     loop {
-        match AREA.state.load(Ordering::Acquire) {
+        match AREA.state.load(Ordering::Acquire) & PHASE {
             DONE => break,
             // Disarm, unless the handler has just begun: then it finishes in a moment.
             ARMED
                 if started.elapsed() >= deadline
                     && AREA
                         .state
-                        .compare_exchange(ARMED, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                        .compare_exchange(armed, number | IDLE, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok() =>
             {
                 return Err(Failed::NotAnswered(deadline));
@@ -215,7 +221,7 @@ pub(crate) fn capture(
         .iter()
         .map(|frame| frame.load(Ordering::Relaxed))
         .collect();
-    AREA.state.store(IDLE, Ordering::Release);
+    AREA.state.store(number | IDLE, Ordering::Release);
     Ok(RawStack { addresses })
 }
 
@@ -230,12 +236,14 @@ extern "C" fn on_signal(
     let errno = unsafe { libc::__errno_location() };
     // SAFETY: as above; read and restored so the interrupted code never sees it change.
     let saved_errno = unsafe { *errno };
-    if AREA.state.load(Ordering::Acquire) == ARMED
+    let armed = AREA.state.load(Ordering::Acquire);
+    let number = armed & !PHASE;
+    if armed & PHASE == ARMED
         // SAFETY: gettid has no preconditions.
         && AREA.target_tid.load(Ordering::Relaxed) == unsafe { libc::gettid() }
         && AREA
             .state
-            .compare_exchange(ARMED, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(armed, number | WRITING, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     {
         let len = if context.is_null() {
@@ -251,7 +259,7 @@ extern "C" fn on_signal(
             walk(pc, fp, sp, low, high)
         };
         AREA.len.store(len, Ordering::Relaxed);
-        AREA.state.store(DONE, Ordering::Release);
+        AREA.state.store(number | DONE, Ordering::Release);
     }
     // SAFETY: as above.
     unsafe { *errno = saved_errno };

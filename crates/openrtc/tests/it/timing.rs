@@ -271,11 +271,14 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("w.sock");
     let probe = Arc::new(BlockProbe::default());
-    let entered = Arc::new(AtomicU64::new(0));
+    // The first two sessions to see `go` hold their threads. Three sessions, because a task
+    // that Tokio left in a held thread's LIFO slot cannot be stolen: one of the other two
+    // always reaches the free thread.
+    let entered: Arc<std::sync::Mutex<Vec<openrtc::SessionId>>> = Arc::default();
     let blocker = agent_fn({
         let probe = Arc::clone(&probe);
         let entered = Arc::clone(&entered);
-        move |_session: Session| {
+        move |session: Session| {
             let probe = Arc::clone(&probe);
             let entered = Arc::clone(&entered);
             async move {
@@ -283,7 +286,18 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
                 while !probe.go.load(Ordering::Acquire) {
                     ticks.tick().await;
                 }
-                entered.fetch_add(1, Ordering::AcqRel);
+                let holds = {
+                    let mut entered = entered.lock().expect("entered");
+                    let holds = entered.len() < 2;
+                    if holds {
+                        entered.push(session.id());
+                    }
+                    holds
+                };
+                if !holds {
+                    session.cancelled().await;
+                    return Ok(());
+                }
                 // Both worker threads are held until the test lets go.
                 while !probe.left.load(Ordering::Acquire) {
                     std::thread::sleep(Duration::from_millis(1));
@@ -298,10 +312,12 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
             .worker_threads(2)
             .socket_path(&socket),
     );
-    let ids = [
-        pool.handle.launch(JobRequest::new()).expect("room"),
-        pool.handle.launch(JobRequest::new()).expect("room"),
-    ];
+    for _ in 0..3 {
+        pool.handle.launch(JobRequest::new()).expect("room");
+    }
+    // Should an assertion fail while the threads are held, let them go before the pool is
+    // dropped (its shutdown waits for them).
+    let _let_go = LetGo(Arc::clone(&probe));
     wait_for("the socket", || socket.exists().then_some(()));
     wait_for("both sessions to poll", || {
         pool.snapshot()
@@ -311,8 +327,9 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
             .then_some(())
     });
     probe.go.store(true, Ordering::Release);
-    wait_for("both worker threads to block", || {
-        (entered.load(Ordering::Acquire) == 2).then_some(())
+    let ids = wait_for("both worker threads to block", || {
+        let entered = entered.lock().expect("entered");
+        (entered.len() == 2).then(|| entered.clone())
     });
     let mut client = crate::support::Client::connect(&socket);
     let mut readings = Vec::new();
@@ -340,13 +357,22 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
     });
     // Both answers came while the two worker threads were held: only now are they let go.
     probe.left.store(true, Ordering::Release);
-    for id in ids {
-        let row = row_of(&second, id).expect("live");
+    for id in &ids {
+        let row = row_of(&second, *id).expect("live");
         assert_eq!(row.state, SessionState::Slow);
     }
     wait_for("the stalls to end", || {
         (pool.snapshot().worker.stalls_total_count == 2).then_some(())
     });
+}
+
+/// Releases a held block when dropped.
+struct LetGo(Arc<BlockProbe>);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        self.0.left.store(true, Ordering::Release);
+    }
 }
 
 /// The ways a session can block its worker thread, each released by the test on cue.
@@ -583,5 +609,159 @@ fn each_kind_of_blocking_call_is_classified_in_the_session_that_made_it() {
         let row = row_of(&snapshot, *id).expect("live");
         let expected = u64::from(places.contains(&index));
         assert_eq!(row.stall_count, expected, "{id}");
+    }
+}
+
+/// The sessions of the victims test: each waits for a nudge or its next 20 ms frame, and
+/// keeps the longest it was late for either.
+struct Nudges {
+    nudge: Vec<tokio::sync::Notify>,
+    /// Per session: when it was last nudged (ns since `epoch`; 0: not pending).
+    nudged_at_ns: Vec<AtomicU64>,
+    /// Per session: its longest lateness, in ns.
+    worst_late_ns: Vec<AtomicU64>,
+    epoch: Instant,
+    go: AtomicBool,
+    stall_done: AtomicBool,
+}
+
+impl Nudges {
+    fn since_epoch_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).expect("fits")
+    }
+}
+
+#[test]
+fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
+    const SESSIONS: usize = 20;
+    const STALL: Duration = Duration::from_millis(100);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nudges = Arc::new(Nudges {
+        nudge: (0..SESSIONS).map(|_| tokio::sync::Notify::new()).collect(),
+        nudged_at_ns: (0..SESSIONS).map(|_| AtomicU64::new(0)).collect(),
+        worst_late_ns: (0..SESSIONS).map(|_| AtomicU64::new(0)).collect(),
+        epoch: Instant::now(),
+        go: AtomicBool::new(false),
+        stall_done: AtomicBool::new(false),
+    });
+    let agent = agent_fn({
+        let nudges = Arc::clone(&nudges);
+        move |session: Session| {
+            let nudges = Arc::clone(&nudges);
+            async move {
+                let Some(index) = session.metadata()["index"].as_u64().map(|i| i as usize) else {
+                    // The blocker: nudge every other session from this thread (queueing them
+                    // here), then hold the thread.
+                    let mut ticks = tokio::time::interval(Duration::from_millis(5));
+                    while !nudges.go.load(Ordering::Acquire) {
+                        ticks.tick().await;
+                    }
+                    for index in 0..SESSIONS {
+                        nudges.nudged_at_ns[index]
+                            .store(nudges.since_epoch_ns(), Ordering::Release);
+                        nudges.nudge[index].notify_one();
+                    }
+                    std::thread::sleep(STALL);
+                    nudges.stall_done.store(true, Ordering::Release);
+                    session.cancelled().await;
+                    return Ok(());
+                };
+                let mut frames = tokio::time::interval(Duration::from_millis(20));
+                frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                loop {
+                    let late_ns = tokio::select! {
+                        scheduled = frames.tick() => {
+                            u64::try_from(scheduled.elapsed().as_nanos()).expect("fits")
+                        }
+                        () = nudges.nudge[index].notified() => {
+                            let nudged = nudges.nudged_at_ns[index].swap(0, Ordering::AcqRel);
+                            nudges.since_epoch_ns().saturating_sub(nudged)
+                        }
+                        () = session.cancelled() => return Ok(()),
+                    };
+                    nudges.worst_late_ns[index].fetch_max(late_ns, Ordering::AcqRel);
+                }
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("nudged", agent)
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    let ids: Vec<_> = (0..SESSIONS)
+        .map(|index| {
+            pool.handle
+                .launch(JobRequest::new().metadata(serde_json::json!({ "index": index })))
+                .expect("room")
+        })
+        .collect();
+    let blocker = pool.handle.launch(JobRequest::new()).expect("room");
+    // Let every session settle into its cadence, then forget the lateness of start-up.
+    wait_for("every session to run a frame", || {
+        let snapshot = pool.snapshot();
+        ids.iter()
+            .all(|id| row_of(&snapshot, *id).is_some_and(|row| row.poll_count >= 3))
+            .then_some(())
+    });
+    for worst in &nudges.worst_late_ns {
+        worst.store(0, Ordering::Release);
+    }
+    nudges.go.store(true, Ordering::Release);
+    let stall = wait_for("the stall to be recorded", || {
+        row_of(&pool.snapshot(), blocker)?.last_stall
+    });
+    assert!(nudges.stall_done.load(Ordering::Acquire));
+    let snapshot = pool.snapshot();
+
+    // Measurably late: by more than 20 ms, a frame's worth (the rest of the pool's jitter
+    // under load stays well under that on an idle worker).
+    let late: Vec<String> = ids
+        .iter()
+        .zip(&nudges.worst_late_ns)
+        .filter(|(_, worst)| worst.load(Ordering::Acquire) > 20_000_000)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    let mut victims: Vec<String> = stall
+        .victims
+        .iter()
+        .map(|victim| victim.session_id.clone())
+        .collect();
+    victims.sort();
+    let mut expected = late.clone();
+    expected.sort();
+    assert!(
+        !victims.is_empty(),
+        "the nudged session left in the blocker's thread waited: {stall:#?}"
+    );
+    assert_eq!(
+        victims, expected,
+        "the recorded victims are the late sessions: {stall:#?}"
+    );
+    assert_eq!(stall.victim_count, victims.len() as u64);
+    assert!(
+        !victims.contains(&blocker.to_string()),
+        "a session is not its own victim"
+    );
+    for victim in &stall.victims {
+        let index = ids
+            .iter()
+            .position(|id| id.to_string() == victim.session_id)
+            .expect("a nudged session");
+        let measured = nudges.worst_late_ns[index].load(Ordering::Acquire);
+        assert!(
+            victim.delay_ns <= stall.duration_ns && victim.delay_ns.abs_diff(measured) < 10_000_000,
+            "{}: recorded {} ns, measured {measured} ns late",
+            victim.session_id,
+            victim.delay_ns
+        );
+        let row = row_of(&snapshot, ids[index]).expect("live");
+        assert_eq!(row.delayed_by_stalls_count, 1);
+        assert_eq!(row.delayed_by_stalls_ns, victim.delay_ns);
+    }
+    for id in ids.iter().filter(|id| !late.contains(&id.to_string())) {
+        let row = row_of(&snapshot, *id).expect("live");
+        assert_eq!(row.delayed_by_stalls_count, 0, "{id} was not late");
     }
 }

@@ -1,9 +1,7 @@
 //! The detail pane of one session: what it is, its state, CPU and memory now and over the
 //! time top has watched it, its child tasks, its last stalls, and its metadata.
-//!
-//! Stall class and stack are not in the snapshot yet; when they are, they go under each stall.
 
-use openrtc_proto::SessionSnapshot;
+use openrtc_proto::{SessionSnapshot, StallSnapshot};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -217,8 +215,11 @@ fn history_sparklines(history: &SessionHistory, width: usize) -> HistorySparklin
     }
 }
 
-/// The stall count and the last stalls, newest first: when, how long, which thread, and what
-/// the thread was doing when the worker caught it (`sleep in clock_nanosleep`).
+/// The stall count and the last stalls, newest first: when, how long, which thread, what the
+/// thread was doing (`sleep in std::thread::sleep at src/agent.rs:42`) and how many other
+/// sessions it delayed. The newest stall also shows its stack, from the library call down to
+/// the agent's frames, and the sessions it delayed; then the time this session lost to other
+/// sessions' stalls.
 fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(vec![
         label("stalls", theme),
@@ -232,22 +233,137 @@ fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec
             )
         }),
     ])];
-    for stall in session.recent_stalls.iter().rev() {
+    for (index, stall) in session.recent_stalls.iter().rev().enumerate() {
+        let delayed = match stall.victim_count {
+            0 => String::new(),
+            count => format!(
+                " · delayed {count} session{}",
+                if count == 1 { "" } else { "s" }
+            ),
+        };
+        // The newest stall's cause gets a line of its own, so narrow terminals keep its start.
+        let newest = index == 0;
+        let cause_inline = stall
+            .cause
+            .as_deref()
+            .filter(|_| !newest)
+            .map_or_else(String::new, |cause| {
+                format!(" ({})", clean_text(cause, 120))
+            });
         lines.push(Line::from(vec![
             label("", theme),
             Span::raw(format!(
-                "{:<12} blocked worker thread {} for {}{}",
+                "{:<12} blocked worker thread {} for {}{cause_inline}{delayed}",
                 format_ago(stall.ended_at_unix_ms, now_unix_ms),
                 stall.worker,
                 format_blocking_span(stall.duration_ns / 1_000_000),
-                stall
-                    .cause
-                    .as_deref()
-                    .map_or_else(String::new, |cause| format!(" ({})", clean_text(cause, 80)))
+            )),
+        ]));
+        if newest {
+            if let Some(cause) = stall.cause.as_deref() {
+                lines.push(Line::from(vec![
+                    label("", theme),
+                    Span::raw(format!("  {}", clean_text(cause, 160))),
+                ]));
+            }
+            lines.extend(stack_lines(stall, theme));
+            if !stall.victims.is_empty() {
+                let named: Vec<String> = stall
+                    .victims
+                    .iter()
+                    .map(|victim| {
+                        format!(
+                            "{} {}",
+                            clean_text(&victim.session_id, 24),
+                            format_blocking_span(victim.delay_ns / 1_000_000)
+                        )
+                    })
+                    .collect();
+                let more = usize::try_from(stall.victim_count)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(named.len());
+                lines.push(Line::from(vec![
+                    label("", theme),
+                    Span::raw(format!(
+                        "  delayed: {}{}",
+                        named.join(", "),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    )),
+                ]));
+            }
+        }
+    }
+    if session.delayed_by_stalls_count > 0 {
+        lines.push(Line::from(vec![
+            label("delayed", theme),
+            Span::raw(format!(
+                "lost {} to {} stall{} of other sessions",
+                format_blocking_span(session.delayed_by_stalls_ns / 1_000_000),
+                session.delayed_by_stalls_count,
+                if session.delayed_by_stalls_count == 1 {
+                    ""
+                } else {
+                    "s"
+                }
             )),
         ]));
     }
     lines
+}
+
+/// The most frames of a stack the pane shows.
+const SHOWN_FRAMES: usize = 6;
+
+/// A stall's stack, from two frames above the agent's code to the agent's last frame (the
+/// agent's own frames stand out), or why there is none.
+fn stack_lines(stall: &StallSnapshot, theme: Theme) -> Vec<Line<'static>> {
+    if stall.frames.is_empty() {
+        return stall
+            .stack_note
+            .as_deref()
+            .map(|note| {
+                vec![Line::from(vec![
+                    label("", theme),
+                    Span::styled(
+                        format!("  no stack: {}", clean_text(note, 120)),
+                        theme.dim(),
+                    ),
+                ])]
+            })
+            .unwrap_or_default();
+    }
+    let first_user = stall.frames.iter().position(|frame| frame.user);
+    let start = first_user.map_or(0, |first| first.saturating_sub(2));
+    stall
+        .frames
+        .iter()
+        .skip(start)
+        .take(SHOWN_FRAMES)
+        .map(|frame| {
+            let place = match (&frame.file, frame.line) {
+                (Some(file), Some(line)) => format!("  {}:{line}", clean_text(file, 80)),
+                (Some(file), None) => format!("  {}", clean_text(file, 80)),
+                _ => String::new(),
+            };
+            let text = format!(
+                "  {} {}{place}",
+                if frame.user { "→" } else { " " },
+                clean_text(&frame.function, 100)
+            );
+            Line::from(vec![
+                label("", theme),
+                if frame.user {
+                    Span::raw(text)
+                } else {
+                    Span::styled(text, theme.dim())
+                },
+            ])
+        })
+        .collect()
 }
 
 /// The metadata as indented, cleaned JSON lines.
