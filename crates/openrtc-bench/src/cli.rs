@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::{attribution, density, overhead, throughput};
+use crate::{attribution, compare, density, overhead, throughput};
 
 /// Benchmarks of the openrtc runtime. Each prints a human table, or with `--json` one JSON
 /// document on standard output. Figures are measured, never timed-test assertions: run them on
@@ -34,6 +34,9 @@ pub(crate) enum Command {
     /// The cost of introspection: CPU per 1,000 frames with it on and off, alternated in
     /// fresh processes, with the on/off ratio and its spread.
     Overhead(overhead::Args),
+    /// Every scenario on this runtime and on the Python reference (`bench/peer/`), in one
+    /// run, interleaved, with one side-by-side table of figures and ratios.
+    Compare(compare::Args),
 }
 
 /// How a session blocks its worker thread.
@@ -52,6 +55,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Density(args) => print(cli.json, &density::run(&args)?),
         Command::Throughput(args) => print(cli.json, &throughput::run(&args)?),
         Command::Overhead(args) => print(cli.json, &overhead::run(&args)?),
+        Command::Compare(args) => print(cli.json, &compare::run(&args)?),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod attribution;
 mod cli;
+mod compare;
 mod density;
 mod harness;
 mod overhead;

@@ -19,9 +19,11 @@ impl Spread {
         }
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest value with at least `fraction` of the values at or
+        // below it (as the reference's harness computes it).
         let at = |fraction: f64| {
-            let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
-            sorted[index]
+            let rank = (sorted.len() as f64 * fraction).ceil() as usize;
+            sorted[rank.clamp(1, sorted.len()) - 1]
         };
         Self {
             median: at(0.5),
@@ -44,5 +46,9 @@ mod tests {
             (3.0, 5.0, 5.0, 5)
         );
         assert_eq!(Spread::of(&[]), Spread::default());
+        // Nearest rank: of four values, the median is the second.
+        assert_eq!(Spread::of(&[4.0, 3.0, 2.0, 1.0]).median, 2.0);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(Spread::of(&hundred).p99, 99.0);
     }
 }

@@ -136,4 +136,60 @@ pub mod __bench {
         }
         result
     }
+
+    /// A thread asleep in `std::thread::sleep`, whose stack the watchdog's capture can take.
+    #[derive(Debug)]
+    pub struct SleepingThread {
+        tid: i32,
+        stack: Option<(usize, usize)>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl SleepingThread {
+        /// Starts the thread and waits until it sleeps.
+        pub fn start() -> Self {
+            use std::sync::atomic::Ordering;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let thread = std::thread::spawn({
+                let stop = std::sync::Arc::clone(&stop);
+                move || {
+                    let _ =
+                        sender.send((crate::os::current_tid(), crate::os::current_thread_stack()));
+                    while !stop.load(Ordering::Acquire) {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                }
+            });
+            let (tid, stack) = receiver.recv().unwrap_or((0, None));
+            Self {
+                tid,
+                stack,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        /// Captures the thread's stack as the watchdog does; returns the number of frames.
+        pub fn capture(&self) -> usize {
+            crate::stack::capture::capture(self.tid, self.stack, std::time::Duration::from_secs(1))
+                .map_or(0, |raw| raw.addresses.len())
+        }
+
+        /// Captures and symbolizes the thread's stack; returns the number of frames kept.
+        pub fn capture_and_symbolize(&self) -> usize {
+            crate::stack::capture::capture(self.tid, self.stack, std::time::Duration::from_secs(1))
+                .map_or(0, |raw| crate::stack::symbols::symbolize(&raw).frames.len())
+        }
+    }
+
+    impl Drop for SleepingThread {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Release);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
 }

@@ -66,6 +66,27 @@ fn density_attributes_every_held_byte() {
 }
 
 #[test]
+fn density_with_skewed_holdings_attributes_each_session_its_own() {
+    let report = bench_json(&[
+        "density",
+        "--sessions",
+        "4",
+        "--hold-mib",
+        "1",
+        "--hold-pattern",
+        "skewed",
+    ]);
+    assert_eq!(report["hold_pattern"], "skewed");
+    let row = &report["rows"][0];
+    // Sessions 0..4 hold 0.4, 0.8, 1.2 and 1.6 MiB (in bytes, rounded down).
+    let expected: u64 = (1..=4).map(|k| 1024 * 1024 * k * 2 / 5).sum();
+    assert_eq!(row["held_bytes"].as_u64(), Some(expected));
+    let error = &row["attribution_error"];
+    let max = error["max_abs_pct"].as_f64().expect("a number");
+    assert!((0.0..1.0).contains(&max), "each session's figure is its own: {error}");
+}
+
+#[test]
 fn throughput_measures_every_frame_of_the_window() {
     let report = bench_json(&[
         "throughput",

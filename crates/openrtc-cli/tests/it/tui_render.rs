@@ -196,9 +196,18 @@ fn the_detail_pane_with_history() {
     assert!(text.contains("▁▂▅█▄▂█ highest 97.3% over 3s"), "{text}");
     assert!(text.contains("\"caller\": \"+1 555 0100\""), "{text}");
     // The newest stall: its cause, the agent's frames marked, who it delayed.
-    assert!(text.contains("→ llm::cache::lookup  src/llm/cache.rs:88"), "{text}");
-    assert!(text.contains("delayed: s-1 170ms, s-10 95ms and 1 more"), "{text}");
-    assert!(text.contains("lost 310ms to 2 stalls of other sessions"), "{text}");
+    assert!(
+        text.contains("→ llm::cache::lookup  src/llm/cache.rs:88"),
+        "{text}"
+    );
+    assert!(
+        text.contains("delayed: s-1 170ms, s-10 95ms and 1 more"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lost 310ms to 2 stalls of other sessions"),
+        "{text}"
+    );
 }
 
 #[test]

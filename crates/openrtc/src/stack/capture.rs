@@ -507,6 +507,65 @@ mod tests {
         }
     }
 
+    /// Sleeps with every signal blocked until told to unblock them, then sleeps on: the
+    /// stand-in for a thread in uninterruptible sleep, which takes no signal.
+    #[inline(never)]
+    fn deaf_then_hearing(stop: &AtomicBool, progress: &AtomicU64) {
+        // SAFETY: a filled set, applied to this thread's own mask.
+        unsafe {
+            let mut all = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
+        progress.store(1, Ordering::Release);
+        while progress.load(Ordering::Acquire) == 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // SAFETY: as above, now unblocking: the pending capture signal is delivered here.
+        unsafe {
+            let mut all = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &all, std::ptr::null_mut());
+        }
+        progress.store(3, Ordering::Release);
+        sleeping_here(stop, &AtomicU64::new(0));
+    }
+
+    #[test]
+    fn a_thread_that_takes_no_signal_is_given_up_on_at_the_deadline_and_its_late_handler_is_harmless()
+     {
+        let subject = Subject::start(deaf_then_hearing);
+        let started = Instant::now();
+        let deadline = Duration::from_millis(30);
+        assert_eq!(
+            capture(subject.tid, subject.stack, deadline),
+            Err(Failed::NotAnswered(deadline))
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= deadline && waited < Duration::from_secs(5),
+            "gave up after {waited:?}"
+        );
+        // Let the thread take its pending signal: the handler finds no capture for it.
+        subject.progress.store(2, Ordering::Release);
+        while subject.progress.load(Ordering::Acquire) != 3 {
+            std::thread::yield_now();
+        }
+        {
+            let _no_capture_in_flight = CAPTURING.lock().expect("not poisoned");
+            assert_eq!(AREA.state.load(Ordering::Acquire) & PHASE, IDLE);
+        }
+        // The next capture of the same thread works as usual.
+        let functions = captured_functions(&subject);
+        subject.finish();
+        assert!(
+            functions
+                .iter()
+                .any(|function| function.ends_with("sleeping_here")),
+            "{functions:#?}"
+        );
+    }
+
     #[test]
     fn a_thread_without_known_stack_bounds_is_not_signalled() {
         assert_eq!(

@@ -160,6 +160,11 @@ pub(crate) fn origin(function: &str, file: Option<&Path>) -> Origin {
     if matches!(krate, Some("openrtc" | "tokio")) {
         return Origin::Runtime;
     }
+    if function.starts_with("__") {
+        // Compiler-made shims (`__rust_realloc`, placed in the crate that declares the
+        // global allocator) and C internals (`__libc_recv`).
+        return Origin::Library;
+    }
     let Some(file) = file else {
         return Origin::Library;
     };
@@ -324,6 +329,7 @@ mod tests {
             Origin::Runtime
         );
         assert_eq!(origin("__GI___clock_nanosleep", None), Origin::Library);
+        assert_eq!(origin("__rust_realloc", workspace), Origin::Library);
     }
 
     #[test]
