@@ -84,8 +84,8 @@ impl Plan {
             };
         }
         Self {
-            cpu_sessions: "10,50,100,200,500,1000,2000",
-            dsp_sessions: "100,200,500,1000,2000,3000,5000",
+            cpu_sessions: "10,100,200,500,750,1000,1500,2000",
+            dsp_sessions: "100,200,500,1000,2000,5000,7500,10000",
             cpu_cost_at: 100,
             dsp_cost_at: 100,
             warmup_secs: 1.0,

@@ -120,9 +120,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<DensityReport> {
     })
 }
 
-/// Session `k`'s index, from its metadata.
-fn index_of(metadata: &serde_json::Value) -> u64 {
-    metadata["k"].as_u64().unwrap_or(0)
+/// Session `k`'s index: sessions are launched in order and numbered from `s-1`, so no
+/// metadata (which would count as the session's own memory) is needed to tell them apart.
+fn index_of(id: &str) -> u64 {
+    id.strip_prefix("s-")
+        .and_then(|number| number.parse::<u64>().ok())
+        .map_or(0, |number| number.saturating_sub(1))
 }
 
 fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Result<DensityRow> {
@@ -130,7 +133,7 @@ fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Re
         .agent(
             "holder",
             agent_fn(move |session: Session| async move {
-                let hold = pattern.held_by(hold_bytes, index_of(session.metadata()));
+                let hold = pattern.held_by(hold_bytes, session.id().as_u64().saturating_sub(1));
                 let held = vec![1_u8; usize::try_from(hold).unwrap_or(usize::MAX)];
                 session.cancelled().await;
                 drop(held);
@@ -145,10 +148,10 @@ fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Re
     let before = running.wait_for("the runtime to start", PATIENCE, |snapshot| {
         snapshot.worker.uptime_ms > 0
     })?;
-    for k in 0..sessions {
+    for _ in 0..sessions {
         running
             .handle
-            .launch(JobRequest::new().metadata(serde_json::json!({ "k": k })))
+            .launch(JobRequest::new())
             .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
     }
     let during = running.wait_for("every session to hold its memory", PATIENCE, |snapshot| {
@@ -156,7 +159,7 @@ fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Re
             && snapshot
                 .sessions
                 .iter()
-                .all(|row| row.mem_bytes >= pattern.held_by(hold_bytes, index_of(&row.metadata)))
+                .all(|row| row.mem_bytes >= pattern.held_by(hold_bytes, index_of(&row.id)))
     })?;
     running.stop();
     let held_bytes: u64 = (0..sessions as u64)
@@ -166,7 +169,7 @@ fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Re
         .sessions
         .iter()
         .map(|row| {
-            let held = pattern.held_by(hold_bytes, index_of(&row.metadata)).max(1);
+            let held = pattern.held_by(hold_bytes, index_of(&row.id)).max(1);
             row.mem_bytes.abs_diff(held) as f64 * 100.0 / held as f64
         })
         .collect();

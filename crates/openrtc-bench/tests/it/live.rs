@@ -83,7 +83,10 @@ fn density_with_skewed_holdings_attributes_each_session_its_own() {
     assert_eq!(row["held_bytes"].as_u64(), Some(expected));
     let error = &row["attribution_error"];
     let max = error["max_abs_pct"].as_f64().expect("a number");
-    assert!((0.0..1.0).contains(&max), "each session's figure is its own: {error}");
+    assert!(
+        (0.0..1.0).contains(&max),
+        "each session's figure is its own: {error}"
+    );
 }
 
 #[test]

@@ -765,3 +765,46 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
         assert_eq!(row.delayed_by_stalls_count, 0, "{id} was not late");
     }
 }
+
+#[test]
+fn with_stack_capture_off_a_stall_is_still_classed_and_says_why_it_has_no_stack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = Arc::new(AtomicBool::new(false));
+    let agent = agent_fn({
+        let go = Arc::clone(&go);
+        move |session: Session| {
+            let go = Arc::clone(&go);
+            async move {
+                let mut ticks = tokio::time::interval(Duration::from_millis(5));
+                while !go.load(Ordering::Acquire) {
+                    ticks.tick().await;
+                }
+                block_by_sleeping();
+                session.cancelled().await;
+                Ok(())
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("blocker", agent)
+            .worker_threads(2)
+            .stack_capture(false)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    go.store(true, Ordering::Release);
+    let stall = wait_for("the stall to be recorded", || {
+        row_of(&pool.snapshot(), id)?.last_stall
+    });
+    assert_eq!(stall.class.as_deref(), Some("sleep"), "{stall:?}");
+    assert!(stall.frames.is_empty(), "{stall:?}");
+    assert_eq!(stall.stack_note.as_deref(), Some("stack capture is off"));
+    assert!(
+        stall
+            .cause
+            .as_deref()
+            .is_some_and(|cause| cause.starts_with("sleep in ")),
+        "{stall:?}"
+    );
+}
