@@ -351,13 +351,13 @@ fn walk(pc: usize, fp: usize, sp: usize, low: usize, high: usize) -> usize {
         let found = (0..SCAN_WORDS)
             .map(|index| first + index * word)
             .take_while(|slot| slot + word <= limit)
-            // SAFETY: the slot lies inside this thread's live stack.
-            .find(|&slot| {
-                is_return_address(unsafe { std::ptr::read_volatile(slot as *const usize) })
+            .find_map(|slot| {
+                // SAFETY: the slot lies inside this thread's live stack (below `limit`).
+                let value = unsafe { std::ptr::read_volatile(slot as *const usize) };
+                is_return_address(value).then_some((slot, value))
             });
-        if let Some(slot) = found {
-            // SAFETY: as above.
-            push(unsafe { std::ptr::read_volatile(slot as *const usize) });
+        if let Some((slot, return_address)) = found {
+            push(return_address);
             if !is_frame_record(fp, slot + word, high) {
                 fp = (1..SCAN_WORDS)
                     .map(|index| slot + index * word)
@@ -370,36 +370,35 @@ fn walk(pc: usize, fp: usize, sp: usize, low: usize, high: usize) -> usize {
     len
 }
 
-/// Whether `fp` (at or above `low`) holds a plausible frame record: inside the stack, its
-/// return address just after a call, its saved frame pointer higher up the stack.
-fn is_frame_record(fp: usize, low: usize, high: usize) -> bool {
+/// The frame record at `fp`, the caller's frame pointer and the return address, if the
+/// record lies wholly in `[low, high)` and is aligned; `None` without reading otherwise.
+fn frame_record(fp: usize, low: usize, high: usize) -> Option<(usize, usize)> {
     let word = std::mem::size_of::<usize>();
     if fp < low || fp % word != 0 || fp.checked_add(2 * word).is_none_or(|end| end > high) {
-        return false;
+        return None;
     }
     // SAFETY: [fp, fp + 2 words) lies inside this thread's live stack (checked above).
-    let (next, return_address) = unsafe {
+    Some(unsafe {
         (
             std::ptr::read_volatile(fp as *const usize),
             std::ptr::read_volatile((fp + word) as *const usize),
         )
-    };
-    next > fp && next < high && is_return_address(return_address)
+    })
+}
+
+/// Whether `fp` (at or above `low`) holds a plausible frame record: inside the stack, its
+/// return address just after a call, its saved frame pointer higher up the stack.
+fn is_frame_record(fp: usize, low: usize, high: usize) -> bool {
+    frame_record(fp, low, high).is_some_and(|(next, return_address)| {
+        next > fp && next < high && is_return_address(return_address)
+    })
 }
 
 /// Follows frame records from `fp`, pushing each return address.
 fn walk_chain(mut fp: usize, low: usize, high: usize, push: &mut impl FnMut(usize)) {
-    let word = std::mem::size_of::<usize>();
     for _ in 1..MAX_FRAMES {
-        if fp < low || fp % word != 0 || fp.checked_add(2 * word).is_none_or(|end| end > high) {
+        let Some((next, return_address)) = frame_record(fp, low, high) else {
             return;
-        }
-        // SAFETY: [fp, fp + 2 words) lies inside this thread's live stack (checked above).
-        let (next, return_address) = unsafe {
-            (
-                std::ptr::read_volatile(fp as *const usize),
-                std::ptr::read_volatile((fp + word) as *const usize),
-            )
         };
         if return_address == 0 {
             return;
