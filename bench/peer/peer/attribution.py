@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 from . import common
-from .throughput import common_counts
 
 TRIAL_PATIENCE_S = 10.0
 # After the chosen session shows slow, keep watching this long for any other slow row.
@@ -34,7 +33,7 @@ HOT_ID = "hot"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", type=common_counts, default=[50, 100])
+    parser.add_argument("--sessions", type=common.counts, default=[50, 100])
     parser.add_argument("--block", choices=["sleep", "spin"], default="sleep")
     parser.add_argument("--block-ms", type=int, default=300)
     parser.add_argument("--trials", type=int, default=20)

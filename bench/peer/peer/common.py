@@ -7,6 +7,7 @@ children and reads sockets stays light; the pool helpers import it when called.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -176,16 +177,26 @@ class SlowLogCatcher(logging.Handler):
 
 
 def install_slow_catcher(
-    on_line: Callable[[str | None, float, float], None] | None = None, echo: bool = False
+    on_line: Callable[[str | None, float, float], None] | None = None,
 ) -> SlowLogCatcher:
     catcher = SlowLogCatcher(on_line)
     reference_log = logging.getLogger("openrtc")
     reference_log.addHandler(catcher)
     reference_log.setLevel(logging.INFO)
-    if not echo:
-        # Keep the catcher, but do not print every slow-session line to stderr.
-        reference_log.propagate = False
+    # Keep the catcher, but do not print every slow-session line to stderr.
+    reference_log.propagate = False
     return catcher
+
+
+def counts(text: str) -> list[int]:
+    """A comma-separated list of positive session counts: `50,100`."""
+    parsed = []
+    for part in text.split(","):
+        value = int(part.strip())
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a positive count")
+        parsed.append(value)
+    return parsed
 
 
 def setup_logging(verbose: bool) -> None:
@@ -217,7 +228,7 @@ class Pool:
 
     def __init__(
         self,
-        body: Callable[[str], Awaitable[None]],
+        body: SessionBody,
         *,
         introspection: bool,
         socket_path: Path | None,

@@ -13,7 +13,6 @@ from typing import Any
 
 from . import common
 from .common import MIB
-from .throughput import common_counts
 
 # The reference samples its per-session memory once a second (equal share of VmRSS).
 _MEMORY_SAMPLE_WAIT_S = 2.5
@@ -22,7 +21,7 @@ PAGE = 4096
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", type=common_counts, default=[16, 50, 100, 1000])
+    parser.add_argument("--sessions", type=common.counts, default=[16, 50, 100, 1000])
     parser.add_argument("--hold-mib", type=float, default=5.0, help="MiB each session holds")
     parser.add_argument("--hold-pattern", choices=["uniform", "skewed"], default="uniform")
 

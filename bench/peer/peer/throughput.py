@@ -19,7 +19,7 @@ OVERLOAD_P99_MS = 1000.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workload", choices=["cpu", "dsp"], default="cpu")
-    parser.add_argument("--sessions", type=common_counts, default=[1, 10, 100, 1000, 5000])
+    parser.add_argument("--sessions", type=common.counts, default=[1, 10, 100, 1000, 5000])
     parser.add_argument("--warmup-secs", type=float, default=2.0)
     parser.add_argument("--measure-secs", type=float, default=5.0)
     parser.add_argument(
@@ -32,16 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"skip larger counts once one count's p99 lateness exceeds {OVERLOAD_P99_MS:.0f} ms",
     )
-
-
-def common_counts(text: str) -> list[int]:
-    counts = []
-    for part in text.split(","):
-        value = int(part.strip())
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a positive count")
-        counts.append(value)
-    return counts
 
 
 def child_args(args: argparse.Namespace, sessions: int) -> list[str]:

@@ -139,8 +139,7 @@ async fn frames(
                     cue.started_ns.store(since(epoch), Ordering::Release);
                     let started = Instant::now();
                     block(kind, length);
-                    let blocked = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    cue.blocked_ns.store(blocked, Ordering::Release);
+                    cue.blocked_ns.store(since(started), Ordering::Release);
                 }
             }
             () = session.cancelled() => return,
@@ -205,19 +204,15 @@ fn measure(
     let handle = running.handle.clone();
     let ids: Vec<SessionId> = (0..sessions)
         .map(|index| {
-            handle
-                .launch(
-                    JobRequest::new()
-                        .agent("caller")
-                        .metadata(serde_json::json!({ "index": index })),
-                )
-                .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))
+            running.launch(
+                JobRequest::new()
+                    .agent("caller")
+                    .metadata(serde_json::json!({ "index": index })),
+            )
         })
         .collect::<anyhow::Result<_>>()?;
     if args.with_hot {
-        handle
-            .launch(JobRequest::new().agent("hot"))
-            .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
+        running.launch(JobRequest::new().agent("hot"))?;
     }
     let (mut right, mut wrong, mut missed) = (0, 0, 0);
     let (mut latencies, mut errors) = (Vec::new(), Vec::new());
@@ -254,18 +249,22 @@ enum Outcome {
     Missed,
 }
 
+/// The last recorded stall of session `id`.
+fn last_stall(snapshot: &openrtc::PoolSnapshot, id: &str) -> Option<openrtc::proto::StallSnapshot> {
+    snapshot
+        .sessions
+        .iter()
+        .find(|row| row.id == id)
+        .and_then(|row| row.last_stall.clone())
+}
+
 /// Cues one session to block, watches snapshots every millisecond until the block is over and
 /// recorded, and judges what they showed.
 fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> Outcome {
     let chosen_id = chosen.to_string();
     // The chosen session's last recorded stall before this trial: the trial's own stall is
     // the next one recorded (its details reach snapshots a watchdog scan after it ends).
-    let last_before = handle
-        .runtime_snapshot()
-        .sessions
-        .iter()
-        .find(|row| row.id == chosen_id)
-        .and_then(|row| row.last_stall.clone());
+    let last_before = last_stall(&handle.runtime_snapshot(), &chosen_id);
     cue.started_ns.store(0, Ordering::Release);
     cue.blocked_ns.store(0, Ordering::Release);
     cue.go.store(true, Ordering::Release);
@@ -287,12 +286,8 @@ fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> O
             }
         }
         let blocked_ns = cue.blocked_ns.load(Ordering::Acquire);
-        let recorded = snapshot
-            .sessions
-            .iter()
-            .find(|row| row.id == chosen_id)
-            .and_then(|row| row.last_stall.clone())
-            .filter(|stall| Some(stall) != last_before.as_ref());
+        let recorded =
+            last_stall(&snapshot, &chosen_id).filter(|stall| Some(stall) != last_before.as_ref());
         if blocked_ns != 0 {
             if let Some(stall) = recorded {
                 let started_ns = cue.started_ns.load(Ordering::Acquire);

@@ -42,9 +42,9 @@ pub(crate) struct Args {
 struct Plan {
     cpu_sessions: &'static str,
     dsp_sessions: &'static str,
-    /// The session count whose CPU per 1,000 frames is compared (present in both lists).
-    cpu_cost_at: u64,
-    dsp_cost_at: u64,
+    /// The session count whose CPU per 1,000 frames and lateness are compared (in both
+    /// workloads' lists).
+    cost_at: u64,
     warmup_secs: f64,
     measure_secs: f64,
     /// Overhead: this runtime's session count, then the reference's (the most it sustains).
@@ -67,8 +67,7 @@ impl Plan {
             return Self {
                 cpu_sessions: "2",
                 dsp_sessions: "2",
-                cpu_cost_at: 2,
-                dsp_cost_at: 2,
+                cost_at: 2,
                 warmup_secs: 0.2,
                 measure_secs: 0.5,
                 overhead_sessions: (5, 5),
@@ -86,8 +85,7 @@ impl Plan {
         Self {
             cpu_sessions: "10,100,200,500,750,1000,1500,2000",
             dsp_sessions: "100,200,500,1000,2000,5000,7500,10000",
-            cpu_cost_at: 100,
-            dsp_cost_at: 100,
+            cost_at: 100,
             warmup_secs: 1.0,
             measure_secs: args.measure_secs,
             overhead_sessions: (1000, 200),
@@ -381,7 +379,8 @@ fn figures(plan: &Plan, runs: &[Run]) -> Vec<Row> {
             },
         });
     };
-    for (workload, cost_at) in [("cpu", plan.cpu_cost_at), ("dsp", plan.dsp_cost_at)] {
+    let cost_at = plan.cost_at;
+    for workload in ["cpu", "dsp"] {
         let scenario = format!("throughput-{workload}");
         for limit in [20, 100] {
             add(

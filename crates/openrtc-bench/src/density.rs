@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+use openrtc::{AgentPool, JobRequest, Session, SessionId, agent_fn};
 use serde::Serialize;
 
 use crate::cli::{Report, counts};
@@ -120,12 +120,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<DensityReport> {
     })
 }
 
-/// Session `k`'s index: sessions are launched in order and numbered from `s-1`, so no
-/// metadata (which would count as the session's own memory) is needed to tell them apart.
-fn index_of(id: &str) -> u64 {
-    id.strip_prefix("s-")
-        .and_then(|number| number.parse::<u64>().ok())
-        .map_or(0, |number| number.saturating_sub(1))
+/// Session `k`'s index: sessions are launched in order and numbered from 1, so no metadata
+/// (which would count as the session's own memory) is needed to tell them apart.
+fn index_of(id: SessionId) -> u64 {
+    id.as_u64() - 1
+}
+
+/// The index of the session a snapshot row shows.
+fn row_index(row: &openrtc::proto::SessionSnapshot) -> u64 {
+    row.id.parse().map_or(0, index_of)
 }
 
 fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Result<DensityRow> {
@@ -133,7 +136,7 @@ fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Re
         .agent(
             "holder",
             agent_fn(move |session: Session| async move {
-                let hold = pattern.held_by(hold_bytes, session.id().as_u64().saturating_sub(1));
+                let hold = pattern.held_by(hold_bytes, index_of(session.id()));
                 let held = vec![1_u8; usize::try_from(hold).unwrap_or(usize::MAX)];
                 session.cancelled().await;
                 drop(held);
@@ -149,17 +152,14 @@ fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Re
         snapshot.worker.uptime_ms > 0
     })?;
     for _ in 0..sessions {
-        running
-            .handle
-            .launch(JobRequest::new())
-            .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
+        running.launch(JobRequest::new())?;
     }
     let during = running.wait_for("every session to hold its memory", PATIENCE, |snapshot| {
         snapshot.sessions.len() == sessions
             && snapshot
                 .sessions
                 .iter()
-                .all(|row| row.mem_bytes >= pattern.held_by(hold_bytes, index_of(&row.id)))
+                .all(|row| row.mem_bytes >= pattern.held_by(hold_bytes, row_index(row)))
     })?;
     running.stop();
     let held_bytes: u64 = (0..sessions as u64)
@@ -169,7 +169,7 @@ fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Re
         .sessions
         .iter()
         .map(|row| {
-            let held = pattern.held_by(hold_bytes, index_of(&row.id)).max(1);
+            let held = pattern.held_by(hold_bytes, row_index(row)).max(1);
             row.mem_bytes.abs_diff(held) as f64 * 100.0 / held as f64
         })
         .collect();

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use openrtc::{AgentPool, AgentPoolBuilder, PoolHandle, PoolSnapshot};
+use openrtc::{AgentPool, AgentPoolBuilder, JobRequest, PoolHandle, PoolSnapshot, SessionId};
 use serde::de::DeserializeOwned;
 
 /// Where this process's worker sockets go (removed when each pool stops).
@@ -38,6 +38,13 @@ impl Running {
             builder.enable_introspection(false).build()?
         };
         Ok(Self::run(pool))
+    }
+
+    /// Launches a session, or says why the pool refused it.
+    pub(crate) fn launch(&self, request: JobRequest) -> anyhow::Result<SessionId> {
+        self.handle
+            .launch(request)
+            .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))
     }
 
     fn run(pool: AgentPool) -> Self {

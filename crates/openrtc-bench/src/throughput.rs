@@ -270,10 +270,7 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         !args.no_introspection,
     )?;
     for _ in 0..sessions {
-        running
-            .handle
-            .launch(JobRequest::new())
-            .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))?;
+        running.launch(JobRequest::new())?;
     }
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
     let cpu_before = openrtc::process::cpu_time();

@@ -49,6 +49,7 @@ fn snapshot_of_10k_sessions(c: &mut Criterion) {
             let _ = stopped.await;
         })
     });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !socket.exists()
         || handle
             .runtime_snapshot()
@@ -56,6 +57,10 @@ fn snapshot_of_10k_sessions(c: &mut Criterion) {
             .iter()
             .any(|row| row.poll_count == 0)
     {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 10,000 sessions never all started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 

@@ -2,10 +2,16 @@
 //!
 //! A test binary of its own because the other one installs the tracking allocator.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openrtc::proto::MemSource;
 use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+
+#[path = "it/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use support::{RunningPool, wait_for};
 
 #[test]
 fn memory_is_an_equal_share_of_rss_and_is_marked_as_such() {
@@ -24,25 +30,17 @@ fn memory_is_an_equal_share_of_rss_and_is_marked_as_such() {
         .socket_path(dir.path().join("w.sock"))
         .build()
         .expect("valid configuration");
+    // Launched before the pool runs: the sessions start with it.
     let handle = pool.handle();
     for _ in 0..4 {
         handle.launch(JobRequest::new()).expect("room");
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = std::thread::spawn(move || {
-        pool.run_until(async move {
-            let _ = stopped.await;
-        })
+    let running = RunningPool::run(pool);
+    let snapshot = wait_for("the sessions to start", || {
+        let snapshot = running.snapshot();
+        (snapshot.worker.uptime_ms > 0 && snapshot.sessions.iter().all(|row| row.poll_count > 0))
+            .then_some(snapshot)
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let snapshot = loop {
-        let snapshot = handle.runtime_snapshot();
-        if snapshot.worker.uptime_ms > 0 && snapshot.sessions.iter().all(|row| row.poll_count > 0) {
-            break snapshot;
-        }
-        assert!(Instant::now() < deadline, "sessions never started");
-        std::thread::sleep(Duration::from_millis(5));
-    };
     assert_eq!(snapshot.worker.mem_source, MemSource::RssShare);
     assert!(!snapshot.worker.mem_source.is_exact());
     assert_eq!(snapshot.worker.tracked_bytes, 0);
@@ -64,6 +62,5 @@ fn memory_is_an_equal_share_of_rss_and_is_marked_as_such() {
     );
     // The cap needs the tracking allocator: without it nothing is killed.
     assert_eq!(snapshot.worker.totals.killed_count, 0);
-    let _ = stop.send(());
-    runner.join().expect("pool thread").expect("the pool ran");
+    running.drain_and_join().expect("the pool ran");
 }
