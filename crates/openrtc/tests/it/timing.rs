@@ -21,6 +21,19 @@ struct BlockProbe {
     slept_ns: AtomicU64,
 }
 
+/// Waits, ticking every 5 ms like a live session, until the test sets `go`.
+async fn wait_for_cue(go: &AtomicBool) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(5));
+    while !go.load(Ordering::Acquire) {
+        ticks.tick().await;
+    }
+}
+
+/// A duration in nanoseconds.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).expect("fits")
+}
+
 async fn well_behaved(session: Session) -> Result<(), openrtc::AgentError> {
     let mut frames = tokio::time::interval(Duration::from_millis(20));
     let mut energy = 0.0_f64;
@@ -46,18 +59,12 @@ fn a_blocking_session_is_slow_while_it_blocks_and_nobody_else_is() {
         move |session: Session| {
             let probe = Arc::clone(&probe);
             async move {
-                let mut ticks = tokio::time::interval(Duration::from_millis(5));
-                while !probe.go.load(Ordering::Acquire) {
-                    ticks.tick().await;
-                }
+                wait_for_cue(&probe.go).await;
                 probe.entered.store(true, Ordering::Release);
                 let started = Instant::now();
                 std::thread::sleep(BLOCK);
                 let slept = started.elapsed();
-                probe.slept_ns.store(
-                    u64::try_from(slept.as_nanos()).expect("fits"),
-                    Ordering::Release,
-                );
+                probe.slept_ns.store(nanos(slept), Ordering::Release);
                 probe.left.store(true, Ordering::Release);
                 session.cancelled().await;
                 Ok(())
@@ -172,10 +179,7 @@ fn spin_for(spin: Duration) -> Duration {
 fn burner(truth_ns: Arc<AtomicU64>) -> impl openrtc::Agent {
     let burn = move |truth_ns: &AtomicU64| {
         let spent = spin_for(Duration::from_millis(4));
-        truth_ns.fetch_add(
-            u64::try_from(spent.as_nanos()).expect("fits"),
-            Ordering::Relaxed,
-        );
+        truth_ns.fetch_add(nanos(spent), Ordering::Relaxed);
     };
     agent_fn(move |session: Session| {
         let truth_ns = Arc::clone(&truth_ns);
@@ -282,10 +286,7 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
             let probe = Arc::clone(&probe);
             let entered = Arc::clone(&entered);
             async move {
-                let mut ticks = tokio::time::interval(Duration::from_millis(5));
-                while !probe.go.load(Ordering::Acquire) {
-                    ticks.tick().await;
-                }
+                wait_for_cue(&probe.go).await;
                 let holds = {
                     let mut entered = entered.lock().expect("entered");
                     let holds = entered.len() < 2;
@@ -487,11 +488,8 @@ fn each_kind_of_blocking_call_is_classified_in_the_session_that_made_it() {
                 let cue = session.metadata()["cue"]
                     .as_u64()
                     .map(|index| index as usize);
-                let mut ticks = tokio::time::interval(Duration::from_millis(5));
                 if let Some(index) = cue {
-                    while !cues[index].go.load(Ordering::Acquire) {
-                        ticks.tick().await;
-                    }
+                    wait_for_cue(&cues[index].go).await;
                     block_as_cued(&cues[index]);
                 }
                 session.cancelled().await;
@@ -627,7 +625,7 @@ struct Nudges {
 
 impl Nudges {
     fn since_epoch_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).expect("fits")
+        nanos(self.epoch.elapsed())
     }
 }
 
@@ -652,10 +650,7 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
                 let Some(index) = session.metadata()["index"].as_u64().map(|i| i as usize) else {
                     // The blocker: nudge every other session from this thread (queueing them
                     // here), then hold the thread.
-                    let mut ticks = tokio::time::interval(Duration::from_millis(5));
-                    while !nudges.go.load(Ordering::Acquire) {
-                        ticks.tick().await;
-                    }
+                    wait_for_cue(&nudges.go).await;
                     for index in 0..SESSIONS {
                         nudges.nudged_at_ns[index]
                             .store(nudges.since_epoch_ns(), Ordering::Release);
@@ -671,7 +666,7 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
                 loop {
                     let late_ns = tokio::select! {
                         scheduled = frames.tick() => {
-                            u64::try_from(scheduled.elapsed().as_nanos()).expect("fits")
+                            nanos(scheduled.elapsed())
                         }
                         () = nudges.nudge[index].notified() => {
                             let nudged = nudges.nudged_at_ns[index].swap(0, Ordering::AcqRel);
@@ -775,10 +770,7 @@ fn with_stack_capture_off_a_stall_is_still_classed_and_says_why_it_has_no_stack(
         move |session: Session| {
             let go = Arc::clone(&go);
             async move {
-                let mut ticks = tokio::time::interval(Duration::from_millis(5));
-                while !go.load(Ordering::Acquire) {
-                    ticks.tick().await;
-                }
+                wait_for_cue(&go).await;
                 block_by_sleeping();
                 session.cancelled().await;
                 Ok(())
