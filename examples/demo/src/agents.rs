@@ -20,6 +20,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 /// One audio frame: 20 ms.
 pub(crate) const FRAME: Duration = Duration::from_millis(20);
 
+/// Frames in a second at [`FRAME`]'s cadence.
+pub(crate) const FRAMES_PER_SECOND: u64 = 1000 / FRAME.as_millis() as u64;
+
 /// Samples in one 20 ms frame of 16 kHz audio.
 const FRAME_SAMPLES: usize = 320;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use openrtc::{Agent, AgentError, Session};
 
-use super::{Call, FRAME, filter_frame};
+use super::{Call, FRAMES_PER_SECOND, filter_frame};
 
 /// How long each blocking call lasts.
 const BLOCK: Duration = Duration::from_millis(300);
@@ -34,8 +34,7 @@ impl Agent for Blocker {
 }
 
 fn frames_until_block(rng: &mut fastrand::Rng) -> u64 {
-    let frames_per_second = 1000 / FRAME.as_millis() as u64;
-    rng.u64(2 * frames_per_second..=5 * frames_per_second)
+    rng.u64(2 * FRAMES_PER_SECOND..=5 * FRAMES_PER_SECOND)
 }
 
 /// A synchronous "database lookup" inside the async agent: the bug the runbook hunts.

@@ -2,7 +2,7 @@
 
 use openrtc::{Agent, AgentError, Session};
 
-use super::{Call, FRAME, filter_frame};
+use super::{Call, FRAMES_PER_SECOND, filter_frame};
 
 /// Fails (half the time with an error, half with a panic) after 3 to 10 seconds.
 pub(crate) struct Crashy;
@@ -10,8 +10,7 @@ pub(crate) struct Crashy;
 impl Agent for Crashy {
     async fn run(&self, session: Session) -> Result<(), AgentError> {
         let mut rng = fastrand::Rng::with_seed(session.id().as_u64());
-        let frames_per_second = 1000 / FRAME.as_millis() as u64;
-        let crash_at = rng.u64(3 * frames_per_second..=10 * frames_per_second);
+        let crash_at = rng.u64(3 * FRAMES_PER_SECOND..=10 * FRAMES_PER_SECOND);
         let panics = rng.bool();
         let mut call = Call::new(&session);
         let mut state = 0.0;
