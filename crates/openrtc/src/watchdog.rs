@@ -121,7 +121,8 @@ struct Scanner {
     diagnoses_left: u32,
     cpu_window_started_ns: u64,
     process_cpu_at_window_start: Duration,
-    /// The stall total at the end of each of the last 60 windows, oldest first.
+    /// The stall total at the start and at the end of each window since, for the last 60
+    /// windows (61 totals), oldest first.
     stall_totals: VecDeque<u64>,
     /// Whether the RSS warning may fire (re-armed when RSS falls back below the level).
     rss_warning_armed: bool,
@@ -143,6 +144,7 @@ struct Pending {
 impl Scanner {
     fn new(shared: Arc<PoolShared>) -> Self {
         let cpu_window_started_ns = shared.probe().clock.now_ns();
+        let stalls_at_start = shared.probe().stalls_total.load(Ordering::Relaxed);
         Self {
             marked: Vec::new(),
             diagnosed: Vec::new(),
@@ -150,7 +152,7 @@ impl Scanner {
             shared,
             cpu_window_started_ns,
             process_cpu_at_window_start: crate::os::process_cpu_time(),
-            stall_totals: VecDeque::with_capacity(STALL_WINDOWS + 1),
+            stall_totals: VecDeque::from([stalls_at_start]),
             rss_warning_armed: true,
             memory_limit_hit: false,
             symbolized_at: None,
@@ -224,7 +226,11 @@ impl Scanner {
                     seq: poll.seq,
                     cell,
                 });
-                *diagnosed = diagnosed_now;
+                // Over budget, keep what is there: it may be an earlier stall of this thread
+                // whose end is still queued (its sequence number tells them apart).
+                if diagnosed_now.is_some() {
+                    *diagnosed = diagnosed_now;
+                }
             }
         }
     }
@@ -321,19 +327,14 @@ impl Scanner {
 
         let stalls_total = self.shared.probe().stalls_total.load(Ordering::Relaxed);
         self.stall_totals.push_back(stalls_total);
-        if self.stall_totals.len() > STALL_WINDOWS {
+        if self.stall_totals.len() > STALL_WINDOWS + 1 {
             self.stall_totals.pop_front();
         }
+        // The front is the total a minute ago (or at start, in the first minute).
         let minute_ago = self.stall_totals.front().copied().unwrap_or(0);
-        let since_start = self.stall_totals.len() < STALL_WINDOWS;
-        self.shared.stalls_last_minute.store(
-            if since_start {
-                stalls_total
-            } else {
-                stalls_total - minute_ago
-            },
-            Ordering::Relaxed,
-        );
+        self.shared
+            .stalls_last_minute
+            .store(stalls_total - minute_ago, Ordering::Relaxed);
 
         let rss_bytes = crate::os::resident_set_bytes();
         if !crate::alloc::is_installed() && !sessions.is_empty() {

@@ -175,9 +175,7 @@ pub(crate) fn capture(
 ) -> Result<RawStack, Failed> {
     let signal = install().map_err(Failed::Unavailable)?;
     let (low, high) = stack.ok_or(Failed::NoStackBounds)?;
-    let _one_at_a_time = CAPTURING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one_at_a_time = crate::lock(&CAPTURING);
     AREA.target_tid.store(tid, Ordering::Relaxed);
     AREA.stack_low.store(low, Ordering::Relaxed);
     AREA.stack_high.store(high, Ordering::Relaxed);
