@@ -161,6 +161,14 @@ impl PoolShared {
         lock(&self.sessions).values().cloned().collect()
     }
 
+    /// The runtime's handle while it runs.
+    pub(crate) fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        match &*lock(&self.lifecycle) {
+            Lifecycle::Running(runtime) => Some(runtime.clone()),
+            Lifecycle::NotStarted { .. } | Lifecycle::Stopped => None,
+        }
+    }
+
     pub(crate) fn session(&self, key: u64) -> Option<Arc<SessionCell>> {
         lock(&self.sessions).get(&key).cloned()
     }

@@ -53,9 +53,7 @@ impl Clock {
         let epoch_raw = inner.raw();
         let epoch_unix_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-            });
+            .map_or(0, duration_ns);
         Self {
             inner,
             epoch_raw,
@@ -490,7 +488,8 @@ impl Probe {
     }
 }
 
-fn duration_ns(duration: Duration) -> u64 {
+/// A duration in nanoseconds, saturating.
+pub(crate) fn duration_ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 

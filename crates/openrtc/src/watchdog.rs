@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::RunError;
 use crate::classify::StallDiagnosis;
 use crate::pool::PoolShared;
-use crate::probe::StallEvent;
+use crate::probe::{StallEvent, duration_ns};
 use crate::session::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 use crate::stack::capture::{self, RawStack};
 use crate::stack::symbols;
@@ -41,9 +41,37 @@ pub(crate) struct Watchdog {
     thread: JoinHandle<()>,
 }
 
+/// A poll running this long makes the watchdog wake an idle worker thread (or the threshold,
+/// if that is shorter). Tokio drives its timers and I/O from whichever worker thread parked
+/// on them last; a worker that wakes from driving them with one task to run does not wake
+/// another, so when that task blocks, every timer and socket in the process waits for it even
+/// while other worker threads sit idle. The woken thread runs a no-op task, parks again, and
+/// takes over the driving.
+const HANDOFF_AFTER: Duration = Duration::from_millis(5);
+
+/// What the watchdog tracks of one worker thread's poll slot.
+#[derive(Default)]
+struct SlotWatch {
+    /// The session marked as blocking now, and the poll that does it.
+    marked: Option<Marked>,
+    /// The last stall diagnosed in progress, until its end is reported. Kept apart from
+    /// `marked` because a scan may unmark a poll that has just returned before its stall is
+    /// reported.
+    diagnosed: Option<Diagnosed>,
+    /// The poll (its sequence number) for which an idle worker thread was last woken.
+    handed_off: Option<u64>,
+}
+
+impl SlotWatch {
+    /// Unmarks the marked session if its poll (by sequence number) is `over`.
+    fn unmark_if(&mut self, over: impl FnOnce(u64) -> bool) {
+        if let Some(marked) = self.marked.take_if(|marked| over(marked.seq)) {
+            marked.cell.set_blocking_since_ns(0);
+        }
+    }
+}
+
 /// A stall diagnosed while in progress: which poll (its slot sequence number), and why.
-/// Kept apart from [`Marked`] because a scan may unmark a poll that has just returned before
-/// its stall is reported.
 struct Diagnosed {
     seq: u64,
     diagnosis: StallDiagnosis,
@@ -114,9 +142,12 @@ impl Watchdog {
 
 struct Scanner {
     shared: Arc<PoolShared>,
-    marked: Vec<Option<Marked>>,
-    /// Per worker slot: the last stall diagnosed in progress, until its end is reported.
-    diagnosed: Vec<Option<Diagnosed>>,
+    /// One per claimed poll slot, in slot order.
+    slots: Vec<SlotWatch>,
+    /// How long a poll runs before an idle worker thread is woken, in clock ticks.
+    handoff_ticks: u64,
+    /// The runtime, once it runs: idle worker threads are woken through it.
+    runtime: Option<tokio::runtime::Handle>,
     /// Diagnoses left in this CPU window.
     diagnoses_left: u32,
     cpu_window_started_ns: u64,
@@ -145,9 +176,15 @@ impl Scanner {
     fn new(shared: Arc<PoolShared>) -> Self {
         let cpu_window_started_ns = shared.probe().clock.now_ns();
         let stalls_at_start = shared.probe().stalls_total.load(Ordering::Relaxed);
+        let handoff_ticks = shared
+            .probe()
+            .clock
+            .nanos_to_ticks(duration_ns(HANDOFF_AFTER))
+            .min(shared.probe().threshold_ticks);
         Self {
-            marked: Vec::new(),
-            diagnosed: Vec::new(),
+            slots: Vec::new(),
+            handoff_ticks,
+            runtime: None,
             diagnoses_left: DIAGNOSES_PER_WINDOW,
             shared,
             cpu_window_started_ns,
@@ -168,70 +205,83 @@ impl Scanner {
             std::thread::park_timeout(SCAN_INTERVAL);
         }
         self.report_finished_stalls(true);
-        for marked in self.marked.iter_mut().filter_map(Option::take) {
-            marked.cell.set_blocking_since_ns(0);
+        for slot in &mut self.slots {
+            slot.unmark_if(|_| true);
         }
     }
 
-    /// Marks sessions whose poll runs past the threshold, and unmarks those whose poll ended.
+    /// Marks sessions whose poll runs past the threshold, and unmarks those whose poll ended;
+    /// wakes an idle worker thread when a poll runs past [`HANDOFF_AFTER`].
     fn scan_slots(&mut self) {
         let probe = Arc::clone(self.shared.probe());
         let now_raw = probe.clock.raw();
         let slots = probe.claimed_slots();
-        if self.marked.len() < slots.len() {
-            self.marked.resize_with(slots.len(), || None);
-            self.diagnosed.resize_with(slots.len(), || None);
+        if self.slots.len() < slots.len() {
+            self.slots.resize_with(slots.len(), SlotWatch::default);
         }
-        for ((slot, marked), diagnosed) in
-            slots.iter().zip(&mut self.marked).zip(&mut self.diagnosed)
-        {
+        for (index, slot) in slots.iter().enumerate() {
             let poll = slot.read();
-            if let Some(previous) = marked {
-                if poll.map(|poll| poll.seq) != Some(previous.seq) {
-                    previous.cell.set_blocking_since_ns(0);
-                    *marked = None;
-                }
-            }
+            self.slots[index].unmark_if(|seq| poll.map(|poll| poll.seq) != Some(seq));
             let Some(poll) = poll else { continue };
-            if marked.is_some() || now_raw.saturating_sub(poll.started_raw) < probe.threshold_ticks
+            let running_ticks = now_raw.saturating_sub(poll.started_raw);
+            if running_ticks >= self.handoff_ticks && self.slots[index].handed_off != Some(poll.seq)
             {
+                self.slots[index].handed_off = Some(poll.seq);
+                self.wake_an_idle_worker();
+            }
+            if self.slots[index].marked.is_some() || running_ticks < probe.threshold_ticks {
                 continue;
             }
-            if let Some(cell) = self.shared.session(poll.session_key) {
-                // Examine the stuck thread first (only now, with a stall in progress), then
-                // publish the stall with its cause, if the same poll is still running: a
-                // diagnosis taken after the poll returned would describe something else.
-                let diagnosed_now = if self.diagnoses_left > 0 {
-                    self.diagnoses_left -= 1;
-                    let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
-                    // After /proc is read: the signal interrupts the call it is in.
-                    let stack = self
-                        .shared
-                        .config
-                        .stack_capture
-                        .then(|| capture::capture(slot.tid(), slot.stack(), CAPTURE_DEADLINE));
-                    if slot.read().map(|now| now.seq) != Some(poll.seq) {
-                        continue;
-                    }
-                    Some(Diagnosed {
-                        seq: poll.seq,
-                        diagnosis,
-                        stack,
-                    })
-                } else {
-                    None
-                };
-                cell.set_blocking_since_ns(probe.clock.since_epoch_ns(poll.started_raw));
-                *marked = Some(Marked {
-                    seq: poll.seq,
-                    cell,
-                });
-                // Over budget, keep what is there: it may be an earlier stall of this thread
-                // whose end is still queued (its sequence number tells them apart).
-                if diagnosed_now.is_some() {
-                    *diagnosed = diagnosed_now;
+            let Some(cell) = self.shared.session(poll.session_key) else {
+                continue;
+            };
+            // Examine the stuck thread first (only now, with a stall in progress), then
+            // publish the stall with its cause, if the same poll is still running: a
+            // diagnosis taken after the poll returned would describe something else.
+            let diagnosed_now = if self.diagnoses_left > 0 {
+                self.diagnoses_left -= 1;
+                let diagnosis = crate::classify::diagnose(slot.tid(), DIAGNOSE_INTERVAL);
+                // After /proc is read: the signal interrupts the call it is in.
+                let stack = self
+                    .shared
+                    .config
+                    .stack_capture
+                    .then(|| capture::capture(slot.tid(), slot.stack(), CAPTURE_DEADLINE));
+                if slot.read().map(|now| now.seq) != Some(poll.seq) {
+                    continue;
                 }
+                Some(Diagnosed {
+                    seq: poll.seq,
+                    diagnosis,
+                    stack,
+                })
+            } else {
+                None
+            };
+            cell.set_blocking_since_ns(probe.clock.since_epoch_ns(poll.started_raw));
+            let watch = &mut self.slots[index];
+            watch.marked = Some(Marked {
+                seq: poll.seq,
+                cell,
+            });
+            // Over budget, keep what is there: it may be an earlier stall of this thread
+            // whose end is still queued (its sequence number tells them apart).
+            if diagnosed_now.is_some() {
+                watch.diagnosed = diagnosed_now;
             }
+        }
+    }
+
+    /// Wakes a parked worker thread, if one is parked, by giving it a no-op task: when it
+    /// parks again it takes over driving timers and I/O from a thread that may be stuck (see
+    /// [`HANDOFF_AFTER`]). A task spawned from outside the runtime goes to its shared queue
+    /// and wakes a parked worker; if none is parked, it is run by the next free one.
+    fn wake_an_idle_worker(&mut self) {
+        if self.runtime.is_none() {
+            self.runtime = self.shared.runtime();
+        }
+        if let Some(runtime) = &self.runtime {
+            drop(runtime.spawn(async {}));
         }
     }
 
@@ -243,20 +293,13 @@ impl Scanner {
         while let Some(stall) = probe.stalls.pop() {
             // The poll has returned: unmark its session now rather than at the next scan, so
             // no snapshot shows it blocking once its stall is over.
-            if let Some(marked) = self.marked.get_mut(stall.worker as usize) {
-                if marked
-                    .as_ref()
-                    .is_some_and(|marked| marked.seq == stall.seq)
-                {
-                    if let Some(marked) = marked.take() {
-                        marked.cell.set_blocking_since_ns(0);
-                    }
-                }
-            }
-            let diagnosed = self
-                .diagnosed
-                .get_mut(stall.worker as usize)
-                .and_then(|diagnosed| diagnosed.take_if(|diagnosed| diagnosed.seq == stall.seq));
+            let watch = self.slots.get_mut(stall.worker as usize);
+            let diagnosed = watch.and_then(|watch| {
+                watch.unmark_if(|seq| seq == stall.seq);
+                watch
+                    .diagnosed
+                    .take_if(|diagnosed| diagnosed.seq == stall.seq)
+            });
             let cause = diagnosed.map(|diagnosed| {
                 if matches!(diagnosed.stack, Some(Ok(_))) {
                     self.symbolized_at = Some(std::time::Instant::now());
@@ -286,7 +329,7 @@ impl Scanner {
             }
         }
         let now_ns = probe.clock.now_ns();
-        let grace_ns = u64::try_from(VICTIM_GRACE.as_nanos()).unwrap_or(u64::MAX);
+        let grace_ns = duration_ns(VICTIM_GRACE);
         while let Some(pending) = self.pending.front() {
             if !finishing && now_ns.saturating_sub(pending.stall.ended_ns) < grace_ns {
                 break;
@@ -300,7 +343,7 @@ impl Scanner {
     fn close_cpu_window_if_due(&mut self) {
         let now_ns = self.shared.probe().clock.now_ns();
         let window_ns = now_ns.saturating_sub(self.cpu_window_started_ns);
-        if window_ns < u64::try_from(CPU_WINDOW.as_nanos()).unwrap_or(u64::MAX) {
+        if window_ns < duration_ns(CPU_WINDOW) {
             return;
         }
         self.cpu_window_started_ns = now_ns;

@@ -367,6 +367,74 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
     });
 }
 
+#[test]
+fn timers_keep_firing_on_the_other_worker_thread_while_one_is_blocked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let probe = Arc::new(BlockProbe::default());
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = agent_fn({
+        let ticks = Arc::clone(&ticks);
+        move |session: Session| {
+            let ticks = Arc::clone(&ticks);
+            async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(2)) => {
+                            ticks.fetch_add(1, Ordering::Release);
+                        }
+                        () = session.cancelled() => return Ok(()),
+                    }
+                }
+            }
+        }
+    });
+    let blocker = agent_fn({
+        let probe = Arc::clone(&probe);
+        move |_session: Session| {
+            let probe = Arc::clone(&probe);
+            async move {
+                wait_for_cue(&probe.go).await;
+                probe.entered.store(true, Ordering::Release);
+                // Held until the test lets go: a thread that was driving Tokio's timers and
+                // I/O when it took this session stops driving them while it is held.
+                while !probe.left.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("ticker", ticker)
+            .agent("blocker", blocker)
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    pool.handle
+        .launch(JobRequest::new().agent("ticker"))
+        .expect("room");
+    let blocker_id = pool
+        .handle
+        .launch(JobRequest::new().agent("blocker"))
+        .expect("room");
+    let _let_go = LetGo(Arc::clone(&probe));
+    wait_for("the ticker to tick", || {
+        (ticks.load(Ordering::Acquire) > 0).then_some(())
+    });
+    probe.go.store(true, Ordering::Release);
+    wait_for("the blocker to show slow", || {
+        (pool.row(blocker_id).map(|row| row.state) == Some(SessionState::Slow)).then_some(())
+    });
+    let before = ticks.load(Ordering::Acquire);
+    // The other worker thread takes over the timers: the ticker keeps waking while the
+    // blocker holds its thread (it is let go only after this).
+    wait_for("the ticker to tick during the block", || {
+        (ticks.load(Ordering::Acquire) >= before + 10).then_some(())
+    });
+    probe.left.store(true, Ordering::Release);
+}
+
 /// Releases a held block when dropped.
 struct LetGo(Arc<BlockProbe>);
 
