@@ -340,7 +340,11 @@ fn walk(pc: usize, fp: usize, sp: usize, low: usize, high: usize) -> usize {
     };
     push(pc);
     let mut fp = fp;
-    if !in_text(pc) {
+    if in_text(pc) {
+        if let Some(return_address) = return_address_outside_frame(pc, sp, low, high) {
+            push(return_address);
+        }
+    } else {
         let word = std::mem::size_of::<usize>();
         let first = sp.max(low);
         // The return address lies below the caller's frame record, if the register still
@@ -366,6 +370,41 @@ fn walk(pc: usize, fp: usize, sp: usize, low: usize, high: usize) -> usize {
     }
     walk_chain(fp, low, high, &mut push);
     len
+}
+
+/// Where a stack word holding the return address sits, relative to the stack pointer, when
+/// the interrupted instruction is one of the few at which the function has no frame record
+/// of its own (x86_64): `push rbp` or `ret` (the return address is on top of the stack), or
+/// the `mov rbp, rsp` right after `push rbp` (it is one word up). `code` is the byte before
+/// the instruction, then the instruction's first three bytes.
+fn return_slot_outside_frame(code: [u8; 4]) -> Option<usize> {
+    match code {
+        // push rbp; ret; rep ret
+        [_, 0x55 | 0xC3, _, _] | [_, 0xF3, 0xC3, _] => Some(0),
+        // push rbp, then mov rbp, rsp
+        [0x55, 0x48, 0x89, 0xE5] => Some(std::mem::size_of::<usize>()),
+        _ => None,
+    }
+}
+
+/// The return address into the caller of a function caught in its prologue or epilogue, where
+/// the frame pointer still (or again) holds the caller's record: the chain would skip the
+/// caller. `None` elsewhere, and on other architectures.
+fn return_address_outside_frame(pc: usize, sp: usize, low: usize, high: usize) -> Option<usize> {
+    if !cfg!(target_arch = "x86_64") || !in_text(pc.wrapping_sub(1)) || !in_text(pc + 2) {
+        return None;
+    }
+    // SAFETY: [pc - 1, pc + 3) lies in the executable's mapped code (checked).
+    let byte = |at: usize| unsafe { std::ptr::read_volatile(at as *const u8) };
+    let slot =
+        sp + return_slot_outside_frame([byte(pc - 1), byte(pc), byte(pc + 1), byte(pc + 2)])?;
+    let word = std::mem::size_of::<usize>();
+    if slot < low || slot + word > high {
+        return None;
+    }
+    // SAFETY: the slot lies inside this thread's live stack (checked).
+    let value = unsafe { std::ptr::read_volatile(slot as *const usize) };
+    is_return_address(value).then_some(value)
 }
 
 /// The frame record at `fp`, the caller's frame pointer and the return address, if the
@@ -502,6 +541,54 @@ mod tests {
                 "{name} is on the captured stack: {functions:#?}"
             );
         }
+    }
+
+    /// A leaf so small that a capture often lands on its prologue or epilogue.
+    #[inline(never)]
+    fn tiny_leaf(progress: &AtomicU64) {
+        progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline(never)]
+    fn calling_a_leaf_here(stop: &AtomicBool, progress: &AtomicU64) {
+        while !stop.load(Ordering::Acquire) {
+            tiny_leaf(progress);
+        }
+    }
+
+    #[test]
+    fn a_thread_caught_entering_or_leaving_a_function_still_shows_its_caller() {
+        let subject = Subject::start(calling_a_leaf_here);
+        let mut in_leaf = 0;
+        for _ in 0..300 {
+            let functions = captured_functions(&subject);
+            assert!(
+                functions
+                    .iter()
+                    .any(|function| function.ends_with("calling_a_leaf_here")),
+                "the caller is on the captured stack: {functions:#?}"
+            );
+            in_leaf += usize::from(functions[0].ends_with("tiny_leaf"));
+        }
+        subject.finish();
+        // The loop spends most of its time in calls: the leaf itself was caught.
+        assert!(in_leaf > 0, "never caught in the leaf");
+    }
+
+    #[test]
+    fn the_instructions_without_a_frame_record_are_recognised() {
+        let word = std::mem::size_of::<usize>();
+        // push rbp, at a function's entry
+        assert_eq!(return_slot_outside_frame([0xCC, 0x55, 0x48, 0x89]), Some(0));
+        // ret, and rep ret
+        assert_eq!(return_slot_outside_frame([0x5D, 0xC3, 0xCC, 0xCC]), Some(0));
+        assert_eq!(return_slot_outside_frame([0x5D, 0xF3, 0xC3, 0xCC]), Some(0));
+        // mov rbp, rsp right after push rbp
+        assert_eq!(return_slot_outside_frame([0x55, 0x48, 0x89, 0xE5]), Some(word));
+        // mov rbp, rsp elsewhere, and ordinary instructions: the frame record is in place
+        assert_eq!(return_slot_outside_frame([0x90, 0x48, 0x89, 0xE5]), None);
+        assert_eq!(return_slot_outside_frame([0x55, 0x48, 0x83, 0xEC]), None);
+        assert_eq!(return_slot_outside_frame([0x55, 0x5D, 0xC3, 0xCC]), None);
     }
 
     /// Sleeps with every signal blocked until told to unblock them, then sleeps on: the
