@@ -1,21 +1,24 @@
 //! The watchdog: a plain thread that sees stalls while they happen and reports them.
 //!
-//! Every [`SCAN_INTERVAL`] it reads each worker thread's poll slot. A poll running past the
-//! threshold makes its session `slow` at once, while it still blocks, after the stuck thread
-//! has been diagnosed from `/proc` (see `classify`) and, with stack capture on, its stack
-//! captured (see `stack`). The probe itself counts every finished stall when the poll
-//! returns; the watchdog takes those from the probe's queue, waits [`VICTIM_GRACE`] for the
-//! polls of other sessions that waited through the stall to report in (the probe times every
-//! wake), then writes the `[slow-session]` log line and keeps the stall with its cause, stack
-//! and victims in its session's record. Once per [`CPU_WINDOW`] it closes every session's CPU
-//! window, measures the process's CPU, checks the worker's memory levels, recycles the
-//! allocator accounts of ended sessions and unloads debug info unused for a minute.
+//! Every [`SCAN_INTERVAL`] it reads each worker thread's poll slot. A poll running past
+//! [`HANDOFF_AFTER`] makes it wake an idle worker thread to take over Tokio's timers and I/O.
+//! A poll running past the threshold makes its session `slow` at once, while it still
+//! blocks, after the stuck thread has been diagnosed from `/proc` (see `classify`) and, with
+//! stack capture on, its stack captured (see `stack`). The probe itself counts every finished
+//! stall when the poll returns; the watchdog takes those from the probe's queue, waits
+//! [`VICTIM_GRACE`] for the polls of other sessions that waited through the stall to report
+//! in (the probe times every wake), then hands the stall to a second thread, the reporter,
+//! which symbolizes its stack, writes the `[slow-session]` log line, keeps the stall with its
+//! cause, stack and victims in its session's record, and unloads debug info unused for a
+//! minute. Once per [`CPU_WINDOW`] the watchdog closes every session's CPU window, measures
+//! the process's CPU, checks the worker's memory levels and recycles the allocator accounts
+//! of ended sessions.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::RunError;
 use crate::classify::StallDiagnosis;
@@ -34,11 +37,12 @@ pub(crate) const CPU_WINDOW: Duration = Duration::from_secs(1);
 /// How many CPU windows make the "last minute" of stalls.
 const STALL_WINDOWS: usize = 60;
 
-/// A running watchdog thread.
+/// A running watchdog: the scanning thread, and the thread that reports finished stalls.
 #[derive(Debug)]
 pub(crate) struct Watchdog {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    reporter: JoinHandle<()>,
 }
 
 /// A poll running this long makes the watchdog wake an idle worker thread (or the threshold,
@@ -99,7 +103,7 @@ const DIAGNOSE_INTERVAL: Duration = Duration::from_millis(3);
 /// At most this many stalls are diagnosed per CPU window (one second): a storm of stalls
 /// costs the watchdog at most this many × [`DIAGNOSE_INTERVAL`] of waiting (60 ms a second),
 /// a few small `/proc` reads each and, with stack capture on, as many signals to stuck
-/// threads (a few microseconds each on the stuck thread) and symbolizations on the watchdog
+/// threads (a few microseconds each on the stuck thread) and symbolizations on the reporter
 /// thread (tens of microseconds each once the line tables are loaded). Stalls past the budget
 /// are counted and logged as usual, without a cause.
 const DIAGNOSES_PER_WINDOW: u32 = 20;
@@ -116,26 +120,43 @@ impl Watchdog {
             // Install the handler now: a failure shows in each stall's note.
             let _ = capture::install();
         }
+        let (reports, finished) = mpsc::channel();
+        let reporter = std::thread::Builder::new()
+            .name(format!("{}-stalls", shared.config.worker_name))
+            .spawn(move || report_stalls(&finished))
+            .map_err(|source| RunError::Thread {
+                name: "stall reporter",
+                source,
+            })?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name(format!("{}-watchdog", shared.config.worker_name))
             .spawn({
                 let stop = Arc::clone(&stop);
-                move || Scanner::new(shared).run(&stop)
+                move || Scanner::new(shared, reports).run(&stop)
             })
             .map_err(|source| RunError::Thread {
                 name: "watchdog",
                 source,
             })?;
-        Ok(Self { stop, thread })
+        Ok(Self {
+            stop,
+            thread,
+            reporter,
+        })
     }
 
-    /// Stops the thread after one last pass, so no finished stall goes unlogged.
+    /// Stops the scanning thread after one last pass, then the reporter once it has reported
+    /// every finished stall, so none goes unlogged.
     pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Release);
         self.thread.thread().unpark();
         if self.thread.join().is_err() {
             tracing::error!("the watchdog thread panicked");
+        }
+        // The scanner's end dropped the channel's sender: the reporter drains it and returns.
+        if self.reporter.join().is_err() {
+            tracing::error!("the stall reporter thread panicked");
         }
     }
 }
@@ -158,22 +179,24 @@ struct Scanner {
     /// Whether the RSS warning may fire (re-armed when RSS falls back below the level).
     rss_warning_armed: bool,
     memory_limit_hit: bool,
-    /// When a stack was last symbolized, while the debug info is loaded.
-    symbolized_at: Option<std::time::Instant>,
     /// Finished stalls waiting for the polls they delayed, oldest first.
     pending: VecDeque<Pending>,
+    /// To the reporter thread, which symbolizes, logs and keeps each stall in turn: the first
+    /// symbolization loads debug info (tens of milliseconds), which would hold up scanning.
+    reports: mpsc::Sender<Pending>,
 }
 
 /// A finished stall held back while the polls it delayed report in.
 struct Pending {
     stall: StallEvent,
-    cause: Option<StallCause>,
+    /// Its diagnosis while in progress, if it had one.
+    diagnosed: Option<Diagnosed>,
     /// Each delayed session once, with its longest wait.
     victims: Vec<(Arc<SessionCell>, u64)>,
 }
 
 impl Scanner {
-    fn new(shared: Arc<PoolShared>) -> Self {
+    fn new(shared: Arc<PoolShared>, reports: mpsc::Sender<Pending>) -> Self {
         let cpu_window_started_ns = shared.probe().clock.now_ns();
         let stalls_at_start = shared.probe().stalls_total.load(Ordering::Relaxed);
         let handoff_ticks = shared
@@ -192,8 +215,8 @@ impl Scanner {
             stall_totals: VecDeque::from([stalls_at_start]),
             rss_warning_armed: true,
             memory_limit_hit: false,
-            symbolized_at: None,
             pending: VecDeque::new(),
+            reports,
         }
     }
 
@@ -300,15 +323,9 @@ impl Scanner {
                     .diagnosed
                     .take_if(|diagnosed| diagnosed.seq == stall.seq)
             });
-            let cause = diagnosed.map(|diagnosed| {
-                if matches!(diagnosed.stack, Some(Ok(_))) {
-                    self.symbolized_at = Some(std::time::Instant::now());
-                }
-                explain(diagnosed)
-            });
             self.pending.push_back(Pending {
                 stall,
-                cause,
+                diagnosed,
                 victims: Vec::new(),
             });
         }
@@ -335,7 +352,10 @@ impl Scanner {
                 break;
             }
             if let Some(pending) = self.pending.pop_front() {
-                report(pending);
+                if let Err(mpsc::SendError(pending)) = self.reports.send(pending) {
+                    // The reporter is gone (it panicked): report here rather than lose it.
+                    report(pending, &mut None);
+                }
             }
         }
     }
@@ -348,13 +368,6 @@ impl Scanner {
         }
         self.cpu_window_started_ns = now_ns;
         self.diagnoses_left = DIAGNOSES_PER_WINDOW;
-        if self
-            .symbolized_at
-            .is_some_and(|symbolized_at| symbolized_at.elapsed() >= SYMBOLS_KEPT)
-        {
-            self.symbolized_at = None;
-            symbols::unload();
-        }
         let sessions = self.shared.live_sessions();
         for cell in &sessions {
             cell.close_cpu_window(window_ns.min(now_ns.saturating_sub(cell.started_ns())));
@@ -429,14 +442,41 @@ impl Scanner {
     }
 }
 
-/// Logs a finished stall, keeps it in its session's record, and charges the sessions it
-/// delayed.
-fn report(pending: Pending) {
+/// The reporter thread: reports each finished stall the scanner sends, in order, and unloads
+/// the debug info once no stack has been symbolized for [`SYMBOLS_KEPT`]. Returns when the
+/// scanner has stopped and every stall it sent is reported.
+fn report_stalls(finished: &mpsc::Receiver<Pending>) {
+    let mut symbolized_at = None;
+    loop {
+        let until_unload = symbolized_at.map_or(SYMBOLS_KEPT, |at: Instant| {
+            SYMBOLS_KEPT.saturating_sub(at.elapsed())
+        });
+        match finished.recv_timeout(until_unload) {
+            Ok(pending) => report(pending, &mut symbolized_at),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if symbolized_at.is_some_and(|at| at.elapsed() >= SYMBOLS_KEPT) {
+            symbolized_at = None;
+            symbols::unload();
+        }
+    }
+}
+
+/// Symbolizes a finished stall's stack (noting when in `symbolized_at`), logs the stall,
+/// keeps it in its session's record, and charges the sessions it delayed.
+fn report(pending: Pending, symbolized_at: &mut Option<Instant>) {
     let Pending {
         stall,
-        cause,
+        diagnosed,
         mut victims,
     } = pending;
+    let cause = diagnosed.map(|diagnosed| {
+        if matches!(diagnosed.stack, Some(Ok(_))) {
+            *symbolized_at = Some(Instant::now());
+        }
+        explain(diagnosed)
+    });
     victims.sort_by(|(_, left), (_, right)| right.cmp(left));
     for (cell, delay_ns) in &victims {
         cell.note_delayed_by_stall(*delay_ns);

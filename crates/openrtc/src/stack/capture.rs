@@ -584,7 +584,10 @@ mod tests {
         assert_eq!(return_slot_outside_frame([0x5D, 0xC3, 0xCC, 0xCC]), Some(0));
         assert_eq!(return_slot_outside_frame([0x5D, 0xF3, 0xC3, 0xCC]), Some(0));
         // mov rbp, rsp right after push rbp
-        assert_eq!(return_slot_outside_frame([0x55, 0x48, 0x89, 0xE5]), Some(word));
+        assert_eq!(
+            return_slot_outside_frame([0x55, 0x48, 0x89, 0xE5]),
+            Some(word)
+        );
         // mov rbp, rsp elsewhere, and ordinary instructions: the frame record is in place
         assert_eq!(return_slot_outside_frame([0x90, 0x48, 0x89, 0xE5]), None);
         assert_eq!(return_slot_outside_frame([0x55, 0x48, 0x83, 0xEC]), None);

@@ -1,11 +1,11 @@
 //! Turning a captured stack into frames a person reads: function, file and line, with the
 //! runtime's own frames cut off so the first frame of the agent's code stands out.
 //!
-//! Symbolization runs on the watchdog thread, after the stuck thread has been let go. It reads
-//! the binary's debug info (the workspace's release and bench profiles keep `debug =
-//! "limited"`: line tables and full names of inlined functions). The first symbolization
+//! Symbolization runs on the watchdog's reporter thread, after the stuck thread has been let
+//! go. It reads the binary's debug info (the workspace's release and bench profiles keep
+//! `debug = "limited"`: line tables and full names of inlined functions). The first symbolization
 //! loads it (about 30 ms and 40 MiB of RSS for the demo's release build, half of it the
-//! mapped file); the watchdog unloads it after a quiet minute, so a worker without stalls
+//! mapped file); the reporter unloads it after a quiet minute, so a worker without stalls
 //! never pays for it.
 
 use std::fmt;
