@@ -317,7 +317,9 @@ async def child_main(args: argparse.Namespace) -> None:
 
     async def frames(index: int) -> None:
         energy = 0.0
-        next_at = time.monotonic()
+        # Frames start spread over the period, as calls that began at different times do
+        # (the same as on our side).
+        next_at = time.monotonic() + common.FRAME_S * (index / sessions - 1)
         while not stop.is_set():
             next_at += common.FRAME_S
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))

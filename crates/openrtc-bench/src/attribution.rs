@@ -44,13 +44,20 @@ pub(crate) struct Args {
     seed: Option<u64>,
 }
 
-/// One session's cue: block now, and what happened when it did.
+/// One session's cue: block now, and what happened when it did; and how late its frames
+/// were during the trial.
 #[derive(Default)]
 struct Cue {
     go: AtomicBool,
     started_ns: AtomicU64,
     blocked_ns: AtomicU64,
+    /// The worst lateness (wake-up minus schedule) of its frames since the trial began, in ns;
+    /// frames right after its own block do not count.
+    worst_late_ns: AtomicU64,
 }
+
+/// A frame this late (one frame period) is a frame the caller hears as a gap.
+const LATE_FRAME: Duration = Duration::from_millis(20);
 
 /// The figures of one session count.
 #[derive(Debug, Serialize)]
@@ -68,6 +75,10 @@ pub(crate) struct AttributionRow {
     detection_latency_ms: Spread,
     /// |recorded stall duration − measured block duration|, in ms.
     duration_error_ms: Spread,
+    /// Per trial, the latest frame of any other session during the trial, in ms.
+    others_worst_late_ms: Spread,
+    /// Per trial, how many other sessions had a frame at least 20 ms late.
+    others_late_sessions: Spread,
 }
 
 /// The `attribution` report.
@@ -117,20 +128,28 @@ fn block(kind: BlockKind, length: Duration) {
     }
 }
 
-/// A well-behaved session's frame loop (20 ms cadence, a little work per frame) that blocks
-/// its thread when its cue says so.
+/// A well-behaved session's frame loop (20 ms cadence, a little work per frame, starting
+/// `phase` into the period as calls that began at different times do) that blocks its thread
+/// when its cue says so.
 async fn frames(
     session: Session,
     cue: Arc<Cue>,
-    kind: BlockKind,
-    length: Duration,
+    (kind, length): (BlockKind, Duration),
+    phase: Duration,
     epoch: Instant,
 ) {
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + phase, LATE_FRAME);
     let mut energy = 0.0_f32;
+    // The frames due during its own block are late by its own doing.
+    let mut own_block_ended = None;
     loop {
         tokio::select! {
-            _ = ticks.tick() => {
+            due = ticks.tick() => {
+                let due = due.into_std();
+                if own_block_ended.is_none_or(|ended| due > ended) {
+                    let late = since(due);
+                    cue.worst_late_ns.fetch_max(late, Ordering::AcqRel);
+                }
                 for sample in 0..320_u16 {
                     energy += f32::from(sample).sin().abs();
                 }
@@ -140,6 +159,7 @@ async fn frames(
                     let started = Instant::now();
                     block(kind, length);
                     cue.blocked_ns.store(since(started), Ordering::Release);
+                    own_block_ended = Some(Instant::now());
                 }
             }
             () = session.cancelled() => return,
@@ -167,14 +187,20 @@ fn measure(
                 move |session: Session| {
                     let index = session.metadata()["index"].as_u64().unwrap_or(0) as usize;
                     let cue = Arc::clone(&cues[index.min(cues.len() - 1)]);
+                    let phase = LATE_FRAME.mul_f64(index as f64 / cues.len() as f64);
                     async move {
                         if in_child {
-                            let child =
-                                session.spawn(frames(session.clone(), cue, kind, length, epoch));
+                            let child = session.spawn(frames(
+                                session.clone(),
+                                cue,
+                                (kind, length),
+                                phase,
+                                epoch,
+                            ));
                             session.cancelled().await;
                             child.abort();
                         } else {
-                            frames(session, cue, kind, length, epoch).await;
+                            frames(session, cue, (kind, length), phase, epoch).await;
                         }
                         Ok(())
                     }
@@ -216,9 +242,21 @@ fn measure(
     }
     let (mut right, mut wrong, mut missed) = (0, 0, 0);
     let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+    let (mut others_worst, mut others_late) = (Vec::new(), Vec::new());
     for _ in 0..args.trials {
         let chosen = rng.usize(..sessions);
-        match trial(&handle, &cues[chosen], ids[chosen], epoch) {
+        for cue in cues.iter() {
+            cue.worst_late_ns.store(0, Ordering::Release);
+        }
+        let outcome = trial(&handle, &cues[chosen], ids[chosen], epoch);
+        let others = cues
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != chosen)
+            .map(|(_, cue)| Duration::from_nanos(cue.worst_late_ns.load(Ordering::Acquire)));
+        others_worst.push(others.clone().max().unwrap_or_default().as_secs_f64() * 1e3);
+        others_late.push(others.filter(|late| *late >= LATE_FRAME).count() as f64);
+        match outcome {
             Outcome::Right {
                 latency_ms,
                 error_ms,
@@ -240,6 +278,8 @@ fn measure(
         missed,
         detection_latency_ms: Spread::of(&latencies),
         duration_error_ms: Spread::of(&errors),
+        others_worst_late_ms: Spread::of(&others_worst),
+        others_late_sessions: Spread::of(&others_late),
     })
 }
 
@@ -309,7 +349,7 @@ fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> O
 impl Report for AttributionReport {
     fn table(&self) -> String {
         let mut table = format!(
-            "attribution: one {:?} block of {} ms per trial{}{}, threshold {} ms\n{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}\n",
+            "attribution: one {:?} block of {} ms per trial{}{}, threshold {} ms\n{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}  {:>22}  {:>18}\n",
             self.block,
             self.block_ms,
             if self.in_child_task {
@@ -329,11 +369,13 @@ impl Report for AttributionReport {
             "WRONG",
             "MISSED",
             "DETECTION ms med/max",
-            "DURATION ERR ms med/max"
+            "DURATION ERR ms med/max",
+            "OTHERS' LATE ms med/max",
+            "LATE OTHERS med/max"
         );
         for row in &self.rows {
             table.push_str(&format!(
-                "{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}\n",
+                "{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}  {:>22}  {:>18}\n",
                 row.sessions,
                 row.trials,
                 row.right,
@@ -346,6 +388,14 @@ impl Report for AttributionReport {
                 format!(
                     "{:.2} / {:.2}",
                     row.duration_error_ms.median, row.duration_error_ms.max
+                ),
+                format!(
+                    "{:.1} / {:.1}",
+                    row.others_worst_late_ms.median, row.others_worst_late_ms.max
+                ),
+                format!(
+                    "{} / {}",
+                    row.others_late_sessions.median, row.others_late_sessions.max
                 ),
             ));
         }
