@@ -89,7 +89,7 @@ fn outer_layout(layout: Layout) -> Option<(usize, Layout)> {
 #[inline(always)]
 fn charge_new(bytes: u64) -> u32 {
     let owner = CURRENT_ACCOUNT.get();
-    accounts::record_thread(bytes, owner == 0, true);
+    accounts::record_thread(bytes, owner == 0);
     if owner != 0 {
         accounts::account(owner).charge(bytes);
     }
@@ -99,7 +99,7 @@ fn charge_new(bytes: u64) -> u32 {
 /// Credits a freed block of `bytes` to its owner.
 #[inline(always)]
 fn credit_freed(owner: u32, bytes: u64) {
-    accounts::record_thread(bytes.wrapping_neg(), owner == 0, false);
+    accounts::record_thread(bytes.wrapping_neg(), owner == 0);
     if owner != 0 {
         accounts::account(owner).credit(bytes);
     }
@@ -191,7 +191,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         // SAFETY: the header was copied with the block.
         let owner = unsafe { read_owner(moved) };
         let (old_bytes, new_bytes) = (layout.size() as u64, new_size as u64);
-        accounts::record_thread(new_bytes.wrapping_sub(old_bytes), owner == 0, false);
+        accounts::record_thread(new_bytes.wrapping_sub(old_bytes), owner == 0);
         if owner != 0 {
             accounts::account(owner).resize(old_bytes, new_bytes);
         }
@@ -211,7 +211,6 @@ unsafe fn tag_new_block(base: *mut u8, offset: usize, layout: Layout) -> *mut u8
     if base.is_null() {
         return base;
     }
-    mark_installed();
     // SAFETY: `offset` is inside the block (the caller's contract).
     let user = unsafe { base.add(offset) };
     let owner = charge_new(layout.size() as u64);
@@ -220,11 +219,10 @@ unsafe fn tag_new_block(base: *mut u8, offset: usize, layout: Layout) -> *mut u8
     user
 }
 
-#[inline(always)]
+/// Notes that the tracking allocator is in use: called once per thread, at its first
+/// allocation (see `accounts::shard_index`).
 fn mark_installed() {
-    if !INSTALLED.load(Ordering::Relaxed) {
-        INSTALLED.store(true, Ordering::Relaxed);
-    }
+    INSTALLED.store(true, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -51,11 +51,17 @@ impl Account {
     /// Charges an allocation of `bytes`; one compare checks the cap.
     #[inline(always)]
     pub(crate) fn charge(&self, bytes: u64) {
+        self.alloc_count.fetch_add(1, Ordering::Relaxed);
+        self.grow(bytes);
+    }
+
+    /// Adds `bytes` to the live bytes, raising the peak and the over-limit flag as needed.
+    #[inline(always)]
+    fn grow(&self, bytes: u64) {
         let live = self
             .live_bytes
             .fetch_add(bytes, Ordering::Relaxed)
             .wrapping_add(bytes);
-        self.alloc_count.fetch_add(1, Ordering::Relaxed);
         if live > self.peak_bytes.load(Ordering::Relaxed) {
             self.peak_bytes.fetch_max(live, Ordering::Relaxed);
         }
@@ -75,18 +81,7 @@ impl Account {
     #[inline(always)]
     pub(crate) fn resize(&self, old_bytes: u64, new_bytes: u64) {
         if new_bytes >= old_bytes {
-            let grown = new_bytes - old_bytes;
-            let live = self
-                .live_bytes
-                .fetch_add(grown, Ordering::Relaxed)
-                .wrapping_add(grown);
-            if live > self.peak_bytes.load(Ordering::Relaxed) {
-                self.peak_bytes.fetch_max(live, Ordering::Relaxed);
-            }
-            let limit = self.limit_bytes.load(Ordering::Relaxed);
-            if limit != 0 && live > limit {
-                self.over_limit.store(true, Ordering::Relaxed);
-            }
+            self.grow(new_bytes - old_bytes);
         } else {
             self.credit(old_bytes - new_bytes);
         }
@@ -122,7 +117,6 @@ impl Account {
 struct ThreadShard {
     total_bytes: AtomicU64,
     runtime_bytes: AtomicU64,
-    runtime_alloc_count: AtomicU64,
 }
 
 impl ThreadShard {
@@ -130,7 +124,6 @@ impl ThreadShard {
         Self {
             total_bytes: AtomicU64::new(0),
             runtime_bytes: AtomicU64::new(0),
-            runtime_alloc_count: AtomicU64::new(0),
         }
     }
 }
@@ -203,6 +196,8 @@ fn shard_index() -> usize {
     if assigned != 0 {
         return assigned as usize - 1;
     }
+    // A thread's first allocation through the tracking allocator: it is installed.
+    super::mark_installed();
     let index = take_shard();
     SHARD.set(index as u32 + 1);
     // Registers the release for when the thread exits. glibc keeps the list of thread-local
@@ -229,15 +224,12 @@ fn add_to(counter: &AtomicU64, index: usize, delta: u64) {
 /// Records `delta` (wrapping: a free is the negation) in this thread's tracked total, and in
 /// its `runtime` bucket when `runtime` is set.
 #[inline(always)]
-pub(crate) fn record_thread(delta: u64, runtime: bool, counts_as_alloc: bool) {
+pub(crate) fn record_thread(delta: u64, runtime: bool) {
     let index = shard_index();
     let shard = &SHARDS[index];
     add_to(&shard.total_bytes, index, delta);
     if runtime {
         add_to(&shard.runtime_bytes, index, delta);
-        if counts_as_alloc {
-            add_to(&shard.runtime_alloc_count, index, 1);
-        }
     }
 }
 
