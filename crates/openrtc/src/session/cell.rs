@@ -106,7 +106,8 @@ pub(crate) struct SessionCell {
     cpu_pct_bits: AtomicU64,
     cpu_window_busy_ns: AtomicU64,
     cancel: CancellationToken,
-    stop: Mutex<Option<StopRequest>>,
+    /// The first stop asked for: it names the outcome.
+    stop: OnceLock<StopRequest>,
     abort: OnceLock<AbortHandle>,
     /// The tracking allocator's account charged for this session's polls (0: none).
     account: u32,
@@ -149,7 +150,7 @@ impl SessionCell {
             cpu_pct_bits: AtomicU64::new(0),
             cpu_window_busy_ns: AtomicU64::new(0),
             cancel: CancellationToken::new(),
-            stop: Mutex::new(None),
+            stop: OnceLock::new(),
             abort: OnceLock::new(),
             account,
             rss_share_peak_bytes: AtomicU64::new(0),
@@ -198,9 +199,10 @@ impl SessionCell {
     #[inline(never)]
     pub(crate) fn kill_over_memory_limit(&self) {
         let account = crate::alloc::accounts::account(self.account);
+        let (live_bytes, limit_bytes) = (account.live_bytes(), account.limit_bytes());
         let reason = KillReason::MemoryLimit {
-            live_bytes: account.live_bytes(),
-            limit_bytes: account.limit_bytes(),
+            live_bytes,
+            limit_bytes,
         };
         if self.request_stop(StopRequest::Kill(reason)) {
             tracing::warn!(
@@ -208,8 +210,8 @@ impl SessionCell {
                 self.id(),
                 self.tenant(),
                 self.agent(),
-                crate::introspect::format_mib(account.live_bytes()),
-                crate::introspect::format_mib(account.limit_bytes())
+                crate::introspect::format_mib(live_bytes),
+                crate::introspect::format_mib(limit_bytes)
             );
         }
     }
@@ -395,21 +397,14 @@ impl SessionCell {
     }
 
     pub(crate) fn stop_request(&self) -> Option<StopRequest> {
-        *lock(&self.stop)
+        self.stop.get().copied()
     }
 
     /// Asks the session to stop. The first request names the outcome; a kill aborts the root
     /// task at once, a cancel resolves `Session::cancelled` and leaves the rest to the caller.
     /// Returns whether this request was the first.
     pub(crate) fn request_stop(&self, request: StopRequest) -> bool {
-        let first = {
-            let mut stop = lock(&self.stop);
-            let first = stop.is_none();
-            if first {
-                *stop = Some(request);
-            }
-            first
-        };
+        let first = self.stop.set(request).is_ok();
         self.cancel.cancel();
         if matches!(request, StopRequest::Kill(_)) {
             self.abort_root();
