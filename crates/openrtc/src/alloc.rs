@@ -375,4 +375,29 @@ mod tests {
         assert_eq!(accounts::account(account).live_bytes(), 0);
         accounts::retire(account, 0, 0);
     }
+
+    #[test]
+    fn an_account_released_empty_is_free_at_once_and_one_still_charged_is_not() {
+        let allocator = TrackingAllocator::system();
+        let layout = Layout::from_size_align(64, 8).expect("valid");
+        let charged = accounts::claim(0).expect("a free account");
+        let previous = enter_account(charged);
+        // SAFETY: a non-zero layout; freed with it below.
+        let block = unsafe { allocator.alloc(layout) };
+        leave_account(previous);
+        accounts::release(charged);
+        let empty = accounts::claim(0).expect("a free account");
+        assert_ne!(empty, charged, "an account still charged is not handed out");
+        accounts::release(empty);
+        // Other tests claim accounts concurrently: the freed one is reused unless one of
+        // them took it first, so look for it among a few claims.
+        let claimed: Vec<u32> = (0..8).map_while(|_| accounts::claim(0)).collect();
+        assert!(claimed.contains(&empty), "{empty} is free again: {claimed:?}");
+        for account in claimed {
+            accounts::release(account);
+        }
+        // SAFETY: the block is live with this layout.
+        unsafe { allocator.dealloc(block, layout) };
+        assert_eq!(accounts::account(charged).live_bytes(), 0);
+    }
 }

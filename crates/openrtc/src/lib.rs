@@ -125,14 +125,15 @@ pub mod __bench {
     }
 
     /// Runs `work` with this thread's allocations charged to a fresh session account (as
-    /// during a session's poll), then releases the account.
+    /// during a session's poll), then frees the account (or retires it, if `work` left
+    /// blocks charged to it).
     pub fn in_session_account<R>(work: impl FnOnce() -> R) -> R {
         let account = crate::alloc::accounts::claim(0).unwrap_or(0);
         let previous = crate::alloc::enter_account(account);
         let result = work();
         crate::alloc::leave_account(previous);
         if account != 0 {
-            crate::alloc::accounts::retire(account, 0, 0);
+            crate::alloc::accounts::release(account);
         }
         result
     }

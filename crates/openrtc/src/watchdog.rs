@@ -557,11 +557,10 @@ fn describe(diagnosis: &StallDiagnosis, stack: Option<&crate::stack::Stack>) -> 
         return diagnosis.to_string();
     };
     let mut words = format!("{} in {call}", diagnosis.class);
-    match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => words.push_str(&format!(" at {file}:{line}")),
-        (Some(file), None) => words.push_str(&format!(" at {file}")),
-        _ if call != frame.function => words.push_str(&format!(" from {}", frame.function)),
-        _ => {}
+    match frame.location() {
+        Some(location) => words.push_str(&format!(" at {location}")),
+        None if call != frame.function => words.push_str(&format!(" from {}", frame.function)),
+        None => {}
     }
     if let Some(target) = &diagnosis.fd_target {
         words.push_str(&format!(" on {target}"));

@@ -317,6 +317,17 @@ pub(crate) fn retire(index: u32, pool_id: u64, session_key: u64) {
     });
 }
 
+/// Frees an account at once if it holds nothing, else retires it as usual (`pool_id` 0): for a
+/// caller that charged it on its own thread only, so no other thread can still name it.
+pub(crate) fn release(index: u32) {
+    if account(index).live_bytes() != 0 {
+        retire(index, 0, 0);
+        return;
+    }
+    account(index).state.store(FREE, Ordering::Release);
+    crate::lock(&BOOK).free.push(index);
+}
+
 /// Returns to the free list the retired accounts of pool `pool_id` that hold nothing, were
 /// retired at least [`RECYCLE_GRACE`] ago, and whose session `is_polled` says no thread of
 /// that pool is polling now.

@@ -40,14 +40,24 @@ pub(crate) struct Frame {
     pub(crate) origin: Origin,
 }
 
+impl Frame {
+    /// Where the frame is in the source, `file:line` or `file`, when the debug info says.
+    pub(crate) fn location(&self) -> Option<String> {
+        let file = self.file.as_ref()?;
+        Some(match self.line {
+            Some(line) => format!("{file}:{line}"),
+            None => file.clone(),
+        })
+    }
+}
+
 /// Formats as `function (file:line)`.
 impl fmt::Display for Frame {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(&self.function)?;
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(formatter, " ({file}:{line})"),
-            (Some(file), None) => write!(formatter, " ({file})"),
-            _ => Ok(()),
+        match self.location() {
+            Some(location) => write!(formatter, " ({location})"),
+            None => Ok(()),
         }
     }
 }
