@@ -392,7 +392,10 @@ mod tests {
         // Other tests claim accounts concurrently: the freed one is reused unless one of
         // them took it first, so look for it among a few claims.
         let claimed: Vec<u32> = (0..8).map_while(|_| accounts::claim(0)).collect();
-        assert!(claimed.contains(&empty), "{empty} is free again: {claimed:?}");
+        assert!(
+            claimed.contains(&empty),
+            "{empty} is free again: {claimed:?}"
+        );
         for account in claimed {
             accounts::release(account);
         }

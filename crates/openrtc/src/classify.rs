@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use fd::describe_fd;
 
-use crate::os::{stat_cpu_ticks, stat_fields_after_name};
+use crate::os::{stat_cpu_time, stat_fields_after_name};
 
 /// What a stuck thread is doing, by the kind of wait it is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,26 +128,17 @@ impl fmt::Display for StallDiagnosis {
 /// files that cannot be read or parsed, give [`StallClass::Unknown`] or a partial diagnosis.
 pub(crate) fn diagnose(tid: i32, interval: Duration) -> StallDiagnosis {
     let task_directory = format!("/proc/self/task/{tid}");
-    let clock_ticks_per_second = crate::os::clock_ticks_per_second();
     // Both readings come from the same source: `schedstat` if the kernel has it, else `stat`.
-    let (cpu_source, first_cpu) = match read_thread_cpu(
-        &task_directory,
-        CpuSource::Schedstat,
-        clock_ticks_per_second,
-    ) {
+    let (cpu_source, first_cpu) = match read_thread_cpu(&task_directory, CpuSource::Schedstat) {
         Some(cpu_time) => (CpuSource::Schedstat, Some(cpu_time)),
         None => (
             CpuSource::StatTicks,
-            read_thread_cpu(
-                &task_directory,
-                CpuSource::StatTicks,
-                clock_ticks_per_second,
-            ),
+            read_thread_cpu(&task_directory, CpuSource::StatTicks),
         ),
     };
     let sampling_started = Instant::now();
     std::thread::sleep(interval);
-    let second_cpu = read_thread_cpu(&task_directory, cpu_source, clock_ticks_per_second);
+    let second_cpu = read_thread_cpu(&task_directory, cpu_source);
     let measured_interval = sampling_started.elapsed();
 
     let stat = read_lossy(&format!("{task_directory}/stat"));
@@ -175,26 +166,14 @@ enum CpuSource {
 }
 
 /// The thread's CPU time so far, or `None` if the file is gone or odd.
-fn read_thread_cpu(
-    task_directory: &str,
-    source: CpuSource,
-    clock_ticks_per_second: u64,
-) -> Option<Duration> {
+fn read_thread_cpu(task_directory: &str, source: CpuSource) -> Option<Duration> {
     match source {
         CpuSource::Schedstat => {
             let schedstat = read_lossy(&format!("{task_directory}/schedstat"))?;
             let nanoseconds = schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
             Some(Duration::from_nanos(nanoseconds))
         }
-        CpuSource::StatTicks => {
-            let stat = read_lossy(&format!("{task_directory}/stat"))?;
-            let ticks = stat_cpu_ticks(&stat)?;
-            let nanoseconds =
-                u128::from(ticks) * 1_000_000_000 / u128::from(clock_ticks_per_second.max(1));
-            Some(Duration::from_nanos(
-                u64::try_from(nanoseconds).unwrap_or(u64::MAX),
-            ))
-        }
+        CpuSource::StatTicks => stat_cpu_time(&read_lossy(&format!("{task_directory}/stat"))?),
     }
 }
 

@@ -60,6 +60,16 @@ pub(crate) fn peak_resident_set_bytes() -> u64 {
     status_field("VmHWM").map_or(0, |kib| kib * 1024)
 }
 
+/// `utime + stime` from a `stat` line (of the process or one of its threads), as a duration
+/// (the kernel counts it in clock ticks, typically 10 ms each).
+pub(crate) fn stat_cpu_time(stat: &str) -> Option<std::time::Duration> {
+    let nanoseconds =
+        u128::from(stat_cpu_ticks(stat)?) * 1_000_000_000 / u128::from(clock_ticks_per_second());
+    Some(std::time::Duration::from_nanos(
+        u64::try_from(nanoseconds).unwrap_or(u64::MAX),
+    ))
+}
+
 /// `utime + stime` in clock ticks from a `stat` line (of the process or one of its threads):
 /// fields 14 and 15, counted after the command name, which may hold spaces and `)`.
 pub(crate) fn stat_cpu_ticks(stat: &str) -> Option<u64> {
@@ -78,15 +88,14 @@ pub(crate) fn stat_fields_after_name(stat: &str) -> Option<std::str::SplitWhites
 
 /// CPU time this process has used (user + system, all threads), from `/proc/self/stat`.
 pub(crate) fn process_cpu_time() -> std::time::Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
+    std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|stat| stat_cpu_ticks(&stat))
-        .unwrap_or(0);
-    std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / clock_ticks_per_second())
+        .and_then(|stat| stat_cpu_time(&stat))
+        .unwrap_or_default()
 }
 
 /// The kernel's clock tick rate (`_SC_CLK_TCK`), the unit of CPU times in `/proc/*/stat`.
-pub(crate) fn clock_ticks_per_second() -> u64 {
+fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions and touches no memory of ours.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(ticks)

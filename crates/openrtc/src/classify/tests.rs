@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 use super::fd::{describe_inet_socket, describe_unix_socket, socket_inode};
 use super::*;
+use crate::os::stat_cpu_ticks;
 
 /// The CPU sampling interval the tests use, as the watchdog would.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(5);
