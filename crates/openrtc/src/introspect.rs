@@ -361,9 +361,8 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     ]);
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
     worker.stalls_last_minute_count = shared.stalls_last_minute.load(Ordering::Relaxed);
-    worker.rss_bytes = crate::os::resident_set_bytes();
+    (worker.rss_bytes, worker.threads_count) = crate::os::resident_set_and_threads();
     worker.process_cpu_pct = f64::from_bits(shared.process_cpu_pct_bits.load(Ordering::Relaxed));
-    worker.threads_count = crate::os::thread_count();
     worker.open_fds_count = crate::os::open_fd_count();
     worker.mem_source = MemSource::RssShare;
     worker.session_memory_limit_bytes = config.session_memory_limit_bytes;

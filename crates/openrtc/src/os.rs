@@ -39,7 +39,11 @@ pub(crate) fn current_thread_stack() -> Option<(usize, usize)> {
 
 /// A numeric field of `/proc/self/status` (`VmRSS:   1234 kB` gives 1234); `None` if absent.
 fn status_field(name: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    field_of(&std::fs::read_to_string("/proc/self/status").ok()?, name)
+}
+
+/// A numeric field of a `status` text; `None` if absent.
+fn field_of(status: &str, name: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         line.strip_prefix(name)?
             .strip_prefix(':')?
@@ -48,6 +52,17 @@ fn status_field(name: &str) -> Option<u64> {
             .parse()
             .ok()
     })
+}
+
+/// This process's resident set and thread count, from one reading of `/proc/self/status`
+/// (zeros if unreadable).
+pub(crate) fn resident_set_and_threads() -> (u64, u32) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    (
+        field_of(&status, "VmRSS").map_or(0, |kib| kib * 1024),
+        field_of(&status, "Threads")
+            .map_or(0, |threads| u32::try_from(threads).unwrap_or(u32::MAX)),
+    )
 }
 
 /// The resident set size of this process in bytes, from `/proc/self/status`; 0 if unreadable.
@@ -104,11 +119,6 @@ fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
-/// The number of threads of this process, from `/proc/self/status`; 0 if unreadable.
-pub(crate) fn thread_count() -> u32 {
-    status_field("Threads").map_or(0, |threads| u32::try_from(threads).unwrap_or(u32::MAX))
-}
-
 /// The number of open file descriptors of this process; 0 if unreadable.
 pub(crate) fn open_fd_count() -> u32 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |entries| {
@@ -133,7 +143,9 @@ mod tests {
             "a test binary uses over 1 MiB"
         );
         assert!(process_exists(std::process::id()));
-        assert!(thread_count() >= 1);
+        let (rss_bytes, threads) = resident_set_and_threads();
+        assert!(threads >= 1);
+        assert!(rss_bytes > 1024 * 1024);
         assert!(peak_resident_set_bytes() >= resident_set_bytes());
         let before = open_fd_count();
         let file = std::fs::File::open("/proc/self/status").expect("open");
