@@ -72,15 +72,24 @@ pub enum Rejected {
 }
 
 impl Rejected {
+    /// The stable names of the reasons, as counted in snapshots, in the order of `index`.
+    pub(crate) const REASONS: [&'static str; 4] =
+        ["draining", "worker_full", "unknown_agent", "stopped"];
+
+    /// The position of this reason in [`Self::REASONS`].
+    pub(crate) fn index(&self) -> usize {
+        match self {
+            Self::Draining => 0,
+            Self::WorkerFull { .. } => 1,
+            Self::UnknownAgent { .. } => 2,
+            Self::Stopped => 3,
+        }
+    }
+
     /// The stable name of the reason, as counted in snapshots.
     #[must_use]
     pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Draining => "draining",
-            Self::WorkerFull { .. } => "worker_full",
-            Self::UnknownAgent { .. } => "unknown_agent",
-            Self::Stopped => "stopped",
-        }
+        Self::REASONS[self.index()]
     }
 }
 

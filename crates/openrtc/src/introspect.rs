@@ -3,7 +3,6 @@
 //! A snapshot reads atomics and takes short cold-path locks; it never needs a worker thread,
 //! so it answers while every worker thread is blocked.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -347,18 +346,11 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     totals.cancelled_count = load(&counters.cancelled);
     totals.killed_count = load(&counters.killed);
     worker.totals = totals;
-    worker.refusals = BTreeMap::from([
-        ("draining".to_owned(), load(&counters.refused_draining)),
-        (
-            "worker_full".to_owned(),
-            load(&counters.refused_worker_full),
-        ),
-        (
-            "unknown_agent".to_owned(),
-            load(&counters.refused_unknown_agent),
-        ),
-        ("stopped".to_owned(), load(&counters.refused_stopped)),
-    ]);
+    worker.refusals = crate::Rejected::REASONS
+        .iter()
+        .zip(&counters.refused)
+        .map(|(reason, count)| ((*reason).to_owned(), load(count)))
+        .collect();
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
     worker.stalls_last_minute_count = shared.stalls_last_minute.load(Ordering::Relaxed);
     (worker.rss_bytes, worker.threads_count) = crate::os::resident_set_and_threads();

@@ -88,10 +88,8 @@ pub(crate) struct Counters {
     pub(crate) panicked: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) killed: AtomicU64,
-    pub(crate) refused_draining: AtomicU64,
-    pub(crate) refused_worker_full: AtomicU64,
-    pub(crate) refused_unknown_agent: AtomicU64,
-    pub(crate) refused_stopped: AtomicU64,
+    /// Refusals, by [`Rejected::index`].
+    pub(crate) refused: [AtomicU64; Rejected::REASONS.len()],
 }
 
 /// A session that has ended, kept for snapshots.
@@ -199,13 +197,7 @@ impl PoolShared {
     fn launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
         let result = self.try_launch(request);
         if let Err(rejected) = &result {
-            let counter = match rejected {
-                Rejected::Draining => &self.counters.refused_draining,
-                Rejected::WorkerFull { .. } => &self.counters.refused_worker_full,
-                Rejected::UnknownAgent { .. } => &self.counters.refused_unknown_agent,
-                Rejected::Stopped => &self.counters.refused_stopped,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            self.counters.refused[rejected.index()].fetch_add(1, Ordering::Relaxed);
         }
         result
     }
