@@ -638,6 +638,14 @@ impl Signals {
     }
 }
 
+/// The next signal, if the pool owns them; never otherwise.
+async fn next_signal(signals: Option<&mut Signals>) {
+    match signals {
+        Some(signals) => signals.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_input(
     control: &mut mpsc::UnboundedReceiver<Control>,
     stop: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -649,17 +657,11 @@ async fn next_input(
             None => std::future::pending().await,
         }
     };
-    let signal_future = async {
-        match signals {
-            Some(signals) => signals.recv().await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         biased;
         received = control.recv() => received.unwrap_or(Control::Drain),
         () = stop_future => Control::Drain,
-        () = signal_future => Control::Drain,
+        () = next_signal(signals) => Control::Drain,
     }
 }
 
@@ -667,12 +669,6 @@ async fn next_shutdown(
     control: &mut mpsc::UnboundedReceiver<Control>,
     signals: Option<&mut Signals>,
 ) {
-    let signal_future = async {
-        match signals {
-            Some(signals) => signals.recv().await,
-            None => std::future::pending().await,
-        }
-    };
     let control_future = async {
         while let Some(received) = control.recv().await {
             if received == Control::Shutdown {
@@ -682,7 +678,7 @@ async fn next_shutdown(
         std::future::pending::<()>().await;
     };
     tokio::select! {
-        () = signal_future => {}
+        () = next_signal(signals) => {}
         () = control_future => {}
     }
 }
