@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use openrtc_proto::{
     ErrorCode, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, RequestEnvelope, Response,
     ResponseEnvelope,
@@ -60,7 +60,7 @@ impl SocketServer {
             path: path.to_owned(),
             source,
         };
-        if shared.config.socket_path.as_deref() == Some(path) && is_default_location(path) {
+        if is_default_location(path) {
             prepare_private_dir(path.parent().unwrap_or(Path::new("/"))).map_err(socket_error)?;
         }
         remove_stale_socket(path).map_err(socket_error)?;
@@ -294,13 +294,19 @@ async fn send(
         v: PROTOCOL_VERSION,
         response,
     };
-    let line = serde_json::to_string(&envelope).map_err(io::Error::other)?;
-    match tokio::time::timeout(WRITE_TIMEOUT, framed.send(line)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(AnyDelimiterCodecError::Io(error))) => Err(error),
-        Ok(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => {
-            Err(io::Error::other("response line too long"))
-        }
+    let mut line = serde_json::to_vec(&envelope).map_err(io::Error::other)?;
+    line.push(b'\n');
+    write_line(framed, &line).await
+}
+
+/// Writes one answer line straight to the stream (the codec only reads requests, so its
+/// write buffer is always empty), giving up on a client that does not read in time.
+async fn write_line(
+    framed: &mut Framed<UnixStream, AnyDelimiterCodec>,
+    line: &[u8],
+) -> io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, framed.get_mut().write_all(line)).await {
+        Ok(result) => result,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "client does not read",
@@ -365,15 +371,7 @@ async fn send_snapshot(
     let mut line = Vec::with_capacity(64 * 1024);
     crate::introspect::write_snapshot_response(shared, &mut line).map_err(io::Error::other)?;
     line.push(b'\n');
-    // Nothing is left in the codec's write buffer: every `send` flushes.
-    let stream = framed.get_mut();
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&line)).await {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client does not read",
-        )),
-    }
+    write_line(framed, &line).await
 }
 
 /// The answer to one request line.
