@@ -300,9 +300,7 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
                     return Ok(());
                 }
                 // Both worker threads are held until the test lets go.
-                while !probe.left.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                hold_until_let_go(&probe);
                 Ok(())
             }
         }
@@ -397,9 +395,7 @@ fn timers_keep_firing_on_the_other_worker_thread_while_one_is_blocked() {
                 probe.entered.store(true, Ordering::Release);
                 // Held until the test lets go: a thread that was driving Tokio's timers and
                 // I/O when it took this session stops driving them while it is held.
-                while !probe.left.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                hold_until_let_go(&probe);
                 Ok(())
             }
         }
@@ -433,6 +429,13 @@ fn timers_keep_firing_on_the_other_worker_thread_while_one_is_blocked() {
         (ticks.load(Ordering::Acquire) >= before + 10).then_some(())
     });
     probe.left.store(true, Ordering::Release);
+}
+
+/// Blocks the calling worker thread until the test sets `left`.
+fn hold_until_let_go(probe: &BlockProbe) {
+    while !probe.left.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Releases a held block when dropped.
