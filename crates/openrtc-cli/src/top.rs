@@ -18,6 +18,7 @@ use crate::Exit;
 use crate::cli::{OutputFormat, TopArgs};
 use crate::discover;
 use table::ViewOptions;
+use tui::conn::PollOutcome;
 
 /// Where to look for workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,23 +94,27 @@ impl Survey {
     }
 }
 
-/// Asks every worker of `target` for its snapshot (only the workers named `worker_name`, when
-/// given). Sockets nobody listens on are skipped.
+/// Asks every worker of `target` for its snapshot, all at once (only the workers named
+/// `worker_name`, when given). Sockets nobody listens on are skipped.
 ///
 /// # Errors
 ///
 /// Fails only when the socket directory exists but cannot be read.
 pub fn survey(target: &Target, worker_name: Option<&str>) -> anyhow::Result<Survey> {
+    let round = tui::conn::survey_round(target, worker_name);
+    if let Some(error) = round.directory_error {
+        anyhow::bail!(error);
+    }
     let mut found = Survey::default();
-    for socket in target.sockets(worker_name)? {
-        match ask_for_snapshot(&socket) {
-            Ok(Some(snapshot)) => {
+    for poll in round.polls {
+        match poll.outcome {
+            PollOutcome::Snapshot(snapshot) => {
                 if worker_name.is_none_or(|name| snapshot.worker.name == name) {
-                    found.snapshots.push(snapshot);
+                    found.snapshots.push(*snapshot);
                 }
             }
-            Ok(None) => {}
-            Err(failure) => found.failures.push(failure),
+            PollOutcome::NotListening => {}
+            PollOutcome::Failed(failure) => found.failures.push(failure),
         }
     }
     Ok(found)
@@ -165,15 +170,14 @@ pub fn render_survey(
     format: OutputFormat,
     options: &ViewOptions,
 ) -> anyhow::Result<String> {
-    let mut ordered: Vec<&PoolSnapshot> = found.snapshots.iter().collect();
-    ordered.sort_by(|left, right| {
-        (&left.worker.name, left.worker.pid).cmp(&(&right.worker.name, right.worker.pid))
-    });
     match format {
-        OutputFormat::Text => Ok(table::render_workers(&ordered, options)),
+        OutputFormat::Text => {
+            let snapshots: Vec<&PoolSnapshot> = found.snapshots.iter().collect();
+            Ok(table::render_workers(&snapshots, options))
+        }
         OutputFormat::Json => {
             let mut lines = String::new();
-            for snapshot in ordered {
+            for snapshot in table::by_worker(&found.snapshots) {
                 lines.push_str(
                     &serde_json::to_string(snapshot).context("cannot serialize a snapshot")?,
                 );

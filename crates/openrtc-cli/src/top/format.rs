@@ -165,6 +165,23 @@ pub fn format_outcome(outcome: &SessionOutcome) -> String {
     )
 }
 
+/// A worker's refusals for its header: the total, and the reasons that have any
+/// (`draining 1, worker_full 3`), if some do.
+#[must_use]
+pub fn refusal_summary(
+    refusals: &std::collections::BTreeMap<String, u64>,
+) -> (u64, Option<String>) {
+    let reasons: Vec<String> = refusals
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(reason, count)| format!("{} {count}", clean_text(reason, 24)))
+        .collect();
+    (
+        refusals.values().sum(),
+        (!reasons.is_empty()).then(|| reasons.join(", ")),
+    )
+}
+
 /// Makes text from a snapshot safe and bounded for a terminal cell: control characters are
 /// escaped (a tenant name must not be able to move the cursor or start an escape sequence),
 /// bidirectional overrides are dropped, empty text becomes `-`, and text longer than

@@ -10,6 +10,7 @@ use openrtc_proto::{
 use super::format::{
     clean_text, compare_sessions, format_bytes_compact, format_cpu_percent, format_mebibytes,
     format_outcome, format_seconds_tenths, format_short_span, format_status, format_uptime,
+    refusal_summary,
 };
 use crate::cli::SortKey;
 
@@ -131,16 +132,10 @@ pub fn worker_header(worker: &WorkerSnapshot) -> String {
         totals.killed_count,
     );
 
-    let refused_total: u64 = worker.refusals.values().sum();
+    let (refused_total, refusal_reasons) = refusal_summary(&worker.refusals);
     let _ = write!(header, " · refused {refused_total}");
-    let refusal_reasons: Vec<String> = worker
-        .refusals
-        .iter()
-        .filter(|(_, count)| **count > 0)
-        .map(|(reason, count)| format!("{} {count}", clean_text(reason, NAME_CELL_MAX_CHARS)))
-        .collect();
-    if !refusal_reasons.is_empty() {
-        let _ = write!(header, " ({})", refusal_reasons.join(", "));
+    if let Some(reasons) = refusal_reasons {
+        let _ = write!(header, " ({reasons})");
     }
 
     let _ = write!(
@@ -315,15 +310,23 @@ pub fn render_worker(snapshot: &PoolSnapshot, options: &ViewOptions) -> String {
 /// Every worker's block, ordered by worker name then pid, separated by blank lines.
 #[must_use]
 pub fn render_workers(snapshots: &[&PoolSnapshot], options: &ViewOptions) -> String {
-    let mut ordered = snapshots.to_vec();
-    ordered.sort_by(|left, right| {
-        (&left.worker.name, left.worker.pid).cmp(&(&right.worker.name, right.worker.pid))
-    });
-    ordered
+    by_worker(snapshots.iter().copied())
         .iter()
         .map(|snapshot| render_worker(snapshot, options))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The snapshots in the order workers are shown: by name, then pid.
+#[must_use]
+pub fn by_worker<'a>(
+    snapshots: impl IntoIterator<Item = &'a PoolSnapshot>,
+) -> Vec<&'a PoolSnapshot> {
+    let mut ordered: Vec<&PoolSnapshot> = snapshots.into_iter().collect();
+    ordered.sort_by(|left, right| {
+        (&left.worker.name, left.worker.pid).cmp(&(&right.worker.name, right.worker.pid))
+    });
+    ordered
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::text::sparkline;
 use super::{Theme, put_line};
 use crate::top::format::{
     clean_text, format_bytes_human, format_cpu_percent, format_short_span, format_uptime,
+    refusal_summary,
 };
 use crate::top::tui::state::State;
 use crate::top::tui::state::history::{WORKER_HISTORY_WINDOW_MS, WorkerHistory};
@@ -291,20 +292,11 @@ fn health_segments(
             theme.dim(),
         ));
     }
-    let refused: u64 = worker.refusals.values().sum();
+    let (refused, reasons) = refusal_summary(&worker.refusals);
     let short_refusals = vec![Span::raw(format!("refused {refused}"))];
     let mut refusals = short_refusals.clone();
-    let reasons: Vec<String> = worker
-        .refusals
-        .iter()
-        .filter(|(_, count)| **count > 0)
-        .map(|(reason, count)| format!("{} {count}", clean_text(reason, 24)))
-        .collect();
-    if !reasons.is_empty() {
-        refusals.push(Span::styled(
-            format!(" ({})", reasons.join(", ")),
-            theme.warning(),
-        ));
+    if let Some(reasons) = reasons {
+        refusals.push(Span::styled(format!(" ({reasons})"), theme.warning()));
     }
     vec![
         sessions.into(),
