@@ -214,6 +214,12 @@ impl State {
         Some((worker, worker.snapshot()?.sessions.get(row.session)?))
     }
 
+    /// The worker and session of the selected row, when there are rows.
+    #[must_use]
+    pub fn selected_session(&self) -> Option<(&WorkerEntry, &SessionSnapshot)> {
+        self.row(*self.rows.get(self.selected_row)?)
+    }
+
     /// How many live sessions the live workers hold, filtered or not.
     #[must_use]
     pub fn total_sessions(&self) -> usize {
@@ -318,7 +324,7 @@ impl State {
     }
 
     /// The snapshots of the workers that answered the latest round.
-    fn live_snapshots(&self) -> impl Iterator<Item = &openrtc_proto::PoolSnapshot> {
+    pub fn live_snapshots(&self) -> impl Iterator<Item = &openrtc_proto::PoolSnapshot> {
         self.workers
             .iter()
             .filter(|worker| worker.is_live())
@@ -448,14 +454,10 @@ impl State {
 
     /// Notes which session the selected row shows, so the selection can follow it.
     fn remember_selected_key(&mut self) {
-        self.selected_key = self
-            .rows
-            .get(self.selected_row)
-            .and_then(|row| self.row(*row))
-            .map(|(worker, session)| SessionKey {
-                socket: worker.socket().to_path_buf(),
-                session_id: session.id.clone(),
-            });
+        self.selected_key = self.selected_session().map(|(worker, session)| SessionKey {
+            socket: worker.socket().to_path_buf(),
+            session_id: session.id.clone(),
+        });
     }
 
     /// Scrolls so that the selected row is on screen and no page is emptier than it needs be.
@@ -517,11 +519,7 @@ impl State {
 
     /// Opens the detail pane on the selected session.
     fn open_detail(&mut self) {
-        let Some((worker, session)) = self
-            .rows
-            .get(self.selected_row)
-            .and_then(|row| self.row(*row))
-        else {
+        let Some((worker, session)) = self.selected_session() else {
             return;
         };
         self.detail = Some(DetailTarget {

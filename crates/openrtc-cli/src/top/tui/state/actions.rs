@@ -117,9 +117,7 @@ impl State {
             }),
             (Screen::Detail, _) => None,
             (Screen::Table, _) => self
-                .rows
-                .get(self.selected_row)
-                .and_then(|row| self.row(*row))
+                .selected_session()
                 .map(|(worker, session)| CancelTarget {
                     socket: worker.socket().to_path_buf(),
                     worker_name: worker.name().to_owned(),

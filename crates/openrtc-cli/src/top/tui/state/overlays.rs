@@ -119,9 +119,7 @@ impl TenantPicker {
         );
         let wanted = state.settings().tenant.clone().or_else(|| {
             state
-                .selected_row()
-                .and_then(|index| state.rows().get(index))
-                .and_then(|row| state.row(*row))
+                .selected_session()
                 .map(|(_, session)| session.tenant.clone())
         });
         let index = wanted

@@ -126,12 +126,9 @@ pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
         return;
     }
     let columns = Columns::fit(usize::from(area.width), state.shows_worker_column());
-    let approximate = state.workers().iter().any(|worker| {
-        worker.is_live()
-            && worker
-                .snapshot()
-                .is_some_and(|snapshot| !snapshot.worker.mem_source.is_exact())
-    });
+    let approximate = state
+        .live_snapshots()
+        .any(|snapshot| !snapshot.worker.mem_source.is_exact());
     let memory_title = memory_column_title(if approximate {
         openrtc_proto::MemSource::RssShare
     } else {
@@ -153,10 +150,7 @@ pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
         return;
     }
     let largest_memory = state
-        .workers()
-        .iter()
-        .filter(|worker| worker.is_live())
-        .filter_map(WorkerEntry::snapshot)
+        .live_snapshots()
         .flat_map(|snapshot| snapshot.sessions.iter().map(|session| session.mem_bytes))
         .max()
         .unwrap_or(0);
