@@ -36,13 +36,14 @@ impl Theme {
         Self { color: !no_color }
     }
 
+    /// `colored` with colors on, else `plain` (which keeps the meaning with attributes).
+    fn pick(self, colored: Style, plain: Style) -> Style {
+        if self.color { colored } else { plain }
+    }
+
     /// A foreground color, or nothing without colors.
     fn colored(self, color: Color) -> Style {
-        if self.color {
-            Style::new().fg(color)
-        } else {
-            Style::new()
-        }
+        self.pick(Style::new().fg(color), Style::new())
     }
 
     /// Worker names and section titles.
@@ -60,54 +61,49 @@ impl Theme {
     /// Slow sessions.
     #[must_use]
     pub fn warning(self) -> Style {
-        if self.color {
-            Style::new().fg(Color::Yellow)
-        } else {
-            Style::new().add_modifier(Modifier::BOLD)
-        }
+        self.pick(
+            Style::new().fg(Color::Yellow),
+            Style::new().add_modifier(Modifier::BOLD),
+        )
     }
 
     /// Less important text: units, labels, draining rows.
     #[must_use]
     pub fn dim(self) -> Style {
-        if self.color {
-            Style::new().fg(Color::DarkGray)
-        } else {
-            Style::new().add_modifier(Modifier::DIM)
-        }
+        self.pick(
+            Style::new().fg(Color::DarkGray),
+            Style::new().add_modifier(Modifier::DIM),
+        )
     }
 
     /// The column titles.
     #[must_use]
     pub fn column_titles(self) -> Style {
-        if self.color {
-            Style::new().fg(Color::Black).bg(Color::Green)
-        } else {
-            Style::new().add_modifier(Modifier::REVERSED)
-        }
+        self.pick(
+            Style::new().fg(Color::Black).bg(Color::Green),
+            Style::new().add_modifier(Modifier::REVERSED),
+        )
     }
 
     /// The title of the sort column.
     #[must_use]
     pub fn sorted_column_title(self) -> Style {
-        if self.color {
+        self.pick(
             Style::new()
                 .fg(Color::Black)
                 .bg(Color::Cyan)
-                .add_modifier(Modifier::BOLD)
-        } else {
-            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
-        }
+                .add_modifier(Modifier::BOLD),
+            Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+        )
     }
 
     /// The selected row.
     #[must_use]
     pub fn selected_row(self) -> Style {
-        if self.color {
-            Style::new().bg(Color::Blue).fg(Color::White)
-        } else {
-            Style::new().add_modifier(Modifier::REVERSED)
-        }
+        self.pick(
+            Style::new().bg(Color::Blue).fg(Color::White),
+            Style::new().add_modifier(Modifier::REVERSED),
+        )
     }
 
     /// The CPU bars.
@@ -125,11 +121,10 @@ impl Theme {
     /// A key in the hints.
     #[must_use]
     pub fn key(self) -> Style {
-        if self.color {
-            Style::new().fg(Color::Black).bg(Color::Cyan)
-        } else {
-            Style::new().add_modifier(Modifier::REVERSED)
-        }
+        self.pick(
+            Style::new().fg(Color::Black).bg(Color::Cyan),
+            Style::new().add_modifier(Modifier::REVERSED),
+        )
     }
 
     /// A success message.
