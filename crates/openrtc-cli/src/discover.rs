@@ -85,14 +85,11 @@ pub fn list_worker_sockets(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// `<worker_name>-<pid>.sock` ([`openrtc_proto::socket_file_name`]).
 #[must_use]
 pub fn socket_belongs_to(socket: &Path, worker_name: &str) -> bool {
-    let Some(file_name) = socket.file_name().and_then(|name| name.to_str()) else {
-        return false;
-    };
-    file_name
-        .strip_suffix(SOCKET_SUFFIX)
-        .and_then(|stem| stem.strip_prefix(worker_name))
-        .and_then(|rest| rest.strip_prefix('-'))
-        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()))
+    socket
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(openrtc_proto::parse_socket_file_name)
+        .is_some_and(|(name, _)| name == worker_name)
 }
 
 /// Why a worker could not be asked, or its answer could not be read.

@@ -47,6 +47,17 @@ pub fn socket_file_name(worker_name: &str, pid: u32) -> String {
     format!("{worker_name}-{pid}{SOCKET_SUFFIX}")
 }
 
+/// The worker name and pid in a socket file name shaped as [`socket_file_name`] makes them,
+/// or `None` for any other name.
+#[must_use]
+pub fn parse_socket_file_name(file_name: &str) -> Option<(&str, u32)> {
+    let (name, pid) = file_name.strip_suffix(SOCKET_SUFFIX)?.rsplit_once('-')?;
+    if name.is_empty() || pid.is_empty() || !pid.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some((name, pid.parse().ok()?))
+}
+
 /// Whether `name` is a valid worker or agent name: 1 to 64 ASCII letters, digits, `-`, `_`
 /// or `.`, not starting with `.` or `-`.
 #[must_use]
@@ -74,6 +85,24 @@ mod tests {
             PathBuf::from("/tmp/openrtc-7")
         );
         assert_eq!(socket_dir(None, 1000), PathBuf::from("/tmp/openrtc-1000"));
+    }
+
+    #[test]
+    fn socket_file_names_round_trip_and_odd_names_are_not_parsed() {
+        assert_eq!(
+            parse_socket_file_name(&socket_file_name("edge-eu.1", 4242)),
+            Some(("edge-eu.1", 4242))
+        );
+        for odd in [
+            "demo.sock",
+            "demo-.sock",
+            "-42.sock",
+            "demo-4x2.sock",
+            "demo-42.socket",
+            "demo-99999999999.sock",
+        ] {
+            assert_eq!(parse_socket_file_name(odd), None, "{odd}");
+        }
     }
 
     #[test]

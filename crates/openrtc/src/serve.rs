@@ -149,20 +149,15 @@ fn remove_dead_workers_sockets(dir: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(stem) = name
+        let Some((_, pid)) = name
             .to_str()
-            .and_then(|name| name.strip_suffix(openrtc_proto::SOCKET_SUFFIX))
+            .and_then(openrtc_proto::parse_socket_file_name)
         else {
             continue;
         };
-        let pid = stem
-            .rsplit_once('-')
-            .and_then(|(_, pid)| pid.parse::<u32>().ok());
         let is_socket = entry.file_type().is_ok_and(|kind| kind.is_socket());
-        if let Some(pid) = pid {
-            if is_socket && !crate::os::process_exists(pid) {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        if is_socket && !crate::os::process_exists(pid) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

@@ -187,12 +187,12 @@ fn name_from_socket(socket: &Path) -> String {
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = file_name.strip_suffix(SOCKET_SUFFIX).unwrap_or(&file_name);
-    match stem.rsplit_once('-') {
-        Some((name, pid)) if !name.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => {
-            name.to_owned()
-        }
-        _ => stem.to_owned(),
+    match openrtc_proto::parse_socket_file_name(&file_name) {
+        Some((name, _)) => name.to_owned(),
+        None => file_name
+            .strip_suffix(SOCKET_SUFFIX)
+            .unwrap_or(&file_name)
+            .to_owned(),
     }
 }
 
