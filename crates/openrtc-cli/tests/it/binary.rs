@@ -25,7 +25,7 @@ fn openrtc(runtime_dir: &Path) -> Command {
 }
 
 /// Runs the binary with `args` to completion.
-fn run(runtime_dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(runtime_dir: &Path, args: &[&str]) -> Output {
     openrtc(runtime_dir)
         .args(args)
         .output()
@@ -33,12 +33,12 @@ fn run(runtime_dir: &Path, args: &[&str]) -> Output {
 }
 
 /// Standard output as text.
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 stdout")
 }
 
 /// Standard error as text.
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).expect("UTF-8 stderr")
 }
 

@@ -9,10 +9,12 @@ mod tui;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use openrtc_proto::{PoolSnapshot, SessionState};
+
+use crate::binary::{run, stderr, stdout};
 
 /// How long a wait may take before the test fails: generous, for busy CI machines.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -113,18 +115,6 @@ fn mode_of(path: &Path) -> u32 {
         & 0o777
 }
 
-fn openrtc(runtime_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_openrtc"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", runtime_dir)
-        .output()
-        .expect("run openrtc")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
-}
-
 /// Polls `top --once --format json` until `accept` likes every worker's snapshot.
 #[track_caller]
 fn wait_for_snapshots(
@@ -137,9 +127,9 @@ fn wait_for_snapshots(
     loop {
         let mut args = vec!["top", "--once", "--format", "json"];
         args.extend_from_slice(extra);
-        let output = openrtc(runtime_dir, &args);
+        let output = run(runtime_dir, &args);
         if output.status.success() {
-            let snapshots: Vec<PoolSnapshot> = text(&output.stdout)
+            let snapshots: Vec<PoolSnapshot> = stdout(&output)
                 .lines()
                 .map(|line| serde_json::from_str(line).expect("a snapshot per line"))
                 .collect();
@@ -175,34 +165,34 @@ fn top_once_shows_a_live_worker_in_text_and_json() {
     );
     assert_eq!(mode_of(&socket), 0o600);
 
-    let output = openrtc(
+    let output = run(
         dir.path(),
         &["top", "--once", "--socket", socket_arg, "--sort", "session"],
     );
     assert!(output.status.success());
-    let stdout = text(&output.stdout);
+    let shown = stdout(&output);
     assert!(
-        stdout.starts_with(&format!("worker live1 pid {}", worker.pid())),
-        "{stdout}"
+        shown.starts_with(&format!("worker live1 pid {}", worker.pid())),
+        "{shown}"
     );
-    let rows: Vec<&str> = stdout
+    let rows: Vec<&str> = shown
         .lines()
         .filter(|line| line.starts_with("s-"))
         .collect();
-    assert_eq!(rows.len(), 5, "{stdout}");
-    assert!(rows.iter().all(|row| row.contains(" echo ")), "{stdout}");
+    assert_eq!(rows.len(), 5, "{shown}");
+    assert!(rows.iter().all(|row| row.contains(" echo ")), "{shown}");
     let ids: Vec<&str> = rows
         .iter()
         .map(|row| row.split_whitespace().next().unwrap_or(""))
         .collect();
     assert_eq!(ids, ["s-1", "s-2", "s-3", "s-4", "s-5"]);
 
-    let filtered = openrtc(
+    let filtered = run(
         dir.path(),
         &["top", "--once", "--socket", socket_arg, "--agent", "hot"],
     );
     assert!(filtered.status.success());
-    let filtered = text(&filtered.stdout);
+    let filtered = stdout(&filtered);
     assert!(filtered.contains("(no matching sessions"), "{filtered}");
     assert!(
         !filtered.lines().any(|line| line.starts_with("s-")),
@@ -215,10 +205,10 @@ fn top_once_shows_a_live_worker_in_text_and_json() {
         "the demo exits cleanly on SIGTERM: {status}"
     );
     assert!(!socket.exists(), "the socket file is removed on exit");
-    let gone = openrtc(dir.path(), &["top", "--once", "--socket", socket_arg]);
+    let gone = run(dir.path(), &["top", "--once", "--socket", socket_arg]);
     assert_eq!(gone.status.code(), Some(1));
     assert_eq!(
-        text(&gone.stderr).trim(),
+        stderr(&gone).trim(),
         format!("no running openrtc worker found at {socket_arg}")
     );
 }
@@ -249,9 +239,9 @@ fn top_finds_every_worker_in_the_private_per_user_directory() {
         assert_eq!(mode_of(&socket), 0o600);
     }
 
-    let output = openrtc(dir.path(), &["top", "--once"]);
+    let output = run(dir.path(), &["top", "--once"]);
     assert!(output.status.success());
-    let stdout = text(&output.stdout);
+    let stdout = stdout(&output);
     let headers: Vec<&str> = stdout
         .lines()
         .filter(|line| line.starts_with("worker "))
@@ -314,8 +304,8 @@ fn a_blocking_session_shows_slow_in_top_and_in_the_log() {
         "a 300 ms sleep stalled for {stall_ms} ms"
     );
 
-    let output = openrtc(dir.path(), &["top", "--once", "--status", "slow"]);
-    let stdout = text(&output.stdout);
+    let output = run(dir.path(), &["top", "--once", "--status", "slow"]);
+    let stdout = stdout(&output);
     assert!(
         stdout.lines().any(|line| line.starts_with("s-1 ")
             && line.contains("blocker")
