@@ -250,9 +250,8 @@ fn serve(
     });
 }
 
-async fn refuse(stream: UnixStream, code: ErrorCode, message: String) {
-    let mut framed = Framed::new(stream, line_codec());
-    if send(&mut framed, Response::Error { code, message })
+async fn refuse(mut stream: UnixStream, code: ErrorCode, message: String) {
+    if send(&mut stream, Response::Error { code, message })
         .await
         .is_err()
     {
@@ -260,7 +259,6 @@ async fn refuse(stream: UnixStream, code: ErrorCode, message: String) {
     }
     // Close gently: stop writing, then swallow what the client is still sending for a moment,
     // so its write does not fail before it reads the refusal.
-    let mut stream = framed.into_inner();
     let _ = stream.shutdown().await;
     let mut discard = vec![0; 4096];
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
@@ -281,26 +279,20 @@ fn line_codec() -> AnyDelimiterCodec {
     AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES)
 }
 
-async fn send(
-    framed: &mut Framed<UnixStream, AnyDelimiterCodec>,
-    response: Response,
-) -> io::Result<()> {
+async fn send(stream: &mut UnixStream, response: Response) -> io::Result<()> {
     let envelope = ResponseEnvelope {
         v: PROTOCOL_VERSION,
         response,
     };
     let mut line = serde_json::to_vec(&envelope).map_err(io::Error::other)?;
     line.push(b'\n');
-    write_line(framed, &line).await
+    write_line(stream, &line).await
 }
 
-/// Writes one answer line straight to the stream (the codec only reads requests, so its
-/// write buffer is always empty), giving up on a client that does not read in time.
-async fn write_line(
-    framed: &mut Framed<UnixStream, AnyDelimiterCodec>,
-    line: &[u8],
-) -> io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, framed.get_mut().write_all(line)).await {
+/// Writes one answer line, giving up on a client that does not read in time. Answers go
+/// straight to the stream: the line codec only reads requests.
+async fn write_line(stream: &mut UnixStream, line: &[u8]) -> io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(line)).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -337,8 +329,8 @@ async fn serve_client(shared: &PoolShared, stream: UnixStream) {
             Err(AnyDelimiterCodecError::Io(_)) => return,
         };
         let sent = match response {
-            Answer::Reply(response) => send(&mut framed, response).await,
-            Answer::Snapshot => send_snapshot(shared, &mut framed).await,
+            Answer::Reply(response) => send(framed.get_mut(), response).await,
+            Answer::Snapshot => send_snapshot(shared, framed.get_mut()).await,
         };
         if sent.is_err() || !keep_open {
             return;
@@ -359,14 +351,11 @@ fn error(code: ErrorCode, message: String) -> Answer {
 }
 
 /// Writes a snapshot answer, serialized straight from the session cells.
-async fn send_snapshot(
-    shared: &PoolShared,
-    framed: &mut Framed<UnixStream, AnyDelimiterCodec>,
-) -> io::Result<()> {
+async fn send_snapshot(shared: &PoolShared, stream: &mut UnixStream) -> io::Result<()> {
     let mut line = Vec::with_capacity(64 * 1024);
     crate::introspect::write_snapshot_response(shared, &mut line).map_err(io::Error::other)?;
     line.push(b'\n');
-    write_line(framed, &line).await
+    write_line(stream, &line).await
 }
 
 /// The answer to one request line.
