@@ -381,22 +381,10 @@ impl Report for AttributionReport {
                 row.right,
                 row.wrong,
                 row.missed,
-                format!(
-                    "{:.1} / {:.1}",
-                    row.detection_latency_ms.median, row.detection_latency_ms.max
-                ),
-                format!(
-                    "{:.2} / {:.2}",
-                    row.duration_error_ms.median, row.duration_error_ms.max
-                ),
-                format!(
-                    "{:.1} / {:.1}",
-                    row.others_worst_late_ms.median, row.others_worst_late_ms.max
-                ),
-                format!(
-                    "{} / {}",
-                    row.others_late_sessions.median, row.others_late_sessions.max
-                ),
+                row.detection_latency_ms.median_max(1),
+                row.duration_error_ms.median_max(2),
+                row.others_worst_late_ms.median_max(1),
+                row.others_late_sessions.median_max(0),
             ));
         }
         table

@@ -12,6 +12,11 @@ pub(crate) struct Spread {
 }
 
 impl Spread {
+    /// `median / max` with `decimals` digits after the point, for tables.
+    pub(crate) fn median_max(&self, decimals: usize) -> String {
+        format!("{:.*} / {:.*}", decimals, self.median, decimals, self.max)
+    }
+
     /// The spread of `values` (all zero when there are none).
     pub(crate) fn of(values: &[f64]) -> Self {
         if values.is_empty() {
@@ -45,6 +50,8 @@ mod tests {
             (spread.median, spread.p99, spread.max, spread.count),
             (3.0, 5.0, 5.0, 5)
         );
+        assert_eq!(spread.median_max(1), "3.0 / 5.0");
+        assert_eq!(spread.median_max(0), "3 / 5");
         assert_eq!(Spread::of(&[]), Spread::default());
         // Nearest rank: of four values, the median is the second.
         assert_eq!(Spread::of(&[4.0, 3.0, 2.0, 1.0]).median, 2.0);

@@ -37,12 +37,12 @@ pub(crate) fn current_thread_stack() -> Option<(usize, usize)> {
     (read == 0 && size > 0).then(|| (low, low.saturating_add(size)))
 }
 
-/// A numeric field of `/proc/self/status` (`VmRSS:   1234 kB` gives 1234); `None` if absent.
-fn status_field(name: &str) -> Option<u64> {
-    field_of(&std::fs::read_to_string("/proc/self/status").ok()?, name)
+/// The text of `/proc/self/status` (empty if unreadable).
+fn read_status() -> String {
+    std::fs::read_to_string("/proc/self/status").unwrap_or_default()
 }
 
-/// A numeric field of a `status` text; `None` if absent.
+/// A numeric field of a `status` text (`VmRSS:   1234 kB` gives 1234); `None` if absent.
 fn field_of(status: &str, name: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         line.strip_prefix(name)?
@@ -54,12 +54,17 @@ fn field_of(status: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// A size field of a `status` text (counted in KiB there), in bytes; 0 if absent.
+fn bytes_of(status: &str, name: &str) -> u64 {
+    field_of(status, name).map_or(0, |kib| kib * 1024)
+}
+
 /// This process's resident set and thread count, from one reading of `/proc/self/status`
 /// (zeros if unreadable).
 pub(crate) fn resident_set_and_threads() -> (u64, u32) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = read_status();
     (
-        field_of(&status, "VmRSS").map_or(0, |kib| kib * 1024),
+        bytes_of(&status, "VmRSS"),
         field_of(&status, "Threads")
             .map_or(0, |threads| u32::try_from(threads).unwrap_or(u32::MAX)),
     )
@@ -67,12 +72,12 @@ pub(crate) fn resident_set_and_threads() -> (u64, u32) {
 
 /// The resident set size of this process in bytes, from `/proc/self/status`; 0 if unreadable.
 pub(crate) fn resident_set_bytes() -> u64 {
-    status_field("VmRSS").map_or(0, |kib| kib * 1024)
+    bytes_of(&read_status(), "VmRSS")
 }
 
 /// The highest resident set size this process has had, in bytes; 0 if unreadable.
 pub(crate) fn peak_resident_set_bytes() -> u64 {
-    status_field("VmHWM").map_or(0, |kib| kib * 1024)
+    bytes_of(&read_status(), "VmHWM")
 }
 
 /// `utime + stime` from a `stat` line (of the process or one of its threads), as a duration

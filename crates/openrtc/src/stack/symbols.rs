@@ -3,10 +3,10 @@
 //!
 //! Symbolization runs on the watchdog's reporter thread, after the stuck thread has been let
 //! go. It reads the binary's debug info (the workspace's release and bench profiles keep
-//! `debug = "limited"`: line tables and full names of inlined functions). The first symbolization
-//! loads it (about 30 ms and 40 MiB of RSS for the demo's release build, half of it the
-//! mapped file); the reporter unloads it after a quiet minute, so a worker without stalls
-//! never pays for it.
+//! `debug = "limited"`: line tables and full names of inlined functions). The first
+//! symbolization loads it (about 30 ms and 40 MiB of RSS for the demo's release build, half of
+//! it the mapped file); the reporter unloads it after a quiet minute, so a worker without
+//! stalls never pays for it.
 
 use std::fmt;
 use std::path::Path;
