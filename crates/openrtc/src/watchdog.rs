@@ -242,17 +242,16 @@ impl Scanner {
         if self.slots.len() < slots.len() {
             self.slots.resize_with(slots.len(), SlotWatch::default);
         }
-        for (index, slot) in slots.iter().enumerate() {
+        for (slot, watch) in slots.iter().zip(&mut self.slots) {
             let poll = slot.read();
-            self.slots[index].unmark_if(|seq| poll.map(|poll| poll.seq) != Some(seq));
+            watch.unmark_if(|seq| poll.map(|poll| poll.seq) != Some(seq));
             let Some(poll) = poll else { continue };
             let running_ticks = now_raw.saturating_sub(poll.started_raw);
-            if running_ticks >= self.handoff_ticks && self.slots[index].handed_off != Some(poll.seq)
-            {
-                self.slots[index].handed_off = Some(poll.seq);
-                self.wake_an_idle_worker();
+            if running_ticks >= self.handoff_ticks && watch.handed_off != Some(poll.seq) {
+                watch.handed_off = Some(poll.seq);
+                wake_an_idle_worker(&mut self.runtime, &self.shared);
             }
-            if self.slots[index].marked.is_some() || running_ticks < probe.threshold_ticks {
+            if watch.marked.is_some() || running_ticks < probe.threshold_ticks {
                 continue;
             }
             let Some(cell) = self.shared.session(poll.session_key) else {
@@ -282,7 +281,6 @@ impl Scanner {
                 None
             };
             cell.set_blocking_since_ns(probe.clock.since_epoch_ns(poll.started_raw));
-            let watch = &mut self.slots[index];
             watch.marked = Some(Marked {
                 seq: poll.seq,
                 cell,
@@ -292,19 +290,6 @@ impl Scanner {
             if diagnosed_now.is_some() {
                 watch.diagnosed = diagnosed_now;
             }
-        }
-    }
-
-    /// Wakes a parked worker thread, if one is parked, by giving it a no-op task: when it
-    /// parks again it takes over driving timers and I/O from a thread that may be stuck (see
-    /// [`HANDOFF_AFTER`]). A task spawned from outside the runtime goes to its shared queue
-    /// and wakes a parked worker; if none is parked, it is run by the next free one.
-    fn wake_an_idle_worker(&mut self) {
-        if self.runtime.is_none() {
-            self.runtime = self.shared.runtime();
-        }
-        if let Some(runtime) = &self.runtime {
-            drop(runtime.spawn(async {}));
         }
     }
 
@@ -439,6 +424,20 @@ impl Scanner {
                 });
             }
         }
+    }
+}
+
+/// Wakes a parked worker thread, if one is parked, by giving it a no-op task: when it parks
+/// again it takes over driving timers and I/O from a thread that may be stuck (see
+/// [`HANDOFF_AFTER`]). A task spawned from outside the runtime goes to its shared queue and
+/// wakes a parked worker; if none is parked, it is run by the next free one. `runtime` caches
+/// the runtime's handle once it runs.
+fn wake_an_idle_worker(runtime: &mut Option<tokio::runtime::Handle>, shared: &PoolShared) {
+    if runtime.is_none() {
+        *runtime = shared.runtime();
+    }
+    if let Some(runtime) = runtime {
+        drop(runtime.spawn(async {}));
     }
 }
 
