@@ -57,6 +57,8 @@ pub struct WorkerSnapshot {
     pub refusals: BTreeMap<String, u64>,
     /// Stalls recorded since the worker started (each poll at or over the threshold, once).
     pub stalls_total_count: u64,
+    /// Of `stalls_total_count`, the stalls the host caused (class `preempted`).
+    pub stalls_preempted_count: u64,
     /// Polls running over the threshold right now (worker threads blocked this instant).
     pub stalls_in_progress_count: u32,
     /// Stalls recorded over the last minute.
@@ -181,8 +183,12 @@ pub struct SessionSnapshot {
     pub busy_ns: u64,
     /// Lifetime number of polls of its tasks.
     pub poll_count: u64,
-    /// Stalls it caused (polls at or over the threshold).
+    /// Stalls it caused (polls at or over the threshold), those the host caused included.
     pub stall_count: u64,
+    /// Of `stall_count`, the stalls during which its thread was mostly kept off the CPU by
+    /// the host (class `preempted`): they do not count against the session.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub preempted_stall_count: u64,
     /// Its last finished stall.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_stall: Option<StallSnapshot>,
@@ -211,21 +217,35 @@ pub struct SessionSnapshot {
 }
 
 /// One stall: a poll that held a worker thread at least the threshold.
+///
+/// The record is in the snapshot as soon as the watchdog sees the poll end (within a few
+/// milliseconds): its start, exact duration, worker and class (when the stall was diagnosed
+/// while in progress). The parts that take longer are filled in later and listed in
+/// `pending` until then: the cause in words and the stack (symbolized off the worker
+/// threads), and the victims (the sessions it delayed report in within 50 ms).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct StallSnapshot {
     /// Its exact duration.
     pub duration_ns: u64,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
     /// When it ended, in milliseconds since the Unix epoch.
     pub ended_at_unix_ms: u64,
     /// The 0-based index of the runtime worker thread it blocked.
     pub worker: u32,
-    /// What the blocked thread was doing, when the watchdog saw the stall in progress:
-    /// `cpu`, `sleep`, `lock`, `io`, `fault` or `unknown`. Absent for stalls shorter than its
-    /// scan.
+    /// What the blocked thread was doing, when the watchdog saw the stall in progress.
+    /// Absent for stalls too short for its scan, or over its diagnosis budget.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<StallClass>,
+    /// The parts of this record still being filled in; empty once it is complete.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<StallPart>,
+    /// How the blocked thread spent the part of the stall the watchdog watched: on a CPU, or
+    /// runnable and waiting for one. Absent when the stall was too short to be watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_time: Option<ThreadTimeSnapshot>,
     /// The syscall the thread was blocked in, when it was in one (`clock_nanosleep`, `futex`,
     /// `recvfrom`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -249,6 +269,111 @@ pub struct StallSnapshot {
     /// The sessions it delayed, longest delay first (at most 16; `victim_count` counts all).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub victims: Vec<VictimSnapshot>,
+}
+
+impl StallSnapshot {
+    /// Whether the host, not the session, made this stall: its thread was runnable but kept
+    /// off the CPU for most of it. Such a stall still counts (the session's calls were late),
+    /// but nothing that punishes a session or a tenant counts it.
+    #[must_use]
+    pub fn is_host_caused(&self) -> bool {
+        self.class.is_some_and(StallClass::is_host_caused)
+    }
+}
+
+/// What a stuck worker thread was doing, by the kind of wait it was in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StallClass {
+    /// On a CPU: a busy loop or a long computation.
+    Cpu,
+    /// Runnable but kept off the CPU for most of the stall: the host was busy (other
+    /// processes, or a hypervisor's steal), not the session.
+    Preempted,
+    /// Sleeping on a timer (`nanosleep`, `clock_nanosleep`), as in `std::thread::sleep`.
+    Sleep,
+    /// Waiting for a lock: a futex wait (`std::sync::Mutex`, `Condvar`, blocking channels,
+    /// `thread::park`) or an `flock`.
+    Lock,
+    /// Waiting in a blocking read, write, poll, select, connect, accept or fsync.
+    Io,
+    /// In uninterruptible sleep outside an I/O call, as in a page fault on a slow mapping.
+    Fault,
+    /// None of the above, or the thread could not be read (it may have exited).
+    Unknown,
+}
+
+impl StallClass {
+    /// The lowercase name used on the wire, in log lines and in tables.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Preempted => "preempted",
+            Self::Sleep => "sleep",
+            Self::Lock => "lock",
+            Self::Io => "io",
+            Self::Fault => "fault",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Whether a stall of this class was the host's doing rather than the session's.
+    #[must_use]
+    pub fn is_host_caused(self) -> bool {
+        matches!(self, Self::Preempted)
+    }
+}
+
+impl std::fmt::Display for StallClass {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// A part of a stall record that is filled in after the stall ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StallPart {
+    /// `cause`, `frames` and `stack_note`: the captured stack is being symbolized.
+    Cause,
+    /// `victim_count` and `victims`: the delayed sessions are reporting in.
+    Victims,
+}
+
+/// How a blocked worker thread spent the part of a stall the watchdog watched (from the
+/// first scan that saw the poll running to the last one before it ended), from the kernel's
+/// per-thread scheduler statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ThreadTimeSnapshot {
+    /// The wall time watched.
+    pub watched_ns: u64,
+    /// Of it, time the thread ran on a CPU.
+    pub on_cpu_ns: u64,
+    /// Of it, time the thread was runnable and waited in a run queue for a CPU.
+    pub run_queue_ns: u64,
+}
+
+impl ThreadTimeSnapshot {
+    /// The share of the watched time the thread ran, in percent (0 when nothing was watched).
+    #[must_use]
+    pub fn on_cpu_pct(&self) -> f64 {
+        if self.watched_ns == 0 {
+            0.0
+        } else {
+            self.on_cpu_ns as f64 * 100.0 / self.watched_ns as f64
+        }
+    }
+}
+
+/// Whether a counter is zero (left out of session rows to keep snapshots small).
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// A session delayed by another session's stall.

@@ -6,7 +6,10 @@
 //! call), `lock` (a futex wait), `io` (a blocking read, write, poll, connect, accept or fsync,
 //! with the file descriptor resolved through `/proc/self/fd` to a file, pipe or socket where
 //! the call takes one), `fault` (uninterruptible sleep outside an I/O call, as in a page fault)
-//! or `unknown`.
+//! or `unknown`. Once the stall is over, [`judge`] turns a `cpu` stall into `preempted` when
+//! the thread's scheduler statistics (read by the watchdog with [`read_thread_time`] while it
+//! watched the stall) show that it was kept off the CPU for so long that, on a free CPU, the
+//! poll would not have been a stall: the host's fault, not the session's.
 //!
 //! No signal is sent and the stuck thread is not disturbed. The watchdog thread calls
 //! [`diagnose`] only while a stall is in progress, so classification costs nothing when there
@@ -26,43 +29,9 @@ use fd::describe_fd;
 
 use crate::os::{stat_cpu_time, stat_fields_after_name};
 
-/// What a stuck thread is doing, by the kind of wait it is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum StallClass {
-    /// Running on a CPU or waiting for one: a busy loop or a long computation.
-    Cpu,
-    /// Sleeping on a timer (`nanosleep`, `clock_nanosleep`), as in `std::thread::sleep`.
-    Sleep,
-    /// Waiting for a lock: a futex wait (`std::sync::Mutex`, `Condvar`, blocking channels,
-    /// `thread::park`) or an `flock`.
-    Lock,
-    /// Waiting in a blocking read, write, poll, select, connect, accept or fsync.
-    Io,
-    /// In uninterruptible sleep outside an I/O call, as in a page fault on a slow mapping.
-    Fault,
-    /// None of the above, or the thread could not be read (it may have exited).
-    Unknown,
-}
-
-impl StallClass {
-    /// The lowercase name used in log lines and snapshots.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Sleep => "sleep",
-            Self::Lock => "lock",
-            Self::Io => "io",
-            Self::Fault => "fault",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for StallClass {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
+/// What a stuck thread is doing, by the kind of wait it is in (the wire type: the snapshot,
+/// the log line and `top` speak of the same classes).
+pub(crate) use openrtc_proto::StallClass;
 
 /// Why a stuck thread is stuck: the verdict and the facts it rests on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +70,7 @@ impl StallDiagnosis {
 impl fmt::Display for StallDiagnosis {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.class.as_str())?;
-        if self.class == StallClass::Cpu {
+        if matches!(self.class, StallClass::Cpu | StallClass::Preempted) {
             return Ok(());
         }
         match (self.syscall, self.syscall_number) {
@@ -154,6 +123,90 @@ pub(crate) fn diagnose(tid: i32, interval: Duration) -> StallDiagnosis {
         interval: measured_interval,
     };
     classify(&readings, &mut describe_fd)
+}
+
+/// A thread's scheduler statistics at one instant: its lifetime time on a CPU and time spent
+/// runnable in a run queue, from `/proc/self/task/<tid>/schedstat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ThreadTime {
+    pub(crate) on_cpu_ns: u64,
+    pub(crate) run_queue_ns: u64,
+}
+
+impl ThreadTime {
+    /// What the thread did between an earlier reading and this one.
+    pub(crate) fn since(self, earlier: Self) -> Self {
+        Self {
+            on_cpu_ns: self.on_cpu_ns.saturating_sub(earlier.on_cpu_ns),
+            run_queue_ns: self.run_queue_ns.saturating_sub(earlier.run_queue_ns),
+        }
+    }
+}
+
+/// Reads a thread's scheduler statistics from `schedstat` at `path` (the caller keeps the
+/// path, `/proc/self/task/<tid>/schedstat`, to read it every scan without formatting it);
+/// `None` if the kernel does not keep them or the thread is gone.
+pub(crate) fn read_thread_time(path: &std::path::Path) -> Option<ThreadTime> {
+    parse_schedstat(&std::fs::read_to_string(path).ok()?)
+}
+
+/// Parses `schedstat`: `<ns on a CPU> <ns waiting in a run queue> <timeslices>`.
+fn parse_schedstat(text: &str) -> Option<ThreadTime> {
+    let mut fields = text.split_whitespace();
+    let on_cpu_ns = fields.next()?.parse().ok()?;
+    let run_queue_ns = fields.next()?.parse().ok()?;
+    Some(ThreadTime {
+        on_cpu_ns,
+        run_queue_ns,
+    })
+}
+
+/// How a stalled thread spent the part of the stall the watchdog watched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WatchedTime {
+    /// The wall time watched (from the first reading to the last, both while the poll ran).
+    pub(crate) watched_ns: u64,
+    /// What the thread did meanwhile.
+    pub(crate) spent: ThreadTime,
+}
+
+/// The final class of a finished stall: the class seen in progress (if the watchdog
+/// diagnosed it), turned into [`StallClass::Preempted`] when the thread was runnable yet ran so
+/// little that the poll would not have reached the threshold on a free CPU.
+///
+/// The watchdog watches a stall from its first scan after the poll has run a few
+/// milliseconds; the unwatched rest of the `duration_ns` is counted as if the thread ran all
+/// of it, so a stall is blamed on the host only when the session's own running time is
+/// certainly under `threshold_ns`. A session that computes past the threshold on a busy host
+/// stays `cpu`: it would have stalled on a free CPU too. A stall that ended before it could
+/// be diagnosed (just over the threshold) is judged from the watched time alone: a thread
+/// that was on a CPU or in a run queue for nearly all of it was runnable.
+pub(crate) fn judge(
+    seen: Option<StallClass>,
+    watched: Option<WatchedTime>,
+    duration_ns: u64,
+    threshold_ns: u64,
+) -> Option<StallClass> {
+    let Some(watched) = watched.filter(|watched| watched.watched_ns > 0) else {
+        return seen;
+    };
+    let runnable = match seen {
+        Some(class) => class == StallClass::Cpu,
+        None => {
+            let spent = watched.spent.on_cpu_ns + watched.spent.run_queue_ns;
+            spent.saturating_mul(10) >= watched.watched_ns.saturating_mul(9)
+        }
+    };
+    if !runnable {
+        return seen;
+    }
+    let unwatched_ns = duration_ns.saturating_sub(watched.watched_ns);
+    let ran_at_most_ns = watched.spent.on_cpu_ns.saturating_add(unwatched_ns);
+    if ran_at_most_ns < threshold_ns {
+        Some(StallClass::Preempted)
+    } else {
+        Some(StallClass::Cpu)
+    }
 }
 
 /// Where a thread's CPU time is read from.

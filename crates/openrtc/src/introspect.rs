@@ -38,6 +38,7 @@ struct RowFigures {
     busy_ns: u64,
     poll_count: u64,
     stall_count: u64,
+    preempted_stall_count: u64,
     recent_stalls: Vec<StallSnapshot>,
     blocking_for_ms: Option<u64>,
     delayed_by_stalls_ns: u64,
@@ -127,6 +128,7 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
             row.busy_ns = figures.busy_ns;
             row.poll_count = figures.poll_count;
             row.stall_count = figures.stall_count;
+            row.preempted_stall_count = figures.preempted_stall_count;
             row.last_stall = figures.recent_stalls.last().cloned();
             row.recent_stalls = figures.recent_stalls;
             row.blocking_for_ms = figures.blocking_for_ms;
@@ -257,6 +259,7 @@ impl Serialize for RowsView<'_> {
                 busy_ns: figures.busy_ns,
                 poll_count: figures.poll_count,
                 stall_count: figures.stall_count,
+                preempted_stall_count: figures.preempted_stall_count,
                 last_stall: figures.recent_stalls.last(),
                 recent_stalls: &figures.recent_stalls,
                 blocking_for_ms: figures.blocking_for_ms,
@@ -288,6 +291,8 @@ struct RowView<'a> {
     busy_ns: u64,
     poll_count: u64,
     stall_count: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    preempted_stall_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_stall: Option<&'a StallSnapshot>,
     #[serde(skip_serializing_if = "is_empty")]
@@ -305,6 +310,11 @@ struct RowView<'a> {
 
 fn is_null(value: &&serde_json::Value) -> bool {
     value.is_null()
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 fn is_empty(stalls: &&[StallSnapshot]) -> bool {
@@ -353,6 +363,7 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         .collect();
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
     worker.stalls_last_minute_count = shared.stalls_last_minute.load(Ordering::Relaxed);
+    worker.stalls_preempted_count = shared.stalls_preempted.load(Ordering::Relaxed);
     (worker.rss_bytes, worker.threads_count) = crate::os::resident_set_and_threads();
     worker.process_cpu_pct = f64::from_bits(shared.process_cpu_pct_bits.load(Ordering::Relaxed));
     worker.open_fds_count = crate::os::open_fd_count();
@@ -404,17 +415,32 @@ fn figures(
         busy_ns: totals.busy_ns,
         poll_count: totals.poll_count,
         stall_count: cell.stall_count(),
+        preempted_stall_count: cell.preempted_stall_count(),
         recent_stalls: cell
             .recent_stalls()
             .into_iter()
             .map(|stall| {
                 let mut record = StallSnapshot::default();
                 record.duration_ns = stall.duration_ns;
+                record.started_at_unix_ms = clock.unix_ms(stall.started_ns);
                 record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
                 record.worker = stall.worker;
+                record.class = stall.class;
+                record.syscall = stall.syscall.map(str::to_owned);
+                record.thread_time = stall.watched.map(|watched| {
+                    let mut time = openrtc_proto::ThreadTimeSnapshot::default();
+                    time.watched_ns = watched.watched_ns;
+                    time.on_cpu_ns = watched.spent.on_cpu_ns;
+                    time.run_queue_ns = watched.spent.run_queue_ns;
+                    time
+                });
+                if stall.cause_pending {
+                    record.pending.push(openrtc_proto::StallPart::Cause);
+                }
+                if stall.victims_pending {
+                    record.pending.push(openrtc_proto::StallPart::Victims);
+                }
                 if let Some(cause) = stall.cause {
-                    record.class = Some(cause.class.as_str().to_owned());
-                    record.syscall = cause.syscall.map(str::to_owned);
                     record.cause = Some(cause.summary.to_string());
                     record.frames = cause.stack.map_or_else(Vec::new, |stack| {
                         stack

@@ -125,6 +125,8 @@ pub(crate) struct PoolShared {
     pub(crate) process_cpu_pct_bits: AtomicU64,
     /// Stalls over the last minute (by the watchdog).
     pub(crate) stalls_last_minute: AtomicU64,
+    /// Stalls the host caused (class `preempted`; by the watchdog).
+    pub(crate) stalls_preempted: AtomicU64,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -417,6 +419,7 @@ impl AgentPool {
             runtime_started_ns: AtomicU64::new(0),
             process_cpu_pct_bits: AtomicU64::new(0),
             stalls_last_minute: AtomicU64::new(0),
+            stalls_preempted: AtomicU64::new(0),
         });
         Self {
             shared,

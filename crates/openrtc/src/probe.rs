@@ -348,6 +348,9 @@ pub(crate) struct Probe {
     pub(crate) delay_events_dropped: AtomicU64,
     /// A wait shorter than this (in raw ticks) is not looked at: 1 ms.
     delay_floor_ticks: u64,
+    /// The watchdog's scanning thread, woken when a stall ends so that its record is in
+    /// the snapshots at once rather than at the next scan.
+    watchdog: OnceLock<std::thread::Thread>,
 }
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
@@ -378,8 +381,14 @@ impl Probe {
             delays: ArrayQueue::new(STALL_QUEUE_CAPACITY),
             delay_events_dropped: AtomicU64::new(0),
             delay_floor_ticks: clock.nanos_to_ticks(DELAY_FLOOR_NS),
+            watchdog: OnceLock::new(),
             clock,
         }
+    }
+
+    /// Names the thread to wake when a stall ends (the watchdog's scanner; set once).
+    pub(crate) fn set_watchdog(&self, thread: std::thread::Thread) {
+        let _ = self.watchdog.set(thread);
     }
 
     /// This pool's process-unique id.
@@ -484,6 +493,11 @@ impl Probe {
         };
         if self.stalls.push(event).is_err() {
             self.stall_events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // A poll of at least the threshold has just ended: waking the watchdog costs an
+        // atomic swap and, if it sleeps, one futex wake; it neither blocks nor allocates.
+        if let Some(watchdog) = self.watchdog.get() {
+            watchdog.unpark();
         }
     }
 }

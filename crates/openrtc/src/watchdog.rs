@@ -5,23 +5,25 @@
 //! A poll running past the threshold makes its session `slow` at once, while it still
 //! blocks, after the stuck thread has been diagnosed from `/proc` (see `classify`) and, with
 //! stack capture on, its stack captured (see `stack`). The probe itself counts every finished
-//! stall when the poll returns; the watchdog takes those from the probe's queue, waits
-//! [`VICTIM_GRACE`] for the polls of other sessions that waited through the stall to report
-//! in (the probe times every wake), then hands the stall to a second thread, the reporter,
-//! which symbolizes its stack, writes the `[slow-session]` log line, keeps the stall with its
-//! cause, stack and victims in its session's record, and unloads debug info unused for a
-//! minute. Once per [`CPU_WINDOW`] the watchdog closes every session's CPU window, measures
+//! stall when the poll returns and wakes the watchdog, which takes the stall from the probe's
+//! queue and keeps its record in the session at once (start, exact duration, worker, class);
+//! a second thread, the reporter, symbolizes its stack and fills in its cause. The watchdog
+//! waits [`VICTIM_GRACE`] for the polls of other sessions that waited through the stall to
+//! report in (the probe times every wake), then the reporter fills in the victims, writes the
+//! `[slow-session]` log line, and unloads debug info unused for a minute. While a poll runs
+//! long, the watchdog reads its thread's scheduler statistics every scan, so a stall during
+//! which the host kept the thread off the CPU is classed `preempted` (see `classify::judge`). Once per [`CPU_WINDOW`] the watchdog closes every session's CPU window, measures
 //! the process's CPU, checks the worker's memory levels and recycles the allocator accounts
 //! of ended sessions.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::RunError;
-use crate::classify::StallDiagnosis;
+use crate::classify::{StallClass, StallDiagnosis, ThreadTime, WatchedTime};
 use crate::pool::PoolShared;
 use crate::probe::{StallEvent, duration_ns};
 use crate::session::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
@@ -45,6 +47,16 @@ pub(crate) struct Watchdog {
     reporter: JoinHandle<()>,
 }
 
+impl Watching {
+    /// What the thread did between the first and the latest reading.
+    fn watched(&self, clock: &crate::probe::Clock) -> WatchedTime {
+        WatchedTime {
+            watched_ns: clock.nanos_between(self.first.0, self.latest.0),
+            spent: self.latest.1.since(self.first.1),
+        }
+    }
+}
+
 /// A poll running this long makes the watchdog wake an idle worker thread (or the threshold,
 /// if that is shorter). Tokio drives its timers and I/O from whichever worker thread parked
 /// on them last; a worker that wakes from driving them with one task to run does not wake
@@ -64,9 +76,45 @@ struct SlotWatch {
     diagnosed: Option<Diagnosed>,
     /// The poll (its sequence number) for which an idle worker thread was last woken.
     handed_off: Option<u64>,
+    /// The scheduler statistics of the long poll running now, first and latest reading.
+    watching: Option<Watching>,
+    /// `/proc/self/task/<tid>/schedstat` of the slot's thread, once its tid is known.
+    schedstat: Option<std::path::PathBuf>,
+}
+
+/// A long poll's thread, watched from its first scan past [`HANDOFF_AFTER`] while it runs.
+struct Watching {
+    seq: u64,
+    first: (u64, ThreadTime),
+    latest: (u64, ThreadTime),
 }
 
 impl SlotWatch {
+    /// Reads the scheduler statistics of `slot`'s thread for the long poll `seq`: the first
+    /// reading of a new poll starts watching it, later ones move its latest reading.
+    fn note_thread_time(&mut self, slot: &crate::probe::PollSlot, seq: u64, now_raw: u64) {
+        if self.schedstat.is_none() && slot.tid() != 0 {
+            self.schedstat = Some(format!("/proc/self/task/{}/schedstat", slot.tid()).into());
+        }
+        let Some(time) = self
+            .schedstat
+            .as_deref()
+            .and_then(crate::classify::read_thread_time)
+        else {
+            return;
+        };
+        match &mut self.watching {
+            Some(watching) if watching.seq == seq => watching.latest = (now_raw, time),
+            _ => {
+                self.watching = Some(Watching {
+                    seq,
+                    first: (now_raw, time),
+                    latest: (now_raw, time),
+                });
+            }
+        }
+    }
+
     /// Unmarks the marked session if its poll (by sequence number) is `over`.
     fn unmark_if(&mut self, over: impl FnOnce(u64) -> bool) {
         if let Some(marked) = self.marked.take_if(|marked| over(marked.seq)) {
@@ -120,6 +168,7 @@ impl Watchdog {
             // Install the handler now: a failure shows in each stall's note.
             let _ = capture::install();
         }
+        let probe = Arc::clone(shared.probe());
         let (reports, finished) = mpsc::channel();
         let reporter = std::thread::Builder::new()
             .name(format!("{}-stalls", shared.config.worker_name))
@@ -139,6 +188,7 @@ impl Watchdog {
                 name: "watchdog",
                 source,
             })?;
+        probe.set_watchdog(thread.thread().clone());
         Ok(Self {
             stop,
             thread,
@@ -181,22 +231,41 @@ struct Scanner {
     memory_limit_hit: bool,
     /// Finished stalls waiting for the polls they delayed, oldest first.
     pending: VecDeque<Pending>,
-    /// To the reporter thread, which symbolizes, logs and keeps each stall in turn: the first
-    /// symbolization loads debug info (tens of milliseconds), which would hold up scanning.
-    reports: mpsc::Sender<Pending>,
+    /// To the reporter thread, which symbolizes, logs and completes each stall in turn: the
+    /// first symbolization loads debug info (tens of milliseconds), which would hold up
+    /// scanning.
+    reports: mpsc::Sender<Report>,
+    /// Reports handled on this thread once the reporter is gone.
+    orphaned: Reporter,
 }
 
 /// A finished stall held back while the polls it delayed report in.
 struct Pending {
     stall: StallEvent,
-    /// Its diagnosis while in progress, if it had one.
-    diagnosed: Option<Diagnosed>,
+    /// Its class, if it was diagnosed in progress.
+    class: Option<StallClass>,
+    /// How its thread spent the part of it the watchdog watched.
+    watched: Option<WatchedTime>,
     /// Each delayed session once, with its longest wait.
     victims: Vec<(Arc<SessionCell>, u64)>,
 }
 
+/// What the scanner hands the reporter thread, in order: a stall is explained before it is
+/// finished.
+enum Report {
+    /// A diagnosed stall that has ended: symbolize its stack and fill in its cause.
+    Explain {
+        cell: Arc<SessionCell>,
+        worker: u32,
+        seq: u64,
+        diagnosed: Diagnosed,
+    },
+    /// A stall whose victims have had their grace period: fill them in and log the stall.
+    Finish(Pending),
+}
+
 impl Scanner {
-    fn new(shared: Arc<PoolShared>, reports: mpsc::Sender<Pending>) -> Self {
+    fn new(shared: Arc<PoolShared>, reports: mpsc::Sender<Report>) -> Self {
         let cpu_window_started_ns = shared.probe().clock.now_ns();
         let stalls_at_start = shared.probe().stalls_total.load(Ordering::Relaxed);
         let handoff_ticks = shared
@@ -217,6 +286,7 @@ impl Scanner {
             memory_limit_hit: false,
             pending: VecDeque::new(),
             reports,
+            orphaned: Reporter::default(),
         }
     }
 
@@ -250,6 +320,9 @@ impl Scanner {
             if running_ticks >= self.handoff_ticks && watch.handed_off != Some(poll.seq) {
                 watch.handed_off = Some(poll.seq);
                 wake_an_idle_worker(&mut self.runtime, &self.shared);
+            }
+            if running_ticks >= self.handoff_ticks {
+                watch.note_thread_time(slot, poll.seq, probe.clock.raw());
             }
             if watch.marked.is_some() || running_ticks < probe.threshold_ticks {
                 continue;
@@ -298,19 +371,70 @@ impl Scanner {
     /// ended (all of them when `finishing`).
     fn report_finished_stalls(&mut self, finishing: bool) {
         let probe = Arc::clone(self.shared.probe());
+        let threshold_ns = probe.clock.ticks_to_nanos(probe.threshold_ticks);
         while let Some(stall) = probe.stalls.pop() {
             // The poll has returned: unmark its session now rather than at the next scan, so
             // no snapshot shows it blocking once its stall is over.
-            let watch = self.slots.get_mut(stall.worker as usize);
-            let diagnosed = watch.and_then(|watch| {
-                watch.unmark_if(|seq| seq == stall.seq);
-                watch
-                    .diagnosed
-                    .take_if(|diagnosed| diagnosed.seq == stall.seq)
+            let (diagnosed, watched) = match self.slots.get_mut(stall.worker as usize) {
+                Some(watch) => {
+                    watch.unmark_if(|seq| seq == stall.seq);
+                    (
+                        watch
+                            .diagnosed
+                            .take_if(|diagnosed| diagnosed.seq == stall.seq),
+                        watch
+                            .watching
+                            .take_if(|watching| watching.seq == stall.seq)
+                            .map(|watching| watching.watched(&probe.clock)),
+                    )
+                }
+                None => (None, None),
+            };
+            let class = crate::classify::judge(
+                diagnosed
+                    .as_ref()
+                    .map(|diagnosed| diagnosed.diagnosis.class),
+                watched,
+                stall.duration_ns,
+                threshold_ns,
+            );
+            if class == Some(StallClass::Preempted) {
+                self.shared.stalls_preempted.fetch_add(1, Ordering::Relaxed);
+            }
+            // The record goes in at once; its cause and victims are filled in when known. A
+            // stall without a slot (seq 0) can have neither.
+            stall.cell.push_stall(StallRecord {
+                seq: stall.seq,
+                started_ns: stall.ended_ns.saturating_sub(stall.duration_ns),
+                duration_ns: stall.duration_ns,
+                ended_ns: stall.ended_ns,
+                worker: stall.worker,
+                class,
+                syscall: diagnosed
+                    .as_ref()
+                    .and_then(|diagnosed| diagnosed.diagnosis.syscall),
+                watched,
+                cause: None,
+                cause_pending: diagnosed.is_some(),
+                victim_count: 0,
+                victims: Arc::new([]),
+                victims_pending: stall.seq != 0,
             });
+            if let Some(mut diagnosed) = diagnosed {
+                if let Some(class) = class {
+                    diagnosed.diagnosis.class = class;
+                }
+                self.send(Report::Explain {
+                    cell: Arc::clone(&stall.cell),
+                    worker: stall.worker,
+                    seq: stall.seq,
+                    diagnosed,
+                });
+            }
             self.pending.push_back(Pending {
                 stall,
-                diagnosed,
+                class,
+                watched,
                 victims: Vec::new(),
             });
         }
@@ -337,11 +461,16 @@ impl Scanner {
                 break;
             }
             if let Some(pending) = self.pending.pop_front() {
-                if let Err(mpsc::SendError(pending)) = self.reports.send(pending) {
-                    // The reporter is gone (it panicked): report here rather than lose it.
-                    report(pending, &mut None);
-                }
+                self.send(Report::Finish(pending));
             }
+        }
+    }
+
+    /// Hands a report to the reporter thread, or handles it here if that thread is gone (it
+    /// panicked), rather than lose it.
+    fn send(&mut self, report: Report) {
+        if let Err(mpsc::SendError(report)) = self.reports.send(report) {
+            self.orphaned.handle(report);
         }
     }
 
@@ -441,46 +570,111 @@ fn wake_an_idle_worker(runtime: &mut Option<tokio::runtime::Handle>, shared: &Po
     }
 }
 
-/// The reporter thread: reports each finished stall the scanner sends, in order, and unloads
-/// the debug info once no stack has been symbolized for [`SYMBOLS_KEPT`]. Returns when the
-/// scanner has stopped and every stall it sent is reported.
-fn report_stalls(finished: &mpsc::Receiver<Pending>) {
-    let mut symbolized_at = None;
+/// The reporter thread: handles what the scanner sends, in order, and unloads the debug info
+/// once no stack has been symbolized for [`SYMBOLS_KEPT`]. Returns when the scanner has
+/// stopped and every stall it sent is reported.
+fn report_stalls(finished: &mpsc::Receiver<Report>) {
+    let mut reporter = Reporter::default();
     loop {
-        let until_unload = symbolized_at.map_or(SYMBOLS_KEPT, |at: Instant| {
+        let until_unload = reporter.symbolized_at.map_or(SYMBOLS_KEPT, |at: Instant| {
             SYMBOLS_KEPT.saturating_sub(at.elapsed())
         });
         match finished.recv_timeout(until_unload) {
-            Ok(pending) => report(pending, &mut symbolized_at),
+            Ok(report) => reporter.handle(report),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        if symbolized_at.is_some_and(|at| at.elapsed() >= SYMBOLS_KEPT) {
-            symbolized_at = None;
+        if reporter
+            .symbolized_at
+            .is_some_and(|at| at.elapsed() >= SYMBOLS_KEPT)
+        {
+            reporter.symbolized_at = None;
             symbols::unload();
         }
     }
 }
 
-/// Symbolizes a finished stall's stack (noting when in `symbolized_at`), logs the stall,
-/// keeps it in its session's record, and charges the sessions it delayed.
-fn report(pending: Pending, symbolized_at: &mut Option<Instant>) {
+/// The reporter's state: the causes explained for stalls not yet finished, and when a stack
+/// was last symbolized.
+#[derive(Default)]
+struct Reporter {
+    /// Causes by (worker, poll sequence number), until their stall is finished.
+    explained: HashMap<(u32, u64), StallCause>,
+    symbolized_at: Option<Instant>,
+}
+
+impl Reporter {
+    fn handle(&mut self, report: Report) {
+        match report {
+            Report::Explain {
+                cell,
+                worker,
+                seq,
+                diagnosed,
+            } => {
+                if matches!(diagnosed.stack, Some(Ok(_))) {
+                    self.symbolized_at = Some(Instant::now());
+                }
+                let cause = explain(diagnosed);
+                cell.complete_stall(worker, seq, |record| {
+                    record.cause = Some(cause.clone());
+                    record.cause_pending = false;
+                });
+                self.explained.insert((worker, seq), cause);
+            }
+            Report::Finish(pending) => {
+                let cause = self
+                    .explained
+                    .remove(&(pending.stall.worker, pending.stall.seq));
+                finish(pending, cause);
+            }
+        }
+    }
+}
+
+/// Completes a stall whose victims have reported in: charges the sessions it delayed, fills
+/// in its victims and writes its `[slow-session]` line.
+fn finish(pending: Pending, cause: Option<StallCause>) {
     let Pending {
         stall,
-        diagnosed,
+        class,
+        watched,
         mut victims,
     } = pending;
-    let cause = diagnosed.map(|diagnosed| {
-        if matches!(diagnosed.stack, Some(Ok(_))) {
-            *symbolized_at = Some(Instant::now());
-        }
-        explain(diagnosed)
-    });
     victims.sort_by(|(_, left), (_, right)| right.cmp(left));
     for (cell, delay_ns) in &victims {
         cell.note_delayed_by_stall(*delay_ns);
     }
-    let delayed = match victims.first() {
+    let kept: Arc<[Victim]> = victims
+        .iter()
+        .take(KEPT_VICTIMS)
+        .map(|(cell, delay_ns)| Victim {
+            session: cell.id(),
+            delay_ns: *delay_ns,
+        })
+        .collect();
+    stall
+        .cell
+        .complete_stall(stall.worker, stall.seq, |record| {
+            record.victim_count = victims.len() as u64;
+            record.victims = kept;
+            record.victims_pending = false;
+        });
+    let mut because: Vec<String> = Vec::new();
+    if let Some(cause) = &cause {
+        because.push(cause.summary.to_string());
+    } else if let Some(class) = class {
+        because.push(class.to_string());
+    }
+    if let Some(watched) =
+        watched.filter(|_| matches!(class, Some(StallClass::Cpu | StallClass::Preempted)))
+    {
+        because.push(describe_thread_time(
+            watched,
+            class == Some(StallClass::Preempted),
+        ));
+    }
+    because.push(match victims.first() {
         None => "no other session delayed".to_owned(),
         Some((_, longest_ns)) => format!(
             "{} session{} delayed, up to {}ms",
@@ -488,34 +682,40 @@ fn report(pending: Pending, symbolized_at: &mut Option<Instant>) {
             if victims.len() == 1 { "" } else { "s" },
             longest_ns / 1_000_000
         ),
-    };
-    let because = cause.as_ref().map_or_else(
-        || delayed.clone(),
-        |cause| format!("{}; {delayed}", cause.summary),
-    );
+    });
+    let stall_ms = stall.duration_ns / 1_000_000;
     tracing::warn!(
-        "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {}ms ({because})",
+        event = "slow_session",
+        session_id = %stall.cell.id(),
+        tenant = stall.cell.tenant(),
+        agent = stall.cell.agent(),
+        worker = stall.worker,
+        stall_ms,
+        class = class.map(StallClass::as_str),
+        victim_count = victims.len(),
+        "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {stall_ms}ms ({})",
         stall.cell.id(),
         stall.cell.tenant(),
         stall.cell.agent(),
         stall.worker,
-        stall.duration_ns / 1_000_000
+        because.join("; ")
     );
-    stall.cell.push_stall(StallRecord {
-        duration_ns: stall.duration_ns,
-        ended_ns: stall.ended_ns,
-        worker: stall.worker,
-        cause,
-        victim_count: victims.len() as u64,
-        victims: victims
-            .iter()
-            .take(KEPT_VICTIMS)
-            .map(|(cell, delay_ns)| Victim {
-                session: cell.id(),
-                delay_ns: *delay_ns,
-            })
-            .collect(),
-    });
+}
+
+/// How a runnable thread spent the watched part of its stall, in words: `on a CPU 12ms of
+/// 72ms watched, 60ms waiting for one` (and, when the host caused it, that it did).
+fn describe_thread_time(watched: WatchedTime, preempted: bool) -> String {
+    let ms = |ns: u64| ns / 1_000_000;
+    let mut words = format!(
+        "on a CPU {}ms of {}ms watched, {}ms waiting for one",
+        ms(watched.spent.on_cpu_ns),
+        ms(watched.watched_ns),
+        ms(watched.spent.run_queue_ns)
+    );
+    if preempted {
+        words.push_str(": the host kept the thread off the CPU, not counted against the session");
+    }
+    words
 }
 
 /// Turns a stall diagnosed in progress into its cause: symbolizes the stack, and says what
@@ -538,8 +738,6 @@ fn explain(diagnosed: Diagnosed) -> StallCause {
         Some(Err(failed)) => (None, Some(capture_failure(failed, &diagnosis).into())),
     };
     StallCause {
-        class: diagnosis.class,
-        syscall: diagnosis.syscall,
         summary: describe(&diagnosis, stack.as_deref()).into(),
         stack,
         stack_note,
@@ -573,10 +771,10 @@ fn capture_failure(failed: capture::Failed, diagnosis: &StallDiagnosis) -> Strin
         capture::Failed::NotAnswered(deadline) => format!(
             "the thread did not take the capture signal within {} ms{}",
             deadline.as_millis(),
-            if diagnosis.thread_state == Some('D') {
-                " (it was in uninterruptible sleep)"
-            } else {
-                ""
+            match diagnosis.thread_state {
+                Some('D') => " (it was in uninterruptible sleep)",
+                Some('R') => " (it was waiting for a CPU)",
+                _ => "",
             }
         ),
         capture::Failed::Unavailable(capture::Unavailable::Architecture) => {

@@ -131,7 +131,7 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
     slow.state = SessionState::Slow;
     slow.blocking_for_ms = Some(230);
     let mut diagnosed = stall(180, 1_000, 1);
-    diagnosed.class = Some("io".into());
+    diagnosed.class = Some(openrtc_proto::StallClass::Io);
     diagnosed.syscall = Some("recvfrom".into());
     diagnosed.cause = Some(
         "io in <std::net::tcp::TcpStream as std::io::Read>::read at src/llm/cache.rs:88 on tcp 127.0.0.1:5432"

@@ -326,5 +326,5 @@ fn a_blocking_session_shows_slow_in_top_and_in_the_log() {
     // The watchdog saw the stall in progress and says what the thread was doing.
     assert!(line.contains("ms (sleep in "), "{line}");
     let stall = row.last_stall.as_ref().expect("recorded");
-    assert_eq!(stall.class.as_deref(), Some("sleep"));
+    assert_eq!(stall.class, Some(openrtc_proto::StallClass::Sleep));
 }

@@ -608,3 +608,93 @@ fn a_thread_that_is_gone_is_unknown() {
         );
     }
 }
+
+#[test]
+fn schedstat_gives_time_on_a_cpu_and_in_a_run_queue() {
+    assert_eq!(
+        parse_schedstat("194818 4460511 3\n"),
+        Some(ThreadTime {
+            on_cpu_ns: 194_818,
+            run_queue_ns: 4_460_511
+        })
+    );
+    assert_eq!(parse_schedstat(""), None);
+    assert_eq!(parse_schedstat("12"), None);
+    assert_eq!(parse_schedstat("x 1 2"), None);
+    let later = ThreadTime {
+        on_cpu_ns: 10,
+        run_queue_ns: 50,
+    };
+    let earlier = ThreadTime {
+        on_cpu_ns: 4,
+        run_queue_ns: 60,
+    };
+    assert_eq!(
+        later.since(earlier),
+        ThreadTime {
+            on_cpu_ns: 6,
+            run_queue_ns: 0
+        }
+    );
+}
+
+#[test]
+fn a_runnable_thread_that_ran_under_the_threshold_was_preempted() {
+    const MS: u64 = 1_000_000;
+    let watched = |watched_ms: u64, on_cpu_ms: u64| {
+        Some(WatchedTime {
+            watched_ns: watched_ms * MS,
+            spent: ThreadTime {
+                on_cpu_ns: on_cpu_ms * MS,
+                run_queue_ns: (watched_ms - on_cpu_ms) * MS,
+            },
+        })
+    };
+    // 80 ms stall, 72 of them watched, 10 on a CPU: at most 18 ms of its own work.
+    assert_eq!(
+        judge(Some(StallClass::Cpu), watched(72, 10), 80 * MS, 50 * MS),
+        Some(StallClass::Preempted)
+    );
+    // The unwatched 8 ms count as running: 43 + 8 = 51 ms may be its own, over 50.
+    assert_eq!(
+        judge(Some(StallClass::Cpu), watched(72, 43), 80 * MS, 50 * MS),
+        Some(StallClass::Cpu)
+    );
+    // A long computation on a busy host ran past the threshold: still the session's.
+    assert_eq!(
+        judge(Some(StallClass::Cpu), watched(290, 120), 300 * MS, 50 * MS),
+        Some(StallClass::Cpu)
+    );
+    // Only a runnable thread can be preempted: a sleep stays a sleep.
+    assert_eq!(
+        judge(Some(StallClass::Sleep), watched(290, 0), 300 * MS, 50 * MS),
+        Some(StallClass::Sleep)
+    );
+    // Nothing watched: the class seen in progress stands.
+    assert_eq!(
+        judge(Some(StallClass::Cpu), None, 80 * MS, 50 * MS),
+        Some(StallClass::Cpu)
+    );
+    assert_eq!(
+        judge(Some(StallClass::Cpu), watched(0, 0), 80 * MS, 50 * MS),
+        Some(StallClass::Cpu)
+    );
+    // Ended before it was diagnosed: runnable throughout by the scheduler's own figures.
+    assert_eq!(
+        judge(None, watched(45, 9), 55 * MS, 50 * MS),
+        Some(StallClass::Preempted)
+    );
+    assert_eq!(
+        judge(None, watched(45, 44), 55 * MS, 50 * MS),
+        Some(StallClass::Cpu)
+    );
+    // Asleep for most of the watched time: not judged without a diagnosis.
+    let asleep = Some(WatchedTime {
+        watched_ns: 45 * MS,
+        spent: ThreadTime {
+            on_cpu_ns: MS,
+            run_queue_ns: MS,
+        },
+    });
+    assert_eq!(judge(None, asleep, 55 * MS, 50 * MS), None);
+}

@@ -19,18 +19,32 @@ use crate::probe::{Probe, TaskStats};
 /// How many finished stalls a session keeps for snapshots.
 pub(crate) const RECENT_STALLS: usize = 8;
 
-/// A finished stall, as kept for snapshots.
+/// A finished stall, as kept for snapshots: written when the watchdog sees the poll end, and
+/// completed in place once its cause is symbolized and its victims have reported in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StallRecord {
+    /// The poll's sequence number in its worker's slot: with `worker`, which stall this is.
+    pub(crate) seq: u64,
+    pub(crate) started_ns: u64,
     pub(crate) duration_ns: u64,
     pub(crate) ended_ns: u64,
     pub(crate) worker: u32,
-    /// Why the thread was stuck, when the watchdog saw the stall in progress.
+    /// What the thread was doing, when the watchdog saw the stall in progress.
+    pub(crate) class: Option<crate::classify::StallClass>,
+    /// The syscall it was blocked in, when it was in one.
+    pub(crate) syscall: Option<&'static str>,
+    /// How the thread spent the part of the stall the watchdog watched.
+    pub(crate) watched: Option<crate::classify::WatchedTime>,
+    /// The cause in words and the stack, once symbolized.
     pub(crate) cause: Option<StallCause>,
+    /// Whether `cause` is still being worked out.
+    pub(crate) cause_pending: bool,
     /// How many other sessions it delayed.
     pub(crate) victim_count: u64,
     /// The sessions it delayed, longest delay first, at most [`KEPT_VICTIMS`].
     pub(crate) victims: Arc<[Victim]>,
+    /// Whether the sessions it delayed are still reporting in.
+    pub(crate) victims_pending: bool,
 }
 
 /// How many delayed sessions a stall record names.
@@ -43,11 +57,9 @@ pub(crate) struct Victim {
     pub(crate) delay_ns: u64,
 }
 
-/// The watchdog's diagnosis of a stall, as kept for snapshots and log lines.
+/// The watchdog's explanation of a stall, as kept for snapshots and log lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StallCause {
-    pub(crate) class: crate::classify::StallClass,
-    pub(crate) syscall: Option<&'static str>,
     /// The whole diagnosis in words: `sleep in std::thread::sleep at src/agent.rs:42`, or
     /// `io in recvfrom on tcp 127.0.0.1:5432` without a stack.
     pub(crate) summary: Arc<str>,
@@ -97,6 +109,8 @@ pub(crate) struct SessionCell {
     /// Whether a child task was ever spawned: until then, reading the totals takes no lock.
     had_children: std::sync::atomic::AtomicBool,
     stall_count: AtomicU64,
+    /// Of `stall_count`, the stalls the host caused (class `preempted`).
+    preempted_stall_count: AtomicU64,
     /// Time lost to other sessions' stalls, and how many stalls.
     delayed_by_stalls_ns: AtomicU64,
     delayed_by_stalls_count: AtomicU64,
@@ -142,6 +156,7 @@ impl SessionCell {
             children: Mutex::default(),
             had_children: std::sync::atomic::AtomicBool::new(false),
             stall_count: AtomicU64::new(0),
+            preempted_stall_count: AtomicU64::new(0),
             delayed_by_stalls_ns: AtomicU64::new(0),
             delayed_by_stalls_count: AtomicU64::new(0),
             slow_until_ns: AtomicU64::new(0),
@@ -279,9 +294,12 @@ impl SessionCell {
         )
     }
 
-    /// Keeps the details of a finished stall, in the order they ended (called by the
-    /// watchdog); the oldest is forgotten past [`RECENT_STALLS`].
+    /// Keeps a finished stall, in the order they ended (called by the watchdog as soon as it
+    /// sees the poll end); the oldest is forgotten past [`RECENT_STALLS`].
     pub(crate) fn push_stall(&self, record: StallRecord) {
+        if record.class == Some(crate::classify::StallClass::Preempted) {
+            self.preempted_stall_count.fetch_add(1, Ordering::Relaxed);
+        }
         let mut recent = lock(&self.recent_stalls);
         let position = recent
             .iter()
@@ -293,9 +311,32 @@ impl SessionCell {
         }
     }
 
+    /// Completes a kept stall (the one of poll `seq` on `worker`) once more of it is known;
+    /// does nothing if it has been forgotten already.
+    pub(crate) fn complete_stall(
+        &self,
+        worker: u32,
+        seq: u64,
+        fill: impl FnOnce(&mut StallRecord),
+    ) {
+        let mut recent = lock(&self.recent_stalls);
+        if let Some(record) = recent
+            .iter_mut()
+            .rev()
+            .find(|record| record.worker == worker && record.seq == seq)
+        {
+            fill(record);
+        }
+    }
+
     /// The most recent finished stalls, oldest first.
     pub(crate) fn recent_stalls(&self) -> Vec<StallRecord> {
         lock(&self.recent_stalls).iter().cloned().collect()
+    }
+
+    /// Of the stalls it caused, those the host caused (class `preempted`).
+    pub(crate) fn preempted_stall_count(&self) -> u64 {
+        self.preempted_stall_count.load(Ordering::Relaxed)
     }
 
     pub(crate) fn stall_count(&self) -> u64 {

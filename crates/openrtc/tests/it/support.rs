@@ -6,7 +6,9 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use openrtc::proto::{EndedSessionSnapshot, Response, ResponseEnvelope, SessionSnapshot};
+use openrtc::proto::{
+    EndedSessionSnapshot, Response, ResponseEnvelope, SessionSnapshot, StallSnapshot,
+};
 use openrtc::{AgentPool, AgentPoolBuilder, PoolHandle, PoolSnapshot, SessionId};
 
 /// How long any wait in these tests may take before it fails: generous, for busy CI machines.
@@ -91,6 +93,13 @@ impl Drop for RunningPool {
 pub(crate) fn row_of(snapshot: &PoolSnapshot, id: SessionId) -> Option<SessionSnapshot> {
     let id = id.to_string();
     snapshot.sessions.iter().find(|row| row.id == id).cloned()
+}
+
+/// The last stall of a session once it is complete (its cause symbolized and its victims in).
+pub(crate) fn complete_last_stall(snapshot: &PoolSnapshot, id: SessionId) -> Option<StallSnapshot> {
+    row_of(snapshot, id)?
+        .last_stall
+        .filter(|stall| stall.pending.is_empty())
 }
 
 /// Polls `check` every few milliseconds until it returns `Some`, or fails after [`PATIENCE`].

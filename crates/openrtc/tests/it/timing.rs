@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use openrtc::proto::SessionState;
+use openrtc::proto::{SessionState, StallClass};
 use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
-use crate::support::{RunningPool, row_of, wait_for};
+use crate::support::{RunningPool, complete_last_stall, row_of, wait_for};
 
 /// The injected block.
 const BLOCK: Duration = Duration::from_millis(300);
@@ -138,7 +138,7 @@ fn a_blocking_session_is_slow_while_it_blocks_and_nobody_else_is() {
     let row = row_of(&after, blocker_id).expect("blocker is live");
     assert_eq!(row.stall_count, 1, "one block is one stall, counted once");
     let last_stall = row.last_stall.clone().expect("recorded");
-    assert_eq!(last_stall.class.as_deref(), Some("sleep"), "{last_stall:?}");
+    assert_eq!(last_stall.class, Some(StallClass::Sleep), "{last_stall:?}");
     assert!(
         matches!(
             last_stall.syscall.as_deref(),
@@ -520,9 +520,16 @@ fn block_on_a_pipe_read(cue: &BlockerCue) {
     }
 }
 
+/// Spins until released, and on until it has had 60 ms of CPU: over the threshold by its own
+/// work, so the stall is the session's (`cpu`) however busy the host is (reading the CPU time
+/// only after the release keeps the captured stack in this function).
 #[inline(never)]
 fn block_by_spinning(cue: &BlockerCue) {
+    let started_cpu_ns = own_cpu_ns();
     while !cue.release.load(Ordering::Acquire) {
+        std::hint::spin_loop();
+    }
+    while own_cpu_ns() - started_cpu_ns < 60_000_000 {
         std::hint::spin_loop();
     }
 }
@@ -627,8 +634,8 @@ fn each_kind_of_blocking_call_is_classified_in_the_session_that_made_it() {
             child.wait().expect("wait");
         }
         cue.release.store(true, Ordering::Release);
-        let stall = wait_for(&format!("{kind:?} to be recorded"), || {
-            row_of(&pool.snapshot(), id)?.last_stall
+        let stall = wait_for(&format!("{kind:?} to be recorded and explained"), || {
+            complete_last_stall(&pool.snapshot(), id)
         });
         let expected = match kind {
             Blocker::Sleep => "sleep",
@@ -637,7 +644,7 @@ fn each_kind_of_blocking_call_is_classified_in_the_session_that_made_it() {
             Blocker::Spin => "cpu",
         };
         assert_eq!(
-            stall.class.as_deref(),
+            stall.class.map(StallClass::as_str),
             Some(expected),
             "{kind:?}: {stall:?}"
         );
@@ -775,8 +782,8 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
         worst.store(0, Ordering::Release);
     }
     nudges.go.store(true, Ordering::Release);
-    let stall = wait_for("the stall to be recorded", || {
-        row_of(&pool.snapshot(), blocker)?.last_stall
+    let stall = wait_for("the stall to be recorded with its victims", || {
+        complete_last_stall(&pool.snapshot(), blocker)
     });
     assert!(nudges.stall_done.load(Ordering::Acquire));
     let snapshot = pool.snapshot();
@@ -857,10 +864,10 @@ fn with_stack_capture_off_a_stall_is_still_classed_and_says_why_it_has_no_stack(
     );
     let id = pool.handle.launch(JobRequest::new()).expect("room");
     go.store(true, Ordering::Release);
-    let stall = wait_for("the stall to be recorded", || {
-        row_of(&pool.snapshot(), id)?.last_stall
+    let stall = wait_for("the stall to be recorded and explained", || {
+        complete_last_stall(&pool.snapshot(), id)
     });
-    assert_eq!(stall.class.as_deref(), Some("sleep"), "{stall:?}");
+    assert_eq!(stall.class, Some(StallClass::Sleep), "{stall:?}");
     assert!(stall.frames.is_empty(), "{stall:?}");
     assert_eq!(stall.stack_note.as_deref(), Some("stack capture is off"));
     assert!(
@@ -870,4 +877,219 @@ fn with_stack_capture_off_a_stall_is_still_classed_and_says_why_it_has_no_stack(
             .is_some_and(|cause| cause.starts_with("sleep in ")),
         "{stall:?}"
     );
+}
+
+/// The first stall of a process: the record (start, exact duration, worker, class) is in a
+/// snapshot taken 5 ms after the blocking poll returned, before its stack is symbolized (the
+/// first symbolization loads debug info for tens of milliseconds) and before its victims have
+/// had their grace period; both are filled in later, and `pending` says which are missing.
+#[test]
+fn a_stall_is_in_the_snapshot_within_5_ms_of_its_end_and_completed_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = Arc::new(AtomicBool::new(false));
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel::<(Instant, Duration)>();
+    let blocker = agent_fn({
+        let go = Arc::clone(&go);
+        move |session: Session| {
+            let (go, ended_tx) = (Arc::clone(&go), ended_tx.clone());
+            async move {
+                wait_for_cue(&go).await;
+                let started = Instant::now();
+                std::thread::sleep(Duration::from_millis(120));
+                // The poll returns right after this send.
+                let _ = ended_tx.send((Instant::now(), started.elapsed()));
+                session.cancelled().await;
+                Ok(())
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("blocker", blocker)
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    wait_for("the session to run", || {
+        row_of(&pool.snapshot(), id).filter(|row| row.poll_count >= 1)
+    });
+    go.store(true, Ordering::Release);
+    let (ended, slept) = ended_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("blocked");
+    // The time under test: the snapshot is taken 5 ms after the end, not waited for.
+    std::thread::sleep(
+        (ended + Duration::from_millis(5)).saturating_duration_since(Instant::now()),
+    );
+    let snapshot = pool.snapshot();
+    let row = row_of(&snapshot, id).expect("live");
+    let stall = row
+        .last_stall
+        .clone()
+        .unwrap_or_else(|| panic!("no stall record 5 ms after the block ended: {row:#?}"));
+    assert_eq!(row.stall_count, 1);
+    assert_eq!(row.recent_stalls.len(), 1);
+    assert!(
+        stall.duration_ns >= nanos(slept) && stall.duration_ns - nanos(slept) < 5_000_000,
+        "recorded {} ns for a {slept:?} block",
+        stall.duration_ns
+    );
+    assert!(
+        stall
+            .ended_at_unix_ms
+            .saturating_sub(stall.started_at_unix_ms)
+            .abs_diff(stall.duration_ns / 1_000_000)
+            <= 1,
+        "{stall:?}"
+    );
+    assert!(stall.worker < 2, "{stall:?}");
+    assert_eq!(
+        stall.class,
+        Some(StallClass::Sleep),
+        "diagnosed in progress: {stall:?}"
+    );
+    // Whatever is not filled in yet is listed as pending, never silently missing.
+    if stall.pending.contains(&openrtc::proto::StallPart::Cause) {
+        assert_eq!(stall.cause, None);
+    } else {
+        assert!(stall.cause.is_some(), "{stall:?}");
+    }
+    assert!(
+        stall.pending.contains(&openrtc::proto::StallPart::Victims),
+        "victims have a 50 ms grace: {stall:?}"
+    );
+
+    // Later the same record is completed: cause and stack, victims (none here), nothing
+    // pending, and the start and duration unchanged.
+    let complete = wait_for("the record to be completed", || {
+        complete_last_stall(&pool.snapshot(), id)
+    });
+    assert_eq!(complete.duration_ns, stall.duration_ns);
+    assert_eq!(complete.started_at_unix_ms, stall.started_at_unix_ms);
+    assert_eq!(complete.class, Some(StallClass::Sleep));
+    assert!(
+        complete
+            .cause
+            .as_deref()
+            .is_some_and(|cause| cause.starts_with("sleep in ")),
+        "{complete:?}"
+    );
+    assert!(
+        complete.frames.iter().any(|frame| frame.user),
+        "{complete:?}"
+    );
+    assert_eq!(complete.victim_count, 0);
+    assert_eq!(pool.row(id).map(|row| row.stall_count), Some(1));
+}
+
+/// Busy loops pinned to one CPU, killed when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn on_cpu(cpu: u32, count: usize) -> Self {
+        Self(
+            (0..count)
+                .map(|_| {
+                    std::process::Command::new("taskset")
+                        .args(["-c", &cpu.to_string(), "sh", "-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("taskset (util-linux) runs a busy loop")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
+/// This thread's time on a CPU so far, from the kernel's scheduler statistics.
+fn own_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .expect("schedstat is readable")
+}
+
+/// A session that computes only 12 ms, on a worker thread sharing its CPU with six busy
+/// loops, takes about seven times as long: a stall, but the host's, not the session's. It is
+/// counted as a stall and classed `preempted`, with how little the thread ran.
+#[test]
+fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
+    const CPU: u32 = 0;
+    const WORK_NS: u64 = 12_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = Arc::new(AtomicBool::new(false));
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel::<String>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let agent = agent_fn({
+        let go = Arc::clone(&go);
+        move |session: Session| {
+            let (go, tid_tx, done_tx) = (Arc::clone(&go), tid_tx.clone(), done_tx.clone());
+            async move {
+                let tid = std::fs::read_link("/proc/thread-self")
+                    .ok()
+                    .and_then(|link| Some(link.file_name()?.to_str()?.to_owned()))
+                    .expect("/proc/thread-self names the thread");
+                let _ = tid_tx.send(tid);
+                wait_for_cue(&go).await;
+                // Only 12 ms of work, however long the host makes it take.
+                let start = own_cpu_ns();
+                while own_cpu_ns() - start < WORK_NS {
+                    std::hint::spin_loop();
+                }
+                let _ = done_tx.send(());
+                session.cancelled().await;
+                Ok(())
+            }
+        }
+    });
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("short", agent)
+            .worker_threads(1)
+            .stack_capture(false)
+            .socket_path(dir.path().join("w.sock")),
+    );
+    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let tid = tid_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("started");
+    let pinned = std::process::Command::new("taskset")
+        .args(["-cp", &CPU.to_string(), &tid])
+        .output()
+        .expect("taskset runs");
+    assert!(pinned.status.success(), "{pinned:?}");
+    let hogs = Hogs::on_cpu(CPU, 6);
+    go.store(true, Ordering::Release);
+    done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("computed");
+    drop(hogs);
+
+    let stall = wait_for("the stall to be recorded and explained", || {
+        complete_last_stall(&pool.snapshot(), id)
+    });
+    let row = pool.row(id).expect("live");
+    let threshold_ns = pool.snapshot().worker.slow_threshold_ms * 1_000_000;
+    assert!(stall.duration_ns >= threshold_ns, "{stall:?}");
+    assert_eq!(row.stall_count, 1, "it still counts as a stall");
+    assert_eq!(stall.class, Some(StallClass::Preempted), "{stall:#?}");
+    assert!(stall.is_host_caused());
+    assert_eq!(row.preempted_stall_count, 1);
+    assert_eq!(pool.snapshot().worker.stalls_preempted_count, 1);
+    let time = stall.thread_time.expect("the stall was watched");
+    assert!(
+        time.watched_ns > 0 && time.watched_ns <= stall.duration_ns,
+        "{time:?}"
+    );
+    assert!(time.on_cpu_ns < WORK_NS + 2_000_000, "{time:?}");
+    assert!(time.on_cpu_pct() < 50.0, "{time:?}");
+    assert!(time.run_queue_ns > time.on_cpu_ns, "{time:?}");
 }
