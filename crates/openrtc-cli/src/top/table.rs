@@ -94,6 +94,22 @@ pub fn select_sessions<'snapshot>(
     selected
 }
 
+/// The snapshot `--format json` prints for these options: the same shape and worker figures,
+/// with only the live sessions that pass the filters, in the sort order, and only the recently
+/// ended sessions that pass the agent and tenant filters.
+#[must_use]
+pub fn filtered_snapshot(snapshot: &PoolSnapshot, options: &ViewOptions) -> PoolSnapshot {
+    let mut filtered = snapshot.clone();
+    filtered.sessions = select_sessions(&snapshot.sessions, options)
+        .into_iter()
+        .cloned()
+        .collect();
+    filtered
+        .recently_ended
+        .retain(|session| options.admits_names(&session.agent, &session.tenant));
+    filtered
+}
+
 /// The two header lines of a worker block: who it is and what it holds, then its lifetime
 /// counters.
 #[must_use]
