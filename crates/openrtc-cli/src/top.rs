@@ -3,6 +3,7 @@
 //! text is built by [`table`] with the helpers of [`mod@format`]; this module owns the I/O around
 //! them.
 
+pub mod columns;
 pub mod format;
 pub mod table;
 pub mod tui;
