@@ -18,8 +18,8 @@ use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 
 use crate::fixtures::{
-    TAKEN_AT_UNIX_MS, busy_worker, crowded_worker, draining_worker, idle_worker, round_of,
-    socket_of,
+    TAKEN_AT_UNIX_MS, blocker_worker, busy_worker, crowded_worker, draining_worker, idle_worker,
+    round_of, socket_of,
 };
 
 /// The two sizes every screen is checked at.
@@ -528,4 +528,39 @@ fn exact_and_approximate_workers_side_by_side_mark_each_approximate_figure() {
         .collect();
     assert_eq!(rows.len(), 2, "{text}");
     assert!(rows.iter().all(|row| !row.contains('~')), "{text}");
+}
+
+#[test]
+fn long_stack_frames_wrap_in_the_detail_pane_at_80_columns() {
+    let (mut app, _commands) = app_with(&[blocker_worker()], sorted_by(SortKey::Cpu));
+    press(&mut app, "\n");
+    let buffer = draw(&mut app, 80, 24);
+    let text = text_of(&buffer);
+    let lines: Vec<&str> = text.lines().map(|line| line.trim_matches('"')).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.trim() == "examples/demo/src/agents/blocker.rs:28"),
+        "the agent frame's file:line is whole, on a line of its own:\n{text}"
+    );
+    let agent_frame = lines
+        .iter()
+        .position(|line| line.trim() == "→ <openrtc_demo::agents::blocker::Blocker as")
+        .unwrap_or_else(|| panic!("the agent frame starts a line:\n{text}"));
+    assert_eq!(
+        lines[agent_frame + 1].trim(),
+        "openrtc::agent::Agent>::run::{{closure}}",
+        "the function goes on, wrapped at a space:\n{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.trim() == "library/std/src/thread/functions.rs:107"),
+        "library frames wrap too:\n{text}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.contains('…')),
+        "nothing in the pane is cut:\n{text}"
+    );
+    assert_snapshot!("the_detail_pane_long_frames_80x24", text);
 }
