@@ -71,8 +71,10 @@ pub struct TopArgs {
     #[arg(long, value_name = "NAME")]
     pub worker: Option<String>,
 
-    /// The output format. `json` prints each worker's snapshot as one line of JSON, unfiltered
-    /// and unsorted; without --once it prints new lines on every refresh instead of redrawing.
+    /// The output format. `json` prints each worker's snapshot as one line of JSON, with only
+    /// the sessions that pass --status, --tenant and --agent, in the --sort order (the worker's
+    /// own figures stay whole); without --once it prints new lines on every refresh instead of
+    /// redrawing.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
     pub format: OutputFormat,
 

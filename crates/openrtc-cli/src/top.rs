@@ -3,6 +3,7 @@
 //! text is built by [`table`] with the helpers of [`mod@format`]; this module owns the I/O around
 //! them.
 
+pub mod columns;
 pub mod format;
 pub mod table;
 pub mod tui;
@@ -160,7 +161,8 @@ pub fn view_options(args: &TopArgs) -> ViewOptions {
     }
 }
 
-/// The standard output text of one survey: the worker blocks, or one JSON line per worker.
+/// The standard output text of one survey: the worker blocks, or one JSON line per worker
+/// (filtered and sorted as the text is, see [`table::filtered_snapshot`]).
 ///
 /// # Errors
 ///
@@ -178,8 +180,9 @@ pub fn render_survey(
         OutputFormat::Json => {
             let mut lines = String::new();
             for snapshot in table::by_worker(&found.snapshots) {
+                let shown = table::filtered_snapshot(snapshot, options);
                 lines.push_str(
-                    &serde_json::to_string(snapshot).context("cannot serialize a snapshot")?,
+                    &serde_json::to_string(&shown).context("cannot serialize a snapshot")?,
                 );
                 lines.push('\n');
             }

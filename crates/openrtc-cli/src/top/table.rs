@@ -7,18 +7,16 @@ use openrtc_proto::{
     EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshot, SessionState, WorkerSnapshot,
 };
 
+use super::columns::{Column, MemoryMarking, NAME_CELL_MAX_CHARS, RowSource};
 use super::format::{
-    clean_text, compare_sessions, format_bytes_compact, format_cpu_percent, format_mebibytes,
-    format_outcome, format_seconds_tenths, format_short_span, format_status, format_uptime,
-    refusal_summary,
+    clean_text, compare_sessions, format_mebibytes, format_outcome, format_seconds_tenths,
+    format_short_span, format_uptime, refusal_summary,
 };
+use super::tui::view::text::Align;
 use crate::cli::SortKey;
 
 /// How many recently ended sessions a worker block lists at most.
 pub const RECENTLY_ENDED_ROWS: usize = 5;
-
-/// The widest a name cell (session, agent, tenant) gets before it is cut with `…`.
-const NAME_CELL_MAX_CHARS: usize = 32;
 
 /// The spaces between two table columns.
 const COLUMN_GAP: &str = "  ";
@@ -94,6 +92,22 @@ pub fn select_sessions<'snapshot>(
     selected
 }
 
+/// The snapshot `--format json` prints for these options: the same shape and worker figures,
+/// with only the live sessions that pass the filters, in the sort order, and only the recently
+/// ended sessions that pass the agent and tenant filters.
+#[must_use]
+pub fn filtered_snapshot(snapshot: &PoolSnapshot, options: &ViewOptions) -> PoolSnapshot {
+    let mut filtered = snapshot.clone();
+    filtered.sessions = select_sessions(&snapshot.sessions, options)
+        .into_iter()
+        .cloned()
+        .collect();
+    filtered
+        .recently_ended
+        .retain(|session| options.admits_names(&session.agent, &session.tenant));
+    filtered
+}
+
 /// The two header lines of a worker block: who it is and what it holds, then its lifetime
 /// counters.
 #[must_use]
@@ -158,18 +172,9 @@ pub fn worker_header(worker: &WorkerSnapshot) -> String {
     header
 }
 
-/// How a table column is aligned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Alignment {
-    /// Text: padded on the right.
-    Left,
-    /// Numbers: padded on the left.
-    Right,
-}
-
 /// Lays out a table: every column as wide as its widest cell or title, columns separated by
 /// two spaces, no trailing spaces, every line prefixed by `indent`.
-fn render_table(columns: &[(&str, Alignment)], rows: &[Vec<String>], indent: &str) -> String {
+fn render_table(columns: &[(&str, Align)], rows: &[Vec<String>], indent: &str) -> String {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -194,8 +199,8 @@ fn render_table(columns: &[(&str, Alignment)], rows: &[Vec<String>], indent: &st
             }
             let width = widths[index];
             let _ = match alignment {
-                Alignment::Left => write!(line, "{cell:<width$}"),
-                Alignment::Right => write!(line, "{cell:>width$}"),
+                Align::Left => write!(line, "{cell:<width$}"),
+                Align::Right => write!(line, "{cell:>width$}"),
             };
         }
         table.push_str(line.trim_end());
@@ -204,41 +209,32 @@ fn render_table(columns: &[(&str, Alignment)], rows: &[Vec<String>], indent: &st
     table
 }
 
-/// The title of the memory column: `MEM`, or `MEM~` when the figures are an approximation.
+/// The live-session table of one worker, laid out as [`Column::SESSION_COLUMNS`] say: the
+/// column titles, then one row per session in the given order. `mem_source` says whether the
+/// memory figures are exact (`MEM`) or approximate (`MEM~`).
 #[must_use]
-pub fn memory_column_title(mem_source: MemSource) -> &'static str {
-    if mem_source.is_exact() { "MEM" } else { "MEM~" }
-}
-
-/// The live-session table: the column titles, then one row per session in the given order.
-/// `mem_source` says whether the memory figures are exact (`MEM`) or approximate (`MEM~`).
-#[must_use]
-pub fn session_table(sessions: &[&SessionSnapshot], mem_source: MemSource) -> String {
-    let columns = [
-        ("SESSION", Alignment::Left),
-        ("AGENT", Alignment::Left),
-        ("TENANT", Alignment::Left),
-        ("DUR(s)", Alignment::Right),
-        ("CPU%", Alignment::Right),
-        (memory_column_title(mem_source), Alignment::Right),
-        ("PEAK", Alignment::Right),
-        ("STALLS", Alignment::Right),
-        ("STATUS", Alignment::Left),
-    ];
+pub fn session_table(
+    worker_name: &str,
+    sessions: &[&SessionSnapshot],
+    mem_source: MemSource,
+) -> String {
+    let marking = MemoryMarking::of([mem_source]);
+    let columns: Vec<(&str, Align)> = Column::SESSION_COLUMNS
+        .iter()
+        .map(|column| (column.title(marking), column.alignment()))
+        .collect();
     let rows: Vec<Vec<String>> = sessions
         .iter()
         .map(|session| {
-            vec![
-                clean_text(&session.id, NAME_CELL_MAX_CHARS),
-                clean_text(&session.agent, NAME_CELL_MAX_CHARS),
-                clean_text(&session.tenant, NAME_CELL_MAX_CHARS),
-                format_seconds_tenths(session.duration_ms),
-                format_cpu_percent(session.cpu_pct),
-                format_bytes_compact(session.mem_bytes),
-                format_bytes_compact(session.mem_peak_bytes),
-                session.stall_count.to_string(),
-                format_status(session),
-            ]
+            let row = RowSource {
+                worker_name,
+                mem_source,
+                session,
+            };
+            Column::SESSION_COLUMNS
+                .iter()
+                .map(|column| column.cell_text(&row, marking))
+                .collect()
         })
         .collect();
     render_table(&columns, &rows, "")
@@ -248,11 +244,11 @@ pub fn session_table(sessions: &[&SessionSnapshot], mem_source: MemSource) -> St
 #[must_use]
 pub fn recently_ended_section(ended: &[&EndedSessionSnapshot]) -> String {
     let columns = [
-        ("SESSION", Alignment::Left),
-        ("AGENT", Alignment::Left),
-        ("TENANT", Alignment::Left),
-        ("DUR(s)", Alignment::Right),
-        ("OUTCOME", Alignment::Left),
+        ("SESSION", Align::Left),
+        ("AGENT", Align::Left),
+        ("TENANT", Align::Left),
+        ("DUR(s)", Align::Right),
+        ("OUTCOME", Align::Left),
     ];
     let rows: Vec<Vec<String>> = ended
         .iter()
@@ -275,7 +271,11 @@ pub fn recently_ended_section(ended: &[&EndedSessionSnapshot]) -> String {
 pub fn render_worker(snapshot: &PoolSnapshot, options: &ViewOptions) -> String {
     let mut block = worker_header(&snapshot.worker);
     let selected = select_sessions(&snapshot.sessions, options);
-    block.push_str(&session_table(&selected, snapshot.worker.mem_source));
+    block.push_str(&session_table(
+        &snapshot.worker.name,
+        &selected,
+        snapshot.worker.mem_source,
+    ));
     if snapshot.sessions.is_empty() {
         block.push_str("(no live sessions)\n");
     } else if selected.is_empty() {
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn an_empty_table_has_titles_only() {
         assert_eq!(
-            session_table(&[], MemSource::Tracked),
+            session_table("demo", &[], MemSource::Tracked),
             "SESSION  AGENT  TENANT  DUR(s)  CPU%  MEM  PEAK  STALLS  STATUS\n"
         );
     }
@@ -439,7 +439,7 @@ mod tests {
         let short = session("s-22", "a", "b", 3.0);
         long.mem_bytes = 10_276_044;
         long.mem_peak_bytes = 128_974_848;
-        let table = session_table(&[&long, &short], MemSource::RssShare);
+        let table = session_table("demo", &[&long, &short], MemSource::RssShare);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use insta::assert_snapshot;
-use openrtc_cli::top::table::{ViewOptions, render_workers};
+use openrtc_cli::cli::SortKey;
+use openrtc_cli::top::table::{ViewOptions, filtered_snapshot, render_workers};
 use openrtc_proto::{PROTOCOL_VERSION, PoolSnapshot, Response, ResponseEnvelope};
 
 use crate::fixtures::{busy_worker, idle_worker};
@@ -157,7 +158,7 @@ fn a_worker_socket_is_shown_as_text() {
 }
 
 #[test]
-fn json_output_round_trips_the_snapshot() {
+fn json_output_is_the_snapshot_filtered_and_sorted() {
     let runtime_dir = tempfile::tempdir().expect("temp dir");
     let path = runtime_dir.path().join("demo-4242.sock");
     let worker = StandInWorker::spawn(&path, snapshot_line(busy_worker()), 1, None);
@@ -170,6 +171,8 @@ fn json_output_round_trips_the_snapshot() {
             "json",
             "--tenant",
             "acme",
+            "--sort",
+            "dur",
             "--socket",
             path.to_str().expect("UTF-8 path"),
         ],
@@ -178,11 +181,15 @@ fn json_output_round_trips_the_snapshot() {
     let text = stdout(&output);
     assert_eq!(text.lines().count(), 1, "one line per worker: {text}");
     let parsed: PoolSnapshot = serde_json::from_str(&text).expect("the line is a snapshot");
-    assert_eq!(
-        parsed,
-        busy_worker(),
-        "JSON is the raw, unfiltered snapshot"
-    );
+    let options = ViewOptions {
+        sort: SortKey::Dur,
+        tenant: Some("acme".into()),
+        ..ViewOptions::default()
+    };
+    assert_eq!(parsed, filtered_snapshot(&busy_worker(), &options));
+    let ids: Vec<&str> = parsed.sessions.iter().map(|row| row.id.as_str()).collect();
+    assert_eq!(ids, ["s-1", "s-10"], "acme's sessions, longest first");
+    assert_eq!(parsed.worker, busy_worker().worker);
     worker.join();
 }
 
@@ -409,7 +416,11 @@ fn json_without_once_prints_a_line_per_refresh() {
             .expect("a line per refresh")
             .expect("UTF-8 line");
         let parsed: PoolSnapshot = serde_json::from_str(&line).expect("a snapshot");
-        assert_eq!(parsed, busy_worker());
+        assert_eq!(
+            parsed,
+            filtered_snapshot(&busy_worker(), &ViewOptions::default()),
+            "every session, by CPU"
+        );
     }
     assert_eq!(worker.join().len(), 2);
     child.kill().expect("stop the view");

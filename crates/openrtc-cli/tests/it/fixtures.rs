@@ -289,3 +289,42 @@ pub(crate) fn crowded_worker(count: u64) -> PoolSnapshot {
     }
     snapshot
 }
+
+/// A worker whose one session blocks its thread in a sleep, with a stack as long as a real
+/// one: generic agent frames with long paths.
+pub(crate) fn blocker_worker() -> PoolSnapshot {
+    let mut snapshot = idle_worker("demo", 4242);
+    snapshot.worker.active_sessions = 1;
+    snapshot.worker.mem_source = MemSource::Tracked;
+    let mut blocked = session("s-8", "blocker", "globex", 13_000, 0.0, 3);
+    blocked.state = SessionState::Slow;
+    let mut sleep = stall(300, 400, 1);
+    sleep.class = Some("sleep".into());
+    sleep.cause = Some(
+        "sleep in std::thread::functions::sleep at examples/demo/src/agents/blocker.rs:28".into(),
+    );
+    sleep.frames = vec![
+        frame(
+            "std::thread::functions::sleep",
+            Some("library/std/src/thread/functions.rs"),
+            Some(107),
+            false,
+        ),
+        frame(
+            "<openrtc_demo::agents::blocker::Blocker as openrtc::agent::Agent>::run::{{closure}}",
+            Some("examples/demo/src/agents/blocker.rs"),
+            Some(28),
+            true,
+        ),
+        frame(
+            "<core::pin::Pin<P> as core::future::future::Future>::poll",
+            Some("library/core/src/future/future.rs"),
+            Some(133),
+            false,
+        ),
+    ];
+    blocked.recent_stalls = vec![sleep];
+    blocked.last_stall = blocked.recent_stalls.last().cloned();
+    snapshot.sessions = vec![blocked];
+    snapshot
+}

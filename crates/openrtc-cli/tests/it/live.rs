@@ -187,6 +187,36 @@ fn top_once_shows_a_live_worker_in_text_and_json() {
         .collect();
     assert_eq!(ids, ["s-1", "s-2", "s-3", "s-4", "s-5"]);
 
+    // The JSON view filters and sorts as the text does: the sessions of one tenant, by id.
+    let tenant = snapshot.sessions[0].tenant.clone();
+    let mut expected: Vec<&str> = snapshot
+        .sessions
+        .iter()
+        .filter(|row| row.tenant == tenant)
+        .map(|row| row.id.as_str())
+        .collect();
+    expected.sort_by_key(|id| id.trim_start_matches("s-").parse::<u32>().unwrap_or(0));
+    let json = run(
+        dir.path(),
+        &[
+            "top", "--once", "--format", "json", "--socket", socket_arg, "--tenant", &tenant,
+            "--sort", "session",
+        ],
+    );
+    assert!(json.status.success(), "{}", stderr(&json));
+    let filtered: PoolSnapshot =
+        serde_json::from_str(stdout(&json).trim_end()).expect("one snapshot line");
+    let ids: Vec<&str> = filtered
+        .sessions
+        .iter()
+        .map(|row| row.id.as_str())
+        .collect();
+    assert_eq!(ids, expected, "only {tenant}'s sessions, in id order");
+    assert_eq!(
+        filtered.worker.active_sessions, 5,
+        "the worker's figures stay whole"
+    );
+
     let filtered = run(
         dir.path(),
         &["top", "--once", "--socket", socket_arg, "--agent", "hot"],

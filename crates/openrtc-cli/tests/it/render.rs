@@ -1,10 +1,11 @@
-//! Snapshots of the `openrtc top --once` text for hand-built pool snapshots, rendered by the
-//! library functions the binary uses.
+//! Snapshots of the `openrtc top --once` text for hand-built pool snapshots, and the filtered
+//! and sorted `--format json` lines, rendered by the library functions the binary uses.
 
 use insta::assert_snapshot;
-use openrtc_cli::cli::SortKey;
+use openrtc_cli::cli::{OutputFormat, SortKey};
 use openrtc_cli::top::table::{ViewOptions, render_workers};
-use openrtc_proto::SessionState;
+use openrtc_cli::top::{Survey, render_survey};
+use openrtc_proto::{PoolSnapshot, SessionState};
 
 use crate::fixtures::{busy_worker, draining_worker, idle_worker};
 
@@ -73,4 +74,89 @@ fn several_workers_in_name_then_pid_order() {
     assert!(headers[1].starts_with("worker alpha pid 30 "));
     assert!(headers[2].starts_with("worker zulu pid 1 "));
     assert_snapshot!(text);
+}
+
+/// The snapshots of `--format json` output, one per line.
+#[track_caller]
+fn json_snapshots(snapshots: Vec<PoolSnapshot>, options: &ViewOptions) -> Vec<PoolSnapshot> {
+    let survey = Survey {
+        snapshots,
+        failures: Vec::new(),
+    };
+    render_survey(&survey, OutputFormat::Json, options)
+        .expect("render JSON")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is a snapshot"))
+        .collect()
+}
+
+/// The session ids of a snapshot, in order.
+fn session_ids(snapshot: &PoolSnapshot) -> Vec<&str> {
+    snapshot
+        .sessions
+        .iter()
+        .map(|row| row.id.as_str())
+        .collect()
+}
+
+#[test]
+fn json_keeps_the_snapshot_shape_with_only_the_matching_sessions_in_sort_order() {
+    let both = || vec![draining_worker(), busy_worker()];
+
+    let everything = json_snapshots(both(), &ViewOptions::default());
+    let names: Vec<&str> = everything
+        .iter()
+        .map(|one| one.worker.name.as_str())
+        .collect();
+    assert_eq!(names, ["demo", "edge-eu.1"], "workers in name order");
+    assert_eq!(
+        session_ids(&everything[0]),
+        ["s-2", "s-11", "s-1", "s-10"],
+        "by CPU, ties by id"
+    );
+    assert_eq!(everything[0].recently_ended, busy_worker().recently_ended);
+
+    let slow = ViewOptions {
+        status: Some(SessionState::Slow),
+        ..ViewOptions::default()
+    };
+    let shown = json_snapshots(both(), &slow);
+    assert_eq!(shown.len(), 2, "a worker with no match keeps its line");
+    assert_eq!(shown[0].sessions, [busy_worker().sessions[1].clone()]);
+    assert!(shown[1].sessions.is_empty());
+    assert_eq!(
+        shown[0].worker,
+        busy_worker().worker,
+        "the worker's own figures stay whole"
+    );
+    assert_eq!(
+        shown[0].recently_ended,
+        busy_worker().recently_ended,
+        "the state filter does not apply to ended sessions"
+    );
+
+    let acme_by_duration = ViewOptions {
+        sort: SortKey::Dur,
+        tenant: Some("acme".into()),
+        ..ViewOptions::default()
+    };
+    let shown = json_snapshots(both(), &acme_by_duration);
+    assert_eq!(session_ids(&shown[0]), ["s-1", "s-10"]);
+    assert_eq!(session_ids(&shown[1]), ["s-1203"]);
+    let ended: Vec<&str> = shown[0]
+        .recently_ended
+        .iter()
+        .map(|row| row.id.as_str())
+        .collect();
+    assert_eq!(ended, ["s-9", "s-7", "s-5", "s-4"], "acme's ended sessions");
+
+    let echo = ViewOptions {
+        agent: Some("echo".into()),
+        sort: SortKey::Session,
+        ..ViewOptions::default()
+    };
+    assert_eq!(
+        session_ids(&json_snapshots(both(), &echo)[0]),
+        ["s-1", "s-10"]
+    );
 }

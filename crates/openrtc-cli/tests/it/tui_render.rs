@@ -18,8 +18,8 @@ use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 
 use crate::fixtures::{
-    TAKEN_AT_UNIX_MS, busy_worker, crowded_worker, draining_worker, idle_worker, round_of,
-    socket_of,
+    TAKEN_AT_UNIX_MS, blocker_worker, busy_worker, crowded_worker, draining_worker, idle_worker,
+    round_of, socket_of,
 };
 
 /// The two sizes every screen is checked at.
@@ -102,6 +102,18 @@ fn column_of(buffer: &Buffer, y: u16, needle: &str) -> u16 {
         .find(needle)
         .unwrap_or_else(|| panic!("{needle:?} not on row {y}: {line:?}"));
     u16::try_from(line[..byte_index].chars().count()).expect("a screen column")
+}
+
+/// The column titles of the table (the one line naming STATUS), as text.
+#[track_caller]
+fn title_row(buffer: &Buffer) -> String {
+    let text = text_of(buffer);
+    text.lines()
+        .find(|line| line.contains("STATUS"))
+        .unwrap_or_else(|| panic!("no column titles in\n{text}"))
+        .trim_matches('"')
+        .trim_end()
+        .to_owned()
 }
 
 /// Draws the app at both sizes and compares each screen with its snapshot; `expected` must
@@ -291,11 +303,23 @@ fn the_cancel_confirmation_and_the_tenant_list() {
 #[test]
 fn a_tiny_terminal() {
     let (mut app, _commands) = app_with(&[busy_worker()], sorted_by(SortKey::Cpu));
-    let text = text_of(&draw(&mut app, 60, 15));
+    let buffer = draw(&mut app, 60, 15);
+    let text = text_of(&buffer);
     assert!(text.contains("blocking 230ms"), "{text}");
+    let titles = title_row(&buffer);
     assert!(
-        !text.contains("PEAK"),
-        "PEAK gives way on 60 columns:\n{text}"
+        titles.starts_with("SESSION ") && titles.contains(" CPU%▼ ") && titles.contains("STATUS"),
+        "SESSION, STATUS and the sort column stay whole on 60 columns: {titles:?}"
+    );
+    assert!(!titles.contains('…'), "no title is cut: {titles:?}");
+    assert!(
+        !titles.contains("TENANT") && !titles.contains("PEAK"),
+        "TENANT, then PEAK give way on 60 columns: {titles:?}"
+    );
+    assert_eq!(
+        row_starting_with(&buffer, "s-11 "),
+        5,
+        "session ids are whole"
     );
     assert_snapshot!("a_tiny_terminal_table_60x15", text);
     press(&mut app, "\n");
@@ -440,4 +464,103 @@ fn a_paused_view_says_so() {
     let status_line = text.lines().nth(22).unwrap_or_default();
     assert!(status_line.contains("PAUSED · row 1/4"), "{text}");
     assert!(text.contains("␣ resume"), "{text}");
+}
+
+#[test]
+fn the_sort_arrow_is_whole_on_a_120_column_screen() {
+    let (mut app, _commands) = app_with(&[busy_worker()], sorted_by(SortKey::Stalls));
+    let buffer = draw(&mut app, 120, 30);
+    let text = text_of(&buffer);
+    let titles = title_row(&buffer);
+    assert!(titles.contains(" STALLS▼ "), "{titles:?}");
+    assert!(!titles.contains('…'), "no title is cut: {titles:?}");
+    let y = row_starting_with(&buffer, "SESSION");
+    let arrow = column_of(&buffer, y, "▼");
+    assert_eq!(
+        buffer[(arrow, y)].bg,
+        Color::Cyan,
+        "the arrow is in the sort style"
+    );
+    // The most stalls first: s-2 caused six.
+    assert_eq!(row_starting_with(&buffer, "s-2 "), y + 1, "{text}");
+    assert_snapshot!("sorted_by_stalls_120x30", text);
+}
+
+#[test]
+fn exact_and_approximate_workers_side_by_side_mark_each_approximate_figure() {
+    // The demo worker tracks memory exactly; edge-eu.1 only knows an equal share of its RSS.
+    let (mut app, _commands) =
+        app_with(&[busy_worker(), draining_worker()], sorted_by(SortKey::Cpu));
+    check_screens(&mut app, "mixed_memory_sources", "9.0M ");
+    for (width, height) in SIZES {
+        let buffer = draw(&mut app, width, height);
+        let text = text_of(&buffer);
+        let titles = title_row(&buffer);
+        assert!(
+            titles.contains(" MEM ") && !titles.contains("MEM~"),
+            "the title does not call exact figures approximate: {titles:?}"
+        );
+        let rows: Vec<&str> = text
+            .lines()
+            .map(|line| line.trim_matches('"'))
+            .filter(|line| {
+                (line.starts_with("demo ") || line.starts_with("edge-")) && line.contains(" s-")
+            })
+            .collect();
+        assert_eq!(rows.len(), 6, "{text}");
+        for row in rows {
+            let approximate = row.starts_with("edge-");
+            assert_eq!(
+                row.contains("M~ "),
+                approximate,
+                "{width}x{height}: only edge-eu.1's figures end in ~: {row:?}"
+            );
+        }
+    }
+    // With only approximate workers the title says it once and the figures stay plain.
+    let (mut app, _commands) = app_with(&[draining_worker()], sorted_by(SortKey::Cpu));
+    let buffer = draw(&mut app, 80, 24);
+    assert!(title_row(&buffer).contains("MEM~"));
+    let text = text_of(&buffer);
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("\"s-"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows.iter().all(|row| !row.contains('~')), "{text}");
+}
+
+#[test]
+fn long_stack_frames_wrap_in_the_detail_pane_at_80_columns() {
+    let (mut app, _commands) = app_with(&[blocker_worker()], sorted_by(SortKey::Cpu));
+    press(&mut app, "\n");
+    let buffer = draw(&mut app, 80, 24);
+    let text = text_of(&buffer);
+    let lines: Vec<&str> = text.lines().map(|line| line.trim_matches('"')).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.trim() == "examples/demo/src/agents/blocker.rs:28"),
+        "the agent frame's file:line is whole, on a line of its own:\n{text}"
+    );
+    let agent_frame = lines
+        .iter()
+        .position(|line| line.trim() == "→ <openrtc_demo::agents::blocker::Blocker as")
+        .unwrap_or_else(|| panic!("the agent frame starts a line:\n{text}"));
+    assert_eq!(
+        lines[agent_frame + 1].trim(),
+        "openrtc::agent::Agent>::run::{{closure}}",
+        "the function goes on, wrapped at a space:\n{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.trim() == "library/std/src/thread/functions.rs:107"),
+        "library frames wrap too:\n{text}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.contains('…')),
+        "nothing in the pane is cut:\n{text}"
+    );
+    assert_snapshot!("the_detail_pane_long_frames_80x24", text);
 }

@@ -4,9 +4,10 @@
 use openrtc_proto::{SessionSnapshot, StallSnapshot};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
-use super::text::{Align, fit, largest, mean, sparkline, squeeze};
+use super::text::{Align, fit, largest, mean, sparkline, squeeze, wrap};
 use super::{Theme, put_line};
 use crate::top::format::{
     clean_text, format_ago, format_blocking_span, format_bytes_human, format_cpu_percent,
@@ -173,7 +174,7 @@ pub fn detail_lines(
         )),
     ]));
 
-    lines.extend(stall_lines(session, now_unix_ms, theme));
+    lines.extend(stall_lines(session, now_unix_ms, width, theme));
 
     lines.push(Line::from(vec![label("metadata", theme)]));
     lines.extend(metadata_lines(&session.metadata));
@@ -220,7 +221,12 @@ fn history_sparklines(history: &SessionHistory, width: usize) -> HistorySparklin
 /// sessions it delayed. The newest stall also shows its stack, from the library call down to
 /// the agent's frames, and the sessions it delayed; then the time this session lost to other
 /// sessions' stalls.
-fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec<Line<'static>> {
+fn stall_lines(
+    session: &SessionSnapshot,
+    now_unix_ms: u64,
+    width: usize,
+    theme: Theme,
+) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(vec![
         label("stalls", theme),
         Span::raw(if session.stall_count == 0 {
@@ -261,12 +267,15 @@ fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec
         ]));
         if newest {
             if let Some(cause) = stall.cause.as_deref() {
-                lines.push(Line::from(vec![
-                    label("", theme),
-                    Span::raw(format!("  {}", clean_text(cause, 160))),
-                ]));
+                lines.extend(wrapped_lines(
+                    &format!("  {}", clean_text(cause, 160)),
+                    width,
+                    4,
+                    Style::new(),
+                    theme,
+                ));
             }
-            lines.extend(stack_lines(stall, theme));
+            lines.extend(stack_lines(stall, width, theme));
             if !stall.victims.is_empty() {
                 let named: Vec<String> = stall
                     .victims
@@ -318,52 +327,94 @@ fn stall_lines(session: &SessionSnapshot, now_unix_ms: u64, theme: Theme) -> Vec
 /// The most frames of a stack the pane shows.
 const SHOWN_FRAMES: usize = 6;
 
+/// The text lines of `text` wrapped to the pane's `width` after the label column, each after
+/// an empty label; lines after the first are indented by `indent` more cells.
+fn wrapped_lines(
+    text: &str,
+    width: usize,
+    indent: usize,
+    style: Style,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    wrap(text, width.saturating_sub(LABEL_WIDTH), indent)
+        .into_iter()
+        .map(|line| Line::from(vec![label("", theme), Span::styled(line, style)]))
+        .collect()
+}
+
+/// The indent of a frame's continuation lines: under the function name, past the arrow.
+const FRAME_CONTINUATION_INDENT: usize = 6;
+
 /// A stall's stack, from two frames above the agent's code to the agent's last frame (the
-/// agent's own frames stand out), or why there is none.
-fn stack_lines(stall: &StallSnapshot, theme: Theme) -> Vec<Line<'static>> {
+/// agent's own frames stand out), or why there is none. A frame too long for the pane is
+/// wrapped, never cut: its `file:line` then starts a line of its own.
+fn stack_lines(stall: &StallSnapshot, width: usize, theme: Theme) -> Vec<Line<'static>> {
     if stall.frames.is_empty() {
         return stall
             .stack_note
             .as_deref()
             .map(|note| {
-                vec![Line::from(vec![
-                    label("", theme),
-                    Span::styled(
-                        format!("  no stack: {}", clean_text(note, 120)),
-                        theme.dim(),
-                    ),
-                ])]
+                wrapped_lines(
+                    &format!("  no stack: {}", clean_text(note, 120)),
+                    width,
+                    4,
+                    theme.dim(),
+                    theme,
+                )
             })
             .unwrap_or_default();
     }
+    let room = width.saturating_sub(LABEL_WIDTH);
     let first_user = stall.frames.iter().position(|frame| frame.user);
     let start = first_user.map_or(0, |first| first.saturating_sub(2));
-    stall
-        .frames
-        .iter()
-        .skip(start)
-        .take(SHOWN_FRAMES)
-        .map(|frame| {
-            let place = match (&frame.file, frame.line) {
-                (Some(file), Some(line)) => format!("  {}:{line}", clean_text(file, 80)),
-                (Some(file), None) => format!("  {}", clean_text(file, 80)),
-                _ => String::new(),
-            };
-            let text = format!(
-                "  {} {}{place}",
-                if frame.user { "→" } else { " " },
-                clean_text(&frame.function, 100)
-            );
-            Line::from(vec![
-                label("", theme),
-                if frame.user {
-                    Span::raw(text)
-                } else {
-                    Span::styled(text, theme.dim())
-                },
-            ])
-        })
-        .collect()
+    let mut lines = Vec::new();
+    for frame in stall.frames.iter().skip(start).take(SHOWN_FRAMES) {
+        let place = match (&frame.file, frame.line) {
+            (Some(file), Some(line)) => format!("{}:{line}", clean_text(file, 200)),
+            (Some(file), None) => clean_text(file, 200),
+            _ => String::new(),
+        };
+        let function = format!(
+            "  {} {}",
+            if frame.user { "→" } else { " " },
+            clean_text(&frame.function, 200)
+        );
+        let style = if frame.user {
+            Style::new()
+        } else {
+            theme.dim()
+        };
+        let whole = if place.is_empty() {
+            function.clone()
+        } else {
+            format!("{function}  {place}")
+        };
+        if unicode_width::UnicodeWidthStr::width(whole.as_str()) <= room || place.is_empty() {
+            lines.extend(wrapped_lines(
+                &whole,
+                width,
+                FRAME_CONTINUATION_INDENT,
+                style,
+                theme,
+            ));
+        } else {
+            lines.extend(wrapped_lines(
+                &function,
+                width,
+                FRAME_CONTINUATION_INDENT,
+                style,
+                theme,
+            ));
+            lines.extend(wrapped_lines(
+                &format!("{}{place}", " ".repeat(FRAME_CONTINUATION_INDENT)),
+                width,
+                FRAME_CONTINUATION_INDENT,
+                style,
+                theme,
+            ));
+        }
+    }
+    lines
 }
 
 /// The metadata as indented, cleaned JSON lines.

@@ -27,7 +27,7 @@ const HELP: [(&str, &str); 16] = [
     ("k", "cancel the selected session (asks first)"),
     ("↑↓ PgUp PgDn", "move the selection"),
     ("Home End", "first / last row"),
-    ("MEM~", "approximate memory: an equal share of RSS"),
+    ("MEM~  1.2M~", "approximate memory: an equal share of RSS"),
     ("blocking 1.2s", "a poll holds a worker thread right now"),
 ];
 

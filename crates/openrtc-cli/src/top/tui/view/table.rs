@@ -1,23 +1,24 @@
 //! The session table: column titles with the sort marked, then only the rows on screen, each
 //! formatted when drawn, with inline bars for CPU% and memory when the width allows.
 //!
-//! Columns have fixed widths chosen from the screen width, so they do not jump from one
-//! refresh to the next. Narrow screens lose the bars first, then the PEAK column.
+//! The columns are those of [`Column`], shared with `--once`. Their widths are chosen from the
+//! screen width and the sort column, so they do not jump from one refresh to the next. A
+//! screen too narrow for every column at its title's width gives up the bars first, then
+//! whole columns in [`Column::DROP_ORDER`] (tenant, peak, agent, …), keeping SESSION, STATUS
+//! and the sort column; no title and no session id is cut while a column can still go.
 
-use openrtc_proto::{SessionSnapshot, SessionState};
+use openrtc_proto::{MemSource, SessionSnapshot, SessionState};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
+use unicode_width::UnicodeWidthStr as _;
 
 use super::text::{Align, bar, fit};
 use super::{Theme, describe_filters, put_line};
 use crate::cli::SortKey;
-use crate::top::format::{
-    clean_text, format_blocking_span, format_bytes_compact, format_cpu_percent,
-    format_seconds_tenths,
-};
-use crate::top::table::memory_column_title;
+use crate::top::columns::{Column, MemoryMarking, RowSource};
+use crate::top::format::{clean_text, format_blocking_span};
 use crate::top::tui::state::State;
 use crate::top::tui::state::workers::WorkerEntry;
 
@@ -25,99 +26,174 @@ use crate::top::tui::state::workers::WorkerEntry;
 const DURATION_WIDTH: usize = 7;
 /// The width of the CPU% figure (the bar comes after it).
 const CPU_WIDTH: usize = 5;
-/// The width of the memory figures.
+/// The width of the memory figures, without the `~` of an approximate one.
 const MEMORY_WIDTH: usize = 5;
-/// The width of the STALLS column.
+/// The width of the STALLS figures.
 const STALLS_WIDTH: usize = 6;
 /// The width of the STATUS column: fits `blocking 230ms`.
 const STATUS_WIDTH: usize = 14;
-/// The narrowest a name column (session, agent, tenant, worker) gets.
-const NAME_MIN_WIDTH: usize = 5;
 /// The width name columns get before any goes to bars.
 const NAME_PREFERRED_WIDTH: usize = 10;
-/// The widest the session, agent and tenant columns get.
-const NAME_MAX_WIDTHS: [usize; 3] = [24, 20, 20];
-/// The widest the worker column gets.
-const WORKER_MAX_WIDTH: usize = 16;
 /// The narrowest and widest inline bar.
 const BAR_WIDTHS: (usize, usize) = (3, 10);
+/// The name columns in the order they are given spare cells, one at a time each.
+const NAME_GROWTH_ORDER: [Column; 4] = [
+    Column::Session,
+    Column::Agent,
+    Column::Tenant,
+    Column::Worker,
+];
 
-/// The column widths for one screen width.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Columns {
-    /// The worker column, when several workers are shown.
-    pub worker: Option<usize>,
-    /// The session, agent and tenant columns.
-    pub names: [usize; 3],
-    /// The inline bars after CPU% and MEM (0: none).
-    pub bar: usize,
-    /// Whether the PEAK column fits.
-    pub peak: bool,
+/// The widest a name column gets.
+fn name_max_width(column: Column) -> usize {
+    match column {
+        Column::Session => 24,
+        Column::Worker => 16,
+        _ => 20,
+    }
 }
 
-impl Columns {
-    /// Fits the columns to `width` cells.
+/// The columns shown on one screen width, with their widths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The columns shown, in table order, each with its width (for CPU% and MEM, the width
+    /// of the figure; the bar comes after it).
+    pub columns: Vec<(Column, usize)>,
+    /// The inline bars after CPU% and MEM (0: none).
+    pub bar: usize,
+}
+
+impl Layout {
+    /// Fits the columns to `width` cells: every column at least as wide as its title (with
+    /// the sort arrow on the sort column) and its figures, giving up whole columns in
+    /// [`Column::DROP_ORDER`] until they fit (the sort column last); then spare cells go to
+    /// the name columns, up to a preferred width, to the bars, and to the names again.
     #[must_use]
-    pub fn fit(width: usize, with_worker_column: bool) -> Self {
-        let mut peak = true;
-        let fixed_width = |peak: bool| {
-            let (columns, cells) = (
-                9 + usize::from(with_worker_column) - usize::from(!peak),
-                DURATION_WIDTH
-                    + CPU_WIDTH
-                    + MEMORY_WIDTH
-                    + if peak { MEMORY_WIDTH } else { 0 }
-                    + STALLS_WIDTH
-                    + STATUS_WIDTH,
-            );
-            cells + columns - 1
+    pub fn fit(
+        width: usize,
+        with_worker_column: bool,
+        sort: SortKey,
+        marking: MemoryMarking,
+    ) -> Self {
+        let minimum = |column: Column| minimum_width(column, sort, marking);
+        let mut shown: Vec<Column> = with_worker_column
+            .then_some(Column::Worker)
+            .into_iter()
+            .chain(Column::SESSION_COLUMNS)
+            .collect();
+        let needed = |shown: &[Column]| {
+            shown.iter().map(|column| minimum(*column)).sum::<usize>() + shown.len() - 1
         };
-        let name_columns = 3 + usize::from(with_worker_column);
-        let mut free = width.saturating_sub(fixed_width(true));
-        if free < name_columns * NAME_MIN_WIDTH + name_columns * 2 {
-            peak = false;
-            free = width.saturating_sub(fixed_width(false));
+        let sorted_last = Column::DROP_ORDER
+            .iter()
+            .filter(|column| column.sort_key() != Some(sort))
+            .chain(
+                Column::DROP_ORDER
+                    .iter()
+                    .filter(|column| column.sort_key() == Some(sort)),
+            );
+        for column in sorted_last {
+            if needed(&shown) <= width {
+                break;
+            }
+            shown.retain(|kept| kept != column);
         }
-        let preferred = (name_columns * NAME_PREFERRED_WIDTH).min(free);
-        let spare = free - preferred;
-        let bar = if spare >= 2 * (BAR_WIDTHS.0 + 1) {
-            (spare / 2 - 1).min(BAR_WIDTHS.1)
+
+        let mut widths: Vec<(Column, usize)> = shown
+            .iter()
+            .map(|column| (*column, minimum(*column)))
+            .collect();
+        let mut free = width.saturating_sub(needed(&shown));
+        grow_names(&mut widths, &mut free, |column| {
+            NAME_PREFERRED_WIDTH.min(name_max_width(column))
+        });
+        let bars_fit = shown.contains(&Column::Cpu) && shown.contains(&Column::Mem);
+        let bar = if bars_fit && free >= 2 * (BAR_WIDTHS.0 + 1) {
+            (free / 2 - 1).min(BAR_WIDTHS.1)
         } else {
             0
         };
-        let mut name_space = free - if bar > 0 { 2 * (bar + 1) } else { 0 };
-        let mut widths = [0; 4];
-        let maxima = [
-            WORKER_MAX_WIDTH,
-            NAME_MAX_WIDTHS[0],
-            NAME_MAX_WIDTHS[1],
-            NAME_MAX_WIDTHS[2],
-        ];
-        let first = usize::from(!with_worker_column);
-        // Hand out the space one cell at a time, round robin, up to each column's maximum.
-        'fill: loop {
-            let mut grew = false;
-            for column in first..4 {
-                if name_space == 0 {
-                    break 'fill;
-                }
-                if widths[column] < maxima[column] {
-                    widths[column] += 1;
-                    name_space -= 1;
+        if bar > 0 {
+            free -= 2 * (bar + 1);
+        }
+        grow_names(&mut widths, &mut free, name_max_width);
+        Self {
+            columns: widths,
+            bar,
+        }
+    }
+
+    /// Whether a column is shown.
+    #[must_use]
+    pub fn shows(&self, column: Column) -> bool {
+        self.columns.iter().any(|(shown, _)| *shown == column)
+    }
+
+    /// The cells a column takes on screen: its width, and its bar after it for CPU% and MEM.
+    fn cell_width(&self, column: Column, width: usize) -> usize {
+        if self.bar > 0 && matches!(column, Column::Cpu | Column::Mem) {
+            width + self.bar + 1
+        } else {
+            width
+        }
+    }
+
+    /// The width of a whole row: every cell and the single spaces between them.
+    #[must_use]
+    pub fn row_width(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|(column, width)| self.cell_width(*column, *width))
+            .sum::<usize>()
+            + self.columns.len().saturating_sub(1)
+    }
+}
+
+/// The narrowest a column gets: its figures' width, and its whole title, with the sort arrow
+/// on the sort column.
+fn minimum_width(column: Column, sort: SortKey, marking: MemoryMarking) -> usize {
+    let figures = match column {
+        Column::Dur => DURATION_WIDTH,
+        Column::Cpu => CPU_WIDTH,
+        Column::Mem | Column::Peak => MEMORY_WIDTH + usize::from(marking.marks_cells()),
+        Column::Stalls => STALLS_WIDTH,
+        Column::Status => STATUS_WIDTH,
+        Column::Worker | Column::Session | Column::Agent | Column::Tenant => 0,
+    };
+    let arrow = usize::from(column.sort_key() == Some(sort));
+    figures.max(column.title(marking).width() + arrow)
+}
+
+/// Hands out `free` cells to the shown name columns, one at a time each in
+/// [`NAME_GROWTH_ORDER`], until each has reached `limit` or nothing is left.
+fn grow_names(widths: &mut [(Column, usize)], free: &mut usize, limit: impl Fn(Column) -> usize) {
+    loop {
+        let mut grew = false;
+        for name in NAME_GROWTH_ORDER {
+            if *free == 0 {
+                return;
+            }
+            if let Some((_, width)) = widths.iter_mut().find(|(column, _)| *column == name) {
+                if *width < limit(name) {
+                    *width += 1;
+                    *free -= 1;
                     grew = true;
                 }
             }
-            if !grew {
-                break;
-            }
         }
-        Self {
-            worker: with_worker_column.then_some(widths[0]),
-            names: [widths[1], widths[2], widths[3]],
-            bar,
-            peak,
+        if !grew {
+            return;
         }
     }
+}
+
+/// How the memory figures of the workers shown are marked.
+fn memory_marking(state: &State) -> MemoryMarking {
+    MemoryMarking::of(
+        state
+            .live_snapshots()
+            .map(|snapshot| snapshot.worker.mem_source),
+    )
 }
 
 /// Draws the column titles and the rows on screen, or why there are none.
@@ -125,16 +201,14 @@ pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
     if area.height == 0 {
         return;
     }
-    let columns = Columns::fit(usize::from(area.width), state.shows_worker_column());
-    let approximate = state
-        .live_snapshots()
-        .any(|snapshot| !snapshot.worker.mem_source.is_exact());
-    let memory_title = memory_column_title(if approximate {
-        openrtc_proto::MemSource::RssShare
-    } else {
-        openrtc_proto::MemSource::Tracked
-    });
-    let titles = title_line(state, columns, memory_title, usize::from(area.width), theme);
+    let marking = memory_marking(state);
+    let layout = Layout::fit(
+        usize::from(area.width),
+        state.shows_worker_column(),
+        state.settings().sort,
+        marking,
+    );
+    let titles = title_line(state, &layout, marking, usize::from(area.width), theme);
     put_line(buffer, area, 0, &titles);
 
     let rows_area = Rect::new(area.x, area.y + 1, area.width, area.height - 1);
@@ -165,7 +239,14 @@ pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
             continue;
         };
         let selected = state.selected_row() == Some(index);
-        let line = session_line(worker, session, columns, largest_memory, selected, theme);
+        let row = RowSource {
+            worker_name: worker.name(),
+            mem_source: worker
+                .snapshot()
+                .map_or(MemSource::default(), |snapshot| snapshot.worker.mem_source),
+            session,
+        };
+        let line = session_line(&row, &layout, marking, largest_memory, selected, theme);
         let line_area = Rect::new(rows_area.x, rows_area.y + offset, rows_area.width, 1);
         if selected {
             buffer.set_style(line_area, theme.selected_row());
@@ -177,8 +258,8 @@ pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
 /// The titles of the columns; the sort column is marked with ▼ (descending) or ▲.
 fn title_line(
     state: &State,
-    columns: Columns,
-    memory_title: &str,
+    layout: &Layout,
+    marking: MemoryMarking,
     width: usize,
     theme: Theme,
 ) -> Line<'static> {
@@ -187,58 +268,31 @@ fn title_line(
     let arrow = if descending { "▼" } else { "▲" };
     let mut spans = Vec::new();
     let mut used = 0;
-    let mut title = |text: &str, cell_width: usize, align: Align, key: Option<SortKey>| {
-        let sorted = key.is_some_and(|key| key == settings.sort);
+    for (column, column_width) in &layout.columns {
+        let sorted = column.sort_key() == Some(settings.sort);
+        let title = column.title(marking);
         let text = if sorted {
-            format!("{text}{arrow}")
+            format!("{title}{arrow}")
         } else {
-            text.to_owned()
+            title.to_owned()
         };
         let style = if sorted {
             theme.sorted_column_title()
         } else {
             theme.column_titles()
         };
+        // The titles over a figure and its bar start where the cell starts.
+        let align = if matches!(column, Column::Cpu | Column::Mem) {
+            Align::Left
+        } else {
+            column.alignment()
+        };
+        let cell_width = layout.cell_width(*column, *column_width);
         let gap = if used == 0 { "" } else { " " };
         spans.push(Span::styled(gap, theme.column_titles()));
         spans.push(Span::styled(fit(&text, cell_width, align), style));
         used += gap.len() + cell_width;
-    };
-    if let Some(worker_width) = columns.worker {
-        title("WORKER", worker_width, Align::Left, None);
     }
-    title(
-        "SESSION",
-        columns.names[0],
-        Align::Left,
-        Some(SortKey::Session),
-    );
-    title("AGENT", columns.names[1], Align::Left, Some(SortKey::Agent));
-    title(
-        "TENANT",
-        columns.names[2],
-        Align::Left,
-        Some(SortKey::Tenant),
-    );
-    title("DUR(s)", DURATION_WIDTH, Align::Right, Some(SortKey::Dur));
-    let bar_cells = if columns.bar > 0 { columns.bar + 1 } else { 0 };
-    title(
-        "CPU%",
-        CPU_WIDTH + bar_cells,
-        Align::Left,
-        Some(SortKey::Cpu),
-    );
-    title(
-        memory_title,
-        MEMORY_WIDTH + bar_cells,
-        Align::Left,
-        Some(SortKey::Mem),
-    );
-    if columns.peak {
-        title("PEAK", MEMORY_WIDTH, Align::Right, Some(SortKey::Peak));
-    }
-    title("STALLS", STALLS_WIDTH, Align::Right, Some(SortKey::Stalls));
-    title("STATUS", STATUS_WIDTH, Align::Left, Some(SortKey::Status));
     spans.push(Span::styled(
         " ".repeat(width.saturating_sub(used)),
         theme.column_titles(),
@@ -249,19 +303,21 @@ fn title_line(
 /// One session's row. Slow rows are highlighted; a session blocking a thread now shows for
 /// how long in its STATUS cell, in the alert style.
 fn session_line(
-    worker: &WorkerEntry,
-    session: &SessionSnapshot,
-    columns: Columns,
+    row: &RowSource<'_>,
+    layout: &Layout,
+    marking: MemoryMarking,
     largest_memory: u64,
     selected: bool,
     theme: Theme,
 ) -> Line<'static> {
+    let session: &SessionSnapshot = row.session;
     let row_style = match session.state {
         _ if selected => Style::new(),
         SessionState::Slow => theme.warning(),
         SessionState::Draining => theme.dim(),
         _ => Style::new(),
     };
+    let bar_style = |style: Style| if selected { Style::new() } else { style };
     let mut spans: Vec<Span<'static>> = Vec::with_capacity(24);
     let mut cell = |text: String, style: Style| {
         if !spans.is_empty() {
@@ -269,90 +325,48 @@ fn session_line(
         }
         spans.push(Span::styled(text, style));
     };
-    if let Some(worker_width) = columns.worker {
-        cell(
-            fit(&clean_text(worker.name(), 64), worker_width, Align::Left),
-            row_style,
-        );
-    }
-    for (text, width) in [&session.id, &session.agent, &session.tenant]
-        .into_iter()
-        .zip(columns.names)
-    {
-        cell(fit(&clean_text(text, 64), width, Align::Left), row_style);
-    }
-    cell(
-        fit(
-            &format_seconds_tenths(session.duration_ms),
-            DURATION_WIDTH,
-            Align::Right,
-        ),
-        row_style,
-    );
-    cell(
-        fit(
-            &format_cpu_percent(session.cpu_pct),
-            CPU_WIDTH,
-            Align::Right,
-        ),
-        row_style,
-    );
-    let bar_style = |style: Style| if selected { Style::new() } else { style };
-    if columns.bar > 0 {
-        cell(
-            bar(session.cpu_pct / 100.0, columns.bar),
-            bar_style(theme.cpu_bar()),
-        );
-    }
-    cell(
-        fit(
-            &format_bytes_compact(session.mem_bytes),
-            MEMORY_WIDTH,
-            Align::Right,
-        ),
-        row_style,
-    );
-    if columns.bar > 0 {
-        // Precision loss only past 2^53 bytes; the ratio is for drawing.
-        #[allow(clippy::cast_precision_loss)]
-        let fraction = if largest_memory == 0 {
-            0.0
-        } else {
-            session.mem_bytes as f64 / largest_memory as f64
-        };
-        cell(bar(fraction, columns.bar), bar_style(theme.memory_bar()));
-    }
-    if columns.peak {
-        cell(
-            fit(
-                &format_bytes_compact(session.mem_peak_bytes),
-                MEMORY_WIDTH,
-                Align::Right,
-            ),
-            row_style,
-        );
-    }
-    cell(
-        fit(&session.stall_count.to_string(), STALLS_WIDTH, Align::Right),
-        row_style,
-    );
-    match session.blocking_for_ms {
-        Some(blocking_ms) => cell(
-            fit(
-                &format!("blocking {}", format_blocking_span(blocking_ms)),
-                STATUS_WIDTH,
-                Align::Left,
-            ),
-            if selected {
-                Style::new()
-            } else {
-                theme.alert()
+    for (column, width) in &layout.columns {
+        match column {
+            Column::Status => match session.blocking_for_ms {
+                Some(blocking_ms) => cell(
+                    fit(
+                        &format!("blocking {}", format_blocking_span(blocking_ms)),
+                        *width,
+                        Align::Left,
+                    ),
+                    if selected {
+                        Style::new()
+                    } else {
+                        theme.alert()
+                    },
+                ),
+                None => cell(fit(session.state.as_str(), *width, Align::Left), row_style),
             },
-        ),
-        None => cell(
-            fit(session.state.as_str(), STATUS_WIDTH, Align::Left),
-            row_style,
-        ),
+            Column::Worker => cell(
+                fit(&clean_text(row.worker_name, 64), *width, Align::Left),
+                row_style,
+            ),
+            other => {
+                let text = other.cell_text(row, marking);
+                cell(fit(&text, *width, other.alignment()), row_style);
+                if layout.bar > 0 && *other == Column::Cpu {
+                    cell(
+                        bar(session.cpu_pct / 100.0, layout.bar),
+                        bar_style(theme.cpu_bar()),
+                    );
+                }
+                if layout.bar > 0 && *other == Column::Mem {
+                    // Precision loss only past 2^53 bytes; the ratio is for drawing.
+                    #[allow(clippy::cast_precision_loss)]
+                    let fraction = if largest_memory == 0 {
+                        0.0
+                    } else {
+                        session.mem_bytes as f64 / largest_memory as f64
+                    };
+                    cell(bar(fraction, layout.bar), bar_style(theme.memory_bar()));
+                }
+            }
+        }
     }
     Line::from(spans)
 }
@@ -361,57 +375,111 @@ fn session_line(
 mod tests {
     use super::*;
 
-    /// The total width of a row laid out with these columns.
-    fn row_width(columns: Columns) -> usize {
-        let bars = if columns.bar > 0 {
-            2 * (columns.bar + 1)
-        } else {
-            0
-        };
-        let cells = columns.worker.map_or(0, |width| width + 1)
-            + columns.names.iter().sum::<usize>()
-            + 2
-            + DURATION_WIDTH
-            + CPU_WIDTH
-            + MEMORY_WIDTH
-            + if columns.peak { MEMORY_WIDTH + 1 } else { 0 }
-            + STALLS_WIDTH
-            + STATUS_WIDTH
-            + 5;
-        cells + bars
+    /// The columns of a layout, without their widths.
+    fn shown(layout: &Layout) -> Vec<Column> {
+        layout.columns.iter().map(|(column, _)| *column).collect()
     }
 
     #[test]
-    fn columns_fit_every_width_from_60() {
+    fn columns_fit_every_width_from_60_with_whole_titles() {
         for width in 60..=300 {
             for with_worker in [false, true] {
-                let columns = Columns::fit(width, with_worker);
-                assert!(
-                    row_width(columns) <= width,
-                    "{width} wide, worker column {with_worker}: {columns:?}"
-                );
-                // Four name columns share 15 cells at 60 wide: the narrowest gets 3.
-                let narrowest = if with_worker { 3 } else { 5 };
-                assert!(
-                    columns.names.iter().all(|name| *name >= narrowest),
-                    "{columns:?}"
-                );
+                for sort in SortKey::ALL {
+                    for marking in [MemoryMarking::Exact, MemoryMarking::Mixed] {
+                        let layout = Layout::fit(width, with_worker, sort, marking);
+                        let context = format!("{width} wide, worker {with_worker}, {sort:?}");
+                        assert!(layout.row_width() <= width, "{context}: {layout:?}");
+                        for (column, column_width) in &layout.columns {
+                            assert!(
+                                *column_width >= minimum_width(*column, sort, marking),
+                                "{context}: {column:?} is cut in {layout:?}"
+                            );
+                        }
+                        assert!(layout.shows(Column::Session) && layout.shows(Column::Status));
+                        assert!(
+                            layout
+                                .columns
+                                .iter()
+                                .any(|(column, _)| column.sort_key() == Some(sort)),
+                            "{context}: the sort column is kept"
+                        );
+                    }
+                }
             }
         }
     }
 
     #[test]
-    fn wide_screens_get_bars_and_narrow_ones_lose_peak() {
-        let wide = Columns::fit(200, false);
+    fn narrow_screens_give_up_columns_in_the_documented_order() {
+        let at = |width, sort| shown(&Layout::fit(width, false, sort, MemoryMarking::Exact));
+        use Column::{Agent, Cpu, Dur, Mem, Peak, Session, Stalls, Status, Tenant};
+        assert_eq!(
+            at(80, SortKey::Cpu),
+            [Session, Agent, Tenant, Dur, Cpu, Mem, Peak, Stalls, Status]
+        );
+        assert_eq!(
+            at(61, SortKey::Cpu),
+            [Session, Agent, Dur, Cpu, Mem, Peak, Stalls, Status],
+            "the tenant goes first"
+        );
+        assert_eq!(
+            at(60, SortKey::Cpu),
+            [Session, Agent, Dur, Cpu, Mem, Stalls, Status],
+            "then the peak"
+        );
+        assert_eq!(
+            at(60, SortKey::Tenant),
+            [Session, Tenant, Dur, Cpu, Mem, Stalls, Status],
+            "the sort column stays while others can go"
+        );
+        assert_eq!(at(40, SortKey::Cpu), [Session, Cpu, Mem, Status]);
+        let with_worker = shown(&Layout::fit(66, true, SortKey::Cpu, MemoryMarking::Exact));
+        assert_eq!(
+            with_worker,
+            [
+                Column::Worker,
+                Session,
+                Agent,
+                Dur,
+                Cpu,
+                Mem,
+                Stalls,
+                Status
+            ]
+        );
+    }
+
+    #[test]
+    fn wide_screens_get_bars_and_the_widest_names() {
+        let wide = Layout::fit(200, false, SortKey::Cpu, MemoryMarking::Exact);
         assert_eq!(wide.bar, BAR_WIDTHS.1);
-        assert_eq!(wide.names, NAME_MAX_WIDTHS);
-        assert!(wide.peak);
-        let normal = Columns::fit(80, false);
+        let names: Vec<usize> = wide
+            .columns
+            .iter()
+            .filter(|(column, _)| column.is_name())
+            .map(|(_, width)| *width)
+            .collect();
+        assert_eq!(names, [24, 20, 20]);
+        let normal = Layout::fit(80, false, SortKey::Cpu, MemoryMarking::Exact);
         assert_eq!(normal.bar, 0);
-        assert!(normal.peak);
-        assert_eq!(normal.names, [10, 10, 10]);
-        let narrow = Columns::fit(60, false);
-        assert!(!narrow.peak);
-        assert_eq!(narrow.bar, 0);
+        assert_eq!(
+            normal.columns[..3],
+            [
+                (Column::Session, 10),
+                (Column::Agent, 10),
+                (Column::Tenant, 10)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_sort_column_is_wide_enough_for_its_arrow() {
+        let by_stalls = Layout::fit(120, false, SortKey::Stalls, MemoryMarking::Exact);
+        assert!(
+            by_stalls.columns.contains(&(Column::Stalls, 7)),
+            "{by_stalls:?}"
+        );
+        let by_cpu = Layout::fit(120, false, SortKey::Cpu, MemoryMarking::Exact);
+        assert!(by_cpu.columns.contains(&(Column::Stalls, 6)), "{by_cpu:?}");
     }
 }

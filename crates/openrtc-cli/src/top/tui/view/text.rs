@@ -1,5 +1,5 @@
-//! Text helpers of the live view: fitting text to a width in terminal cells, inline bars and
-//! sparklines made of block characters.
+//! Text helpers of the live view: fitting and wrapping text to a width in terminal cells,
+//! inline bars and sparklines made of block characters.
 
 use unicode_width::{UnicodeWidthChar as _, UnicodeWidthStr as _};
 
@@ -40,6 +40,53 @@ pub fn fit(text: &str, width: usize, align: Align) -> String {
     used += 1;
     cut.push_str(&" ".repeat(width.saturating_sub(used)));
     cut
+}
+
+/// `text` broken into lines of at most `width` terminal cells, at spaces where it can and
+/// anywhere where a word is wider than a line; every line after the first starts with
+/// `indent` spaces (and holds `indent` fewer cells of text). Nothing of the text is lost
+/// but the spaces at the breaks.
+#[must_use]
+pub fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut rest = text;
+    loop {
+        let prefix = if lines.is_empty() { 0 } else { indent };
+        let room = width.saturating_sub(prefix).max(1);
+        if rest.width() <= room {
+            break;
+        }
+        // The longest head of `rest` that fits (at least one character).
+        let mut used = 0;
+        let mut end = 0;
+        for (index, character) in rest.char_indices() {
+            let character_width = character.width().unwrap_or(0);
+            if used + character_width > room && end > 0 {
+                break;
+            }
+            used += character_width;
+            end = index + character.len_utf8();
+        }
+        let space = rest[..end]
+            .rfind(' ')
+            .filter(|space| !rest[..*space].trim().is_empty());
+        let after_slash = rest[..end]
+            .rfind('/')
+            .map(|slash| slash + 1)
+            .filter(|cut| *cut < end);
+        let cut = if rest[end..].starts_with(' ') {
+            end
+        } else {
+            space.or(after_slash).unwrap_or(end)
+        };
+        lines.push(format!("{}{}", " ".repeat(prefix), rest[..cut].trim_end()));
+        rest = rest[cut..].trim_start();
+    }
+    if !rest.is_empty() || lines.is_empty() {
+        let prefix = if lines.is_empty() { 0 } else { indent };
+        lines.push(format!("{}{rest}", " ".repeat(prefix)));
+    }
+    lines
 }
 
 /// The eighths of a bar cell, from empty to full.
@@ -136,6 +183,22 @@ mod tests {
         assert_eq!(fit("東京東京", 6, Align::Left), "東京… ");
         assert_eq!(fit("東京東京", 5, Align::Left), "東京…");
         assert_eq!(fit("abc", 0, Align::Left), "");
+    }
+
+    #[test]
+    fn long_text_wraps_at_spaces_then_slashes() {
+        assert_eq!(wrap("short", 10, 2), ["short"]);
+        assert_eq!(wrap("", 10, 2), [""]);
+        assert_eq!(
+            wrap("  → run  examples/demo/src/agents/blocker.rs:28", 24, 4),
+            [
+                "  → run",
+                "    examples/demo/src/",
+                "    agents/blocker.rs:28"
+            ]
+        );
+        assert_eq!(wrap("abcdefgh", 3, 0), ["abc", "def", "gh"]);
+        assert_eq!(wrap("東京東京", 3, 0), ["東", "京", "東", "京"]);
     }
 
     #[test]
