@@ -422,6 +422,9 @@ pub enum SessionOutcome {
     Panicked {
         /// The panic message.
         message: String,
+        /// Where it panicked, `file:line:column`, when known (absent from older workers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
     },
     /// The session was cancelled.
     Cancelled {
@@ -501,5 +504,37 @@ impl EndedSessionSnapshot {
             stall_count: 0,
             mem_peak_bytes: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_s_location_is_an_additive_field() {
+        let old_worker = r#"{"kind":"panicked","message":"bad frame"}"#;
+        let read: SessionOutcome = serde_json::from_str(old_worker).expect("old shape reads");
+        assert_eq!(
+            read,
+            SessionOutcome::Panicked {
+                message: "bad frame".into(),
+                location: None,
+            }
+        );
+        assert_eq!(serde_json::to_string(&read).expect("writes"), old_worker);
+        let located = SessionOutcome::Panicked {
+            message: "bad frame".into(),
+            location: Some("src/agents/crashy.rs:20:9".into()),
+        };
+        let json = serde_json::to_string(&located).expect("writes");
+        assert_eq!(
+            json,
+            r#"{"kind":"panicked","message":"bad frame","location":"src/agents/crashy.rs:20:9"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<SessionOutcome>(&json).expect("reads"),
+            located
+        );
     }
 }

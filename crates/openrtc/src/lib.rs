@@ -47,6 +47,7 @@ mod classify;
 mod error;
 mod introspect;
 mod os;
+mod panics;
 mod pool;
 mod probe;
 mod serve;

@@ -37,6 +37,7 @@ pub(crate) struct PoolConfig {
     pub(crate) slow_status_hold: Duration,
     pub(crate) enable_introspection: bool,
     pub(crate) stack_capture: bool,
+    pub(crate) panic_backtraces: bool,
     pub(crate) drain_timeout: Duration,
     pub(crate) cancel_grace: Duration,
     pub(crate) socket_path: Option<PathBuf>,
@@ -256,13 +257,13 @@ impl PoolShared {
         let counter = match &outcome {
             SessionOutcome::Completed => &self.counters.completed,
             SessionOutcome::Failed(_) => &self.counters.failed,
-            SessionOutcome::Panicked(_) => &self.counters.panicked,
+            SessionOutcome::Panicked { .. } => &self.counters.panicked,
             SessionOutcome::Cancelled(_) => &self.counters.cancelled,
             SessionOutcome::Killed(_) => &self.counters.killed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         match &outcome {
-            SessionOutcome::Failed(_) | SessionOutcome::Panicked(_) | SessionOutcome::Killed(_) => {
+            SessionOutcome::Failed(_) | SessionOutcome::Killed(_) => {
                 tracing::warn!(
                     "[session-end] session_id={} tenant={} agent={} {outcome}",
                     cell.id(),
@@ -270,7 +271,10 @@ impl PoolShared {
                     cell.agent()
                 );
             }
-            SessionOutcome::Completed | SessionOutcome::Cancelled(_) => {
+            // A panic was logged when it was caught (`[session-panic]`): one line per panic.
+            SessionOutcome::Completed
+            | SessionOutcome::Cancelled(_)
+            | SessionOutcome::Panicked { .. } => {
                 tracing::debug!(
                     "[session-end] session_id={} tenant={} agent={} {outcome}",
                     cell.id(),
@@ -495,6 +499,7 @@ impl AgentPool {
         stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     ) -> Result<(), RunError> {
         let shared = Arc::clone(&self.shared);
+        crate::panics::install_hook();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(shared.config.worker_threads)
             .thread_name(format!("{}-worker", shared.config.worker_name))

@@ -9,14 +9,12 @@ pub use outcome::{CancelReason, KillReason, SessionOutcome};
 
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
 use crate::agent::ErasedAgent;
+use crate::panics::{CatchPanic, Mark};
 use crate::probe::Attributed;
 
 /// A session's id: unique for the worker's lifetime, shown as `s-<n>` everywhere.
@@ -164,6 +162,10 @@ impl Session {
 
     /// Spawns a child task on the pool's runtime, attributed to this session: its polls count
     /// in the session's busy time and stalls. It is aborted when the session ends.
+    ///
+    /// A panic in it is logged once as the session's (`[session-panic] … child task
+    /// panicked`), like the root task's, and its join handle yields it as a
+    /// [`tokio::task::JoinError`]; the session goes on.
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -171,13 +173,25 @@ impl Session {
     {
         let (child, stats) = self.cell.register_child();
         let attributed = Attributed::new(future, Arc::clone(&self.cell), stats);
+        let caught = CatchPanic::new(attributed, Mark::session(self.cell.panic_backtraces()));
         let guard = ChildGuard {
             cell: Arc::clone(&self.cell),
             child,
         };
         let join = self.runtime.spawn(async move {
-            let _guard = guard;
-            attributed.await
+            match caught.await {
+                Ok(output) => {
+                    drop(guard);
+                    output
+                }
+                Err(mut panic) => {
+                    panic.report(&guard.cell, "child");
+                    drop(guard);
+                    // Passed on as it came, so the join handle yields it; the hook does not
+                    // run again for a resumed panic.
+                    std::panic::resume_unwind(panic.payload)
+                }
+            }
         });
         self.cell.set_child_abort(child, join.abort_handle());
         join
@@ -221,19 +235,26 @@ pub(crate) fn spawn_root(
     };
     let future = agent.start(session);
     let attributed = Attributed::new(future, Arc::clone(&cell), cell.root_stats());
+    let caught = CatchPanic::new(attributed, Mark::session(cell.panic_backtraces()));
     let mut guard = RootGuard {
         cell: Arc::clone(&cell),
         outcome: None,
     };
     let join = runtime.spawn(async move {
-        let result = CatchUnwind { inner: attributed }.await;
+        let result = caught.await;
         guard.set_outcome(match result {
             Ok(Ok(())) => guard
                 .cell
                 .stop_request()
                 .map_or(SessionOutcome::Completed, StopRequest::outcome),
             Ok(Err(error)) => SessionOutcome::Failed(error),
-            Err(message) => SessionOutcome::Panicked(message),
+            Err(mut panic) => {
+                panic.report(&guard.cell, "root");
+                SessionOutcome::Panicked {
+                    message: panic.message,
+                    location: panic.location,
+                }
+            }
         });
     });
     cell.set_abort(join.abort_handle());
@@ -260,37 +281,6 @@ impl Drop for RootGuard {
             )
         });
         self.cell.finish(outcome);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Catches a panic in any poll of the inner future and yields its message instead.
-    struct CatchUnwind<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
-        }
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
     }
 }
 

@@ -153,7 +153,11 @@ pub fn format_status(session: &SessionSnapshot) -> String {
 pub fn format_outcome(outcome: &SessionOutcome) -> String {
     let detail = match outcome {
         SessionOutcome::Failed { error } => format!(": {error}"),
-        SessionOutcome::Panicked { message } => format!(": {message}"),
+        SessionOutcome::Panicked {
+            message,
+            location: Some(location),
+        } => format!(": {message} (at {location})"),
+        SessionOutcome::Panicked { message, .. } => format!(": {message}"),
         SessionOutcome::Cancelled { reason } | SessionOutcome::Killed { reason } => {
             format!(" ({reason})")
         }
@@ -395,6 +399,20 @@ mod tests {
                 reason: "operator".into()
             }),
             "cancelled (operator)"
+        );
+        assert_eq!(
+            format_outcome(&SessionOutcome::Panicked {
+                message: "bad frame".into(),
+                location: Some("src/agents/crashy.rs:20:9".into()),
+            }),
+            "panicked: bad frame (at src/agents/crashy.rs:20:9)"
+        );
+        assert_eq!(
+            format_outcome(&SessionOutcome::Panicked {
+                message: "bad frame".into(),
+                location: None,
+            }),
+            "panicked: bad frame"
         );
     }
 

@@ -198,6 +198,7 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
             "globex",
             SessionOutcome::Panicked {
                 message: "index out of bounds\nat src/llm.rs:12".into(),
+                location: None,
             },
             950,
         ),

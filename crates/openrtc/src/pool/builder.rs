@@ -20,6 +20,7 @@ pub struct AgentPoolBuilder {
     slow_status_hold: Duration,
     enable_introspection: bool,
     stack_capture: bool,
+    panic_backtraces: Option<bool>,
     drain_timeout: Duration,
     cancel_grace: Duration,
     socket_path: Option<PathBuf>,
@@ -43,6 +44,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("slow_status_hold", &self.slow_status_hold)
             .field("enable_introspection", &self.enable_introspection)
             .field("stack_capture", &self.stack_capture)
+            .field("panic_backtraces", &self.panic_backtraces)
             .field("drain_timeout", &self.drain_timeout)
             .field("cancel_grace", &self.cancel_grace)
             .field("socket_path", &self.socket_path)
@@ -65,6 +67,7 @@ impl Default for AgentPoolBuilder {
             slow_status_hold: Self::DEFAULT_SLOW_STATUS_HOLD,
             enable_introspection: true,
             stack_capture: true,
+            panic_backtraces: None,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             cancel_grace: Self::DEFAULT_CANCEL_GRACE,
             socket_path: None,
@@ -149,6 +152,20 @@ impl AgentPoolBuilder {
     /// classified from `/proc`.
     pub fn stack_capture(mut self, enable: bool) -> Self {
         self.stack_capture = enable;
+        self
+    }
+
+    /// Whether a session's panic is logged with a backtrace (default: as std decides for its
+    /// own panic output, from `RUST_BACKTRACE` when the pool is built: set and not `0`).
+    ///
+    /// Either way a panic inside a session prints nothing of std's on the worker thread: it is
+    /// logged as one `[session-panic]` line. With backtraces, the panicking thread only walks
+    /// its stack for raw return addresses (microseconds); a thread of the runtime symbolizes
+    /// them and logs a `[session-panic-backtrace]` line. The first one loads the binary's
+    /// debug info there (tens of MiB, in the `runtime` memory bucket), dropped again after a
+    /// minute without backtraces. Panics outside sessions go to the previous panic hook.
+    pub fn panic_backtraces(mut self, enable: bool) -> Self {
+        self.panic_backtraces = Some(enable);
         self
     }
 
@@ -309,6 +326,9 @@ impl AgentPoolBuilder {
             slow_status_hold: self.slow_status_hold,
             enable_introspection: self.enable_introspection,
             stack_capture: self.stack_capture,
+            panic_backtraces: self.panic_backtraces.unwrap_or_else(|| {
+                crate::panics::backtraces_asked_for(std::env::var_os("RUST_BACKTRACE").as_deref())
+            }),
             drain_timeout: self.drain_timeout,
             cancel_grace: self.cancel_grace,
             socket_path,

@@ -176,6 +176,11 @@ impl SessionCell {
         self.account = account;
     }
 
+    /// Whether a panic in this session's tasks gets a backtrace (symbolized off the worker).
+    pub(crate) fn panic_backtraces(&self) -> bool {
+        self.pool.config.panic_backtraces
+    }
+
     /// The allocator account charged while this session is polled (0: none).
     #[inline(always)]
     pub(crate) fn account(&self) -> u32 {

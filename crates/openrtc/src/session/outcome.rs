@@ -12,8 +12,13 @@ pub enum SessionOutcome {
     Completed,
     /// The agent returned an error.
     Failed(AgentError),
-    /// The agent (its root task) panicked; the message is the panic's payload.
-    Panicked(String),
+    /// The agent (its root task) panicked.
+    Panicked {
+        /// The panic's message (its payload, when that is a string).
+        message: String,
+        /// Where it panicked, `file:line:column`, when known.
+        location: Option<String>,
+    },
     /// The session was asked to stop and did (or was dropped after the grace period).
     Cancelled(CancelReason),
     /// The session was stopped at once, without a grace period.
@@ -92,7 +97,14 @@ impl fmt::Display for SessionOutcome {
         match self {
             Self::Completed => f.write_str("completed"),
             Self::Failed(error) => write!(f, "failed: {error}"),
-            Self::Panicked(message) => write!(f, "panicked: {message}"),
+            Self::Panicked {
+                message,
+                location: Some(location),
+            } => write!(f, "panicked at {location}: {message}"),
+            Self::Panicked {
+                message,
+                location: None,
+            } => write!(f, "panicked: {message}"),
             Self::Cancelled(reason) => write!(f, "cancelled ({})", reason.as_str()),
             Self::Killed(reason) => write!(f, "killed ({reason})"),
         }
@@ -108,8 +120,9 @@ impl SessionOutcome {
             Self::Failed(error) => Wire::Failed {
                 error: error.to_string(),
             },
-            Self::Panicked(message) => Wire::Panicked {
+            Self::Panicked { message, location } => Wire::Panicked {
                 message: message.clone(),
+                location: location.clone(),
             },
             Self::Cancelled(reason) => Wire::Cancelled {
                 reason: reason.as_str().to_owned(),

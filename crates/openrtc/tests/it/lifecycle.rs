@@ -160,12 +160,17 @@ fn a_panic_or_an_error_ends_only_its_own_session() {
         .handle
         .launch(JobRequest::new().agent("failing"))
         .expect("room");
-    assert_eq!(
-        pool.wait_ended(panicked).outcome,
-        Wire::Panicked {
-            message: "bad frame 7".into()
+    match pool.wait_ended(panicked).outcome {
+        Wire::Panicked { message, location } => {
+            assert_eq!(message, "bad frame 7");
+            let location = location.expect("the hook records where it panicked");
+            assert!(
+                location.starts_with(concat!(file!(), ":")),
+                "{location} is in this file"
+            );
         }
-    );
+        other => panic!("expected a panic, got {other:?}"),
+    }
     assert_eq!(
         pool.wait_ended(failed).outcome,
         Wire::Failed {

@@ -9,6 +9,8 @@ use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
 use crate::support::{RunningPool, complete_last_stall, row_of, wait_for};
 
+mod panics;
+
 /// The injected block.
 const BLOCK: Duration = Duration::from_millis(300);
 
