@@ -1,4 +1,7 @@
-//! `openrtc-demo` processes, inspected over their real sockets.
+//! `openrtc-demo` processes, inspected over their real sockets; [`runbooks`] runs every
+//! runbook step against one.
+
+mod runbooks;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
