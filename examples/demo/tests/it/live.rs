@@ -136,3 +136,50 @@ fn a_worker_over_its_memory_limit_drains_and_exits_with_75() {
     );
     assert!(stderr.contains("memory limit"), "{stderr}");
 }
+
+/// Starts the demo with its standard error redirected to a file, lets it log a stall, and
+/// returns that log.
+fn log_of_a_redirected_demo(no_color: Option<&str>) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("demo.sock");
+    let log_path = dir.path().join("demo.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openrtc-demo"));
+    command
+        .args(["--threads", "2", "--only", "blocker", "--callers", "1"])
+        .args(["--drain-timeout-secs", "0"])
+        .arg("--socket")
+        .arg(&socket)
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"));
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let mut demo = Demo {
+        child: command.spawn().expect("start openrtc-demo"),
+        stderr_path: log_path,
+    };
+    let log = wait_for("a [slow-session] line", || {
+        let log = demo.stderr();
+        log.contains("[slow-session]").then_some(log)
+    });
+    let _ = demo.child.kill();
+    log
+}
+
+#[test]
+fn the_log_has_no_colour_codes_when_redirected() {
+    for no_color in [None, Some("1")] {
+        let log = log_of_a_redirected_demo(no_color);
+        assert!(
+            log.contains(" WARN openrtc::watchdog: [slow-session]"),
+            "{log}"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "an escape code in the log with NO_COLOR={no_color:?}: {log:?}"
+        );
+    }
+}
