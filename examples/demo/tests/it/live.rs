@@ -135,6 +135,44 @@ fn a_worker_over_its_memory_limit_drains_and_exits_with_75() {
         "{stderr}"
     );
     assert!(stderr.contains("memory limit"), "{stderr}");
+    // At `warn` (the drain's start is `info`): the cancel at the deadline (0 s here; no such
+    // line if no session was live yet) and the end.
+    let drain: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("[drain]"))
+        .collect();
+    let (cancel, end) = match drain.as_slice() {
+        [cancel, end] => (Some(*cancel), *end),
+        [end] => (None, *end),
+        _ => panic!("one or two [drain] lines: {stderr}"),
+    };
+    let cancelling = cancel.map_or(0, |line| {
+        assert!(
+            line.contains("[drain] deadline reached: cancelling "),
+            "{line}"
+        );
+        field(line, "cancelling")
+    });
+    assert!(cancelling <= 3, "{stderr}");
+    assert!(
+        end.contains("[drain] done: 0 ended by themselves, ")
+            && end.contains("; run returns an error: ")
+            && end.contains("(exit code 75)"),
+        "{stderr}"
+    );
+    assert_eq!(field(end, "ended_on_cancel"), cancelling, "{stderr}");
+    assert_eq!(field(end, "dropped"), 0, "{stderr}");
+    assert_eq!(field(end, "exit_code"), 75, "{stderr}");
+}
+
+/// The number in a log line's ` name=N` field.
+#[track_caller]
+fn field(line: &str, name: &str) -> u64 {
+    let pattern = format!(" {name}=");
+    line.split_once(pattern.as_str())
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
 /// Starts the demo with its standard error redirected to a file, lets it log a stall, and
