@@ -354,12 +354,6 @@ impl PoolShared {
             }
         }
     }
-
-    fn stop_all(&self, request: StopRequest) {
-        for cell in self.live_sessions() {
-            self.stop_cell(cell, request);
-        }
-    }
 }
 
 /// Why a session id or prefix matched no single live session.
@@ -535,12 +529,12 @@ impl AgentPool {
         for (cell, agent) in pending {
             session::spawn_root(cell, agent, runtime.handle());
         }
-        let first = runtime.block_on(supervise(&shared, &mut self.control, stop));
+        let (first, counts) = runtime.block_on(supervise(&shared, &mut self.control, stop));
         *lock(&shared.lifecycle) = Lifecycle::Stopped;
         shared.draining.store(true, Ordering::Release);
         runtime.shutdown_timeout(ABORT_WAIT);
         drop(helpers);
-        match first {
+        let result = match first {
             Control::MemoryLimit {
                 rss_bytes,
                 limit_bytes,
@@ -549,7 +543,9 @@ impl AgentPool {
                 limit_bytes,
             }),
             Control::Drain | Control::Shutdown => Ok(()),
-        }
+        };
+        log_drain_end(&shared.config.worker_name, counts, &result);
+        result
     }
 }
 
@@ -572,47 +568,184 @@ impl Drop for HelperThreads {
     }
 }
 
-/// The supervisor loop: waits for a stop, then drains. Returns what stopped it.
+/// Why a drain began, as its log line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DrainCause {
+    /// SIGINT or SIGTERM (its name).
+    Signal(&'static str),
+    /// The future given to `run_until` resolved.
+    RunUntil,
+    /// `PoolHandle::begin_drain`.
+    BeginDrain,
+    /// `PoolHandle::shutdown`: no wait for sessions.
+    Shutdown,
+    /// The worker's RSS crossed its memory limit.
+    MemoryLimit,
+}
+
+impl DrainCause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Signal(name) => name,
+            Self::RunUntil => "run_until",
+            Self::BeginDrain => "begin_drain",
+            Self::Shutdown => "shutdown",
+            Self::MemoryLimit => "memory_limit",
+        }
+    }
+}
+
+/// What a drain did, counted by when each session ended.
+#[derive(Clone, Copy, Debug, Default)]
+struct DrainCounts {
+    /// Sessions that ended before the deadline, whatever their outcome.
+    ended_by_themselves: u64,
+    /// Sessions that ended after they were cancelled, within the cancel grace.
+    ended_on_cancel: u64,
+    /// Sessions still running when the cancel grace ran out, dropped at their next poll.
+    dropped: u64,
+    /// Dropped sessions that had still not ended when the runtime stopped (stuck inside a
+    /// synchronous call).
+    still_running: u64,
+}
+
+/// The supervisor loop: waits for a stop, then drains. Returns what stopped it and what the
+/// drain did.
 async fn supervise(
     shared: &PoolShared,
     control: &mut mpsc::UnboundedReceiver<Control>,
     stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-) -> Control {
+) -> (Control, DrainCounts) {
     let mut stop = stop;
     let mut signals = match stop {
         Some(_) => None,
         None => Signals::install(),
     };
-    let first = next_input(control, &mut stop, signals.as_mut()).await;
+    let (first, cause) = next_input(control, &mut stop, signals.as_mut()).await;
     shared.draining.store(true, Ordering::Release);
+    let config = &shared.config;
+    let worker = config.worker_name.as_str();
+    let live = shared.live_sessions().len() as u64;
+    let mut counts = DrainCounts::default();
     let reason = if first == Control::Shutdown {
+        tracing::info!(
+            event = "drain_start",
+            worker,
+            why = cause.as_str(),
+            live_sessions = live,
+            deadline_ms = 0_u64,
+            cancel_grace_ms = millis(config.cancel_grace),
+            "[drain] {why}: accepting no new session; cancelling the {live} live sessions now, \
+             dropping any still running {grace:?} later",
+            why = cause.as_str(),
+            grace = config.cancel_grace,
+        );
         CancelReason::Shutdown
     } else {
         tracing::info!(
-            active = shared.active_sessions(),
-            "draining: accepting no new session"
+            event = "drain_start",
+            worker,
+            why = cause.as_str(),
+            live_sessions = live,
+            deadline_ms = millis(config.drain_timeout),
+            cancel_grace_ms = millis(config.cancel_grace),
+            "[drain] {why}: accepting no new session; waiting up to {deadline:?} for the {live} \
+             live sessions to end, then cancelling the rest",
+            why = cause.as_str(),
+            deadline = config.drain_timeout,
         );
-        tokio::select! {
-            empty = shared.wait_until_empty(shared.config.drain_timeout) => {
-                if empty {
-                    return first;
-                }
-                CancelReason::DrainTimeout
+        let reason = tokio::select! {
+            empty = shared.wait_until_empty(config.drain_timeout) => {
+                (!empty).then_some(CancelReason::DrainTimeout)
             }
-            () = next_shutdown(control, signals.as_mut()) => CancelReason::Shutdown,
-        }
-    };
-    shared.stop_all(StopRequest::Cancel(reason));
-    if !shared
-        .wait_until_empty(shared.config.cancel_grace + ABORT_WAIT)
-        .await
-    {
+            () = next_shutdown(control, signals.as_mut()) => Some(CancelReason::Shutdown),
+        };
+        let Some(reason) = reason else {
+            counts.ended_by_themselves = live;
+            return (first, counts);
+        };
+        let left = shared.live_sessions();
+        counts.ended_by_themselves = live.saturating_sub(left.len() as u64);
+        let left = left.len();
+        let why = match reason {
+            CancelReason::Shutdown => "shutdown requested",
+            CancelReason::DrainTimeout | CancelReason::Operator => "deadline reached",
+        };
         tracing::warn!(
-            active = shared.active_sessions(),
-            "sessions still running after the cancel grace: shutting down anyway"
+            event = "drain_cancel",
+            worker,
+            why,
+            cancelling = left,
+            cancel_grace_ms = millis(config.cancel_grace),
+            "[drain] {why}: cancelling {left} sessions; any still running {grace:?} later is \
+             dropped",
+            grace = config.cancel_grace,
         );
+        reason
+    };
+    let mut cancelled = 0_u64;
+    for cell in shared.live_sessions() {
+        cell.request_stop(StopRequest::Cancel(reason));
+        cancelled += 1;
     }
-    first
+    shared.wait_until_empty(config.cancel_grace).await;
+    let remaining = shared.live_sessions();
+    counts.dropped = remaining.len() as u64;
+    counts.ended_on_cancel = cancelled.saturating_sub(counts.dropped);
+    for cell in remaining {
+        cell.abort_root();
+    }
+    if !shared.wait_until_empty(ABORT_WAIT).await {
+        counts.still_running = u64::from(shared.active_sessions());
+    }
+    (first, counts)
+}
+
+/// A duration in whole milliseconds, for log fields.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The drain's last line: what it did, and what `run` returns.
+fn log_drain_end(worker: &str, counts: DrainCounts, result: &Result<(), RunError>) {
+    let exit_code = result.as_ref().map_or_else(RunError::exit_code, |()| 0);
+    let returns = match result {
+        Ok(()) => "Ok".to_owned(),
+        Err(error) => format!("an error: {error}"),
+    };
+    let DrainCounts {
+        ended_by_themselves,
+        ended_on_cancel,
+        dropped,
+        still_running,
+    } = counts;
+    let stuck = if still_running == 0 {
+        String::new()
+    } else {
+        format!(" ({still_running} of them still stuck in a synchronous call at exit)")
+    };
+    let clean = result.is_ok() && dropped == 0;
+    macro_rules! drain_end {
+        ($level:ident) => {
+            tracing::$level!(
+                event = "drain_end",
+                worker,
+                ended_by_themselves,
+                ended_on_cancel,
+                dropped,
+                still_running,
+                exit_code,
+                "[drain] done: {ended_by_themselves} ended by themselves, {ended_on_cancel} on \
+                 cancel, {dropped} dropped after the cancel grace{stuck}; run returns {returns} \
+                 (exit code {exit_code})"
+            )
+        };
+    }
+    if clean {
+        drain_end!(info);
+    } else {
+        drain_end!(warn);
+    }
 }
 
 /// SIGINT and SIGTERM, when the pool owns the process's signals.
@@ -638,16 +771,17 @@ impl Signals {
         }
     }
 
-    async fn recv(&mut self) {
+    /// The next SIGINT or SIGTERM, by name.
+    async fn recv(&mut self) -> &'static str {
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
     }
 }
 
-/// The next signal, if the pool owns them; never otherwise.
-async fn next_signal(signals: Option<&mut Signals>) {
+/// The next signal's name, if the pool owns them; never otherwise.
+async fn next_signal(signals: Option<&mut Signals>) -> &'static str {
     match signals {
         Some(signals) => signals.recv().await,
         None => std::future::pending().await,
@@ -658,7 +792,7 @@ async fn next_input(
     control: &mut mpsc::UnboundedReceiver<Control>,
     stop: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     signals: Option<&mut Signals>,
-) -> Control {
+) -> (Control, DrainCause) {
     let stop_future = async {
         match stop {
             Some(stop) => stop.await,
@@ -667,9 +801,17 @@ async fn next_input(
     };
     tokio::select! {
         biased;
-        received = control.recv() => received.unwrap_or(Control::Drain),
-        () = stop_future => Control::Drain,
-        () = next_signal(signals) => Control::Drain,
+        received = control.recv() => {
+            let received = received.unwrap_or(Control::Drain);
+            let cause = match received {
+                Control::Drain => DrainCause::BeginDrain,
+                Control::Shutdown => DrainCause::Shutdown,
+                Control::MemoryLimit { .. } => DrainCause::MemoryLimit,
+            };
+            (received, cause)
+        }
+        () = stop_future => (Control::Drain, DrainCause::RunUntil),
+        name = next_signal(signals) => (Control::Drain, DrainCause::Signal(name)),
     }
 }
 
@@ -686,7 +828,7 @@ async fn next_shutdown(
         std::future::pending::<()>().await;
     };
     tokio::select! {
-        () = next_signal(signals) => {}
+        _ = next_signal(signals) => {}
         () = control_future => {}
     }
 }

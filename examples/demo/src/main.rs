@@ -4,6 +4,8 @@ mod agents;
 mod callers;
 mod cli;
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 
 /// Exact per-session memory: every allocation is charged to the session that made it.
@@ -12,7 +14,11 @@ static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAl
 
 fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
+    // Colours only on a terminal, and never with NO_COLOR set (to any value but empty).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

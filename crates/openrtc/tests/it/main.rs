@@ -4,6 +4,7 @@
 #[global_allocator]
 static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAllocator::system();
 
+mod drain_log;
 mod lifecycle;
 mod memory;
 mod socket;

@@ -1,4 +1,7 @@
-//! `openrtc-demo` processes, inspected over their real sockets.
+//! `openrtc-demo` processes, inspected over their real sockets; [`runbooks`] runs every
+//! runbook step against one.
+
+mod runbooks;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -132,4 +135,89 @@ fn a_worker_over_its_memory_limit_drains_and_exits_with_75() {
         "{stderr}"
     );
     assert!(stderr.contains("memory limit"), "{stderr}");
+    // At `warn` (the drain's start is `info`): the cancel at the deadline (0 s here; no such
+    // line if no session was live yet) and the end.
+    let drain: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("[drain]"))
+        .collect();
+    let (cancel, end) = match drain.as_slice() {
+        [cancel, end] => (Some(*cancel), *end),
+        [end] => (None, *end),
+        _ => panic!("one or two [drain] lines: {stderr}"),
+    };
+    let cancelling = cancel.map_or(0, |line| {
+        assert!(
+            line.contains("[drain] deadline reached: cancelling "),
+            "{line}"
+        );
+        field(line, "cancelling")
+    });
+    assert!(cancelling <= 3, "{stderr}");
+    assert!(
+        end.contains("[drain] done: 0 ended by themselves, ")
+            && end.contains("; run returns an error: ")
+            && end.contains("(exit code 75)"),
+        "{stderr}"
+    );
+    assert_eq!(field(end, "ended_on_cancel"), cancelling, "{stderr}");
+    assert_eq!(field(end, "dropped"), 0, "{stderr}");
+    assert_eq!(field(end, "exit_code"), 75, "{stderr}");
+}
+
+/// The number in a log line's ` name=N` field.
+#[track_caller]
+fn field(line: &str, name: &str) -> u64 {
+    let pattern = format!(" {name}=");
+    line.split_once(pattern.as_str())
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+/// Starts the demo with its standard error redirected to a file, lets it log a stall, and
+/// returns that log.
+fn log_of_a_redirected_demo(no_color: Option<&str>) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("demo.sock");
+    let log_path = dir.path().join("demo.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openrtc-demo"));
+    command
+        .args(["--threads", "2", "--only", "blocker", "--callers", "1"])
+        .args(["--drain-timeout-secs", "0"])
+        .arg("--socket")
+        .arg(&socket)
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"));
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let mut demo = Demo {
+        child: command.spawn().expect("start openrtc-demo"),
+        stderr_path: log_path,
+    };
+    let log = wait_for("a [slow-session] line", || {
+        let log = demo.stderr();
+        log.contains("[slow-session]").then_some(log)
+    });
+    let _ = demo.child.kill();
+    log
+}
+
+#[test]
+fn the_log_has_no_colour_codes_when_redirected() {
+    for no_color in [None, Some("1")] {
+        let log = log_of_a_redirected_demo(no_color);
+        assert!(
+            log.contains(" WARN openrtc::watchdog: [slow-session]"),
+            "{log}"
+        );
+        assert!(
+            !log.contains('\u{1b}'),
+            "an escape code in the log with NO_COLOR={no_color:?}: {log:?}"
+        );
+    }
 }
