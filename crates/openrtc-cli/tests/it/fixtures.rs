@@ -300,7 +300,7 @@ pub(crate) fn blocker_worker() -> PoolSnapshot {
     let mut blocked = session("s-8", "blocker", "globex", 13_000, 0.0, 3);
     blocked.state = SessionState::Slow;
     let mut sleep = stall(300, 400, 1);
-    sleep.class = Some("sleep".into());
+    sleep.class = Some(openrtc_proto::StallClass::Sleep);
     sleep.cause = Some(
         "sleep in std::thread::functions::sleep at examples/demo/src/agents/blocker.rs:28".into(),
     );
