@@ -75,6 +75,9 @@ pub(crate) struct AttributionRow {
     detection_latency_ms: Spread,
     /// |recorded stall duration − measured block duration|, in ms.
     duration_error_ms: Spread,
+    /// From the end of the block to the first snapshot holding its stall record, in ms
+    /// (includes this benchmark's 1 ms polling of snapshots).
+    record_latency_ms: Spread,
     /// Per trial, the latest frame of any other session during the trial, in ms.
     others_worst_late_ms: Spread,
     /// Per trial, how many other sessions had a frame at least 20 ms late.
@@ -241,7 +244,7 @@ fn measure(
         running.launch(JobRequest::new().agent("hot"))?;
     }
     let (mut right, mut wrong, mut missed) = (0, 0, 0);
-    let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+    let (mut latencies, mut errors, mut record_latencies) = (Vec::new(), Vec::new(), Vec::new());
     let (mut others_worst, mut others_late) = (Vec::new(), Vec::new());
     for _ in 0..args.trials {
         let chosen = rng.usize(..sessions);
@@ -260,10 +263,12 @@ fn measure(
             Outcome::Right {
                 latency_ms,
                 error_ms,
+                record_ms,
             } => {
                 right += 1;
                 latencies.push(latency_ms);
                 errors.push(error_ms);
+                record_latencies.push(record_ms);
             }
             Outcome::Wrong => wrong += 1,
             Outcome::Missed => missed += 1,
@@ -278,13 +283,18 @@ fn measure(
         missed,
         detection_latency_ms: Spread::of(&latencies),
         duration_error_ms: Spread::of(&errors),
+        record_latency_ms: Spread::of(&record_latencies),
         others_worst_late_ms: Spread::of(&others_worst),
         others_late_sessions: Spread::of(&others_late),
     })
 }
 
 enum Outcome {
-    Right { latency_ms: f64, error_ms: f64 },
+    Right {
+        latency_ms: f64,
+        error_ms: f64,
+        record_ms: f64,
+    },
     Wrong,
     Missed,
 }
@@ -337,6 +347,7 @@ fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> O
                     (false, Some(seen_ns)) => Outcome::Right {
                         latency_ms: seen_ns.saturating_sub(started_ns) as f64 / 1e6,
                         error_ms: stall.duration_ns.abs_diff(blocked_ns) as f64 / 1e6,
+                        record_ms: seen_at.saturating_sub(started_ns + blocked_ns) as f64 / 1e6,
                     },
                 };
             }
@@ -349,7 +360,7 @@ fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> O
 impl Report for AttributionReport {
     fn table(&self) -> String {
         let mut table = format!(
-            "attribution: one {:?} block of {} ms per trial{}{}, threshold {} ms\n{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}  {:>22}  {:>18}\n",
+            "attribution: one {:?} block of {} ms per trial{}{}, threshold {} ms\n{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}  {:>17}  {:>22}  {:>18}\n",
             self.block,
             self.block_ms,
             if self.in_child_task {
@@ -370,12 +381,13 @@ impl Report for AttributionReport {
             "MISSED",
             "DETECTION ms med/max",
             "DURATION ERR ms med/max",
+            "RECORD ms med/max",
             "OTHERS' LATE ms med/max",
             "LATE OTHERS med/max"
         );
         for row in &self.rows {
             table.push_str(&format!(
-                "{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}  {:>22}  {:>18}\n",
+                "{:>9}  {:>6}  {:>5}  {:>5}  {:>6}  {:>22}  {:>22}  {:>17}  {:>22}  {:>18}\n",
                 row.sessions,
                 row.trials,
                 row.right,
@@ -383,6 +395,7 @@ impl Report for AttributionReport {
                 row.missed,
                 row.detection_latency_ms.median_max(1),
                 row.duration_error_ms.median_max(2),
+                row.record_latency_ms.median_max(1),
                 row.others_worst_late_ms.median_max(1),
                 row.others_late_sessions.median_max(0),
             ));
