@@ -157,6 +157,9 @@ pub fn worker_header(worker: &WorkerSnapshot) -> String {
         " · stalls {} ({} now",
         worker.stalls_total_count, worker.stalls_in_progress_count
     );
+    if worker.stalls_preempted_count > 0 {
+        let _ = write!(header, ", {} the host's", worker.stalls_preempted_count);
+    }
     if worker.slow_threshold_ms > 0 {
         let _ = write!(header, ", ≥{}", format_short_span(worker.slow_threshold_ms));
     }

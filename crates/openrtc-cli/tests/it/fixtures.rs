@@ -329,3 +329,28 @@ pub(crate) fn blocker_worker() -> PoolSnapshot {
     snapshot.sessions = vec![blocked];
     snapshot
 }
+
+/// A worker whose one session had a short poll stretched past the threshold by a busy host
+/// (class `preempted`), the newest stall's victims still reporting in.
+pub(crate) fn preempted_worker() -> PoolSnapshot {
+    let mut snapshot = idle_worker("demo", 4242);
+    snapshot.worker.active_sessions = 1;
+    snapshot.worker.mem_source = MemSource::Tracked;
+    snapshot.worker.stalls_total_count = 1;
+    snapshot.worker.stalls_preempted_count = 1;
+    let mut row = session("s-3", "echo", "acme", 8_000, 1.0, 1);
+    row.preempted_stall_count = 1;
+    let mut late = stall(84, 200, 0);
+    late.class = Some(openrtc_proto::StallClass::Preempted);
+    late.cause = Some("preempted in openrtc_demo::agents::echo::mix at src/echo.rs:40".into());
+    let mut time = openrtc_proto::ThreadTimeSnapshot::default();
+    time.watched_ns = 76_000_000;
+    time.on_cpu_ns = 12_000_000;
+    time.run_queue_ns = 64_000_000;
+    late.thread_time = Some(time);
+    late.pending = vec![openrtc_proto::StallPart::Victims];
+    row.recent_stalls = vec![late];
+    row.last_stall = row.recent_stalls.last().cloned();
+    snapshot.sessions = vec![row];
+    snapshot
+}

@@ -7,13 +7,24 @@ use openrtc_cli::top::table::{ViewOptions, render_workers};
 use openrtc_cli::top::{Survey, render_survey};
 use openrtc_proto::{PoolSnapshot, SessionState};
 
-use crate::fixtures::{busy_worker, draining_worker, idle_worker};
+use crate::fixtures::{busy_worker, draining_worker, idle_worker, preempted_worker};
 
 #[test]
 fn a_busy_worker_with_a_slow_session() {
     let text = render_workers(&[&busy_worker()], &ViewOptions::default());
     assert!(text.contains("slow (blocking 230ms)"));
     assert_snapshot!(text);
+}
+
+#[test]
+fn stalls_the_host_caused_are_counted_apart_in_the_header() {
+    let text = render_workers(&[&preempted_worker()], &ViewOptions::default());
+    assert!(
+        text.contains(" · stalls 1 (0 now, 1 the host's, ≥100ms)"),
+        "{text}"
+    );
+    let plain = render_workers(&[&busy_worker()], &ViewOptions::default());
+    assert!(!plain.contains("the host's"), "{plain}");
 }
 
 #[test]

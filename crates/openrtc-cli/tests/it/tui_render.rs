@@ -19,7 +19,7 @@ use ratatui::style::{Color, Modifier};
 
 use crate::fixtures::{
     TAKEN_AT_UNIX_MS, blocker_worker, busy_worker, crowded_worker, draining_worker, idle_worker,
-    round_of, socket_of,
+    preempted_worker, round_of, socket_of,
 };
 
 /// The two sizes every screen is checked at.
@@ -563,4 +563,18 @@ fn long_stack_frames_wrap_in_the_detail_pane_at_80_columns() {
         "nothing in the pane is cut:\n{text}"
     );
     assert_snapshot!("the_detail_pane_long_frames_80x24", text);
+}
+
+#[test]
+fn a_stall_the_host_caused_says_so_in_the_detail_pane() {
+    let (mut app, _commands) = app_with(&[preempted_worker()], sorted_by(SortKey::Cpu));
+    press(&mut app, "\n");
+    let text = text_of(&draw(&mut app, 100, 30));
+    assert!(text.contains("1 in total (1 the host's)"), "{text}");
+    assert!(
+        text.contains("on a CPU 12ms of 76ms watched (16%), 64ms waiting for one: the host kept"),
+        "{text}"
+    );
+    assert!(text.contains("still coming: victims"), "{text}");
+    assert_snapshot!("the_detail_pane_preempted_100x30", text);
 }
