@@ -254,7 +254,7 @@ pub fn recently_ended_section(ended: &[&EndedSessionSnapshot]) -> String {
         .iter()
         .map(|session| {
             vec![
-                clean_text(&session.id, NAME_CELL_MAX_CHARS),
+                session.id.to_string(),
                 clean_text(&session.agent, NAME_CELL_MAX_CHARS),
                 clean_text(&session.tenant, NAME_CELL_MAX_CHARS),
                 format_seconds_tenths(session.duration_ms),
@@ -336,7 +336,10 @@ mod tests {
 
     /// The ids of the selected sessions, in order.
     fn ids(selected: &[&SessionSnapshot]) -> Vec<String> {
-        selected.iter().map(|session| session.id.clone()).collect()
+        selected
+            .iter()
+            .map(|session| session.id.to_string())
+            .collect()
     }
 
     /// Options sorting by `sort` without filters.
