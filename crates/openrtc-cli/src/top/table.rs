@@ -78,7 +78,7 @@ impl ViewOptions {
 /// The live sessions that pass the filters, sorted by the sort column.
 ///
 /// Numeric columns sort descending and text columns ascending; ties are broken by session id
-/// in numeric order ([`super::format::compare_session_ids`]).
+/// in numeric order (`SessionId`'s order: `s-2` before `s-10`).
 #[must_use]
 pub fn select_sessions<'snapshot>(
     sessions: &'snapshot [SessionSnapshot],
