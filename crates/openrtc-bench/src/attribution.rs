@@ -300,7 +300,10 @@ enum Outcome {
 }
 
 /// The last recorded stall of session `id`.
-fn last_stall(snapshot: &openrtc::PoolSnapshot, id: &str) -> Option<openrtc::proto::StallSnapshot> {
+fn last_stall(
+    snapshot: &openrtc::PoolSnapshot,
+    id: SessionId,
+) -> Option<openrtc::proto::StallSnapshot> {
     snapshot
         .sessions
         .iter()
@@ -311,10 +314,9 @@ fn last_stall(snapshot: &openrtc::PoolSnapshot, id: &str) -> Option<openrtc::pro
 /// Cues one session to block, watches snapshots every millisecond until the block is over and
 /// recorded, and judges what they showed.
 fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> Outcome {
-    let chosen_id = chosen.to_string();
     // The chosen session's last recorded stall before this trial: the trial's own stall is
     // the next one recorded (its details reach snapshots a watchdog scan after it ends).
-    let last_before = last_stall(&handle.runtime_snapshot(), &chosen_id);
+    let last_before = last_stall(&handle.runtime_snapshot(), chosen);
     cue.started_ns.store(0, Ordering::Release);
     cue.blocked_ns.store(0, Ordering::Release);
     cue.go.store(true, Ordering::Release);
@@ -329,7 +331,7 @@ fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> O
             .iter()
             .filter(|row| row.blocking_for_ms.is_some())
         {
-            if row.id == chosen_id {
+            if row.id == chosen {
                 seen_ns.get_or_insert(seen_at);
             } else {
                 someone_else = true;
@@ -337,7 +339,7 @@ fn trial(handle: &PoolHandle, cue: &Cue, chosen: SessionId, epoch: Instant) -> O
         }
         let blocked_ns = cue.blocked_ns.load(Ordering::Acquire);
         let recorded =
-            last_stall(&snapshot, &chosen_id).filter(|stall| Some(stall) != last_before.as_ref());
+            last_stall(&snapshot, chosen).filter(|stall| Some(stall) != last_before.as_ref());
         if blocked_ns != 0 {
             if let Some(stall) = recorded {
                 let started_ns = cue.started_ns.load(Ordering::Acquire);

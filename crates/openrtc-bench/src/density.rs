@@ -128,7 +128,7 @@ fn index_of(id: SessionId) -> u64 {
 
 /// The index of the session a snapshot row shows.
 fn row_index(row: &openrtc::proto::SessionSnapshot) -> u64 {
-    row.id.parse().map_or(0, index_of)
+    index_of(row.id)
 }
 
 fn measure(sessions: usize, hold_bytes: u64, pattern: HoldPattern) -> anyhow::Result<DensityRow> {

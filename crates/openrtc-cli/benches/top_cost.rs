@@ -48,7 +48,7 @@ fn big_snapshot(sessions: u32, taken_at_unix_ms: u64, round: u32) -> PoolSnapsho
     let agents = ["echo", "transcriber", "llm", "hot", "blocker"];
     for index in 0..sessions {
         let mut session = SessionSnapshot::default();
-        session.id = format!("s-{}", index + 1);
+        session.id = openrtc_proto::SessionId::from_u64(u64::from(index) + 1).expect("not zero");
         session.agent = agents[index as usize % agents.len()].to_owned();
         session.tenant = format!("tenant-{}", index % 37);
         session.metadata = serde_json::json!({

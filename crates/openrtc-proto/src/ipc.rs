@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::PoolSnapshot;
+use crate::{PoolSnapshot, SessionId};
 
 /// One request line: `{"v":1,"op":"snapshot"}` or `{"v":1,"op":"cancel","session_id":"s-7"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,9 +22,11 @@ pub enum Request {
     /// The whole pool snapshot.
     Snapshot,
     /// Cancel one session (gracefully, recorded as cancelled by the operator). The id may be
-    /// any unique prefix of a live session's id.
+    /// any unique prefix of a live session's id, as git takes a commit's: `s-4` names `s-4`
+    /// itself when it is live, else the only live id that starts with `s-4` (`s-42`); more
+    /// than one is [`ErrorCode::Ambiguous`], none is [`ErrorCode::NotFound`].
     Cancel {
-        /// The session id or a unique prefix of it.
+        /// The session id (`s-42`) or a unique prefix of its text.
         session_id: String,
     },
 }
@@ -52,7 +54,7 @@ pub enum Response {
     /// The session was asked to stop.
     Cancelled {
         /// The full id of the session that was cancelled.
-        session_id: String,
+        session_id: SessionId,
     },
     /// The request was refused.
     Error {
@@ -130,5 +132,24 @@ mod tests {
         );
         let back: ResponseEnvelope = serde_json::from_str(&line).expect("parses");
         assert_eq!(back, response);
+    }
+
+    #[test]
+    fn a_cancel_answer_names_the_typed_id() {
+        let line = r#"{"v":1,"type":"cancelled","session_id":"s-42"}"#;
+        let answer: ResponseEnvelope = serde_json::from_str(line).expect("parses");
+        assert_eq!(
+            answer.response,
+            Response::Cancelled {
+                session_id: SessionId::from_u64(42).expect("not zero")
+            }
+        );
+        assert_eq!(serde_json::to_string(&answer).expect("serializes"), line);
+        let bad = r#"{"v":1,"type":"cancelled","session_id":"42"}"#;
+        let error = serde_json::from_str::<ResponseEnvelope>(bad).expect_err("not an id");
+        assert!(
+            error.to_string().contains("\"42\" is not a session id"),
+            "{error}"
+        );
     }
 }

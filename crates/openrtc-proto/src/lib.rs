@@ -6,9 +6,13 @@
 //! [`socket_dir`] and [`socket_file_name`].
 
 mod ipc;
+mod reason;
+mod session_id;
 mod snapshot;
 
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
+pub use reason::{CancelReason, KillReason, RefusalReason};
+pub use session_id::{ParseSessionIdError, SessionId};
 pub use snapshot::{
     EndedSessionSnapshot, FrameSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
     SessionState, SessionTotals, StallClass, StallPart, StallSnapshot, ThreadTimeSnapshot,

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{CancelReason, KillReason, RefusalReason, SessionId};
+
 /// Everything a worker knows about itself and its sessions at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -53,8 +55,8 @@ pub struct WorkerSnapshot {
     pub cpu_window_ms: u64,
     /// Sessions started, and how the ended ones ended, since the worker started.
     pub totals: SessionTotals,
-    /// Launches refused, by reason (`draining`, `worker_full`, `unknown_agent`, `stopped`).
-    pub refusals: BTreeMap<String, u64>,
+    /// Launches refused, by reason (every reason is listed, with 0 when none was refused).
+    pub refusals: BTreeMap<RefusalReason, u64>,
     /// Stalls recorded since the worker started (each poll at or over the threshold, once).
     pub stalls_total_count: u64,
     /// Of `stalls_total_count`, the stalls the host caused (class `preempted`).
@@ -163,7 +165,7 @@ impl SessionState {
 #[non_exhaustive]
 pub struct SessionSnapshot {
     /// The session id, unique for the worker's lifetime.
-    pub id: String,
+    pub id: SessionId,
     /// The agent running it.
     pub agent: String,
     /// The tenant it belongs to.
@@ -382,7 +384,7 @@ fn is_zero(count: &u64) -> bool {
 #[non_exhaustive]
 pub struct VictimSnapshot {
     /// The delayed session.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// How much of the stall it waited through (its longest wait, over its tasks).
     pub delay_ns: u64,
 }
@@ -426,15 +428,15 @@ pub enum SessionOutcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         location: Option<String>,
     },
-    /// The session was cancelled.
+    /// The session was cancelled: asked to stop, then dropped after the grace period.
     Cancelled {
-        /// Why (`operator`, `drain_timeout`, `shutdown`).
-        reason: String,
+        /// Why: `{"kind":"operator"}`, `drain_timeout` or `shutdown`.
+        reason: CancelReason,
     },
-    /// The session was killed.
+    /// The session was killed at once, without a grace period.
     Killed {
-        /// Why (`operator`, …).
-        reason: String,
+        /// Why, with its figures: `{"kind":"memory_limit","live_bytes":…,"limit_bytes":…}`.
+        reason: KillReason,
     },
 }
 
@@ -458,7 +460,7 @@ impl SessionOutcome {
 #[non_exhaustive]
 pub struct EndedSessionSnapshot {
     /// The session id.
-    pub id: String,
+    pub id: SessionId,
     /// The agent that ran it.
     pub agent: String,
     /// Its tenant.
@@ -480,7 +482,7 @@ pub struct EndedSessionSnapshot {
 impl Default for EndedSessionSnapshot {
     fn default() -> Self {
         Self::new(
-            String::new(),
+            SessionId::default(),
             String::new(),
             String::new(),
             SessionOutcome::Completed,
@@ -492,7 +494,7 @@ impl EndedSessionSnapshot {
     /// An ended-session row (fields are public; this exists because the struct is
     /// `#[non_exhaustive]` and has no meaningful default outcome).
     #[must_use]
-    pub fn new(id: String, agent: String, tenant: String, outcome: SessionOutcome) -> Self {
+    pub fn new(id: SessionId, agent: String, tenant: String, outcome: SessionOutcome) -> Self {
         Self {
             id,
             agent,
@@ -535,6 +537,96 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<SessionOutcome>(&json).expect("reads"),
             located
+        );
+    }
+
+    #[test]
+    fn outcomes_have_the_documented_json_shapes() {
+        use serde_json::json;
+        let cases = [
+            (SessionOutcome::Completed, json!({"kind": "completed"})),
+            (
+                SessionOutcome::Failed {
+                    error: "bad frame".into(),
+                },
+                json!({"kind": "failed", "error": "bad frame"}),
+            ),
+            (
+                SessionOutcome::Panicked {
+                    message: "boom".into(),
+                    location: Some("src/a.rs:1:2".into()),
+                },
+                json!({"kind": "panicked", "message": "boom", "location": "src/a.rs:1:2"}),
+            ),
+            (
+                SessionOutcome::Cancelled {
+                    reason: CancelReason::Operator,
+                },
+                json!({"kind": "cancelled", "reason": {"kind": "operator"}}),
+            ),
+            (
+                SessionOutcome::Cancelled {
+                    reason: CancelReason::DrainTimeout,
+                },
+                json!({"kind": "cancelled", "reason": {"kind": "drain_timeout"}}),
+            ),
+            (
+                SessionOutcome::Cancelled {
+                    reason: CancelReason::Shutdown,
+                },
+                json!({"kind": "cancelled", "reason": {"kind": "shutdown"}}),
+            ),
+            (
+                SessionOutcome::Killed {
+                    reason: KillReason::Operator,
+                },
+                json!({"kind": "killed", "reason": {"kind": "operator"}}),
+            ),
+            (
+                SessionOutcome::Killed {
+                    reason: KillReason::MemoryLimit {
+                        live_bytes: 52_533_453,
+                        limit_bytes: 52_428_800,
+                    },
+                },
+                json!({
+                    "kind": "killed",
+                    "reason": {"kind": "memory_limit", "live_bytes": 52_533_453, "limit_bytes": 52_428_800}
+                }),
+            ),
+        ];
+        for (outcome, expected) in cases {
+            assert_eq!(
+                serde_json::to_value(&outcome).expect("serializes"),
+                expected,
+                "{outcome:?}"
+            );
+            let back: SessionOutcome = serde_json::from_value(expected).expect("reads");
+            assert_eq!(back, outcome);
+        }
+    }
+
+    #[test]
+    fn an_older_worker_s_ended_row_still_reads() {
+        // The version 1 layout as workers wrote it before reasons were typed: plain names.
+        let old = r#"{"id":"s-12","agent":"echo","tenant":"acme",
+            "outcome":{"kind":"cancelled","reason":"drain_timeout"},"ended_at_unix_ms":5}"#;
+        let row: EndedSessionSnapshot = serde_json::from_str(old).expect("reads");
+        assert_eq!(row.id.as_u64(), 12);
+        assert_eq!(
+            row.outcome,
+            SessionOutcome::Cancelled {
+                reason: CancelReason::DrainTimeout
+            }
+        );
+        let bad =
+            r#"{"id":"session-12","agent":"echo","tenant":"acme","outcome":{"kind":"completed"}}"#;
+        let error = serde_json::from_str::<EndedSessionSnapshot>(bad).expect_err("a bad id");
+        assert!(
+            error
+                .to_string()
+                .contains("\"session-12\" is not a session id"),
+            "{error}"
         );
     }
 }

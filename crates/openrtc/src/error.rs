@@ -1,6 +1,9 @@
 //! The runtime's error types: configuration, refusals, agent errors, and running the pool.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openrtc_proto::RefusalReason;
 
 /// A builder setting that cannot work; returned by [`crate::AgentPoolBuilder::build`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,24 +75,33 @@ pub enum Rejected {
 }
 
 impl Rejected {
-    /// The stable names of the reasons, as counted in snapshots, in the order of `index`.
-    pub(crate) const REASONS: [&'static str; 4] =
-        ["draining", "worker_full", "unknown_agent", "stopped"];
-
-    /// The position of this reason in [`Self::REASONS`].
-    pub(crate) fn index(&self) -> usize {
+    /// The reason, as counted in snapshots' `refusals`.
+    #[must_use]
+    pub fn reason(&self) -> RefusalReason {
         match self {
-            Self::Draining => 0,
-            Self::WorkerFull { .. } => 1,
-            Self::UnknownAgent { .. } => 2,
-            Self::Stopped => 3,
+            Self::Draining => RefusalReason::Draining,
+            Self::WorkerFull { .. } => RefusalReason::WorkerFull,
+            Self::UnknownAgent { .. } => RefusalReason::UnknownAgent,
+            Self::Stopped => RefusalReason::Stopped,
         }
     }
+}
 
-    /// The stable name of the reason, as counted in snapshots.
-    #[must_use]
-    pub fn reason(&self) -> &'static str {
-        Self::REASONS[self.index()]
+/// A counter per refusal reason, indexed by the reason.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalCounters([AtomicU64; RefusalReason::ALL.len()]);
+
+impl RefusalCounters {
+    /// Counts one refusal.
+    pub(crate) fn count(&self, reason: RefusalReason) {
+        self.0[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every reason with its count, zeros included.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (RefusalReason, u64)> + '_ {
+        RefusalReason::ALL
+            .into_iter()
+            .map(|reason| (reason, self.0[reason.index()].load(Ordering::Relaxed)))
     }
 }
 
@@ -204,5 +216,25 @@ mod tests {
         let from_str: AgentError = "bad frame".into();
         assert_eq!(from_str.to_string(), "bad frame");
         assert_eq!(AgentError::msg(42).to_string(), "42");
+    }
+
+    #[test]
+    fn refusals_are_counted_by_their_typed_reason() {
+        let counters = RefusalCounters::default();
+        let full = Rejected::WorkerFull { max: 2 };
+        assert_eq!(full.reason(), RefusalReason::WorkerFull);
+        counters.count(full.reason());
+        counters.count(full.reason());
+        counters.count(Rejected::Stopped.reason());
+        let counts: Vec<(RefusalReason, u64)> = counters.counts().collect();
+        assert_eq!(
+            counts,
+            [
+                (RefusalReason::Draining, 0),
+                (RefusalReason::Stopped, 1),
+                (RefusalReason::UnknownAgent, 0),
+                (RefusalReason::WorkerFull, 2),
+            ]
+        );
     }
 }

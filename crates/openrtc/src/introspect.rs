@@ -78,7 +78,7 @@ fn moment(shared: &PoolShared) -> Moment {
         .into_iter()
         .map(|ended| {
             let mut row = EndedSessionSnapshot::new(
-                crate::SessionId::new(ended.key).to_string(),
+                crate::session::session_id(ended.key),
                 ended.agent.to_string(),
                 ended.tenant.to_string(),
                 ended.outcome,
@@ -117,7 +117,7 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
         .map(|cell| {
             let figures = figures(shared, cell, moment.now_ns, moment.draining, moment.memory);
             let mut row = SessionSnapshot::default();
-            row.id = cell.id().to_string();
+            row.id = cell.id();
             row.agent = cell.agent().to_owned();
             row.tenant = cell.tenant().to_owned();
             row.metadata = cell.metadata().clone();
@@ -248,7 +248,7 @@ impl Serialize for RowsView<'_> {
                 self.blocking_now.set(self.blocking_now.get() + 1);
             }
             rows.serialize_element(&RowView {
-                id: IdView(cell.id()),
+                id: cell.id(),
                 agent: cell.agent(),
                 tenant: cell.tenant(),
                 metadata: cell.metadata(),
@@ -279,7 +279,7 @@ impl Serialize for RowsView<'_> {
 /// The JSON of [`SessionSnapshot`], field for field (a test checks they agree).
 #[derive(Serialize)]
 struct RowView<'a> {
-    id: IdView,
+    id: crate::SessionId,
     agent: &'a str,
     tenant: &'a str,
     #[serde(skip_serializing_if = "is_null")]
@@ -321,15 +321,6 @@ fn is_empty(stalls: &&[StallSnapshot]) -> bool {
     stalls.is_empty()
 }
 
-/// A session id serialized as its `s-<n>` text without building a `String`.
-struct IdView(crate::SessionId);
-
-impl Serialize for IdView {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
 fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     let config = &shared.config;
     let counters = &shared.counters;
@@ -356,11 +347,7 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     totals.cancelled_count = load(&counters.cancelled);
     totals.killed_count = load(&counters.killed);
     worker.totals = totals;
-    worker.refusals = crate::Rejected::REASONS
-        .iter()
-        .zip(&counters.refused)
-        .map(|(reason, count)| ((*reason).to_owned(), load(count)))
-        .collect();
+    worker.refusals = counters.refused.counts().collect();
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
     worker.stalls_last_minute_count = shared.stalls_last_minute.load(Ordering::Relaxed);
     worker.stalls_preempted_count = shared.stalls_preempted.load(Ordering::Relaxed);
@@ -464,7 +451,7 @@ fn figures(
                     .iter()
                     .map(|victim| {
                         let mut snapshot = openrtc_proto::VictimSnapshot::default();
-                        snapshot.session_id = victim.session.to_string();
+                        snapshot.session_id = victim.session;
                         snapshot.delay_ns = victim.delay_ns;
                         snapshot
                     })

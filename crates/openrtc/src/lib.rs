@@ -57,7 +57,7 @@ mod watchdog;
 
 pub use agent::{Agent, AgentFn, agent_fn};
 pub use error::{AgentError, ConfigError, Rejected, RunError};
-pub use openrtc_proto::PoolSnapshot;
+pub use openrtc_proto::{PoolSnapshot, RefusalReason};
 pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle};
 pub use session::{
     CancelReason, JobRequest, KillReason, ParseSessionIdError, Session, SessionId, SessionOutcome,

@@ -195,6 +195,7 @@ impl CaughtPanic {
             .as_deref()
             .map_or_else(String::new, |location| format!(" at {location}"));
         tracing::warn!(
+            event = "session_panic",
             session_id = %cell.id(),
             tenant = cell.tenant(),
             agent = cell.agent(),
@@ -336,6 +337,7 @@ fn log_backtrace(job: &BacktraceJob) {
         ));
     }
     tracing::warn!(
+        event = "session_panic_backtrace",
         session_id = %job.session_id,
         tenant = job.tenant.as_str(),
         agent = job.agent.as_str(),

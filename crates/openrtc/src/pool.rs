@@ -17,8 +17,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use crate::agent::ErasedAgent;
+use crate::error::RefusalCounters;
 use crate::probe::Probe;
-use crate::session::{self, CancelReason, SessionCell, SessionOutcome, StopRequest};
+use crate::session::{self, CancelReason, KillReason, SessionCell, SessionOutcome, StopRequest};
 use crate::{JobRequest, Rejected, RunError, SessionId, lock};
 
 /// How many ended sessions a snapshot keeps, newest first.
@@ -89,8 +90,8 @@ pub(crate) struct Counters {
     pub(crate) panicked: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) killed: AtomicU64,
-    /// Refusals, by [`Rejected::index`].
-    pub(crate) refused: [AtomicU64; Rejected::REASONS.len()],
+    /// Refusals, by reason.
+    pub(crate) refused: RefusalCounters,
 }
 
 /// A session that has ended, kept for snapshots.
@@ -178,16 +179,21 @@ impl PoolShared {
         lock(&self.ended).iter().cloned().collect()
     }
 
-    /// The live session whose id is `id_or_prefix`, or the only one whose id starts with it.
+    /// The live session whose id is `id_or_prefix`, or the only one whose id's text starts
+    /// with it (as git takes a unique prefix of a commit).
     pub(crate) fn find_session(&self, id_or_prefix: &str) -> Result<SessionId, FindError> {
-        let matching: Vec<SessionId> = lock(&self.sessions)
+        let sessions = lock(&self.sessions);
+        if let Ok(exact) = id_or_prefix.parse::<SessionId>() {
+            if sessions.contains_key(&exact.as_u64()) {
+                return Ok(exact);
+            }
+        }
+        let matching: Vec<SessionId> = sessions
             .keys()
-            .map(|&key| SessionId::new(key))
+            .map(|&key| session::session_id(key))
             .filter(|id| id.to_string().starts_with(id_or_prefix))
             .collect();
-        if let Some(exact) = matching.iter().find(|id| id.to_string() == id_or_prefix) {
-            return Ok(*exact);
-        }
+        drop(sessions);
         match matching.as_slice() {
             [] => Err(FindError::NotFound),
             [only] => Ok(*only),
@@ -200,7 +206,7 @@ impl PoolShared {
     fn launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
         let result = self.try_launch(request);
         if let Err(rejected) = &result {
-            self.counters.refused[rejected.index()].fetch_add(1, Ordering::Relaxed);
+            self.counters.refused.count(rejected.reason());
         }
         result
     }
@@ -248,7 +254,7 @@ impl PoolShared {
                 }
             }
         }
-        Ok(SessionId::new(key))
+        Ok(session::session_id(key))
     }
 
     /// Records a session's end and frees its place (called once per session, by its cell).
@@ -262,32 +268,13 @@ impl PoolShared {
             SessionOutcome::Killed(_) => &self.counters.killed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        match &outcome {
-            SessionOutcome::Failed(_) | SessionOutcome::Killed(_) => {
-                tracing::warn!(
-                    "[session-end] session_id={} tenant={} agent={} {outcome}",
-                    cell.id(),
-                    cell.tenant(),
-                    cell.agent()
-                );
-            }
-            // A panic was logged when it was caught (`[session-panic]`): one line per panic.
-            SessionOutcome::Completed
-            | SessionOutcome::Cancelled(_)
-            | SessionOutcome::Panicked { .. } => {
-                tracing::debug!(
-                    "[session-end] session_id={} tenant={} agent={} {outcome}",
-                    cell.id(),
-                    cell.tenant(),
-                    cell.agent()
-                );
-            }
-        }
+        let wire = outcome.to_wire();
+        log_session_end(cell, &outcome, &wire);
         let ended = EndedSession {
             key: cell.key(),
             agent: cell.agent().into(),
             tenant: cell.tenant().into(),
-            outcome: outcome.to_wire(),
+            outcome: wire,
             ended_ns: now_ns,
             duration_ns: now_ns.saturating_sub(cell.started_ns()),
             busy_ns: cell.busy_totals().busy_ns,
@@ -669,7 +656,7 @@ async fn supervise(
         let left = left.len();
         let why = match reason {
             CancelReason::Shutdown => "shutdown requested",
-            CancelReason::DrainTimeout | CancelReason::Operator => "deadline reached",
+            _ => "deadline reached",
         };
         tracing::warn!(
             event = "drain_cancel",
@@ -699,6 +686,59 @@ async fn supervise(
         counts.still_running = u64::from(shared.active_sessions());
     }
     (first, counts)
+}
+
+/// The `[session-end]` line: at warn level for a failure or a kill, else at debug level (a
+/// panic was logged when it was caught, `[session-panic]`: one warning per panic). Its figures
+/// are fields too: `outcome` (the wire's kind), `reason` (a cancel's or kill's name), `error`,
+/// and a memory-limit kill's `live_bytes` and `limit_bytes`.
+fn log_session_end(
+    cell: &SessionCell,
+    outcome: &SessionOutcome,
+    wire: &openrtc_proto::SessionOutcome,
+) {
+    let (reason, live_bytes, limit_bytes) = match outcome {
+        SessionOutcome::Cancelled(reason) => (Some(reason.as_str()), None, None),
+        SessionOutcome::Killed(reason) => match *reason {
+            KillReason::MemoryLimit {
+                live_bytes,
+                limit_bytes,
+            } => (Some(reason.as_str()), Some(live_bytes), Some(limit_bytes)),
+            _ => (Some(reason.as_str()), None, None),
+        },
+        _ => (None, None, None),
+    };
+    let error = match outcome {
+        SessionOutcome::Failed(error) => Some(tracing::field::display(error)),
+        _ => None,
+    };
+    macro_rules! session_end {
+        ($level:ident) => {
+            tracing::$level!(
+                event = "session_end",
+                session_id = %cell.id(),
+                tenant = cell.tenant(),
+                agent = cell.agent(),
+                outcome = wire.kind(),
+                reason,
+                error,
+                live_bytes,
+                limit_bytes,
+                "[session-end] session_id={} tenant={} agent={} {outcome}",
+                cell.id(),
+                cell.tenant(),
+                cell.agent()
+            )
+        };
+    }
+    if matches!(
+        outcome,
+        SessionOutcome::Failed(_) | SessionOutcome::Killed(_)
+    ) {
+        session_end!(warn);
+    } else {
+        session_end!(debug);
+    }
 }
 
 /// A duration in whole milliseconds, for log fields.

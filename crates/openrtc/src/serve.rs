@@ -388,9 +388,7 @@ fn answer(shared: &PoolShared, line: &str) -> Answer {
                     id,
                     crate::session::StopRequest::Cancel(crate::CancelReason::Operator),
                 );
-                Answer::Reply(Response::Cancelled {
-                    session_id: id.to_string(),
-                })
+                Answer::Reply(Response::Cancelled { session_id: id })
             }
             Err(FindError::NotFound) => error(
                 ErrorCode::NotFound,

@@ -17,48 +17,13 @@ use crate::agent::ErasedAgent;
 use crate::panics::{CatchPanic, Mark};
 use crate::probe::Attributed;
 
-/// A session's id: unique for the worker's lifetime, shown as `s-<n>` everywhere.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionId(u64);
+pub use openrtc_proto::{ParseSessionIdError, SessionId};
 
-impl SessionId {
-    pub(crate) fn new(key: u64) -> Self {
-        Self(key)
-    }
-
-    /// The numeric part of the id.
-    #[must_use]
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s-{}", self.0)
-    }
-}
-
-impl std::str::FromStr for SessionId {
-    type Err = ParseSessionIdError;
-
-    /// Parses the `s-<n>` form shown everywhere.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.strip_prefix("s-")
-            .and_then(|number| number.parse().ok())
-            .filter(|&number| number > 0)
-            .map(Self)
-            .ok_or_else(|| ParseSessionIdError {
-                text: text.to_owned(),
-            })
-    }
-}
-
-/// A string that is not a session id (`s-<n>`, n ≥ 1).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a session id: ids look like s-42")]
-pub struct ParseSessionIdError {
-    text: String,
+/// The id of the session registered under `key`. Keys are handed out from 1 up, so every key
+/// is an id (0, which no session has, would read as `s-1`).
+pub(crate) fn session_id(key: u64) -> SessionId {
+    debug_assert_ne!(key, 0, "session keys start at 1");
+    SessionId::from_u64(key).unwrap_or(SessionId::FIRST)
 }
 
 /// A request for a new session: which agent, for which tenant, with what metadata.
@@ -290,14 +255,13 @@ mod tests {
 
     #[test]
     fn session_ids_print_and_parse_as_s_n() {
-        assert_eq!(SessionId::new(42).to_string(), "s-42");
-        assert_eq!("s-42".parse(), Ok(SessionId::new(42)));
-        for bad in ["42", "s-", "s-0", "s-x", "S-1", "s--1"] {
-            let error = bad.parse::<SessionId>().expect_err("not an id");
-            assert_eq!(
-                error.to_string(),
-                format!("{bad:?} is not a session id: ids look like s-42")
-            );
-        }
+        assert_eq!(session_id(42).to_string(), "s-42");
+        assert_eq!("s-42".parse(), Ok(session_id(42)));
+        assert_eq!(session_id(42).as_u64(), 42);
+        let error = "s-0".parse::<SessionId>().expect_err("not an id");
+        assert_eq!(
+            error.to_string(),
+            "\"s-0\" is not a session id: ids look like s-42"
+        );
     }
 }

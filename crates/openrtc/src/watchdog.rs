@@ -531,6 +531,10 @@ impl Scanner {
             if rss_bytes >= warn_bytes && self.rss_warning_armed {
                 self.rss_warning_armed = false;
                 tracing::warn!(
+                    event = "memory_warn",
+                    worker = config.worker_name.as_str(),
+                    rss_bytes,
+                    warn_bytes,
                     "[memory-warn] worker RSS {} crossed its warning level of {}",
                     crate::introspect::format_mib(rss_bytes),
                     crate::introspect::format_mib(warn_bytes)
@@ -543,6 +547,10 @@ impl Scanner {
             if rss_bytes >= limit_bytes && !self.memory_limit_hit {
                 self.memory_limit_hit = true;
                 tracing::error!(
+                    event = "memory_limit",
+                    worker = config.worker_name.as_str(),
+                    rss_bytes,
+                    limit_bytes,
                     "[memory-limit] worker RSS {} crossed its limit of {}: draining, then exiting",
                     crate::introspect::format_mib(rss_bytes),
                     crate::introspect::format_mib(limit_bytes)

@@ -127,7 +127,7 @@ impl Column {
         let session = row.session;
         match self {
             Self::Worker => clean_text(row.worker_name, NAME_CELL_MAX_CHARS),
-            Self::Session => clean_text(&session.id, NAME_CELL_MAX_CHARS),
+            Self::Session => session.id.to_string(),
             Self::Agent => clean_text(&session.agent, NAME_CELL_MAX_CHARS),
             Self::Tenant => clean_text(&session.tenant, NAME_CELL_MAX_CHARS),
             Self::Dur => format_seconds_tenths(session.duration_ms),

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use openrtc_proto::{SessionOutcome, SessionSnapshot, SessionState};
+use openrtc_proto::{RefusalReason, SessionOutcome, SessionSnapshot, SessionState};
 
 use crate::cli::SortKey;
 
@@ -11,15 +11,15 @@ use crate::cli::SortKey;
 const OUTCOME_CELL_MAX_CHARS: usize = 72;
 
 /// Compares two sessions by one column in that column's natural direction (numbers and
-/// urgency descending, text ascending), then by session id ([`compare_session_ids`]) so the
-/// order is total and stable from one refresh to the next.
+/// urgency descending, text ascending), then by session id (by number: `s-2` before `s-10`)
+/// so the order is total and stable from one refresh to the next.
 #[must_use]
 pub fn compare_sessions(
     sort: SortKey,
     left: &SessionSnapshot,
     right: &SessionSnapshot,
 ) -> Ordering {
-    compare_by_column(sort, left, right).then_with(|| compare_session_ids(&left.id, &right.id))
+    compare_by_column(sort, left, right).then_with(|| left.id.cmp(&right.id))
 }
 
 /// Compares two sessions by one column only, in that column's natural direction; equal when
@@ -31,7 +31,7 @@ pub fn compare_by_column(
     right: &SessionSnapshot,
 ) -> Ordering {
     match sort {
-        SortKey::Session => compare_session_ids(&left.id, &right.id),
+        SortKey::Session => left.id.cmp(&right.id),
         SortKey::Agent => left.agent.cmp(&right.agent),
         SortKey::Tenant => left.tenant.cmp(&right.tenant),
         SortKey::Dur => right.duration_ms.cmp(&left.duration_ms),
@@ -56,25 +56,6 @@ pub fn urgency(session: &SessionSnapshot) -> (u8, u64) {
         _ => 0,
     };
     (rank, 0)
-}
-
-/// Orders session ids so that `s-2` comes before `s-10`: ids are compared by their text
-/// before the trailing digits, then by the number those digits spell, then as plain text.
-///
-/// This is a total order for any strings, as `sort_by` requires.
-#[must_use]
-pub fn compare_session_ids(left: &str, right: &str) -> Ordering {
-    natural_key(left).cmp(&natural_key(right))
-}
-
-/// The sort key of [`compare_session_ids`]: (text before the trailing digits, number of
-/// significant digits, the significant digits, the whole id). Comparing the digit count before
-/// the digits orders numbers of any length without parsing them.
-#[must_use]
-pub fn natural_key(id: &str) -> (&str, usize, &str, &str) {
-    let prefix = id.trim_end_matches(|c: char| c.is_ascii_digit());
-    let significant_digits = id[prefix.len()..].trim_start_matches('0');
-    (prefix, significant_digits.len(), significant_digits, id)
 }
 
 /// Formats a duration given in milliseconds as seconds with one decimal, rounded half up:
@@ -158,9 +139,8 @@ pub fn format_outcome(outcome: &SessionOutcome) -> String {
             location: Some(location),
         } => format!(": {message} (at {location})"),
         SessionOutcome::Panicked { message, .. } => format!(": {message}"),
-        SessionOutcome::Cancelled { reason } | SessionOutcome::Killed { reason } => {
-            format!(" ({reason})")
-        }
+        SessionOutcome::Cancelled { reason } => format!(" ({reason})"),
+        SessionOutcome::Killed { reason } => format!(" ({reason})"),
         _ => String::new(),
     };
     clean_text(
@@ -173,12 +153,12 @@ pub fn format_outcome(outcome: &SessionOutcome) -> String {
 /// (`draining 1, worker_full 3`), if some do.
 #[must_use]
 pub fn refusal_summary(
-    refusals: &std::collections::BTreeMap<String, u64>,
+    refusals: &std::collections::BTreeMap<RefusalReason, u64>,
 ) -> (u64, Option<String>) {
     let reasons: Vec<String> = refusals
         .iter()
         .filter(|(_, count)| **count > 0)
-        .map(|(reason, count)| format!("{} {count}", clean_text(reason, 24)))
+        .map(|(reason, count)| format!("{reason} {count}"))
         .collect();
     (
         refusals.values().sum(),
@@ -311,7 +291,7 @@ pub fn format_ago(then_unix_ms: u64, now_unix_ms: u64) -> String {
 #[cfg(test)]
 pub(crate) fn test_session(id: &str, agent: &str, tenant: &str, cpu_pct: f64) -> SessionSnapshot {
     let mut session = SessionSnapshot::default();
-    session.id = id.to_owned();
+    session.id = id.parse().expect("a session id");
     session.agent = agent.to_owned();
     session.tenant = tenant.to_owned();
     session.cpu_pct = cpu_pct;
@@ -320,22 +300,40 @@ pub(crate) fn test_session(id: &str, agent: &str, tenant: &str, cpu_pct: f64) ->
 
 #[cfg(test)]
 mod tests {
+    use openrtc_proto::{CancelReason, KillReason};
+
     use super::test_session as session;
     use super::*;
 
     #[test]
-    fn session_ids_sort_by_their_number() {
-        let mut ids = vec!["s-10", "s-2", "s-1", "t-1", "s-02", "s-", "s-100", "x"];
-        ids.sort_by(|left, right| compare_session_ids(left, right));
+    fn sessions_tied_on_a_column_order_by_id_number() {
+        let mut sessions: Vec<SessionSnapshot> = ["s-10", "s-2", "s-100", "s-1", "s-9"]
+            .into_iter()
+            .map(|id| session(id, "a", "t", 1.0))
+            .collect();
+        sessions.sort_by(|left, right| compare_sessions(SortKey::Cpu, left, right));
+        let ids: Vec<String> = sessions.iter().map(|row| row.id.to_string()).collect();
+        assert_eq!(ids, ["s-1", "s-2", "s-9", "s-10", "s-100"]);
         assert_eq!(
-            ids,
-            vec!["s-", "s-1", "s-02", "s-2", "s-10", "s-100", "t-1", "x"]
-        );
-        assert_eq!(compare_session_ids("s-9", "s-10"), Ordering::Less);
-        assert_eq!(
-            compare_session_ids("s-99999999999999999999999", "s-100000000000000000000000"),
+            compare_sessions(SortKey::Session, &sessions[2], &sessions[3]),
             Ordering::Less,
-            "numbers wider than u64 still order by value"
+            "s-9 before s-10"
+        );
+    }
+
+    #[test]
+    fn refusals_are_summed_and_named() {
+        let mut refusals = std::collections::BTreeMap::new();
+        assert_eq!(refusal_summary(&refusals), (0, None));
+        for reason in RefusalReason::ALL {
+            refusals.insert(reason, 0);
+        }
+        assert_eq!(refusal_summary(&refusals), (0, None));
+        refusals.insert(RefusalReason::WorkerFull, 3);
+        refusals.insert(RefusalReason::Draining, 1);
+        assert_eq!(
+            refusal_summary(&refusals),
+            (4, Some("draining 1, worker_full 3".to_owned()))
         );
     }
 
@@ -396,9 +394,18 @@ mod tests {
         );
         assert_eq!(
             format_outcome(&SessionOutcome::Cancelled {
-                reason: "operator".into()
+                reason: CancelReason::Operator
             }),
             "cancelled (operator)"
+        );
+        assert_eq!(
+            format_outcome(&SessionOutcome::Killed {
+                reason: KillReason::MemoryLimit {
+                    live_bytes: 52_533_453,
+                    limit_bytes: 50 * 1024 * 1024,
+                }
+            }),
+            "killed (memory_limit: 50.1 MiB live over its 50.0 MiB cap)"
         );
         assert_eq!(
             format_outcome(&SessionOutcome::Panicked {
@@ -486,24 +493,27 @@ mod tests {
     #[test]
     fn the_status_sort_puts_the_longest_block_first() {
         let mut blocking_long = SessionSnapshot::default();
-        blocking_long.id = "s-1".into();
+        blocking_long.id = "s-1".parse().expect("an id");
         blocking_long.state = SessionState::Slow;
         blocking_long.blocking_for_ms = Some(900);
         let mut blocking_short = blocking_long.clone();
-        blocking_short.id = "s-2".into();
+        blocking_short.id = "s-2".parse().expect("an id");
         blocking_short.blocking_for_ms = Some(200);
         let mut slow = blocking_short.clone();
-        slow.id = "s-3".into();
+        slow.id = "s-3".parse().expect("an id");
         slow.blocking_for_ms = None;
         let mut draining = slow.clone();
-        draining.id = "s-4".into();
+        draining.id = "s-4".parse().expect("an id");
         draining.state = SessionState::Draining;
         let mut active = slow.clone();
-        active.id = "s-5".into();
+        active.id = "s-5".parse().expect("an id");
         active.state = SessionState::Active;
         let mut sessions = [&active, &draining, &blocking_short, &slow, &blocking_long];
         sessions.sort_by(|left, right| compare_sessions(SortKey::Status, left, right));
-        let ids: Vec<&str> = sessions.iter().map(|session| session.id.as_str()).collect();
+        let ids: Vec<String> = sessions
+            .iter()
+            .map(|session| session.id.to_string())
+            .collect();
         assert_eq!(ids, ["s-1", "s-2", "s-3", "s-4", "s-5"]);
     }
 }

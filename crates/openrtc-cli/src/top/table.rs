@@ -78,7 +78,7 @@ impl ViewOptions {
 /// The live sessions that pass the filters, sorted by the sort column.
 ///
 /// Numeric columns sort descending and text columns ascending; ties are broken by session id
-/// in numeric order ([`super::format::compare_session_ids`]).
+/// in numeric order (`SessionId`'s order: `s-2` before `s-10`).
 #[must_use]
 pub fn select_sessions<'snapshot>(
     sessions: &'snapshot [SessionSnapshot],
@@ -257,7 +257,7 @@ pub fn recently_ended_section(ended: &[&EndedSessionSnapshot]) -> String {
         .iter()
         .map(|session| {
             vec![
-                clean_text(&session.id, NAME_CELL_MAX_CHARS),
+                session.id.to_string(),
                 clean_text(&session.agent, NAME_CELL_MAX_CHARS),
                 clean_text(&session.tenant, NAME_CELL_MAX_CHARS),
                 format_seconds_tenths(session.duration_ms),
@@ -339,7 +339,10 @@ mod tests {
 
     /// The ids of the selected sessions, in order.
     fn ids(selected: &[&SessionSnapshot]) -> Vec<String> {
-        selected.iter().map(|session| session.id.clone()).collect()
+        selected
+            .iter()
+            .map(|session| session.id.to_string())
+            .collect()
     }
 
     /// Options sorting by `sort` without filters.

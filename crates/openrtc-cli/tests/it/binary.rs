@@ -187,7 +187,11 @@ fn json_output_is_the_snapshot_filtered_and_sorted() {
         ..ViewOptions::default()
     };
     assert_eq!(parsed, filtered_snapshot(&busy_worker(), &options));
-    let ids: Vec<&str> = parsed.sessions.iter().map(|row| row.id.as_str()).collect();
+    let ids: Vec<String> = parsed
+        .sessions
+        .iter()
+        .map(|row| row.id.to_string())
+        .collect();
     assert_eq!(ids, ["s-1", "s-10"], "acme's sessions, longest first");
     assert_eq!(parsed.worker, busy_worker().worker);
     worker.join();

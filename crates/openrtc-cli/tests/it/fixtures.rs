@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use openrtc_cli::top::tui::conn::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_proto::{
-    EndedSessionSnapshot, FrameSnapshot, MemSource, PoolSnapshot, SNAPSHOT_VERSION, SessionOutcome,
-    SessionSnapshot, SessionState, StallSnapshot, VictimSnapshot,
+    CancelReason, EndedSessionSnapshot, FrameSnapshot, KillReason, MemSource, PoolSnapshot,
+    RefusalReason, SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot, SessionState, StallSnapshot,
+    VictimSnapshot,
 };
 
 /// When every fixture snapshot was taken, in milliseconds since the Unix epoch.
@@ -21,7 +22,7 @@ pub(crate) fn session(
     stall_count: u64,
 ) -> SessionSnapshot {
     let mut session = SessionSnapshot::default();
-    session.id = id.to_owned();
+    session.id = id.parse().expect("a session id");
     session.agent = agent.to_owned();
     session.tenant = tenant.to_owned();
     session.duration_ms = duration_ms;
@@ -44,8 +45,12 @@ pub(crate) fn ended(
     outcome: SessionOutcome,
     duration_ms: u64,
 ) -> EndedSessionSnapshot {
-    let mut ended =
-        EndedSessionSnapshot::new(id.to_owned(), agent.to_owned(), tenant.to_owned(), outcome);
+    let mut ended = EndedSessionSnapshot::new(
+        id.parse().expect("a session id"),
+        agent.to_owned(),
+        tenant.to_owned(),
+        outcome,
+    );
     ended.duration_ms = duration_ms;
     ended.ended_at_unix_ms = TAKEN_AT_UNIX_MS - 2_500;
     ended
@@ -94,7 +99,7 @@ fn frame(function: &str, file: Option<&str>, line: Option<u32>, user: bool) -> F
 /// A session delayed by a stall.
 fn victim(session_id: &str, delay_ms: u64) -> VictimSnapshot {
     let mut victim = VictimSnapshot::default();
-    victim.session_id = session_id.into();
+    victim.session_id = session_id.parse().expect("a session id");
     victim.delay_ns = delay_ms * 1_000_000;
     victim
 }
@@ -112,8 +117,8 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
     worker.totals.panicked_count = 1;
     worker.totals.cancelled_count = 2;
     worker.totals.killed_count = 0;
-    worker.refusals.insert("worker_full".into(), 5);
-    worker.refusals.insert("draining".into(), 0);
+    worker.refusals.insert(RefusalReason::WorkerFull, 5);
+    worker.refusals.insert(RefusalReason::Draining, 0);
     worker.stalls_total_count = 7;
     worker.stalls_in_progress_count = 1;
     worker.stalls_last_minute_count = 3;
@@ -207,7 +212,7 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
             "echo",
             "acme",
             SessionOutcome::Cancelled {
-                reason: "operator".into(),
+                reason: CancelReason::Operator,
             },
             30_000,
         ),
@@ -217,7 +222,7 @@ pub(crate) fn busy_worker() -> PoolSnapshot {
             "transcriber",
             "acme",
             SessionOutcome::Killed {
-                reason: "operator".into(),
+                reason: KillReason::Operator,
             },
             7_000,
         ),
@@ -238,8 +243,8 @@ pub(crate) fn draining_worker() -> PoolSnapshot {
     worker.totals.started_count = 1_204;
     worker.totals.completed_count = 1_200;
     worker.totals.cancelled_count = 2;
-    worker.refusals.insert("draining".into(), 31);
-    worker.refusals.insert("unknown_agent".into(), 2);
+    worker.refusals.insert(RefusalReason::Draining, 31);
+    worker.refusals.insert(RefusalReason::UnknownAgent, 2);
     worker.rss_bytes = 1_288_490_188;
     let mut first = session("s-1203", "echo", "acme", 2_000_000, 0.4, 0);
     first.state = SessionState::Draining;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use openrtc_proto::{PoolSnapshot, SessionState};
+use openrtc_proto::{PoolSnapshot, SessionId, SessionState};
 
 use crate::binary::{run, stderr, stdout};
 
@@ -189,13 +189,13 @@ fn top_once_shows_a_live_worker_in_text_and_json() {
 
     // The JSON view filters and sorts as the text does: the sessions of one tenant, by id.
     let tenant = snapshot.sessions[0].tenant.clone();
-    let mut expected: Vec<&str> = snapshot
+    let mut expected: Vec<SessionId> = snapshot
         .sessions
         .iter()
         .filter(|row| row.tenant == tenant)
-        .map(|row| row.id.as_str())
+        .map(|row| row.id)
         .collect();
-    expected.sort_by_key(|id| id.trim_start_matches("s-").parse::<u32>().unwrap_or(0));
+    expected.sort();
     let json = run(
         dir.path(),
         &[
@@ -206,11 +206,7 @@ fn top_once_shows_a_live_worker_in_text_and_json() {
     assert!(json.status.success(), "{}", stderr(&json));
     let filtered: PoolSnapshot =
         serde_json::from_str(stdout(&json).trim_end()).expect("one snapshot line");
-    let ids: Vec<&str> = filtered
-        .sessions
-        .iter()
-        .map(|row| row.id.as_str())
-        .collect();
+    let ids: Vec<SessionId> = filtered.sessions.iter().map(|row| row.id).collect();
     assert_eq!(ids, expected, "only {tenant}'s sessions, in id order");
     assert_eq!(
         filtered.worker.active_sessions, 5,
@@ -319,7 +315,10 @@ fn a_blocking_session_shows_slow_in_top_and_in_the_log() {
                 .is_some_and(|row| row.last_stall.is_some())
     });
     let row = &snapshots[0].sessions[0];
-    assert_eq!((row.id.as_str(), row.agent.as_str()), ("s-1", "blocker"));
+    assert_eq!(
+        (row.id.to_string().as_str(), row.agent.as_str()),
+        ("s-1", "blocker")
+    );
     assert_eq!(
         row.state,
         SessionState::Slow,

@@ -102,11 +102,11 @@ fn json_snapshots(snapshots: Vec<PoolSnapshot>, options: &ViewOptions) -> Vec<Po
 }
 
 /// The session ids of a snapshot, in order.
-fn session_ids(snapshot: &PoolSnapshot) -> Vec<&str> {
+fn session_ids(snapshot: &PoolSnapshot) -> Vec<String> {
     snapshot
         .sessions
         .iter()
-        .map(|row| row.id.as_str())
+        .map(|row| row.id.to_string())
         .collect()
 }
 
@@ -154,10 +154,10 @@ fn json_keeps_the_snapshot_shape_with_only_the_matching_sessions_in_sort_order()
     let shown = json_snapshots(both(), &acme_by_duration);
     assert_eq!(session_ids(&shown[0]), ["s-1", "s-10"]);
     assert_eq!(session_ids(&shown[1]), ["s-1203"]);
-    let ended: Vec<&str> = shown[0]
+    let ended: Vec<String> = shown[0]
         .recently_ended
         .iter()
-        .map(|row| row.id.as_str())
+        .map(|row| row.id.to_string())
         .collect();
     assert_eq!(ended, ["s-9", "s-7", "s-5", "s-4"], "acme's ended sessions");
 

@@ -72,7 +72,7 @@ impl Harness {
             .rows()
             .iter()
             .filter_map(|row| state.row(*row))
-            .map(|(_, session)| session.id.clone())
+            .map(|(_, session)| session.id.to_string())
             .collect()
     }
 
@@ -81,7 +81,7 @@ impl Harness {
         let state = self.state();
         let index = state.selected_row()?;
         let (_, session) = state.row(state.rows()[index])?;
-        Some(session.id.clone())
+        Some(session.id.to_string())
     }
 
     /// Every command sent to the connection thread since the last call.
@@ -278,7 +278,7 @@ fn enter_opens_the_detail_pane_and_esc_goes_back() {
     harness.press(KeyCode::Enter);
     assert_eq!(harness.state().screen(), Screen::Detail);
     let detail = harness.state().detail().expect("a detail target");
-    assert_eq!(detail.key.session_id, "s-11");
+    assert_eq!(detail.key.session_id, id("s-11"));
     assert_eq!(detail.key.socket, socket_of("demo", 4242));
     // Up and Down move through the sessions in the pane.
     harness.press(KeyCode::Down);
@@ -286,8 +286,8 @@ fn enter_opens_the_detail_pane_and_esc_goes_back() {
         harness
             .state()
             .detail()
-            .map(|detail| detail.key.session_id.as_str()),
-        Some("s-1")
+            .map(|detail| detail.key.session_id.to_string()),
+        Some("s-1".to_owned())
     );
     harness.press(KeyCode::Esc);
     assert_eq!(harness.state().screen(), Screen::Table);
@@ -313,7 +313,7 @@ fn k_then_y_sends_exactly_one_cancel_for_the_selected_session() {
         harness.sent(),
         [ConnCommand::Cancel {
             socket: socket_of("demo", 4242),
-            session_id: "s-11".to_owned(),
+            session_id: id("s-11"),
         }]
     );
     assert_eq!(harness.state().overlay_kind(), None);
@@ -332,8 +332,8 @@ fn k_then_y_sends_exactly_one_cancel_for_the_selected_session() {
     harness
         .app
         .handle(AppEvent::Conn(ConnEvent::CancelAnswered(CancelAnswer {
-            session_id: "s-11".into(),
-            outcome: Ok("s-11".into()),
+            session_id: id("s-11"),
+            outcome: Ok(id("s-11")),
         })));
     let message = harness.state().message().expect("a message");
     assert!(!message.is_error);
@@ -344,7 +344,7 @@ fn k_then_y_sends_exactly_one_cancel_for_the_selected_session() {
     harness
         .app
         .handle(AppEvent::Conn(ConnEvent::CancelAnswered(CancelAnswer {
-            session_id: "s-99".into(),
+            session_id: id("s-99"),
             outcome: Err("no live session matches s-99".into()),
         })));
     let message = harness.state().message().expect("a message");
@@ -365,7 +365,7 @@ fn k_in_the_detail_pane_cancels_that_session() {
         harness.sent(),
         [ConnCommand::Cancel {
             socket: socket_of("demo", 4242),
-            session_id: "s-10".to_owned(),
+            session_id: id("s-10"),
         }]
     );
 }
@@ -612,4 +612,10 @@ fn the_worker_flag_keeps_other_workers_out() {
         .collect();
     assert_eq!(names, ["edge"]);
     assert!(!harness.state().shows_worker_column());
+}
+
+/// The session id written `text`.
+#[track_caller]
+fn id(text: &str) -> openrtc_proto::SessionId {
+    text.parse().expect("a session id")
 }

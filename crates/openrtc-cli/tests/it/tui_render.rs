@@ -231,11 +231,11 @@ fn the_detail_pane_of_a_session_that_has_ended() {
     after.recently_ended.insert(
         0,
         crate::fixtures::ended(
-            &ended.id,
+            &ended.id.to_string(),
             &ended.agent,
             &ended.tenant,
             openrtc_proto::SessionOutcome::Cancelled {
-                reason: "operator".into(),
+                reason: openrtc_proto::CancelReason::Operator,
             },
             ended.duration_ms,
         ),

@@ -226,6 +226,12 @@ impl SessionCell {
         };
         if self.request_stop(StopRequest::Kill(reason)) {
             tracing::warn!(
+                event = "session_memory_limit",
+                session_id = %self.id(),
+                tenant = self.tenant(),
+                agent = self.agent(),
+                live_bytes,
+                limit_bytes,
                 "[memory-limit] session_id={} tenant={} agent={} holds {} over its {} cap: killed",
                 self.id(),
                 self.tenant(),
@@ -242,7 +248,7 @@ impl SessionCell {
     }
 
     pub(crate) fn id(&self) -> SessionId {
-        SessionId::new(self.key)
+        super::session_id(self.key)
     }
 
     pub(crate) fn agent(&self) -> &str {

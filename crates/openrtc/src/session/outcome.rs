@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+pub use openrtc_proto::{CancelReason, KillReason};
+
 use crate::AgentError;
 
 /// How a session ended.
@@ -25,73 +27,6 @@ pub enum SessionOutcome {
     Killed(KillReason),
 }
 
-/// Why a session was cancelled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CancelReason {
-    /// An operator asked for it (`PoolHandle::cancel`, `k` in `openrtc top`).
-    Operator,
-    /// The worker was draining and the drain timeout passed.
-    DrainTimeout,
-    /// The worker was shut down.
-    Shutdown,
-}
-
-/// Why a session was killed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum KillReason {
-    /// An operator asked for it (`PoolHandle::kill`).
-    Operator,
-    /// Its live heap crossed its memory cap (tracking allocator only).
-    MemoryLimit {
-        /// Its live bytes when it was seen over the cap.
-        live_bytes: u64,
-        /// The cap.
-        limit_bytes: u64,
-    },
-}
-
-impl CancelReason {
-    /// The stable name of the reason.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Operator => "operator",
-            Self::DrainTimeout => "drain_timeout",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl KillReason {
-    /// The stable name of the reason.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Operator => "operator",
-            Self::MemoryLimit { .. } => "memory_limit",
-        }
-    }
-}
-
-impl fmt::Display for KillReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Operator => f.write_str("operator"),
-            Self::MemoryLimit {
-                live_bytes,
-                limit_bytes,
-            } => write!(
-                f,
-                "memory_limit: {} live over its {} cap",
-                crate::introspect::format_mib(*live_bytes),
-                crate::introspect::format_mib(*limit_bytes)
-            ),
-        }
-    }
-}
-
 impl fmt::Display for SessionOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -105,7 +40,7 @@ impl fmt::Display for SessionOutcome {
                 message,
                 location: None,
             } => write!(f, "panicked: {message}"),
-            Self::Cancelled(reason) => write!(f, "cancelled ({})", reason.as_str()),
+            Self::Cancelled(reason) => write!(f, "cancelled ({reason})"),
             Self::Killed(reason) => write!(f, "killed ({reason})"),
         }
     }
@@ -124,12 +59,8 @@ impl SessionOutcome {
                 message: message.clone(),
                 location: location.clone(),
             },
-            Self::Cancelled(reason) => Wire::Cancelled {
-                reason: reason.as_str().to_owned(),
-            },
-            Self::Killed(reason) => Wire::Killed {
-                reason: reason.to_string(),
-            },
+            Self::Cancelled(reason) => Wire::Cancelled { reason: *reason },
+            Self::Killed(reason) => Wire::Killed { reason: *reason },
         }
     }
 }

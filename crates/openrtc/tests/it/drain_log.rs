@@ -16,10 +16,11 @@ use crate::support::{RunningPool, wait_for};
 
 /// One captured event: its message and its other fields, each as text.
 #[derive(Clone, Debug)]
-struct Captured {
-    level: tracing::Level,
-    message: String,
-    fields: BTreeMap<String, String>,
+pub(crate) struct Captured {
+    pub(crate) level: tracing::Level,
+    pub(crate) target: String,
+    pub(crate) message: String,
+    pub(crate) fields: BTreeMap<String, String>,
 }
 
 impl Visit for Captured {
@@ -38,18 +39,19 @@ impl Visit for Captured {
     }
 }
 
-/// Every event of the `openrtc::pool` target, from every test of this binary.
+/// Every event of the runtime's targets (`openrtc::…`), from every test of this binary.
 static EVENTS: Mutex<Vec<Captured>> = Mutex::new(Vec::new());
 
 struct CaptureLayer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() != "openrtc::pool" {
+        if !event.metadata().target().starts_with("openrtc::") {
             return;
         }
         let mut captured = Captured {
             level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
             message: String::new(),
             fields: BTreeMap::new(),
         };
@@ -62,7 +64,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
 }
 
 /// Installs the capturing subscriber for the whole test binary (once).
-fn capture() {
+pub(crate) fn capture() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let subscriber = tracing_subscriber::registry().with(CaptureLayer);
@@ -73,12 +75,17 @@ fn capture() {
 
 /// The captured events of worker `worker` whose `event` field is `name`.
 fn events(worker: &str, name: &str) -> Vec<Captured> {
+    events_with("worker", worker, name)
+}
+
+/// The captured events whose field `field` is `value` and whose `event` field is `name`.
+pub(crate) fn events_with(field: &str, value: &str, name: &str) -> Vec<Captured> {
     EVENTS
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())
         .iter()
         .filter(|event| {
-            event.fields.get("worker").map(String::as_str) == Some(worker)
+            event.fields.get(field).map(String::as_str) == Some(value)
                 && event.fields.get("event").map(String::as_str) == Some(name)
         })
         .cloned()
@@ -222,13 +229,13 @@ fn drain_logs_its_start_its_deadline_and_its_end_with_exact_figures() {
     );
     let snapshot = handle.runtime_snapshot();
     let cancelled = Wire::Cancelled {
-        reason: "drain_timeout".into(),
+        reason: openrtc::CancelReason::DrainTimeout,
     };
     for id in &ids[1..] {
         let ended = snapshot
             .recently_ended
             .iter()
-            .find(|ended| ended.id == id.to_string())
+            .find(|ended| ended.id == *id)
             .expect("ended");
         assert_eq!(ended.outcome, cancelled, "{}", ended.agent);
     }

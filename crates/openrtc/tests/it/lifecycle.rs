@@ -71,7 +71,10 @@ fn routing_uses_the_named_agent_or_the_first_and_never_reroutes() {
         (named_row.agent.as_str(), named_row.tenant.as_str()),
         ("second", "acme")
     );
-    assert_eq!(snapshot.worker.refusals["unknown_agent"], 1);
+    assert_eq!(
+        snapshot.worker.refusals[&openrtc::RefusalReason::UnknownAgent],
+        1
+    );
     assert_eq!(snapshot.worker.totals.started_count, 2);
     assert_eq!(snapshot.sessions.len(), 2);
 }
@@ -98,7 +101,10 @@ fn the_session_cap_is_exact_and_frees_places_as_sessions_end() {
         .expect("a place was freed");
     let snapshot = pool.snapshot();
     assert_eq!(snapshot.worker.active_sessions, 3);
-    assert_eq!(snapshot.worker.refusals["worker_full"], 1);
+    assert_eq!(
+        snapshot.worker.refusals[&openrtc::RefusalReason::WorkerFull],
+        1
+    );
 }
 
 #[test]
@@ -125,7 +131,10 @@ fn concurrent_launches_never_overshoot_the_cap() {
     assert_eq!(accepted.load(Ordering::Relaxed), 50);
     assert_eq!(snapshot.worker.active_sessions, 50);
     assert_eq!(snapshot.sessions.len(), 50);
-    assert_eq!(snapshot.worker.refusals["worker_full"], 110);
+    assert_eq!(
+        snapshot.worker.refusals[&openrtc::RefusalReason::WorkerFull],
+        110
+    );
 }
 
 #[test]
@@ -191,7 +200,7 @@ fn a_panic_or_an_error_ends_only_its_own_session() {
         assert_eq!(
             pool.wait_ended(*id).outcome,
             Wire::Cancelled {
-                reason: "operator".into()
+                reason: openrtc::CancelReason::Operator
             }
         );
     }
@@ -216,7 +225,7 @@ fn cancel_is_graceful_then_firm_and_kill_is_immediate() {
         .launch(JobRequest::new().agent("stubborn"))
         .expect("room");
     let operator = Wire::Cancelled {
-        reason: "operator".into(),
+        reason: openrtc::CancelReason::Operator,
     };
     assert!(pool.handle.cancel(graceful));
     assert_eq!(pool.wait_ended(graceful).outcome, operator);
@@ -230,7 +239,7 @@ fn cancel_is_graceful_then_firm_and_kill_is_immediate() {
     assert_eq!(
         pool.wait_ended(killed).outcome,
         Wire::Killed {
-            reason: "operator".into()
+            reason: openrtc::KillReason::Operator
         }
     );
     assert!(
@@ -306,18 +315,21 @@ fn drain_refuses_new_sessions_lets_live_ones_finish_then_cancels_the_rest() {
         snapshot
             .recently_ended
             .iter()
-            .find(|ended| ended.id == id.to_string())
+            .find(|ended| ended.id == id)
             .map(|ended| ended.outcome.clone())
     };
     assert_eq!(outcome_of(finishing), Some(Wire::Completed));
     assert_eq!(
         outcome_of(overstaying),
         Some(Wire::Cancelled {
-            reason: "drain_timeout".into()
+            reason: openrtc::CancelReason::DrainTimeout
         })
     );
     assert_eq!(snapshot.worker.active_sessions, 0);
-    assert_eq!(snapshot.worker.refusals["draining"], 1);
+    assert_eq!(
+        snapshot.worker.refusals[&openrtc::RefusalReason::Draining],
+        1
+    );
     assert_eq!(handle.launch(JobRequest::new()), Err(Rejected::Stopped));
     assert!(
         !dir.path().join("w.sock").exists(),
@@ -344,12 +356,12 @@ fn shutdown_cancels_every_session_at_once() {
         let ended = snapshot
             .recently_ended
             .iter()
-            .find(|ended| ended.id == id.to_string())
+            .find(|ended| ended.id == id)
             .expect("ended");
         assert_eq!(
             ended.outcome,
             Wire::Cancelled {
-                reason: "shutdown".into()
+                reason: openrtc::CancelReason::Shutdown
             }
         );
     }

@@ -5,12 +5,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openrtc::proto::{MemSource, PoolSnapshot, SessionOutcome as Wire};
-use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+use openrtc::{AgentPool, JobRequest, KillReason, Session, SessionId, agent_fn};
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 
 use crate::support::{RunningPool, row_of, wait_for};
 
 const MIB: u64 = 1024 * 1024;
+
+/// The row of an ended session in the socket's snapshot answer, as raw JSON.
+#[track_caller]
+fn ended_on_the_wire(socket: &std::path::Path, id: SessionId) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .write_all(b"{\"v\":1,\"op\":\"snapshot\"}\n")
+        .expect("write");
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).expect("read");
+    let answer: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    let rows = answer["snapshot"]["recently_ended"]
+        .as_array()
+        .expect("a list");
+    rows.iter()
+        .find(|row| row["id"] == id.to_string().as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} is not in {rows:?}"))
+}
 
 /// The live bytes of a session in a snapshot.
 #[track_caller]
@@ -184,6 +204,7 @@ fn sessions_and_buckets_sum_to_the_tracked_total() {
 
 #[test]
 fn a_session_over_its_memory_cap_is_killed_at_its_next_poll_and_nobody_else_is() {
+    crate::drain_log::capture();
     let dir = tempfile::tempdir().expect("tempdir");
     let leaked_frames = Arc::new(AtomicU64::new(0));
     let leaky = agent_fn({
@@ -233,10 +254,68 @@ fn a_session_over_its_memory_cap_is_killed_at_its_next_poll_and_nobody_else_is()
             .then_some(snapshot.worker.rss_bytes)
     });
     let ended = pool.wait_ended(leaky_id);
-    let Wire::Killed { reason } = &ended.outcome else {
-        panic!("expected a kill, got {:?}", ended.outcome);
+    let Wire::Killed {
+        reason: KillReason::MemoryLimit {
+            live_bytes,
+            limit_bytes,
+        },
+    } = ended.outcome
+    else {
+        panic!("expected a memory-limit kill, got {:?}", ended.outcome);
     };
-    assert!(reason.starts_with("memory_limit: "), "{reason}");
+    assert_eq!(limit_bytes, 50 * MIB);
+    assert!(live_bytes >= limit_bytes, "{live_bytes} live");
+    // On the socket, the reason is a tagged object carrying its figures as numbers.
+    let on_the_wire = ended_on_the_wire(&dir.path().join("w.sock"), leaky_id);
+    assert_eq!(on_the_wire["outcome"]["kind"], "killed", "{on_the_wire}");
+    let reason = &on_the_wire["outcome"]["reason"];
+    assert_eq!(reason["kind"], "memory_limit", "{reason}");
+    assert_eq!(reason["limit_bytes"].as_u64(), Some(50 * MIB), "{reason}");
+    assert_eq!(reason["live_bytes"].as_u64(), Some(live_bytes), "{reason}");
+    // The log lines carry the same figures as structured fields.
+    let session_id = leaky_id.to_string();
+    let kill_lines =
+        crate::drain_log::events_with("session_id", &session_id, "session_memory_limit");
+    assert_eq!(kill_lines.len(), 1, "{kill_lines:?}");
+    let kill_line = &kill_lines[0];
+    assert_eq!(kill_line.level, tracing::Level::WARN);
+    assert!(
+        kill_line.message.starts_with("[memory-limit] session_id="),
+        "{kill_line:?}"
+    );
+    let end_lines = crate::drain_log::events_with("session_id", &session_id, "session_end");
+    assert_eq!(end_lines.len(), 1, "{end_lines:?}");
+    let end_line = &end_lines[0];
+    assert_eq!(end_line.target, "openrtc::pool");
+    assert_eq!(end_line.level, tracing::Level::WARN);
+    for (line, extra) in [
+        (kill_line, &[][..]),
+        (
+            end_line,
+            &[("outcome", "killed"), ("reason", "memory_limit")][..],
+        ),
+    ] {
+        let mut expected = vec![
+            ("agent", "leaky".to_owned()),
+            ("event", line.fields["event"].clone()),
+            ("limit_bytes", limit_bytes.to_string()),
+            ("live_bytes", live_bytes.to_string()),
+            ("session_id", session_id.clone()),
+            ("tenant", "default".to_owned()),
+        ];
+        expected.extend(
+            extra
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned())),
+        );
+        expected.sort();
+        let shown: Vec<(&str, String)> = line
+            .fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        assert_eq!(shown, expected, "{line:?}");
+    }
     // The frame that crossed 50 MiB (the 50th or 51st MiB, with the session's own small
     // allocations) was its last: the kill came at the next poll, before another frame.
     let frames = leaked_frames.load(Ordering::Relaxed);

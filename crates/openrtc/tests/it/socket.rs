@@ -219,11 +219,11 @@ fn cancel_over_the_socket_takes_a_unique_prefix() {
     let mut client = Client::connect(&path);
     // s-1 is an exact id even though s-10, s-11 and s-12 start with it too.
     match client.ask(r#"{"v":1,"op":"cancel","session_id":"s-1"}"#) {
-        Response::Cancelled { session_id } => assert_eq!(session_id, "s-1"),
+        Response::Cancelled { session_id } => assert_eq!(session_id.to_string(), "s-1"),
         other => panic!("expected a cancel, got {other:?}"),
     }
     match client.ask(r#"{"v":1,"op":"cancel","session_id":"s-12"}"#) {
-        Response::Cancelled { session_id } => assert_eq!(session_id, "s-12"),
+        Response::Cancelled { session_id } => assert_eq!(session_id.to_string(), "s-12"),
         other => panic!("expected a cancel, got {other:?}"),
     }
     check_error(
@@ -236,7 +236,7 @@ fn cancel_over_the_socket_takes_a_unique_prefix() {
     assert_eq!(
         ended.outcome,
         openrtc::proto::SessionOutcome::Cancelled {
-            reason: "operator".into()
+            reason: openrtc::CancelReason::Operator
         }
     );
 }

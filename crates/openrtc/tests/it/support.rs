@@ -63,7 +63,6 @@ impl RunningPool {
     /// Waits until the session has ended, and returns its row from the recently ended list.
     #[track_caller]
     pub(crate) fn wait_ended(&self, id: SessionId) -> EndedSessionSnapshot {
-        let id = id.to_string();
         wait_for(&format!("session {id} to end"), || {
             self.snapshot()
                 .recently_ended
@@ -91,7 +90,6 @@ impl Drop for RunningPool {
 }
 
 pub(crate) fn row_of(snapshot: &PoolSnapshot, id: SessionId) -> Option<SessionSnapshot> {
-    let id = id.to_string();
     snapshot.sessions.iter().find(|row| row.id == id).cloned()
 }
 

@@ -121,13 +121,13 @@ fn a_blocking_session_is_slow_while_it_blocks_and_nobody_else_is() {
         "blocking for {blocking_for} ms"
     );
     assert_eq!(during.worker.stalls_in_progress_count, 1);
-    let slow: Vec<&str> = during
+    let slow: Vec<openrtc::SessionId> = during
         .sessions
         .iter()
         .filter(|row| row.state == SessionState::Slow)
-        .map(|row| row.id.as_str())
+        .map(|row| row.id)
         .collect();
-    assert_eq!(slow, [blocker_id.to_string()], "only the blocker is slow");
+    assert_eq!(slow, [blocker_id], "only the blocker is slow");
 
     // After the block: one stall, of the injected length, attributed to the blocker only.
     let after = wait_for("the stall to be recorded", || {
@@ -792,16 +792,16 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
 
     // Measurably late: by more than 20 ms, a frame's worth (the rest of the pool's jitter
     // under load stays well under that on an idle worker).
-    let late: Vec<String> = ids
+    let late: Vec<openrtc::SessionId> = ids
         .iter()
         .zip(&nudges.worst_late_ns)
         .filter(|(_, worst)| worst.load(Ordering::Acquire) > 20_000_000)
-        .map(|(id, _)| id.to_string())
+        .map(|(id, _)| *id)
         .collect();
-    let mut victims: Vec<String> = stall
+    let mut victims: Vec<openrtc::SessionId> = stall
         .victims
         .iter()
-        .map(|victim| victim.session_id.clone())
+        .map(|victim| victim.session_id)
         .collect();
     victims.sort();
     let mut expected = late.clone();
@@ -816,13 +816,13 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
     );
     assert_eq!(stall.victim_count, victims.len() as u64);
     assert!(
-        !victims.contains(&blocker.to_string()),
+        !victims.contains(&blocker),
         "a session is not its own victim"
     );
     for victim in &stall.victims {
         let index = ids
             .iter()
-            .position(|id| id.to_string() == victim.session_id)
+            .position(|id| *id == victim.session_id)
             .expect("a nudged session");
         let measured = nudges.worst_late_ns[index].load(Ordering::Acquire);
         assert!(
@@ -835,7 +835,7 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
         assert_eq!(row.delayed_by_stalls_count, 1);
         assert_eq!(row.delayed_by_stalls_ns, victim.delay_ns);
     }
-    for id in ids.iter().filter(|id| !late.contains(&id.to_string())) {
+    for id in ids.iter().filter(|id| !late.contains(id)) {
         let row = row_of(&snapshot, *id).expect("live");
         assert_eq!(row.delayed_by_stalls_count, 0, "{id} was not late");
     }

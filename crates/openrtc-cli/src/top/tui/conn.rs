@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use openrtc_proto::{PoolSnapshot, Request, Response};
+use openrtc_proto::{PoolSnapshot, Request, Response, SessionId};
 
 use crate::discover;
 use crate::top::{Target, ask_for_snapshot, format::clean_text};
@@ -26,7 +26,7 @@ pub enum ConnCommand {
         /// The worker's socket.
         socket: PathBuf,
         /// The session's full id.
-        session_id: String,
+        session_id: SessionId,
     },
 }
 
@@ -65,10 +65,10 @@ pub struct SurveyRound {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancelAnswer {
     /// The session id the request named.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The worker's answer: the full id of the cancelled session, or why it was refused or
     /// could not be sent.
-    pub outcome: Result<String, String>,
+    pub outcome: Result<SessionId, String>,
 }
 
 /// A report from the connection thread.
@@ -155,7 +155,7 @@ fn run_connection(
                 resumed
             }
             Some(ConnCommand::Cancel { socket, session_id }) => {
-                let outcome = cancel_session(&socket, &session_id);
+                let outcome = cancel_session(&socket, session_id);
                 if !report(ConnEvent::CancelAnswered(CancelAnswer {
                     session_id,
                     outcome,
@@ -232,9 +232,9 @@ fn poll_worker(socket: PathBuf) -> WorkerPoll {
 }
 
 /// Sends one cancel request: the full id of the cancelled session, or why not.
-fn cancel_session(socket: &std::path::Path, session_id: &str) -> Result<String, String> {
+fn cancel_session(socket: &std::path::Path, session_id: SessionId) -> Result<SessionId, String> {
     let request = Request::Cancel {
-        session_id: session_id.to_owned(),
+        session_id: session_id.to_string(),
     };
     match discover::query(socket, &request) {
         Ok(Response::Cancelled { session_id }) => Ok(session_id),

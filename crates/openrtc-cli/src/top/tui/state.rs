@@ -12,7 +12,7 @@ mod overlays;
 
 use std::path::{Path, PathBuf};
 
-use openrtc_proto::{EndedSessionSnapshot, MemSource, SessionSnapshot};
+use openrtc_proto::{EndedSessionSnapshot, MemSource, SessionId, SessionSnapshot};
 
 pub use overlays::{CancelTarget, Overlay, OverlayKind, TenantChoice, TenantPicker};
 
@@ -102,7 +102,7 @@ pub struct SessionKey {
     /// The worker's socket.
     pub socket: PathBuf,
     /// The session id.
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 /// The session the detail pane shows, as last seen.
@@ -456,7 +456,7 @@ impl State {
     fn remember_selected_key(&mut self) {
         self.selected_key = self.selected_session().map(|(worker, session)| SessionKey {
             socket: worker.socket().to_path_buf(),
-            session_id: session.id.clone(),
+            session_id: session.id,
         });
     }
 
@@ -525,7 +525,7 @@ impl State {
         self.detail = Some(DetailTarget {
             key: SessionKey {
                 socket: worker.socket().to_path_buf(),
-                session_id: session.id.clone(),
+                session_id: session.id,
             },
             last_seen: session.clone(),
             worker_name: worker.name().to_owned(),

@@ -241,17 +241,21 @@ fn top_in_tmux_sorts_filters_searches_shows_detail_cancels_and_quits() {
         screen.contains("(no sessions match: status=active /s-3)")
     });
     let snapshots = wait_for_snapshots(dir.path(), &[], "s-3 among the ended", |all| {
-        all.len() == 1 && all[0].recently_ended.iter().any(|ended| ended.id == "s-3")
+        all.len() == 1
+            && all[0]
+                .recently_ended
+                .iter()
+                .any(|ended| ended.id.as_u64() == 3)
     });
     let ended = snapshots[0]
         .recently_ended
         .iter()
-        .find(|ended| ended.id == "s-3")
+        .find(|ended| ended.id.as_u64() == 3)
         .expect("s-3 ended");
     assert_eq!(
         ended.outcome,
         SessionOutcome::Cancelled {
-            reason: "operator".into()
+            reason: openrtc_proto::CancelReason::Operator
         }
     );
 

@@ -111,7 +111,7 @@ impl State {
             (Screen::Detail, Some(detail)) if !detail.vanished => Some(CancelTarget {
                 socket: detail.key.socket.clone(),
                 worker_name: detail.worker_name.clone(),
-                session_id: detail.key.session_id.clone(),
+                session_id: detail.key.session_id,
                 agent: detail.last_seen.agent.clone(),
                 tenant: detail.last_seen.tenant.clone(),
             }),
@@ -121,7 +121,7 @@ impl State {
                 .map(|(worker, session)| CancelTarget {
                     socket: worker.socket().to_path_buf(),
                     worker_name: worker.name().to_owned(),
-                    session_id: session.id.clone(),
+                    session_id: session.id,
                     agent: session.agent.clone(),
                     tenant: session.tenant.clone(),
                 }),
@@ -147,7 +147,7 @@ impl State {
                         format!(
                             "asking worker {} to cancel session {}…",
                             clean_text(&target.worker_name, 32),
-                            clean_text(&target.session_id, 32)
+                            target.session_id
                         ),
                         false,
                     );
@@ -201,16 +201,13 @@ impl State {
     pub fn apply_cancel_answer(&mut self, answer: CancelAnswer) {
         match answer.outcome {
             Ok(session_id) => self.say(
-                format!(
-                    "cancelled session {} (recorded as cancelled by operator)",
-                    clean_text(&session_id, 32)
-                ),
+                format!("cancelled session {session_id} (recorded as cancelled by operator)"),
                 false,
             ),
             Err(why) => self.say(
                 format!(
                     "cannot cancel session {}: {}",
-                    clean_text(&answer.session_id, 32),
+                    answer.session_id,
                     clean_text(&why, 120)
                 ),
                 true,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use openrtc_proto::SessionState;
+use openrtc_proto::{SessionId, SessionState};
 
 use super::State;
 use crate::top::tui::input::Action;
@@ -59,7 +59,7 @@ pub struct CancelTarget {
     /// Its worker's name.
     pub worker_name: String,
     /// Its full id.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Its agent.
     pub agent: String,
     /// Its tenant.

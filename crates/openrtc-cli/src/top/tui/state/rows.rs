@@ -8,7 +8,7 @@ use openrtc_proto::SessionSnapshot;
 use super::Settings;
 use super::workers::WorkerEntry;
 use crate::cli::SortKey;
-use crate::top::format::{natural_key, urgency};
+use crate::top::format::urgency;
 
 /// One table row: a session of a worker, by position in that worker's latest snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub fn admits(settings: &Settings, session: &SessionSnapshot) -> bool {
             .as_deref()
             .is_none_or(|wanted| session.agent == wanted)
         && (settings.search.is_empty()
-            || [&session.id, &session.agent, &session.tenant]
+            || [&session.id.to_string(), &session.agent, &session.tenant]
                 .iter()
                 .any(|field| contains_ignoring_ascii_case(field, &settings.search)))
 }
@@ -78,9 +78,7 @@ pub(super) fn select_rows(workers: &[WorkerEntry], settings: &Settings, rows: &m
     }
     let inverted = settings.sort_inverted;
     match settings.sort {
-        SortKey::Session if inverted => {
-            sort_by(&mut selected, |session| Reverse(natural_key(&session.id)))
-        }
+        SortKey::Session if inverted => sort_by(&mut selected, |session| Reverse(session.id)),
         SortKey::Session => sort_by(&mut selected, |_| ()),
         SortKey::Agent if inverted => {
             sort_by(&mut selected, |session| Reverse(session.agent.as_str()))
@@ -103,14 +101,12 @@ pub(super) fn select_rows(workers: &[WorkerEntry], settings: &Settings, rows: &m
     rows.extend(selected.into_iter().map(|(row, _)| row));
 }
 
-/// Sorts by `primary`, then session id in natural order, then worker.
+/// Sorts by `primary`, then session id (by number), then worker.
 fn sort_by<'snapshot, Key: Ord>(
     selected: &mut [(RowRef, &'snapshot SessionSnapshot)],
     primary: impl Fn(&'snapshot SessionSnapshot) -> Key,
 ) {
-    selected.sort_by_cached_key(|(row, session)| {
-        (primary(session), natural_key(&session.id), row.worker)
-    });
+    selected.sort_by_cached_key(|(row, session)| (primary(session), session.id, row.worker));
 }
 
 /// A numeric column's value as a number that orders as the value does (smallest first).
@@ -143,7 +139,7 @@ fn ordered_bits(value: f64) -> u64 {
 mod tests {
     use std::path::PathBuf;
 
-    use openrtc_proto::{PoolSnapshot, SessionState};
+    use openrtc_proto::{PoolSnapshot, SessionId, SessionState};
 
     use super::*;
     use crate::top::format::compare_sessions;
@@ -169,10 +165,7 @@ mod tests {
         snapshot.worker.name = name.to_owned();
         for _ in 0..300 {
             let mut session = SessionSnapshot::default();
-            session.id = format!("s-{}", random.next(400));
-            if random.next(10) == 0 {
-                session.id = format!("x{}", random.next(40));
-            }
+            session.id = SessionId::from_u64(random.next(400) + 1).expect("not zero");
             session.agent = ["echo", "hot", "llm"][random.next(3) as usize].to_owned();
             session.tenant = ["acme", "globex", ""][random.next(3) as usize].to_owned();
             session.duration_ms = random.next(5) * 1_000;

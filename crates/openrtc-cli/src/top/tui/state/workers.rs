@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use openrtc_proto::{PoolSnapshot, SOCKET_SUFFIX};
+use openrtc_proto::{PoolSnapshot, SOCKET_SUFFIX, SessionId};
 
 use super::history::{SessionHistory, WorkerHistory, WorkerSample};
 
@@ -40,7 +40,7 @@ pub struct WorkerEntry {
     link: Link,
     snapshot: Option<PoolSnapshot>,
     history: WorkerHistory,
-    session_histories: HashMap<String, SessionHistory>,
+    session_histories: HashMap<SessionId, SessionHistory>,
     /// Set when the entry was part of the round being applied.
     pub(super) seen_in_round: bool,
 }
@@ -106,8 +106,8 @@ impl WorkerEntry {
 
     /// The CPU and memory history of one of its sessions.
     #[must_use]
-    pub fn session_history(&self, session_id: &str) -> Option<&SessionHistory> {
-        self.session_histories.get(session_id)
+    pub fn session_history(&self, session_id: SessionId) -> Option<&SessionHistory> {
+        self.session_histories.get(&session_id)
     }
 
     /// The sort key of entries: by name, then process id.
@@ -132,7 +132,7 @@ impl WorkerEntry {
             process_cpu_pct: snapshot.worker.process_cpu_pct,
         });
         for session in &snapshot.sessions {
-            match self.session_histories.get_mut(session.id.as_str()) {
+            match self.session_histories.get_mut(&session.id) {
                 Some(history) => history.record(
                     session.cpu_pct,
                     session.mem_bytes,
@@ -141,7 +141,7 @@ impl WorkerEntry {
                 ),
                 None => {
                     self.session_histories.insert(
-                        session.id.clone(),
+                        session.id,
                         SessionHistory::new(
                             session.cpu_pct,
                             session.mem_bytes,

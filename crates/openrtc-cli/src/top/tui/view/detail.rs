@@ -26,7 +26,7 @@ pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
     };
     let history = state
         .detail_worker()
-        .and_then(|worker| worker.session_history(&detail.key.session_id));
+        .and_then(|worker| worker.session_history(detail.key.session_id));
     let lines = detail_lines(
         detail,
         history,
@@ -60,7 +60,7 @@ pub fn detail_lines(
         fit(
             &format!(
                 "session {} · agent {} · tenant {} · worker {}",
-                clean_text(&session.id, 48),
+                session.id,
                 clean_text(&session.agent, 48),
                 clean_text(&session.tenant, 48),
                 clean_text(&detail.worker_name, 48)
@@ -314,7 +314,7 @@ fn stall_lines(
                     .map(|victim| {
                         format!(
                             "{} {}",
-                            clean_text(&victim.session_id, 24),
+                            victim.session_id,
                             format_blocking_span(victim.delay_ns / 1_000_000)
                         )
                     })

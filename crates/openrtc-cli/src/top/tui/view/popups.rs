@@ -84,7 +84,7 @@ pub fn render_cancel_confirmation(
     let inside = open_box(buffer, popup, "cancel this session?", theme);
     let lines = [
         Line::from(vec![
-            Span::styled(clean_text(&target.session_id, 32), theme.title()),
+            Span::styled(target.session_id.to_string(), theme.title()),
             Span::raw(format!(
                 " · agent {} · tenant {}",
                 clean_text(&target.agent, 16),
