@@ -230,7 +230,7 @@ fn measure(
         .slow_status_hold(Duration::ZERO)
         .drain_timeout(Duration::ZERO);
     let running = Running::start(builder, &format!("attribution-{sessions}"), true)?;
-    let handle = running.handle.clone();
+    let handle = running.handle().clone();
     let ids: Vec<SessionId> = (0..sessions)
         .map(|index| {
             running.launch(

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use openrtc::{AgentPool, AgentPoolBuilder, JobRequest, PoolHandle, PoolSnapshot, SessionId};
+use openrtc::{AgentPoolBuilder, JobRequest, PoolHandle, PoolSnapshot, RunningPool, SessionId};
 use serde::de::DeserializeOwned;
 
 /// Where this process's worker sockets go (removed when each pool stops).
@@ -13,11 +13,10 @@ fn socket_dir() -> PathBuf {
     std::env::temp_dir().join(format!("openrtc-bench-{}", std::process::id()))
 }
 
-/// A pool running on its own thread until stopped.
+/// A pool running on its own thread (the library's [`RunningPool`]) until stopped, with its
+/// socket in this process's socket directory.
 pub(crate) struct Running {
-    pub(crate) handle: PoolHandle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<Result<(), openrtc::RunError>>,
+    pool: RunningPool,
 }
 
 impl Running {
@@ -37,35 +36,27 @@ impl Running {
         } else {
             builder.enable_introspection(false).build()?
         };
-        Ok(Self::run(pool))
+        Ok(Self {
+            pool: pool.run_in_background()?,
+        })
+    }
+
+    /// The pool's handle.
+    pub(crate) fn handle(&self) -> &PoolHandle {
+        self.pool.handle()
     }
 
     /// Launches a session, or says why the pool refused it.
     pub(crate) fn launch(&self, request: JobRequest) -> anyhow::Result<SessionId> {
-        self.handle
+        self.handle()
             .launch(request)
+            .map(|session| session.id())
             .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))
-    }
-
-    fn run(pool: AgentPool) -> Self {
-        let handle = pool.handle();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            pool.run_until(async move {
-                let _ = stopped.await;
-            })
-        });
-        Self {
-            handle,
-            stop,
-            thread,
-        }
     }
 
     /// Drains the pool, waits for its thread, and removes the socket directory.
     pub(crate) fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
+        let _ = self.pool.drain_and_join();
         let _ = std::fs::remove_dir_all(socket_dir());
     }
 
@@ -78,7 +69,7 @@ impl Running {
     ) -> anyhow::Result<PoolSnapshot> {
         let deadline = Instant::now() + patience;
         loop {
-            let snapshot = self.handle.runtime_snapshot();
+            let snapshot = self.handle().runtime_snapshot();
             if done(&snapshot) {
                 return Ok(snapshot);
             }

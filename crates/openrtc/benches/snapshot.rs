@@ -43,12 +43,7 @@ fn snapshot_of_10k_sessions(c: &mut Criterion) {
             )
             .expect("room");
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = std::thread::spawn(move || {
-        pool.run_until(async move {
-            let _ = stopped.await;
-        })
-    });
+    let running = pool.run_in_background().expect("the pool runs");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !socket.exists()
         || handle
@@ -92,8 +87,7 @@ fn snapshot_of_10k_sessions(c: &mut Criterion) {
         });
     });
     group.finish();
-    let _ = stop.send(());
-    runner.join().expect("pool thread").expect("the pool ran");
+    running.drain_and_join().expect("the pool ran");
 }
 
 criterion_group!(benches, snapshot_of_10k_sessions);

@@ -105,6 +105,22 @@ impl RefusalCounters {
     }
 }
 
+/// Why [`crate::PoolHandle::cancel`] or [`crate::PoolHandle::kill`] stopped nothing.
+///
+/// The library looks sessions up by their whole [`crate::SessionId`]; the socket's cancel also takes
+/// a unique prefix of one, and answers a prefix that matches several with its own
+/// `ambiguous` error code.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// No live session has this id: it never existed in this worker, or it has ended.
+    #[error("no live session {id}")]
+    NotFound {
+        /// The id asked for.
+        id: crate::SessionId,
+    },
+}
+
 /// The error an agent returns from a session; any error type converts into it with `?`.
 pub struct AgentError {
     source: Box<dyn std::error::Error + Send + Sync + 'static>,

@@ -56,11 +56,12 @@ mod stack;
 mod watchdog;
 
 pub use agent::{Agent, AgentFn, agent_fn};
-pub use error::{AgentError, ConfigError, Rejected, RunError};
+pub use error::{AgentError, ConfigError, LookupError, Rejected, RunError};
 pub use openrtc_proto::{PoolSnapshot, RefusalReason};
-pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle};
+pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle, RunningPool};
 pub use session::{
-    CancelReason, JobRequest, KillReason, ParseSessionIdError, Session, SessionId, SessionOutcome,
+    CancelReason, JobRequest, KillReason, OutcomeFuture, ParseSessionIdError, Session,
+    SessionHandle, SessionId, SessionOutcome,
 };
 
 /// Figures of this process, read from `/proc`: what a worker's snapshot header reports, for

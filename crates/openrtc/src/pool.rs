@@ -2,9 +2,11 @@
 
 mod builder;
 mod handle;
+mod running;
 
 pub use builder::AgentPoolBuilder;
 pub use handle::PoolHandle;
+pub use running::RunningPool;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -20,7 +22,7 @@ use crate::agent::ErasedAgent;
 use crate::error::RefusalCounters;
 use crate::probe::Probe;
 use crate::session::{self, CancelReason, KillReason, SessionCell, SessionOutcome, StopRequest};
-use crate::{JobRequest, Rejected, RunError, SessionId, lock};
+use crate::{JobRequest, LookupError, Rejected, RunError, SessionHandle, SessionId, lock};
 
 /// How many ended sessions a snapshot keeps, newest first.
 pub(crate) const RECENTLY_ENDED_CAPACITY: usize = 64;
@@ -203,7 +205,7 @@ impl PoolShared {
         }
     }
 
-    fn launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
+    fn launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
         let result = self.try_launch(request);
         if let Err(rejected) = &result {
             self.counters.refused.count(rejected.reason());
@@ -211,7 +213,7 @@ impl PoolShared {
         result
     }
 
-    fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
+    fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
         let mut lifecycle = lock(&self.lifecycle);
         let runtime = match &*lifecycle {
             Lifecycle::Stopped => return Err(Rejected::Stopped),
@@ -246,6 +248,7 @@ impl PoolShared {
         ));
         lock(&self.sessions).insert(key, Arc::clone(&cell));
         self.counters.started.fetch_add(1, Ordering::Relaxed);
+        let handle = SessionHandle::new(Arc::clone(&cell));
         match runtime {
             Some(runtime) => session::spawn_root(cell, Arc::clone(&registered.agent), &runtime),
             None => {
@@ -254,7 +257,7 @@ impl PoolShared {
                 }
             }
         }
-        Ok(session::session_id(key))
+        Ok(handle)
     }
 
     /// Records a session's end and frees its place (called once per session, by its cell).
@@ -291,16 +294,23 @@ impl PoolShared {
         if lock(&self.sessions).remove(&cell.key()).is_some() {
             self.active.fetch_sub(1, Ordering::AcqRel);
         }
+        // Whoever receives the outcome finds the session gone and its place free; a drain
+        // woken below finds the outcome delivered.
+        cell.outcome_slot().put(outcome);
         self.session_ended.notify_waiters();
     }
 
     /// Asks one session to stop; a cancel is graceful, then firm after the cancel grace.
-    pub(crate) fn stop_session(&self, id: SessionId, request: StopRequest) -> bool {
-        let Some(cell) = self.session(id.as_u64()) else {
-            return false;
-        };
+    pub(crate) fn stop_session(
+        &self,
+        id: SessionId,
+        request: StopRequest,
+    ) -> Result<(), LookupError> {
+        let cell = self
+            .session(id.as_u64())
+            .ok_or(LookupError::NotFound { id })?;
         self.stop_cell(cell, request);
-        true
+        Ok(())
     }
 
     fn stop_cell(&self, cell: Arc<SessionCell>, request: StopRequest) {
@@ -533,6 +543,29 @@ impl AgentPool {
         };
         log_drain_end(&shared.config.worker_name, counts, &result);
         result
+    }
+}
+
+impl Drop for AgentPool {
+    /// A pool dropped before its runtime ran (never run, or `run` failed to start) ends the
+    /// sessions queued for it, with the outcome `cancelled (shutdown)`, so their places,
+    /// allocator accounts and launch handles are not left waiting for a runtime that will
+    /// never come; later launches are refused as `Stopped`. After `run`, there are none.
+    fn drop(&mut self) {
+        let pending = {
+            let mut lifecycle = lock(&self.shared.lifecycle);
+            match std::mem::replace(&mut *lifecycle, Lifecycle::Stopped) {
+                Lifecycle::NotStarted { pending } => pending,
+                previous @ (Lifecycle::Running(_) | Lifecycle::Stopped) => {
+                    *lifecycle = previous;
+                    return;
+                }
+            }
+        };
+        self.shared.draining.store(true, Ordering::Release);
+        for (cell, _agent) in pending {
+            cell.finish(SessionOutcome::Cancelled(CancelReason::Shutdown));
+        }
     }
 }
 

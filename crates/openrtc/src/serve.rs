@@ -383,13 +383,17 @@ fn answer(shared: &PoolShared, line: &str) -> Answer {
     match envelope.request {
         Request::Snapshot => Answer::Snapshot,
         Request::Cancel { session_id } => match shared.find_session(&session_id) {
-            Ok(id) => {
-                shared.stop_session(
-                    id,
-                    crate::session::StopRequest::Cancel(crate::CancelReason::Operator),
-                );
-                Answer::Reply(Response::Cancelled { session_id: id })
-            }
+            Ok(id) => match shared.stop_session(
+                id,
+                crate::session::StopRequest::Cancel(crate::CancelReason::Operator),
+            ) {
+                Ok(()) => Answer::Reply(Response::Cancelled { session_id: id }),
+                // It ended between the lookup and the cancel.
+                Err(crate::LookupError::NotFound { .. }) => error(
+                    ErrorCode::NotFound,
+                    format!("no live session matches {session_id:?}"),
+                ),
+            },
             Err(FindError::NotFound) => error(
                 ErrorCode::NotFound,
                 format!("no live session matches {session_id:?}"),

@@ -1,9 +1,11 @@
 //! Sessions: the handle given to agents, ids, job requests, and the root task's lifecycle.
 
 mod cell;
+mod handle;
 mod outcome;
 
 pub(crate) use cell::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
+pub use handle::{OutcomeFuture, SessionHandle};
 pub(crate) use outcome::StopRequest;
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
 

@@ -11,7 +11,7 @@ use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 #[allow(dead_code)]
 mod support;
 
-use support::{RunningPool, wait_for};
+use support::{RunningPool, TestPool as _, wait_for};
 
 #[test]
 fn memory_is_an_equal_share_of_rss_and_is_marked_as_such() {

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use crate::pool::{Control, PoolShared};
 use crate::session::StopRequest;
-use crate::{CancelReason, JobRequest, KillReason, PoolSnapshot, Rejected, SessionId};
+use crate::{
+    CancelReason, JobRequest, KillReason, LookupError, PoolSnapshot, Rejected, SessionHandle,
+    SessionId,
+};
 
 /// A cloneable handle to a pool, usable from any thread.
 ///
@@ -22,7 +25,9 @@ impl PoolHandle {
         Self { shared }
     }
 
-    /// Starts a session for `request`.
+    /// Starts a session for `request`, and gives back its [`SessionHandle`]: its id
+    /// (`launch(request)?.id()`), and its outcome to await or wait for when it ends. Dropping
+    /// the handle leaves the session running.
     ///
     /// Routing: the agent the request names, else the first registered agent.
     ///
@@ -30,7 +35,7 @@ impl PoolHandle {
     ///
     /// [`Rejected`] says why the session was refused: an unknown agent name (never rerouted),
     /// a full worker, a draining or stopped one. Every refusal is counted by reason.
-    pub fn launch(&self, request: JobRequest) -> Result<SessionId, Rejected> {
+    pub fn launch(&self, request: JobRequest) -> Result<SessionHandle, Rejected> {
         self.shared.launch(request)
     }
 
@@ -43,15 +48,25 @@ impl PoolHandle {
 
     /// Cancels a session gracefully: `Session::cancelled` resolves at once and the session is
     /// dropped at its next poll boundary if it has not ended after the cancel grace. Its
-    /// outcome is `cancelled (operator)`. Returns false if no such session is live.
-    pub fn cancel(&self, id: SessionId) -> bool {
+    /// outcome is `cancelled (operator)`, unless it was asked to stop before.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::NotFound`] if no session with this id is live: it never existed in
+    /// this worker, or it has ended.
+    pub fn cancel(&self, id: SessionId) -> Result<(), LookupError> {
         self.shared
             .stop_session(id, StopRequest::Cancel(CancelReason::Operator))
     }
 
     /// Kills a session: it is dropped at its next poll boundary, without a grace period, with
-    /// the outcome `killed (operator)`. Returns false if no such session is live.
-    pub fn kill(&self, id: SessionId) -> bool {
+    /// the outcome `killed (operator)`, unless it was asked to stop before.
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError::NotFound`] if no session with this id is live: it never existed in
+    /// this worker, or it has ended.
+    pub fn kill(&self, id: SessionId) -> Result<(), LookupError> {
         self.shared
             .stop_session(id, StopRequest::Kill(KillReason::Operator))
     }

@@ -12,6 +12,7 @@ use crate::lock;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::handle::OutcomeSlot;
 use super::{KillReason, SessionId, SessionOutcome, StopRequest};
 use crate::pool::PoolShared;
 use crate::probe::{Probe, TaskStats};
@@ -127,6 +128,8 @@ pub(crate) struct SessionCell {
     account: u32,
     /// The highest equal share of RSS seen, when memory is not tracked.
     rss_share_peak_bytes: AtomicU64,
+    /// The outcome, from the session's end to its launch handle.
+    outcome: OutcomeSlot,
 }
 
 impl SessionCell {
@@ -169,7 +172,13 @@ impl SessionCell {
             abort: OnceLock::new(),
             account,
             rss_share_peak_bytes: AtomicU64::new(0),
+            outcome: OutcomeSlot::default(),
         }
+    }
+
+    /// Where the outcome goes when the session ends, for its launch handle.
+    pub(crate) fn outcome_slot(&self) -> &OutcomeSlot {
+        &self.outcome
     }
 
     pub(crate) fn set_account_for_bench(&mut self, account: u32) {

@@ -12,7 +12,7 @@ use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 
-use crate::support::{RunningPool, wait_for};
+use crate::support::{RunningPool, TestPool as _, wait_for};
 
 /// One captured event: its message and its other fields, each as text.
 #[derive(Clone, Debug)]
@@ -158,10 +158,15 @@ fn drain_logs_its_start_its_deadline_and_its_end_with_exact_figures() {
             .drain_timeout(Duration::from_secs(2))
             .cancel_grace(Duration::from_secs(1)),
     );
-    let handle = pool.handle.clone();
+    let handle = pool.handle().clone();
     let ids: Vec<_> = ["by-itself", "on-cancel", "stubborn"]
         .into_iter()
-        .map(|agent| handle.launch(JobRequest::new().agent(agent)).expect("room"))
+        .map(|agent| {
+            handle
+                .launch(JobRequest::new().agent(agent))
+                .expect("room")
+                .id()
+        })
         .collect();
     wait_for("three live sessions", || {
         (pool.snapshot().worker.active_sessions == 3).then_some(())

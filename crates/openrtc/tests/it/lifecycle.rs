@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use openrtc::proto::SessionOutcome as Wire;
-use openrtc::{AgentError, AgentPool, AgentPoolBuilder, JobRequest, Rejected, Session, agent_fn};
+use openrtc::{
+    AgentError, AgentPool, AgentPoolBuilder, JobRequest, LookupError, Rejected, Session, agent_fn,
+};
 
-use crate::support::{RunningPool, wait_for};
+use crate::support::{RunningPool, TestPool as _, wait_for};
 
 /// Waits for cancellation, then completes.
 fn patient() -> impl openrtc::Agent {
@@ -49,14 +51,15 @@ fn routing_uses_the_named_agent_or_the_first_and_never_reroutes() {
             .agent("first", patient())
             .agent("second", patient()),
     );
-    let default = pool.handle.launch(JobRequest::new()).expect("room");
+    let default = pool.handle().launch(JobRequest::new()).expect("room").id();
     let named = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("second").tenant("acme"))
-        .expect("room");
+        .expect("room")
+        .id();
     assert_eq!(
-        pool.handle.launch(JobRequest::new().agent("third")),
-        Err(Rejected::UnknownAgent {
+        pool.handle().launch(JobRequest::new().agent("third")).err(),
+        Some(Rejected::UnknownAgent {
             name: "third".into()
         })
     );
@@ -88,15 +91,15 @@ fn the_session_cap_is_exact_and_frees_places_as_sessions_end() {
             .max_concurrent_sessions(3),
     );
     let ids: Vec<_> = (0..3)
-        .map(|_| pool.handle.launch(JobRequest::new()).expect("room"))
+        .map(|_| pool.handle().launch(JobRequest::new()).expect("room").id())
         .collect();
     assert_eq!(
-        pool.handle.launch(JobRequest::new()),
-        Err(Rejected::WorkerFull { max: 3 })
+        pool.handle().launch(JobRequest::new()).err(),
+        Some(Rejected::WorkerFull { max: 3 })
     );
-    assert!(pool.handle.cancel(ids[0]));
+    pool.handle().cancel(ids[0]).expect("live");
     pool.wait_ended(ids[0]);
-    pool.handle
+    pool.handle()
         .launch(JobRequest::new())
         .expect("a place was freed");
     let snapshot = pool.snapshot();
@@ -120,7 +123,7 @@ fn concurrent_launches_never_overshoot_the_cap() {
         for _ in 0..8 {
             scope.spawn(|| {
                 for _ in 0..20 {
-                    if pool.handle.launch(JobRequest::new()).is_ok() {
+                    if pool.handle().launch(JobRequest::new()).is_ok() {
                         accepted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -159,16 +162,18 @@ fn a_panic_or_an_error_ends_only_its_own_session() {
             ),
     );
     let siblings: Vec<_> = (0..10)
-        .map(|_| pool.handle.launch(JobRequest::new()).expect("room"))
+        .map(|_| pool.handle().launch(JobRequest::new()).expect("room").id())
         .collect();
     let panicked = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("panicky"))
-        .expect("room");
+        .expect("room")
+        .id();
     let failed = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("failing"))
-        .expect("room");
+        .expect("room")
+        .id();
     match pool.wait_ended(panicked).outcome {
         Wire::Panicked { message, location } => {
             assert_eq!(message, "bad frame 7");
@@ -192,11 +197,12 @@ fn a_panic_or_an_error_ends_only_its_own_session() {
     assert_eq!(snapshot.sessions.len(), 10, "every sibling is still live");
     // The worker still serves: new sessions start, and the siblings end normally when asked.
     let after = pool
-        .handle
+        .handle()
         .launch(JobRequest::new())
-        .expect("the worker still accepts");
+        .expect("the worker still accepts")
+        .id();
     for id in siblings.iter().chain([&after]) {
-        assert!(pool.handle.cancel(*id));
+        pool.handle().cancel(*id).expect("live");
         assert_eq!(
             pool.wait_ended(*id).outcome,
             Wire::Cancelled {
@@ -215,35 +221,38 @@ fn cancel_is_graceful_then_firm_and_kill_is_immediate() {
             .agent("stubborn", stubborn())
             .cancel_grace(Duration::from_millis(100)),
     );
-    let graceful = pool.handle.launch(JobRequest::new()).expect("room");
+    let graceful = pool.handle().launch(JobRequest::new()).expect("room").id();
     let ignoring = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("stubborn"))
-        .expect("room");
+        .expect("room")
+        .id();
     let killed = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("stubborn"))
-        .expect("room");
+        .expect("room")
+        .id();
     let operator = Wire::Cancelled {
         reason: openrtc::CancelReason::Operator,
     };
-    assert!(pool.handle.cancel(graceful));
+    pool.handle().cancel(graceful).expect("live");
     assert_eq!(pool.wait_ended(graceful).outcome, operator);
-    assert!(pool.handle.cancel(ignoring));
+    pool.handle().cancel(ignoring).expect("live");
     assert_eq!(
         pool.wait_ended(ignoring).outcome,
         operator,
         "dropped after the grace"
     );
-    assert!(pool.handle.kill(killed));
+    pool.handle().kill(killed).expect("live");
     assert_eq!(
         pool.wait_ended(killed).outcome,
         Wire::Killed {
             reason: openrtc::KillReason::Operator
         }
     );
-    assert!(
-        !pool.handle.cancel(graceful),
+    assert_eq!(
+        pool.handle().cancel(graceful),
+        Err(LookupError::NotFound { id: graceful }),
         "an ended session cannot be cancelled"
     );
     let totals = pool.snapshot().worker.totals;
@@ -263,13 +272,13 @@ fn child_tasks_are_counted_and_end_with_their_session() {
             Ok(())
         }),
     ));
-    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     let row = wait_for("the child tasks", || {
         pool.row(id)
             .filter(|row| row.children_finished_count == 1 && row.children_live_count == 1)
     });
     assert!(row.poll_count >= 2);
-    assert!(pool.handle.cancel(id));
+    pool.handle().cancel(id).expect("live");
     assert_eq!(pool.wait_ended(id).outcome.kind(), "cancelled");
 }
 
@@ -283,7 +292,8 @@ fn launches_before_run_wait_for_the_runtime() {
     let id = pool
         .handle()
         .launch(JobRequest::new().metadata(serde_json::json!({ "life_ms": 10 })))
-        .expect("queued until the runtime starts");
+        .expect("queued until the runtime starts")
+        .id();
     assert_eq!(pool.handle().runtime_snapshot().worker.active_sessions, 1);
     let running = RunningPool::run(pool);
     assert_eq!(running.wait_ended(id).outcome, Wire::Completed);
@@ -299,16 +309,21 @@ fn drain_refuses_new_sessions_lets_live_ones_finish_then_cancels_the_rest() {
             .drain_timeout(Duration::from_millis(300))
             .cancel_grace(Duration::from_millis(50)),
     );
-    let handle = pool.handle.clone();
+    let handle = pool.handle().clone();
     let finishing = handle
         .launch(JobRequest::new().metadata(serde_json::json!({ "life_ms": 100 })))
-        .expect("room");
+        .expect("room")
+        .id();
     let overstaying = handle
         .launch(JobRequest::new().agent("stubborn"))
-        .expect("room");
+        .expect("room")
+        .id();
     handle.begin_drain();
     assert!(handle.is_draining());
-    assert_eq!(handle.launch(JobRequest::new()), Err(Rejected::Draining));
+    assert_eq!(
+        handle.launch(JobRequest::new()).err(),
+        Some(Rejected::Draining)
+    );
     pool.drain_and_join().expect("the pool ran");
     let snapshot = handle.runtime_snapshot();
     let outcome_of = |id: openrtc::SessionId| {
@@ -330,7 +345,10 @@ fn drain_refuses_new_sessions_lets_live_ones_finish_then_cancels_the_rest() {
         snapshot.worker.refusals[&openrtc::RefusalReason::Draining],
         1
     );
-    assert_eq!(handle.launch(JobRequest::new()), Err(Rejected::Stopped));
+    assert_eq!(
+        handle.launch(JobRequest::new()).err(),
+        Some(Rejected::Stopped)
+    );
     assert!(
         !dir.path().join("w.sock").exists(),
         "the socket file is removed"
@@ -345,9 +363,9 @@ fn shutdown_cancels_every_session_at_once() {
             .agent("patient", patient())
             .drain_timeout(Duration::from_secs(3600)),
     );
-    let handle = pool.handle.clone();
+    let handle = pool.handle().clone();
     let ids: Vec<_> = (0..5)
-        .map(|_| handle.launch(JobRequest::new()).expect("room"))
+        .map(|_| handle.launch(JobRequest::new()).expect("room").id())
         .collect();
     handle.shutdown();
     pool.drain_and_join().expect("the pool ran");

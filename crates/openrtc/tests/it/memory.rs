@@ -8,7 +8,7 @@ use openrtc::proto::{MemSource, PoolSnapshot, SessionOutcome as Wire};
 use openrtc::{AgentPool, JobRequest, KillReason, Session, SessionId, agent_fn};
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 
-use crate::support::{RunningPool, row_of, wait_for};
+use crate::support::{RunningPool, TestPool as _, row_of, wait_for};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -78,13 +78,15 @@ fn a_buffer_handed_to_another_session_is_credited_to_its_owner_when_freed() {
             .socket_path(dir.path().join("w.sock")),
     );
     let b = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("receiver"))
-        .expect("room");
+        .expect("room")
+        .id();
     let a = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("sender"))
-        .expect("room");
+        .expect("room")
+        .id();
     let holding = wait_for("A to allocate and hand over", || {
         let snapshot = pool.snapshot();
         (mem_of(&snapshot, a) >= 10 * MIB).then_some(snapshot)
@@ -168,7 +170,7 @@ fn sessions_and_buckets_sum_to_the_tracked_total() {
         received
     });
     let ids: Vec<_> = (0..40)
-        .map(|_| pool.handle.launch(JobRequest::new()).expect("room"))
+        .map(|_| pool.handle().launch(JobRequest::new()).expect("room").id())
         .collect();
     // Quiescence: every session has done its work and waits; half of them have ended.
     wait_for("every session to finish its rounds", || {
@@ -180,7 +182,7 @@ fn sessions_and_buckets_sum_to_the_tracked_total() {
             .then_some(())
     });
     for id in &ids[..20] {
-        assert!(pool.handle.cancel(*id));
+        pool.handle().cancel(*id).expect("live");
         pool.wait_ended(*id);
     }
     // Background threads (the watchdog, the socket server) allocate now and then; an exact
@@ -241,13 +243,14 @@ fn a_session_over_its_memory_cap_is_killed_at_its_next_poll_and_nobody_else_is()
             .socket_path(dir.path().join("w.sock")),
     );
     let siblings: Vec<_> = (0..100)
-        .map(|_| pool.handle.launch(JobRequest::new()).expect("room"))
+        .map(|_| pool.handle().launch(JobRequest::new()).expect("room").id())
         .collect();
     let rss_before = pool.snapshot().worker.rss_bytes;
     let leaky_id = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("leaky"))
-        .expect("room");
+        .expect("room")
+        .id();
     let peak_rss = wait_for("the leak to grow", || {
         let snapshot = pool.snapshot();
         (row_of(&snapshot, leaky_id).is_some_and(|row| row.mem_bytes >= 40 * MIB))

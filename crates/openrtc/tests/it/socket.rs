@@ -9,7 +9,7 @@ use std::time::Duration;
 use openrtc::proto::{ErrorCode, Response, ResponseEnvelope};
 use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
-use crate::support::{Client, RunningPool, wait_for};
+use crate::support::{Client, RunningPool, TestPool as _, wait_for};
 
 /// A pool of `ticking` sessions (a 20 ms frame loop until cancelled), served at `dir/w.sock`.
 fn ticking_pool(dir: &tempfile::TempDir, sessions: usize) -> (RunningPool, PathBuf) {
@@ -33,7 +33,7 @@ fn ticking_pool(dir: &tempfile::TempDir, sessions: usize) -> (RunningPool, PathB
             .socket_path(&path),
     );
     for index in 0..sessions {
-        pool.handle
+        pool.handle()
             .launch(JobRequest::new().tenant(["acme", "globex"][index % 2]))
             .expect("room");
     }

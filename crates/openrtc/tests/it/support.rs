@@ -1,68 +1,37 @@
-//! Helpers shared by the integration tests: a pool running on its own thread, and waiting.
+//! Helpers shared by the integration tests: starting a pool on its own thread (the library's
+//! `RunningPool`), reading it, and waiting.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub(crate) use openrtc::RunningPool;
 use openrtc::proto::{
     EndedSessionSnapshot, Response, ResponseEnvelope, SessionSnapshot, StallSnapshot,
 };
-use openrtc::{AgentPool, AgentPoolBuilder, PoolHandle, PoolSnapshot, SessionId};
+use openrtc::{AgentPool, AgentPoolBuilder, PoolSnapshot, SessionId};
 
 /// How long any wait in these tests may take before it fails: generous, for busy CI machines.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A pool running on a background thread; dropping it shuts it down and joins the thread.
-pub(crate) struct RunningPool {
-    pub(crate) handle: PoolHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), openrtc::RunError>>>,
-}
-
-impl RunningPool {
+/// The tests' side of a [`RunningPool`]: starting one (panicking on a setup error) and
+/// reading its snapshots.
+pub(crate) trait TestPool: Sized {
     /// Builds `builder` (panics on a config error) and runs it until dropped.
     #[track_caller]
-    pub(crate) fn start(builder: AgentPoolBuilder) -> Self {
-        let pool = builder.build().expect("valid test configuration");
-        Self::run(pool)
+    fn start(builder: AgentPoolBuilder) -> Self {
+        Self::run(builder.build().expect("valid test configuration"))
     }
 
-    pub(crate) fn run(pool: AgentPool) -> Self {
-        let handle = pool.handle();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            pool.run_until(async move {
-                let _ = stopped.await;
-            })
-        });
-        Self {
-            handle,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
+    /// Runs `pool` on its own thread until dropped.
+    fn run(pool: AgentPool) -> Self;
 
-    /// Asks the pool to drain (as SIGTERM would) and waits for `run` to return.
-    pub(crate) fn drain_and_join(mut self) -> Result<(), openrtc::RunError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.thread
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("the pool thread does not panic")
-    }
-
-    pub(crate) fn snapshot(&self) -> PoolSnapshot {
-        self.handle.runtime_snapshot()
-    }
+    fn snapshot(&self) -> PoolSnapshot;
 
     /// Waits until the session has ended, and returns its row from the recently ended list.
     #[track_caller]
-    pub(crate) fn wait_ended(&self, id: SessionId) -> EndedSessionSnapshot {
+    fn wait_ended(&self, id: SessionId) -> EndedSessionSnapshot {
         wait_for(&format!("session {id} to end"), || {
             self.snapshot()
                 .recently_ended
@@ -72,20 +41,19 @@ impl RunningPool {
     }
 
     /// The live row of a session, if it is live.
-    pub(crate) fn row(&self, id: SessionId) -> Option<SessionSnapshot> {
+    fn row(&self, id: SessionId) -> Option<SessionSnapshot> {
         row_of(&self.snapshot(), id)
     }
 }
 
-impl Drop for RunningPool {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+impl TestPool for RunningPool {
+    #[track_caller]
+    fn run(pool: AgentPool) -> Self {
+        pool.run_in_background().expect("the test pool starts")
+    }
+
+    fn snapshot(&self) -> PoolSnapshot {
+        self.handle().runtime_snapshot()
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use openrtc::proto::{SessionState, StallClass};
 use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
-use crate::support::{RunningPool, complete_last_stall, row_of, wait_for};
+use crate::support::{RunningPool, TestPool as _, complete_last_stall, row_of, wait_for};
 
 mod panics;
 
@@ -84,15 +84,17 @@ fn a_blocking_session_is_slow_while_it_blocks_and_nobody_else_is() {
     for index in 0..50 {
         let tenant = ["acme", "globex"][index % 2];
         let id = pool
-            .handle
+            .handle()
             .launch(JobRequest::new().agent("echo").tenant(tenant))
-            .expect("room");
+            .expect("room")
+            .id();
         well_behaved_ids.push(id);
     }
     let blocker_id = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("blocker").tenant("initech"))
-        .expect("room");
+        .expect("room")
+        .id();
     wait_for("51 live sessions", || {
         (pool.snapshot().worker.active_sessions == 51).then_some(())
     });
@@ -215,7 +217,7 @@ fn busy_time_matches_the_cpu_burnt_in_the_session_and_its_child() {
             .worker_threads(2)
             .socket_path(dir.path().join("w.sock")),
     );
-    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     let ended = pool.wait_ended(id);
     assert_eq!(ended.outcome.kind(), "completed");
     let truth = truth_ns.load(Ordering::Relaxed);
@@ -239,8 +241,8 @@ fn with_introspection_off_nothing_is_measured_and_nothing_is_guessed() {
             .worker_threads(2)
             .enable_introspection(false),
     );
-    assert_eq!(pool.handle.socket_path(), None);
-    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    assert_eq!(pool.handle().socket_path(), None);
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     let ended = pool.wait_ended(id);
     assert_eq!(ended.outcome.kind(), "completed");
     assert!(truth_ns.load(Ordering::Relaxed) >= 160_000_000);
@@ -266,7 +268,7 @@ fn a_stall_is_counted_once_whoever_sees_it() {
             .worker_threads(2)
             .socket_path(dir.path().join("w.sock")),
     );
-    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     let ended = pool.wait_ended(id);
     assert_eq!(ended.stall_count, 1);
     assert_eq!(pool.snapshot().worker.stalls_total_count, 1);
@@ -314,7 +316,7 @@ fn the_socket_answers_while_every_worker_thread_is_blocked() {
             .socket_path(&socket),
     );
     for _ in 0..3 {
-        pool.handle.launch(JobRequest::new()).expect("room");
+        pool.handle().launch(JobRequest::new()).expect("room");
     }
     // Should an assertion fail while the threads are held, let them go before the pool is
     // dropped (its shutdown waits for them).
@@ -409,13 +411,14 @@ fn timers_keep_firing_on_the_other_worker_thread_while_one_is_blocked() {
             .worker_threads(2)
             .socket_path(dir.path().join("w.sock")),
     );
-    pool.handle
+    pool.handle()
         .launch(JobRequest::new().agent("ticker"))
         .expect("room");
     let blocker_id = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("blocker"))
-        .expect("room");
+        .expect("room")
+        .id();
     let _let_go = LetGo(Arc::clone(&probe));
     wait_for("the ticker to tick", || {
         (ticks.load(Ordering::Acquire) > 0).then_some(())
@@ -593,9 +596,10 @@ fn each_kind_of_blocking_call_is_classified_in_the_session_that_made_it() {
             |cue| serde_json::json!({ "cue": cue }),
         );
         ids.push(
-            pool.handle
+            pool.handle()
                 .launch(JobRequest::new().metadata(metadata))
-                .expect("room"),
+                .expect("room")
+                .id(),
         );
     }
     for (cue_index, (&kind, &place)) in kinds.iter().zip(&places).enumerate() {
@@ -767,12 +771,13 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
     );
     let ids: Vec<_> = (0..SESSIONS)
         .map(|index| {
-            pool.handle
+            pool.handle()
                 .launch(JobRequest::new().metadata(serde_json::json!({ "index": index })))
                 .expect("room")
+                .id()
         })
         .collect();
-    let blocker = pool.handle.launch(JobRequest::new()).expect("room");
+    let blocker = pool.handle().launch(JobRequest::new()).expect("room").id();
     // Let every session settle into its cadence, then forget the lateness of start-up.
     wait_for("every session to run a frame", || {
         let snapshot = pool.snapshot();
@@ -864,7 +869,7 @@ fn with_stack_capture_off_a_stall_is_still_classed_and_says_why_it_has_no_stack(
             .stack_capture(false)
             .socket_path(dir.path().join("w.sock")),
     );
-    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     go.store(true, Ordering::Release);
     let stall = wait_for("the stall to be recorded and explained", || {
         complete_last_stall(&pool.snapshot(), id)
@@ -911,7 +916,7 @@ fn a_stall_is_in_the_snapshot_within_5_ms_of_its_end_and_completed_later() {
             .worker_threads(2)
             .socket_path(dir.path().join("w.sock")),
     );
-    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     wait_for("the session to run", || {
         row_of(&pool.snapshot(), id).filter(|row| row.poll_count >= 1)
     });
@@ -1059,7 +1064,7 @@ fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
             .stack_capture(false)
             .socket_path(dir.path().join("w.sock")),
     );
-    let id = pool.handle.launch(JobRequest::new()).expect("room");
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     let tid = tid_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("started");

@@ -16,7 +16,7 @@ use openrtc::proto::{SessionOutcome as Wire, SessionState};
 use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-use crate::support::{RunningPool, wait_for};
+use crate::support::{RunningPool, TestPool as _, wait_for};
 
 use super::wait_for_cue;
 
@@ -191,14 +191,15 @@ fn panic_checks_in_a_fresh_process() {
             .panic_backtraces(true)
             .socket_path(dir.path().join("w.sock")),
     );
-    let sibling = pool.handle.launch(JobRequest::new()).expect("room");
+    let sibling = pool.handle().launch(JobRequest::new()).expect("room").id();
     wait_for("the sibling to tick", || {
         (frames.load(Ordering::Relaxed) >= 3).then_some(())
     });
     let crashing = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("crashing").tenant("acme"))
-        .expect("room");
+        .expect("room")
+        .id();
     wait_for("the crashing session to run", || pool.row(crashing));
     go.store(true, Ordering::Release);
     let ended = pool.wait_ended(crashing);
@@ -280,9 +281,10 @@ fn panic_checks_in_a_fresh_process() {
     // A child task's panic: one line naming the session, the join handle yields it, and the
     // session goes on.
     let parent = pool
-        .handle
+        .handle()
         .launch(JobRequest::new().agent("parent"))
-        .expect("room");
+        .expect("room")
+        .id();
     let child_line = wait_for("the child's panic line", || {
         events_starting("[session-panic] ")
             .into_iter()
