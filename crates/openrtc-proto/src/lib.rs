@@ -11,8 +11,8 @@ mod snapshot;
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use snapshot::{
     EndedSessionSnapshot, FrameSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
-    SessionState, SessionTotals, StallClass, StallPart, StallSnapshot, ThreadTimeSnapshot,
-    VictimSnapshot, WorkerSnapshot,
+    SessionSnapshotRef, SessionState, SessionTotals, StallClass, StallPart, StallSnapshot,
+    ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot,
 };
 
 use std::path::{Path, PathBuf};
