@@ -16,9 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use openrtc_cli::cli::SortKey;
-use openrtc_cli::top::ask_for_snapshot;
+use openrtc_cli::discover::{PollOutcome, SurveyRound, WorkerPoll, ask_for_snapshot};
 use openrtc_cli::top::tui::app::App;
-use openrtc_cli::top::tui::conn::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_cli::top::tui::state::{Settings, State};
 use openrtc_cli::top::tui::view::Theme;
 use openrtc_proto::{

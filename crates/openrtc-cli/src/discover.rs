@@ -1,9 +1,14 @@
-//! Finding worker sockets on this machine and asking one worker one question over its socket.
+//! Finding workers and asking them: the socket directory and its sockets, one question to one
+//! worker over its socket, [`survey`] (every worker at once, used by `top --once`, the JSON
+//! lines and the live view's connection thread alike), and the typed [`error`]s with their
+//! messages and exit statuses.
 //!
 //! Everything here is blocking std I/O with timeouts: the CLI asks a handful of workers one
 //! question each, so there is nothing to gain from an async runtime.
 
-use std::fmt;
+pub mod error;
+pub mod survey;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -16,6 +21,12 @@ use openrtc_proto::{
     SOCKET_SUFFIX,
 };
 use serde::Deserialize;
+
+pub use error::{DiscoverError, QueryError, WorkerError, WorkerFailure, failure_report};
+pub use survey::{
+    PollOutcome, Survey, SurveyRound, Target, WorkerPoll, ask_for_snapshot, survey, survey_round,
+    unix_now_ms,
+};
 
 /// How long the CLI waits for a worker to accept a request or to answer it.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,14 +52,9 @@ pub fn current_uid() -> io::Result<u32> {
 /// # Errors
 ///
 /// Fails when the uid cannot be determined (see [`current_uid`]).
-pub fn default_socket_dir() -> io::Result<PathBuf> {
+pub fn default_socket_dir() -> Result<PathBuf, DiscoverError> {
     let xdg_runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    let uid = current_uid().map_err(|error| {
-        io::Error::new(
-            error.kind(),
-            format!("cannot determine the current user id from /proc/self: {error}"),
-        )
-    })?;
+    let uid = current_uid().map_err(DiscoverError::UserId)?;
     Ok(openrtc_proto::socket_dir(xdg_runtime_dir.as_deref(), uid))
 }
 
@@ -92,101 +98,6 @@ pub fn socket_belongs_to(socket: &Path, worker_name: &str) -> bool {
         .is_some_and(|(name, _)| name == worker_name)
 }
 
-/// Why a worker could not be asked, or its answer could not be read.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// Nothing listens on the socket: the file is left over from a worker that died, or it is
-    /// gone. Callers scanning a directory skip these silently.
-    NotListening(io::Error),
-    /// Connecting failed for another reason (permissions, for instance).
-    Connect(io::Error),
-    /// The request could not be written.
-    Send(io::Error),
-    /// The answer could not be read, or did not arrive within [`QUERY_TIMEOUT`].
-    Receive(io::Error),
-    /// The worker closed the connection without answering.
-    ClosedWithoutAnswer,
-    /// The answer line is longer than [`MAX_RESPONSE_BYTES`].
-    AnswerTooLong,
-    /// The answer is not a response this CLI understands.
-    Malformed {
-        /// Why it does not parse.
-        error: serde_json::Error,
-        /// The start of the answer, for the error message.
-        excerpt: String,
-    },
-    /// The worker speaks another protocol version.
-    UnsupportedVersion {
-        /// The version in the worker's answer.
-        worker_version: u32,
-    },
-}
-
-impl QueryError {
-    /// Whether this means "no worker here" rather than "a worker is here but misbehaves".
-    #[must_use]
-    pub fn is_not_listening(&self) -> bool {
-        matches!(self, Self::NotListening(_))
-    }
-}
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotListening(error) => write!(formatter, "no worker is listening ({error})"),
-            Self::Connect(error) => write!(formatter, "cannot connect: {error}"),
-            Self::Send(error) => write!(formatter, "cannot send the request: {error}"),
-            Self::Receive(error) if is_timeout(error) => {
-                write!(formatter, "no answer within {}s", QUERY_TIMEOUT.as_secs())
-            }
-            Self::Receive(error) => write!(formatter, "cannot read the answer: {error}"),
-            Self::ClosedWithoutAnswer => {
-                write!(
-                    formatter,
-                    "the worker closed the connection without answering"
-                )
-            }
-            Self::AnswerTooLong => write!(
-                formatter,
-                "the answer is longer than {} MiB",
-                MAX_RESPONSE_BYTES / (1024 * 1024)
-            ),
-            Self::Malformed { error, excerpt } => {
-                write!(formatter, "malformed answer ({error}): {excerpt:?}")
-            }
-            Self::UnsupportedVersion { worker_version } => write!(
-                formatter,
-                "the worker speaks protocol version {worker_version}, this openrtc speaks \
-                 version {PROTOCOL_VERSION}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for QueryError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::NotListening(error)
-            | Self::Connect(error)
-            | Self::Send(error)
-            | Self::Receive(error) => Some(error),
-            Self::Malformed { error, .. } => Some(error),
-            Self::ClosedWithoutAnswer | Self::AnswerTooLong | Self::UnsupportedVersion { .. } => {
-                None
-            }
-        }
-    }
-}
-
-/// Whether a read or write error is the socket timeout firing.
-fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 /// Sends one request to the worker listening at `socket_path` and reads its one-line answer,
 /// then closes the connection.
 ///
@@ -216,12 +127,7 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Sends one request line and reads the answer line, raw.
 fn exchange(socket_path: &Path, request: &Request) -> Result<Vec<u8>, QueryError> {
-    let mut stream = UnixStream::connect(socket_path).map_err(|error| match error.kind() {
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
-            QueryError::NotListening(error)
-        }
-        _ => QueryError::Connect(error),
-    })?;
+    let mut stream = UnixStream::connect(socket_path).map_err(QueryError::from_connect)?;
     stream
         .set_write_timeout(Some(QUERY_TIMEOUT))
         .map_err(QueryError::Connect)?;
@@ -238,12 +144,12 @@ fn exchange(socket_path: &Path, request: &Request) -> Result<Vec<u8>, QueryError
     request_line.push('\n');
     stream
         .write_all(request_line.as_bytes())
-        .map_err(QueryError::Send)?;
+        .map_err(|error| QueryError::from_transfer(error, true))?;
 
     let mut answer = Vec::new();
     BufReader::with_capacity(READ_BUFFER_BYTES, stream.take(MAX_RESPONSE_BYTES + 1))
         .read_until(b'\n', &mut answer)
-        .map_err(QueryError::Receive)?;
+        .map_err(|error| QueryError::from_transfer(error, false))?;
     Ok(answer)
 }
 

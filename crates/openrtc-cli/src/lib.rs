@@ -35,7 +35,8 @@ impl Exit {
 /// # Errors
 ///
 /// Fails when the command cannot do its work at all (an unreadable socket directory, for
-/// instance); the binary prints the error and exits with status 2.
+/// instance); the binary prints the error and exits with the status
+/// [`discover::failure_report`] gives it.
 pub fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         cli::Command::Top(args) => top::run(args),

@@ -12,8 +12,9 @@ fn main() -> ExitCode {
     match openrtc_cli::run(&cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {
-            let _ = writeln!(std::io::stderr().lock(), "openrtc: {error:#}");
-            ExitCode::from(openrtc_cli::Exit::Failure.code())
+            let (message, exit) = openrtc_cli::discover::failure_report(&error);
+            let _ = writeln!(std::io::stderr().lock(), "openrtc: {message}");
+            ExitCode::from(exit.code())
         }
     }
 }

@@ -1,7 +1,7 @@
-//! `openrtc top`: asks every worker (or one socket) for its snapshot and shows it: printed once
-//! (`--once`), as JSON lines on a timer, or in the live full-screen view ([`tui`]). The printed
-//! text is built by [`table`] with the helpers of [`mod@format`]; this module owns the I/O around
-//! them.
+//! `openrtc top`: asks every worker (or one socket) for its snapshot through [`discover`] and
+//! shows it: printed once (`--once`), as JSON lines on a timer, or in the live full-screen view
+//! ([`tui`]). The printed text is built by [`table`] with the helpers of [`mod@format`]; this
+//! module owns the output around them.
 
 pub mod columns;
 pub mod format;
@@ -9,146 +9,15 @@ pub mod table;
 pub mod tui;
 
 use std::io::{self, IsTerminal as _, Write};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use openrtc_proto::{PoolSnapshot, Response, SNAPSHOT_VERSION};
+use openrtc_proto::PoolSnapshot;
 
 use crate::Exit;
 use crate::cli::{OutputFormat, TopArgs};
-use crate::discover;
+use crate::discover::{self, DiscoverError, Survey, Target};
 use table::ViewOptions;
-use tui::conn::PollOutcome;
-
-/// Where to look for workers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// Every socket in this directory.
-    Directory(PathBuf),
-    /// This one socket.
-    Socket(PathBuf),
-}
-
-impl Target {
-    /// The one-line hint printed when no worker answers; `worker_name` is the `--worker`
-    /// filter, if any.
-    #[must_use]
-    pub fn no_worker_hint(&self, worker_name: Option<&str>) -> String {
-        let worker = match worker_name {
-            Some(name) => format!("worker named {}", format::clean_text(name, 64)),
-            None => "worker".to_owned(),
-        };
-        match self {
-            Self::Directory(dir) => {
-                format!("no running openrtc {worker} found in {}", dir.display())
-            }
-            Self::Socket(path) => {
-                format!("no running openrtc {worker} found at {}", path.display())
-            }
-        }
-    }
-
-    /// The sockets to ask: the one socket, or every worker socket in the directory (only
-    /// those named `<worker_name>-<pid>.sock` when `worker_name` is given).
-    ///
-    /// # Errors
-    ///
-    /// Fails only when the socket directory exists but cannot be read.
-    pub fn sockets(&self, worker_name: Option<&str>) -> anyhow::Result<Vec<PathBuf>> {
-        match self {
-            Self::Directory(dir) => {
-                let mut sockets = discover::list_worker_sockets(dir).with_context(|| {
-                    format!("cannot read the socket directory {}", dir.display())
-                })?;
-                if let Some(name) = worker_name {
-                    sockets.retain(|socket| discover::socket_belongs_to(socket, name));
-                }
-                Ok(sockets)
-            }
-            Self::Socket(path) => Ok(vec![path.clone()]),
-        }
-    }
-}
-
-/// What one round of asking the workers found.
-#[derive(Debug, Default)]
-pub struct Survey {
-    /// The snapshots of the workers that answered.
-    pub snapshots: Vec<PoolSnapshot>,
-    /// One line per worker that is there but refused or could not be understood.
-    pub failures: Vec<String>,
-}
-
-impl Survey {
-    /// The exit status this survey deserves: any snapshot is success; else any failure is an
-    /// error; else nobody was there.
-    #[must_use]
-    pub fn exit(&self) -> Exit {
-        if !self.snapshots.is_empty() {
-            Exit::Success
-        } else if !self.failures.is_empty() {
-            Exit::Failure
-        } else {
-            Exit::NoWorker
-        }
-    }
-}
-
-/// Asks every worker of `target` for its snapshot, all at once (only the workers named
-/// `worker_name`, when given). Sockets nobody listens on are skipped.
-///
-/// # Errors
-///
-/// Fails only when the socket directory exists but cannot be read.
-pub fn survey(target: &Target, worker_name: Option<&str>) -> anyhow::Result<Survey> {
-    let round = tui::conn::survey_round(target, worker_name);
-    if let Some(error) = round.directory_error {
-        anyhow::bail!(error);
-    }
-    let mut found = Survey::default();
-    for poll in round.polls {
-        match poll.outcome {
-            PollOutcome::Snapshot(snapshot) => {
-                if worker_name.is_none_or(|name| snapshot.worker.name == name) {
-                    found.snapshots.push(*snapshot);
-                }
-            }
-            PollOutcome::NotListening => {}
-            PollOutcome::Failed(failure) => found.failures.push(failure),
-        }
-    }
-    Ok(found)
-}
-
-/// Asks one worker for its snapshot: `Ok(None)` when nobody listens there, `Err` with a
-/// printable line when the worker refuses or answers something unusable.
-///
-/// # Errors
-///
-/// The printable line, as described.
-pub fn ask_for_snapshot(socket: &Path) -> Result<Option<PoolSnapshot>, String> {
-    let shown = socket.display();
-    match discover::query_snapshot(socket) {
-        Ok(Response::Snapshot { snapshot }) if snapshot.version == SNAPSHOT_VERSION => {
-            Ok(Some(*snapshot))
-        }
-        Ok(Response::Snapshot { snapshot }) => Err(format!(
-            "cannot read worker {shown}: its snapshot has layout version {}, this openrtc \
-             reads version {SNAPSHOT_VERSION}",
-            snapshot.version
-        )),
-        Ok(Response::Error { message, .. }) => Err(format!(
-            "error from worker {shown}: {}",
-            format::clean_text(&message, usize::MAX)
-        )),
-        Ok(other) => Err(format!(
-            "cannot read worker {shown}: unexpected answer to a snapshot request: {other:?}"
-        )),
-        Err(error) if error.is_not_listening() => Ok(None),
-        Err(error) => Err(format!("cannot read worker {shown}: {error}")),
-    }
-}
 
 /// The view options the arguments ask for.
 #[must_use]
@@ -234,16 +103,24 @@ fn print_to_stdout(text: &str) -> io::Result<()> {
     stdout.flush()
 }
 
+/// The error of finding no worker at all.
+fn no_worker(target: &Target, args: &TopArgs) -> DiscoverError {
+    DiscoverError::NoWorker {
+        target: target.clone(),
+        worker_name: args.worker.clone(),
+    }
+}
+
 /// `--once`: one survey, printed; failures and the no-worker hint go to standard error.
 fn run_once(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
-    let found = survey(target, args.worker.as_deref())?;
+    let found = discover::survey(target, args.worker.as_deref())?;
     print_to_stdout(&render_survey(&found, args.format, &view_options(args))?)?;
     for failure in &found.failures {
-        print_to_stderr(failure);
+        print_to_stderr(&failure.to_string());
     }
     let exit = found.exit();
     if exit == Exit::NoWorker {
-        print_to_stderr(&target.no_worker_hint(args.worker.as_deref()));
+        print_to_stderr(&no_worker(target, args).to_string());
     }
     Ok(exit)
 }
@@ -251,10 +128,11 @@ fn run_once(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
 /// The live full-screen view. With no worker at all it prints the hint and exits 1, as
 /// `--once` does; it needs a terminal on standard output.
 fn run_full_screen(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
-    let found = survey(target, args.worker.as_deref())?;
+    let found = discover::survey(target, args.worker.as_deref())?;
     if found.exit() == Exit::NoWorker {
-        print_to_stderr(&target.no_worker_hint(args.worker.as_deref()));
-        return Ok(Exit::NoWorker);
+        let error = no_worker(target, args);
+        print_to_stderr(&error.to_string());
+        return Ok(error.exit());
     }
     if !io::stdout().is_terminal() {
         anyhow::bail!(
@@ -273,15 +151,15 @@ fn run_json_lines(target: &Target, args: &TopArgs) -> anyhow::Result<Exit> {
     let options = view_options(args);
     let mut last_report: Option<Vec<String>> = None;
     loop {
-        let (found, mut problems) = match survey(target, args.worker.as_deref()) {
+        let (found, mut problems) = match discover::survey(target, args.worker.as_deref()) {
             Ok(found) => {
-                let problems = found.failures.clone();
+                let problems = found.failures.iter().map(ToString::to_string).collect();
                 (found, problems)
             }
-            Err(error) => (Survey::default(), vec![format!("{error:#}")]),
+            Err(error) => (Survey::default(), vec![error.to_string()]),
         };
         if found.snapshots.is_empty() && problems.is_empty() {
-            problems.push(target.no_worker_hint(args.worker.as_deref()));
+            problems.push(no_worker(target, args).to_string());
         }
         print_to_stdout(&render_survey(&found, OutputFormat::Json, &options)?)?;
         if last_report.as_ref() != Some(&problems) {

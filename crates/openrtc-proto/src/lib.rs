@@ -15,8 +15,8 @@ pub use reason::{CancelReason, KillReason, RefusalReason};
 pub use session_id::{ParseSessionIdError, SessionId};
 pub use snapshot::{
     EndedSessionSnapshot, FrameSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
-    SessionState, SessionTotals, StallClass, StallPart, StallSnapshot, ThreadTimeSnapshot,
-    VictimSnapshot, WorkerSnapshot,
+    SessionSnapshotRef, SessionState, SessionTotals, StallClass, StallPart, StallSnapshot,
+    ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot,
 };
 
 use std::path::{Path, PathBuf};

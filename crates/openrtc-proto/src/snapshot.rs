@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CancelReason, KillReason, RefusalReason, SessionId};
 
+mod row;
+
+pub use row::SessionSnapshotRef;
+
 /// Everything a worker knows about itself and its sessions at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -160,7 +164,11 @@ impl SessionState {
 }
 
 /// One live session.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// It is written through [`SessionSnapshotRef`], the one definition of a row's JSON (which
+/// fields are left out when empty included), so a worker writing rows straight from its own
+/// state and a program serializing owned rows write the same document.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct SessionSnapshot {
@@ -171,7 +179,6 @@ pub struct SessionSnapshot {
     /// The tenant it belongs to.
     pub tenant: String,
     /// The request's metadata.
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_at_unix_ms: u64,
@@ -189,17 +196,13 @@ pub struct SessionSnapshot {
     pub stall_count: u64,
     /// Of `stall_count`, the stalls during which its thread was mostly kept off the CPU by
     /// the host (class `preempted`): they do not count against the session.
-    #[serde(skip_serializing_if = "is_zero")]
     pub preempted_stall_count: u64,
     /// Its last finished stall.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_stall: Option<StallSnapshot>,
     /// Its most recent finished stalls, oldest first (a bounded list; `last_stall` is the
     /// last of them).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recent_stalls: Vec<StallSnapshot>,
     /// When a poll of this session is blocking a worker thread right now: for how long so far.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub blocking_for_ms: Option<u64>,
     /// Time its tasks lost to other sessions' stalls: ready to run, queued on a worker thread
     /// that another session was blocking (summed over stalls, the longest wait per stall).
@@ -370,12 +373,6 @@ impl ThreadTimeSnapshot {
             self.on_cpu_ns as f64 * 100.0 / self.watched_ns as f64
         }
     }
-}
-
-/// Whether a counter is zero (left out of session rows to keep snapshots small).
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_zero(count: &u64) -> bool {
-    *count == 0
 }
 
 /// A session delayed by another session's stall.

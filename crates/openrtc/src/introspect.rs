@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use openrtc_proto::{
-    EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshot, SessionState, SessionTotals,
+    EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshotRef, SessionState, SessionTotals,
     StallSnapshot, WorkerSnapshot,
 };
 
@@ -27,27 +27,6 @@ struct Moment {
     worker: WorkerSnapshot,
     cells: Vec<Arc<SessionCell>>,
     recently_ended: Vec<EndedSessionSnapshot>,
-}
-
-/// The figures of one session row (everything but its names and metadata).
-struct RowFigures {
-    started_at_unix_ms: u64,
-    duration_ms: u64,
-    state: SessionState,
-    cpu_pct: f64,
-    busy_ns: u64,
-    poll_count: u64,
-    stall_count: u64,
-    preempted_stall_count: u64,
-    recent_stalls: Vec<StallSnapshot>,
-    blocking_for_ms: Option<u64>,
-    delayed_by_stalls_ns: u64,
-    delayed_by_stalls_count: u64,
-    mem_bytes: u64,
-    mem_peak_bytes: u64,
-    alloc_count: u64,
-    children_live_count: u64,
-    children_finished_count: u64,
 }
 
 fn moment(shared: &PoolShared) -> Moment {
@@ -115,31 +94,8 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
         .cells
         .iter()
         .map(|cell| {
-            let figures = figures(shared, cell, moment.now_ns, moment.draining, moment.memory);
-            let mut row = SessionSnapshot::default();
-            row.id = cell.id();
-            row.agent = cell.agent().to_owned();
-            row.tenant = cell.tenant().to_owned();
-            row.metadata = cell.metadata().clone();
-            row.started_at_unix_ms = figures.started_at_unix_ms;
-            row.duration_ms = figures.duration_ms;
-            row.state = figures.state;
-            row.cpu_pct = figures.cpu_pct;
-            row.busy_ns = figures.busy_ns;
-            row.poll_count = figures.poll_count;
-            row.stall_count = figures.stall_count;
-            row.preempted_stall_count = figures.preempted_stall_count;
-            row.last_stall = figures.recent_stalls.last().cloned();
-            row.recent_stalls = figures.recent_stalls;
-            row.blocking_for_ms = figures.blocking_for_ms;
-            row.delayed_by_stalls_ns = figures.delayed_by_stalls_ns;
-            row.delayed_by_stalls_count = figures.delayed_by_stalls_count;
-            row.mem_bytes = figures.mem_bytes;
-            row.mem_peak_bytes = figures.mem_peak_bytes;
-            row.alloc_count = figures.alloc_count;
-            row.children_live_count = figures.children_live_count;
-            row.children_finished_count = figures.children_finished_count;
-            row
+            let parts = RowParts::new(shared, cell);
+            row(shared, cell, &parts, &moment).to_snapshot()
         })
         .collect();
     snapshot.worker = moment.worker;
@@ -157,7 +113,8 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
 /// straight from the session cells: the same document as serializing the owned snapshot in a
 /// [`openrtc_proto::ResponseEnvelope`] (with `sessions` before `worker`, so the header can
 /// count the stalls in progress among the rows it has just written), without first copying
-/// every session's strings and metadata.
+/// every session's strings and metadata. Each row is the same [`SessionSnapshotRef`] the
+/// owned snapshot copies its rows from.
 pub(crate) fn write_snapshot_response(
     shared: &PoolShared,
     out: &mut Vec<u8>,
@@ -200,7 +157,7 @@ struct ResponseView<'a> {
     snapshot: SnapshotView<'a>,
 }
 
-/// The JSON of [`PoolSnapshot`], field for field (a test checks they agree).
+/// The JSON of [`PoolSnapshot`], field for field, rows first (a test checks they agree).
 #[derive(Serialize)]
 struct SnapshotView<'a> {
     version: u32,
@@ -237,88 +194,15 @@ impl Serialize for RowsView<'_> {
         let moment = self.moment;
         let mut rows = serializer.serialize_seq(Some(moment.cells.len()))?;
         for cell in &moment.cells {
-            let figures = figures(
-                self.shared,
-                cell,
-                moment.now_ns,
-                moment.draining,
-                moment.memory,
-            );
-            if figures.blocking_for_ms.is_some() {
+            let parts = RowParts::new(self.shared, cell);
+            let row = row(self.shared, cell, &parts, moment);
+            if row.blocking_for_ms.is_some() {
                 self.blocking_now.set(self.blocking_now.get() + 1);
             }
-            rows.serialize_element(&RowView {
-                id: cell.id(),
-                agent: cell.agent(),
-                tenant: cell.tenant(),
-                metadata: cell.metadata(),
-                started_at_unix_ms: figures.started_at_unix_ms,
-                duration_ms: figures.duration_ms,
-                state: figures.state,
-                cpu_pct: figures.cpu_pct,
-                busy_ns: figures.busy_ns,
-                poll_count: figures.poll_count,
-                stall_count: figures.stall_count,
-                preempted_stall_count: figures.preempted_stall_count,
-                last_stall: figures.recent_stalls.last(),
-                recent_stalls: &figures.recent_stalls,
-                blocking_for_ms: figures.blocking_for_ms,
-                delayed_by_stalls_ns: figures.delayed_by_stalls_ns,
-                delayed_by_stalls_count: figures.delayed_by_stalls_count,
-                mem_bytes: figures.mem_bytes,
-                mem_peak_bytes: figures.mem_peak_bytes,
-                alloc_count: figures.alloc_count,
-                children_live_count: figures.children_live_count,
-                children_finished_count: figures.children_finished_count,
-            })?;
+            rows.serialize_element(&row)?;
         }
         rows.end()
     }
-}
-
-/// The JSON of [`SessionSnapshot`], field for field (a test checks they agree).
-#[derive(Serialize)]
-struct RowView<'a> {
-    id: crate::SessionId,
-    agent: &'a str,
-    tenant: &'a str,
-    #[serde(skip_serializing_if = "is_null")]
-    metadata: &'a serde_json::Value,
-    started_at_unix_ms: u64,
-    duration_ms: u64,
-    state: SessionState,
-    cpu_pct: f64,
-    busy_ns: u64,
-    poll_count: u64,
-    stall_count: u64,
-    #[serde(skip_serializing_if = "is_zero")]
-    preempted_stall_count: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_stall: Option<&'a StallSnapshot>,
-    #[serde(skip_serializing_if = "is_empty")]
-    recent_stalls: &'a [StallSnapshot],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    blocking_for_ms: Option<u64>,
-    delayed_by_stalls_ns: u64,
-    delayed_by_stalls_count: u64,
-    mem_bytes: u64,
-    mem_peak_bytes: u64,
-    alloc_count: u64,
-    children_live_count: u64,
-    children_finished_count: u64,
-}
-
-fn is_null(value: &&serde_json::Value) -> bool {
-    value.is_null()
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_zero(count: &u64) -> bool {
-    *count == 0
-}
-
-fn is_empty(stalls: &&[StallSnapshot]) -> bool {
-    stalls.is_empty()
 }
 
 fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
@@ -370,29 +254,105 @@ enum Memory {
     RssShare(u64),
 }
 
-fn figures(
+/// What a row borrows that the cell does not keep as it is written: the stall records in
+/// their wire form.
+struct RowParts {
+    recent_stalls: Vec<StallSnapshot>,
+}
+
+impl RowParts {
+    fn new(shared: &PoolShared, cell: &SessionCell) -> Self {
+        let clock = &shared.probe().clock;
+        Self {
+            recent_stalls: cell
+                .recent_stalls()
+                .into_iter()
+                .map(|stall| {
+                    let mut record = StallSnapshot::default();
+                    record.duration_ns = stall.duration_ns;
+                    record.started_at_unix_ms = clock.unix_ms(stall.started_ns);
+                    record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
+                    record.worker = stall.worker;
+                    record.class = stall.class;
+                    record.syscall = stall.syscall.map(str::to_owned);
+                    record.thread_time = stall.watched.map(|watched| {
+                        let mut time = openrtc_proto::ThreadTimeSnapshot::default();
+                        time.watched_ns = watched.watched_ns;
+                        time.on_cpu_ns = watched.spent.on_cpu_ns;
+                        time.run_queue_ns = watched.spent.run_queue_ns;
+                        time
+                    });
+                    if stall.cause_pending {
+                        record.pending.push(openrtc_proto::StallPart::Cause);
+                    }
+                    if stall.victims_pending {
+                        record.pending.push(openrtc_proto::StallPart::Victims);
+                    }
+                    if let Some(cause) = stall.cause {
+                        record.cause = Some(cause.summary.to_string());
+                        record.frames = cause.stack.map_or_else(Vec::new, |stack| {
+                            stack
+                                .frames
+                                .iter()
+                                .map(|frame| {
+                                    let mut snapshot = openrtc_proto::FrameSnapshot::default();
+                                    snapshot.function.clone_from(&frame.function);
+                                    snapshot.file.clone_from(&frame.file);
+                                    snapshot.line = frame.line;
+                                    snapshot.user =
+                                        frame.origin == crate::stack::symbols::Origin::User;
+                                    snapshot
+                                })
+                                .collect()
+                        });
+                        record.stack_note = cause.stack_note.map(|note| note.to_string());
+                    }
+                    record.victim_count = stall.victim_count;
+                    record.victims = stall
+                        .victims
+                        .iter()
+                        .map(|victim| {
+                            let mut snapshot = openrtc_proto::VictimSnapshot::default();
+                            snapshot.session_id = victim.session;
+                            snapshot.delay_ns = victim.delay_ns;
+                            snapshot
+                        })
+                        .collect();
+                    record
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One session's row, as both the owned snapshot and the socket's answer get it.
+fn row<'a>(
     shared: &PoolShared,
-    cell: &SessionCell,
-    now_ns: u64,
-    draining: bool,
-    memory: Memory,
-) -> RowFigures {
+    cell: &'a SessionCell,
+    parts: &'a RowParts,
+    moment: &Moment,
+) -> SessionSnapshotRef<'a> {
     let clock = &shared.probe().clock;
+    let now_ns = moment.now_ns;
     let totals = cell.busy_totals();
     let blocking_since_ns = cell.blocking_since_ns();
     let (delayed_by_stalls_ns, delayed_by_stalls_count) = cell.delayed_by_stalls();
     let slow = blocking_since_ns != 0 || now_ns < cell.slow_until_ns();
-    let (mem_bytes, mem_peak_bytes, alloc_count) = match (memory, cell.tracked_memory()) {
+    let (mem_bytes, mem_peak_bytes, alloc_count) = match (moment.memory, cell.tracked_memory()) {
         (Memory::Tracked, Some(tracked)) => tracked,
         (Memory::Tracked, None) => (0, 0, 0),
         (Memory::RssShare(share), _) => (share, cell.note_rss_share(share), 0),
     };
-    RowFigures {
+    SessionSnapshotRef {
+        id: cell.id(),
+        agent: cell.agent(),
+        tenant: cell.tenant(),
+        metadata: cell.metadata(),
         started_at_unix_ms: clock.unix_ms(cell.started_ns()),
         duration_ms: now_ns.saturating_sub(cell.started_ns()) / NS_PER_MS,
         state: if slow {
             SessionState::Slow
-        } else if draining {
+        } else if moment.draining {
             SessionState::Draining
         } else {
             SessionState::Active
@@ -403,62 +363,8 @@ fn figures(
         poll_count: totals.poll_count,
         stall_count: cell.stall_count(),
         preempted_stall_count: cell.preempted_stall_count(),
-        recent_stalls: cell
-            .recent_stalls()
-            .into_iter()
-            .map(|stall| {
-                let mut record = StallSnapshot::default();
-                record.duration_ns = stall.duration_ns;
-                record.started_at_unix_ms = clock.unix_ms(stall.started_ns);
-                record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
-                record.worker = stall.worker;
-                record.class = stall.class;
-                record.syscall = stall.syscall.map(str::to_owned);
-                record.thread_time = stall.watched.map(|watched| {
-                    let mut time = openrtc_proto::ThreadTimeSnapshot::default();
-                    time.watched_ns = watched.watched_ns;
-                    time.on_cpu_ns = watched.spent.on_cpu_ns;
-                    time.run_queue_ns = watched.spent.run_queue_ns;
-                    time
-                });
-                if stall.cause_pending {
-                    record.pending.push(openrtc_proto::StallPart::Cause);
-                }
-                if stall.victims_pending {
-                    record.pending.push(openrtc_proto::StallPart::Victims);
-                }
-                if let Some(cause) = stall.cause {
-                    record.cause = Some(cause.summary.to_string());
-                    record.frames = cause.stack.map_or_else(Vec::new, |stack| {
-                        stack
-                            .frames
-                            .iter()
-                            .map(|frame| {
-                                let mut snapshot = openrtc_proto::FrameSnapshot::default();
-                                snapshot.function.clone_from(&frame.function);
-                                snapshot.file.clone_from(&frame.file);
-                                snapshot.line = frame.line;
-                                snapshot.user = frame.origin == crate::stack::symbols::Origin::User;
-                                snapshot
-                            })
-                            .collect()
-                    });
-                    record.stack_note = cause.stack_note.map(|note| note.to_string());
-                }
-                record.victim_count = stall.victim_count;
-                record.victims = stall
-                    .victims
-                    .iter()
-                    .map(|victim| {
-                        let mut snapshot = openrtc_proto::VictimSnapshot::default();
-                        snapshot.session_id = victim.session;
-                        snapshot.delay_ns = victim.delay_ns;
-                        snapshot
-                    })
-                    .collect();
-                record
-            })
-            .collect(),
+        last_stall: parts.recent_stalls.last(),
+        recent_stalls: &parts.recent_stalls,
         blocking_for_ms: (blocking_since_ns != 0)
             .then(|| now_ns.saturating_sub(blocking_since_ns) / NS_PER_MS),
         delayed_by_stalls_ns,
@@ -485,6 +391,47 @@ mod tests {
     use super::*;
     use crate::{AgentPool, JobRequest, Session, agent_fn};
 
+    /// A finished stall of the session, diagnosed and symbolized, that delayed `victim`.
+    fn stall(victim: crate::SessionId) -> crate::session::StallRecord {
+        use crate::stack::symbols::{Frame, Origin};
+        crate::session::StallRecord {
+            seq: 3,
+            started_ns: 1_000_000,
+            duration_ns: 42_000_000,
+            ended_ns: 43_000_000,
+            worker: 1,
+            class: Some(openrtc_proto::StallClass::Sleep),
+            syscall: Some("clock_nanosleep"),
+            watched: Some(crate::classify::WatchedTime {
+                watched_ns: 30_000_000,
+                spent: crate::classify::ThreadTime {
+                    on_cpu_ns: 1_000,
+                    run_queue_ns: 2_000,
+                },
+            }),
+            cause: Some(crate::session::StallCause {
+                summary: "sleep in std::thread::sleep at src/agent.rs:42".into(),
+                stack: Some(Arc::new(crate::stack::Stack {
+                    frames: vec![Frame {
+                        function: "agent::handle".into(),
+                        file: Some("src/agent.rs".into()),
+                        line: Some(42),
+                        origin: Origin::User,
+                    }],
+                    top_user: Some(0),
+                })),
+                stack_note: None,
+            }),
+            cause_pending: false,
+            victim_count: 1,
+            victims: Arc::new([crate::session::Victim {
+                session: victim,
+                delay_ns: 7_000_000,
+            }]),
+            victims_pending: true,
+        }
+    }
+
     #[test]
     fn the_socket_json_is_the_owned_snapshot_field_for_field() {
         let pool = AgentPool::builder()
@@ -496,34 +443,87 @@ mod tests {
             .launch(
                 JobRequest::new()
                     .tenant("acme")
-                    .metadata(serde_json::json!({"caller": "+1555"})),
+                    .metadata(serde_json::json!({"caller": "+1555", "tags": [1, 2]})),
             )
             .expect("queued");
         handle.launch(JobRequest::new()).expect("queued");
+        handle
+            .launch(JobRequest::new().tenant("globex"))
+            .expect("queued");
         let shared = pool.shared();
+        // Rows that differ in every part a row can have: metadata, a stall with its stack
+        // and victim, a stall in progress, delays from others' stalls, and memory.
+        let cells = shared.live_sessions();
+        let (stalled, delayed, blocking) = (&cells[0], &cells[1], &cells[2]);
+        stalled.push_stall(stall(delayed.id()));
+        stalled.record_stall_counters(shared.probe().clock.now_ns());
+        delayed.note_delayed_by_stall(7_000_000);
+        delayed.note_rss_share(1 << 30);
+        blocking.set_blocking_since_ns(1);
+
+        // Both ways of writing the same moment (the pool is not running, and one moment
+        // fixes the clock and the memory figures, so every figure must agree).
+        let moment = moment(shared);
         let mut json = Vec::new();
-        write_response(shared, &moment(shared), &mut json).expect("serializes");
+        write_response(shared, &moment, &mut json).expect("serializes");
+        let owned = owned_snapshot(shared, moment);
         let parsed: openrtc_proto::ResponseEnvelope =
             serde_json::from_slice(&json).expect("a valid response");
-        let openrtc_proto::Response::Snapshot { snapshot } = parsed.response else {
+        let openrtc_proto::Response::Snapshot { snapshot: served } = parsed.response else {
             panic!("a snapshot response");
         };
-        // The same moment figured the owned way (the pool is not running: nothing moves but
-        // the clock, so the durations are the only figures that may differ).
-        let mut owned = owned_snapshot(shared, moment(shared));
-        owned.taken_at_unix_ms = snapshot.taken_at_unix_ms;
-        owned.worker.uptime_ms = snapshot.worker.uptime_ms;
-        owned.worker.rss_bytes = snapshot.worker.rss_bytes;
-        owned.worker.threads_count = snapshot.worker.threads_count;
-        owned.worker.open_fds_count = snapshot.worker.open_fds_count;
-        for (owned_row, served_row) in owned.sessions.iter_mut().zip(&snapshot.sessions) {
+        assert_eq!(*served, owned);
+
+        // And the figures are the ones set above, so the agreement is not of empty rows.
+        let rows = &served.sessions;
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].metadata["tags"][1], 2);
+        assert_eq!(rows[1].metadata, serde_json::Value::Null);
+        assert_eq!(rows[0].stall_count, 1);
+        let last = rows[0].last_stall.as_ref().expect("a finished stall");
+        assert_eq!(rows[0].recent_stalls, std::slice::from_ref(last));
+        assert_eq!(last.syscall.as_deref(), Some("clock_nanosleep"));
+        assert_eq!(last.frames[0].line, Some(42));
+        assert!(last.frames[0].user);
+        assert_eq!(last.victims[0].session_id, rows[1].id);
+        assert_eq!(last.pending, [openrtc_proto::StallPart::Victims]);
+        assert_eq!(rows[0].state, SessionState::Slow);
+        assert_eq!(rows[1].delayed_by_stalls_count, 1);
+        assert_eq!(rows[1].mem_peak_bytes, 1 << 30);
+        assert!(rows[2].blocking_for_ms.is_some());
+        assert_eq!(rows[2].state, SessionState::Slow);
+        assert_eq!(served.worker.stalls_in_progress_count, 1);
+    }
+
+    #[test]
+    fn a_served_snapshot_reads_back_as_runtime_snapshot_s_rows() {
+        let pool = AgentPool::builder()
+            .agent("idle", agent_fn(|_session: Session| async { Ok(()) }))
+            .build()
+            .expect("valid configuration");
+        let handle = pool.handle();
+        handle
+            .launch(JobRequest::new().metadata(serde_json::json!({"caller": "+1555"})))
+            .expect("queued");
+        let cells = pool.shared().live_sessions();
+        cells[0].push_stall(stall(cells[0].id()));
+        let mut json = Vec::new();
+        write_snapshot_response(pool.shared(), &mut json).expect("serializes");
+        let openrtc_proto::Response::Snapshot { snapshot: served } =
+            serde_json::from_slice::<openrtc_proto::ResponseEnvelope>(&json)
+                .expect("a valid response")
+                .response
+        else {
+            panic!("a snapshot response");
+        };
+        let mut owned = handle.runtime_snapshot();
+        // Taken at another instant: only the durations and the share of RSS may move.
+        for (owned_row, served_row) in owned.sessions.iter_mut().zip(&served.sessions) {
             owned_row.duration_ms = served_row.duration_ms;
             owned_row.mem_bytes = served_row.mem_bytes;
             owned_row.mem_peak_bytes = served_row.mem_peak_bytes;
         }
-        assert_eq!(*snapshot, owned);
-        assert_eq!(owned.sessions.len(), 2);
-        assert_eq!(owned.sessions[0].metadata["caller"], "+1555");
-        assert_eq!(owned.sessions[1].metadata, serde_json::Value::Null);
+        assert_eq!(served.sessions, owned.sessions);
+        assert_eq!(owned.sessions[0].recent_stalls.len(), 1);
     }
 }

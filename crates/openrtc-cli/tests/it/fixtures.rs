@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use openrtc_cli::top::tui::conn::{PollOutcome, SurveyRound, WorkerPoll};
+use openrtc_cli::discover::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_proto::{
     CancelReason, EndedSessionSnapshot, FrameSnapshot, KillReason, MemSource, PoolSnapshot,
     RefusalReason, SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot, SessionState, StallSnapshot,

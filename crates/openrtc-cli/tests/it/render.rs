@@ -3,8 +3,9 @@
 
 use insta::assert_snapshot;
 use openrtc_cli::cli::{OutputFormat, SortKey};
+use openrtc_cli::discover::Survey;
+use openrtc_cli::top::render_survey;
 use openrtc_cli::top::table::{ViewOptions, render_workers};
-use openrtc_cli::top::{Survey, render_survey};
 use openrtc_proto::{PoolSnapshot, SessionState};
 
 use crate::fixtures::{busy_worker, draining_worker, idle_worker, preempted_worker};

@@ -6,10 +6,9 @@ use std::sync::mpsc::{Receiver, channel};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use openrtc_cli::cli::{SortKey, StatusFilter};
+use openrtc_cli::discover::{PollOutcome, SurveyRound, WorkerError, WorkerFailure, WorkerPoll};
 use openrtc_cli::top::tui::app::{App, AppEvent, Flow};
-use openrtc_cli::top::tui::conn::{
-    CancelAnswer, ConnCommand, ConnEvent, PollOutcome, SurveyRound, WorkerPoll,
-};
+use openrtc_cli::top::tui::conn::{CancelAnswer, ConnCommand, ConnEvent};
 use openrtc_cli::top::tui::state::workers::Link;
 use openrtc_cli::top::tui::state::{OverlayKind, Screen, Settings, State};
 use openrtc_proto::PoolSnapshot;
@@ -583,7 +582,13 @@ fn a_worker_that_goes_away_is_shown_in_place_and_comes_back_under_a_new_pid() {
     let failing = SurveyRound {
         polls: vec![WorkerPoll {
             socket: socket_of("demo", 5000),
-            outcome: PollOutcome::Failed("error from worker: too many clients".into()),
+            outcome: PollOutcome::Failed(std::sync::Arc::new(WorkerError {
+                socket: socket_of("demo", 5000),
+                failure: WorkerFailure::Refused {
+                    code: openrtc_proto::ErrorCode::TooManyClients,
+                    message: "too many clients".into(),
+                },
+            })),
         }],
         directory_error: None,
         finished_at_unix_ms: TAKEN_AT_UNIX_MS + 3_000,

@@ -7,8 +7,9 @@ use std::sync::mpsc::{Receiver, channel};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use insta::assert_snapshot;
 use openrtc_cli::cli::{SortKey, StatusFilter};
+use openrtc_cli::discover::{PollOutcome, QueryError, SurveyRound, WorkerError, WorkerPoll};
 use openrtc_cli::top::tui::app::{App, AppEvent};
-use openrtc_cli::top::tui::conn::{ConnCommand, ConnEvent, PollOutcome, SurveyRound, WorkerPoll};
+use openrtc_cli::top::tui::conn::{ConnCommand, ConnEvent};
 use openrtc_cli::top::tui::state::{Settings, State};
 use openrtc_cli::top::tui::view::Theme;
 use openrtc_proto::PoolSnapshot;
@@ -358,7 +359,10 @@ fn several_workers_one_gone_one_failing() {
         });
         round.polls.push(WorkerPoll {
             socket: socket_of("edge-eu.1", 77),
-            outcome: PollOutcome::Failed("no answer within 5s".into()),
+            outcome: PollOutcome::Failed(std::sync::Arc::new(WorkerError {
+                socket: socket_of("edge-eu.1", 77),
+                failure: QueryError::Timeout(std::io::ErrorKind::WouldBlock.into()).into(),
+            })),
         });
         app.handle(AppEvent::Conn(ConnEvent::Round(round)));
     }

@@ -14,7 +14,7 @@ use super::state::{Effect, State};
 use super::view::{self, Theme};
 
 /// Everything the event loop reacts to, from every source, in one channel.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum AppEvent {
     /// A key was pressed.
     Key(KeyEvent),

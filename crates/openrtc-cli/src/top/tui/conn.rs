@@ -1,5 +1,6 @@
-//! The live view's connection to the workers: a background thread that asks every worker for
-//! its snapshot at the refresh rate, and sends the cancel requests the operator confirms.
+//! The live view's connection to the workers: a background thread that runs a
+//! [`discover::survey_round`] at the refresh rate, and sends the cancel requests the operator
+//! confirms.
 //!
 //! The thread never touches the terminal. It reports through a callback (the live view turns
 //! reports into events of its one event loop) and takes [`ConnCommand`]s over a channel;
@@ -7,12 +8,12 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use openrtc_proto::{PoolSnapshot, Request, Response, SessionId};
+use openrtc_proto::{Request, Response, SessionId};
 
-use crate::discover;
-use crate::top::{Target, ask_for_snapshot, format::clean_text};
+use crate::discover::{self, SurveyRound, Target};
+use crate::top::format::clean_text;
 
 /// What the live view asks of the connection thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,37 +31,6 @@ pub enum ConnCommand {
     },
 }
 
-/// What one worker said when asked for its snapshot.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PollOutcome {
-    /// Its snapshot.
-    Snapshot(Box<PoolSnapshot>),
-    /// Nobody listens on the socket: the worker has gone away (or the file is left over).
-    NotListening,
-    /// The worker is there but refused or answered something unusable; the line says why.
-    Failed(String),
-}
-
-/// One worker socket and what asking it gave.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WorkerPoll {
-    /// The socket asked.
-    pub socket: PathBuf,
-    /// What came back.
-    pub outcome: PollOutcome,
-}
-
-/// One round of asking every worker.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SurveyRound {
-    /// Every socket asked, in socket path order.
-    pub polls: Vec<WorkerPoll>,
-    /// Why the socket directory could not be read, when it could not.
-    pub directory_error: Option<String>,
-    /// When the round ended, in milliseconds since the Unix epoch.
-    pub finished_at_unix_ms: u64,
-}
-
 /// How a cancel request ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancelAnswer {
@@ -72,7 +42,7 @@ pub struct CancelAnswer {
 }
 
 /// A report from the connection thread.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum ConnEvent {
     /// A survey round finished.
     Round(SurveyRound),
@@ -167,68 +137,13 @@ fn run_connection(
             }
         };
         if survey_now {
-            let round = survey_round(target, worker_name);
+            let round = discover::survey_round(target, worker_name);
             if !report(ConnEvent::Round(round)) {
                 return;
             }
             next_survey = Instant::now() + refresh_period;
         }
     }
-}
-
-/// Milliseconds since the Unix epoch by the system clock (0 if it is set before 1970).
-#[must_use]
-pub fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
-/// Asks every worker socket of `target` for its snapshot, all at once, each on its own
-/// thread, so that one slow worker does not hold up the others' answers for long.
-#[must_use]
-pub fn survey_round(target: &Target, worker_name: Option<&str>) -> SurveyRound {
-    let sockets = match target.sockets(worker_name) {
-        Ok(sockets) => sockets,
-        Err(error) => {
-            return SurveyRound {
-                polls: Vec::new(),
-                directory_error: Some(format!("{error:#}")),
-                finished_at_unix_ms: unix_now_ms(),
-            };
-        }
-    };
-    let polls = if sockets.len() == 1 {
-        sockets.into_iter().map(poll_worker).collect()
-    } else {
-        std::thread::scope(|scope| {
-            let pending: Vec<_> = sockets
-                .into_iter()
-                .map(|socket| scope.spawn(move || poll_worker(socket)))
-                .collect();
-            pending
-                .into_iter()
-                .filter_map(|handle| handle.join().ok())
-                .collect()
-        })
-    };
-    SurveyRound {
-        polls,
-        directory_error: None,
-        finished_at_unix_ms: unix_now_ms(),
-    }
-}
-
-/// Asks one worker for its snapshot.
-fn poll_worker(socket: PathBuf) -> WorkerPoll {
-    let outcome = match ask_for_snapshot(&socket) {
-        Ok(Some(snapshot)) => PollOutcome::Snapshot(Box::new(snapshot)),
-        Ok(None) => PollOutcome::NotListening,
-        Err(failure) => PollOutcome::Failed(failure),
-    };
-    WorkerPoll { socket, outcome }
 }
 
 /// Sends one cancel request: the full id of the cancelled session, or why not.

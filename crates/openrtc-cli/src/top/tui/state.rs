@@ -16,8 +16,9 @@ use openrtc_proto::{EndedSessionSnapshot, MemSource, SessionId, SessionSnapshot}
 
 pub use overlays::{CancelTarget, Overlay, OverlayKind, TenantChoice, TenantPicker};
 
-use super::conn::{ConnCommand, PollOutcome, SurveyRound};
+use super::conn::ConnCommand;
 use crate::cli::{SortKey, StatusFilter, TopArgs};
+use crate::discover::{PollOutcome, SurveyRound};
 use rows::RowRef;
 use workers::WorkerEntry;
 
@@ -340,7 +341,7 @@ impl State {
         self.step_requested = false;
         self.rounds_applied += 1;
         self.now_unix_ms = round.finished_at_unix_ms;
-        self.directory_error = round.directory_error;
+        self.directory_error = round.directory_error.map(|error| error.to_string());
         for worker in &mut self.workers {
             worker.seen_in_round = false;
         }
@@ -362,7 +363,7 @@ impl State {
                         worker.seen_in_round = true;
                     }
                 }
-                PollOutcome::Failed(message) => {
+                PollOutcome::Failed(failure) => {
                     let index = match self.position_of(&poll.socket) {
                         Some(index) => index,
                         None => {
@@ -371,7 +372,7 @@ impl State {
                         }
                     };
                     let worker = &mut self.workers[index];
-                    worker.mark_failing(round.finished_at_unix_ms, message);
+                    worker.mark_failing(round.finished_at_unix_ms, failure.failure.to_string());
                     worker.seen_in_round = true;
                 }
             }

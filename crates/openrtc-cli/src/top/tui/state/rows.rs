@@ -142,8 +142,8 @@ mod tests {
     use openrtc_proto::{PoolSnapshot, SessionId, SessionState};
 
     use super::*;
+    use crate::discover::{PollOutcome, SurveyRound, WorkerPoll};
     use crate::top::format::compare_sessions;
-    use crate::top::tui::conn::{PollOutcome, SurveyRound, WorkerPoll};
     use crate::top::tui::state::State;
 
     /// A small deterministic pseudo-random generator (64-bit LCG), so the test is repeatable.
