@@ -53,6 +53,7 @@ mod probe;
 mod serve;
 mod session;
 mod stack;
+mod units;
 mod watchdog;
 
 pub use agent::{Agent, AgentFn, agent_fn};

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::agent::ErasedAgent;
 use crate::probe::Probe;
 use crate::session::{self, CancelReason, SessionCell, SessionOutcome, StopRequest};
+use crate::units::duration_ms;
 use crate::{JobRequest, Rejected, RunError, SessionId, lock};
 
 /// How many ended sessions a snapshot keeps, newest first.
@@ -634,7 +635,7 @@ async fn supervise(
             why = cause.as_str(),
             live_sessions = live,
             deadline_ms = 0_u64,
-            cancel_grace_ms = millis(config.cancel_grace),
+            cancel_grace_ms = duration_ms(config.cancel_grace),
             "[drain] {why}: accepting no new session; cancelling the {live} live sessions now, \
              dropping any still running {grace:?} later",
             why = cause.as_str(),
@@ -647,8 +648,8 @@ async fn supervise(
             worker,
             why = cause.as_str(),
             live_sessions = live,
-            deadline_ms = millis(config.drain_timeout),
-            cancel_grace_ms = millis(config.cancel_grace),
+            deadline_ms = duration_ms(config.drain_timeout),
+            cancel_grace_ms = duration_ms(config.cancel_grace),
             "[drain] {why}: accepting no new session; waiting up to {deadline:?} for the {live} \
              live sessions to end, then cancelling the rest",
             why = cause.as_str(),
@@ -676,7 +677,7 @@ async fn supervise(
             worker,
             why,
             cancelling = left,
-            cancel_grace_ms = millis(config.cancel_grace),
+            cancel_grace_ms = duration_ms(config.cancel_grace),
             "[drain] {why}: cancelling {left} sessions; any still running {grace:?} later is \
              dropped",
             grace = config.cancel_grace,
@@ -699,11 +700,6 @@ async fn supervise(
         counts.still_running = u64::from(shared.active_sessions());
     }
     (first, counts)
-}
-
-/// A duration in whole milliseconds, for log fields.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The drain's last line: what it did, and what `run` returns.

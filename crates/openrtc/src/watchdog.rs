@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 use crate::RunError;
 use crate::classify::{StallClass, StallDiagnosis, ThreadTime, WatchedTime};
 use crate::pool::PoolShared;
-use crate::probe::{StallEvent, duration_ns};
+use crate::probe::StallEvent;
 use crate::session::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 use crate::stack::capture::{self, RawStack};
 use crate::stack::symbols;
+use crate::units::{duration_ns, ns_to_ms};
 
 /// How often the watchdog reads the poll slots: a stall is seen at most this late.
 pub(crate) const SCAN_INTERVAL: Duration = Duration::from_millis(4);
@@ -532,8 +533,8 @@ impl Scanner {
                 self.rss_warning_armed = false;
                 tracing::warn!(
                     "[memory-warn] worker RSS {} crossed its warning level of {}",
-                    crate::introspect::format_mib(rss_bytes),
-                    crate::introspect::format_mib(warn_bytes)
+                    crate::units::format_mib(rss_bytes),
+                    crate::units::format_mib(warn_bytes)
                 );
             } else if rss_bytes < warn_bytes {
                 self.rss_warning_armed = true;
@@ -544,8 +545,8 @@ impl Scanner {
                 self.memory_limit_hit = true;
                 tracing::error!(
                     "[memory-limit] worker RSS {} crossed its limit of {}: draining, then exiting",
-                    crate::introspect::format_mib(rss_bytes),
-                    crate::introspect::format_mib(limit_bytes)
+                    crate::units::format_mib(rss_bytes),
+                    crate::units::format_mib(limit_bytes)
                 );
                 self.shared.begin_drain(crate::pool::Control::MemoryLimit {
                     rss_bytes,
@@ -680,10 +681,10 @@ fn finish(pending: Pending, cause: Option<StallCause>) {
             "{} session{} delayed, up to {}ms",
             victims.len(),
             if victims.len() == 1 { "" } else { "s" },
-            longest_ns / 1_000_000
+            ns_to_ms(*longest_ns)
         ),
     });
-    let stall_ms = stall.duration_ns / 1_000_000;
+    let stall_ms = ns_to_ms(stall.duration_ns);
     tracing::warn!(
         event = "slow_session",
         session_id = %stall.cell.id(),
@@ -705,12 +706,11 @@ fn finish(pending: Pending, cause: Option<StallCause>) {
 /// How a runnable thread spent the watched part of its stall, in words: `on a CPU 12ms of
 /// 72ms watched, 60ms waiting for one` (and, when the host caused it, that it did).
 fn describe_thread_time(watched: WatchedTime, preempted: bool) -> String {
-    let ms = |ns: u64| ns / 1_000_000;
     let mut words = format!(
         "on a CPU {}ms of {}ms watched, {}ms waiting for one",
-        ms(watched.spent.on_cpu_ns),
-        ms(watched.watched_ns),
-        ms(watched.spent.run_queue_ns)
+        ns_to_ms(watched.spent.on_cpu_ns),
+        ns_to_ms(watched.watched_ns),
+        ns_to_ms(watched.spent.run_queue_ns)
     );
     if preempted {
         words.push_str(": the host kept the thread off the CPU, not counted against the session");

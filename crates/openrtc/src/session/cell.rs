@@ -230,8 +230,8 @@ impl SessionCell {
                 self.id(),
                 self.tenant(),
                 self.agent(),
-                crate::introspect::format_mib(live_bytes),
-                crate::introspect::format_mib(limit_bytes)
+                crate::units::format_mib(live_bytes),
+                crate::units::format_mib(limit_bytes)
             );
         }
     }

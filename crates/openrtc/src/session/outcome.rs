@@ -85,8 +85,8 @@ impl fmt::Display for KillReason {
             } => write!(
                 f,
                 "memory_limit: {} live over its {} cap",
-                crate::introspect::format_mib(*live_bytes),
-                crate::introspect::format_mib(*limit_bytes)
+                crate::units::format_mib(*live_bytes),
+                crate::units::format_mib(*limit_bytes)
             ),
         }
     }
