@@ -41,6 +41,7 @@
 //! - **Worker numbers** are 0-based indexes of the runtime's worker threads, in the order they
 //!   first ran a session.
 
+mod admission;
 mod agent;
 pub mod alloc;
 mod classify;

@@ -1,4 +1,5 @@
-//! `AgentPool`: the agent registry, routing, admission, the supervisor loop and drain.
+//! `AgentPool`: the agent registry, launching (through `admission`), the supervisor loop and
+//! drain.
 
 mod builder;
 mod handle;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::admission;
 use crate::agent::ErasedAgent;
 use crate::probe::Probe;
 use crate::session::{self, CancelReason, SessionCell, SessionOutcome, StopRequest};
@@ -209,27 +211,21 @@ impl PoolShared {
     fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionId, Rejected> {
         let mut lifecycle = lock(&self.lifecycle);
         let runtime = match &*lifecycle {
-            Lifecycle::Stopped => return Err(Rejected::Stopped),
-            Lifecycle::NotStarted { .. } => None,
+            Lifecycle::Stopped | Lifecycle::NotStarted { .. } => None,
             Lifecycle::Running(runtime) => Some(runtime.clone()),
         };
-        if self.is_draining() {
-            return Err(Rejected::Draining);
-        }
-        let registered = match &request.agent {
-            Some(name) => self
-                .agents
-                .iter()
-                .find(|agent| &*agent.name == name)
-                .ok_or_else(|| Rejected::UnknownAgent { name: name.clone() })?,
-            None => &self.agents[0],
+        let gate = admission::Gate {
+            stopped: matches!(*lifecycle, Lifecycle::Stopped),
+            draining: &self.draining,
+            active: &self.active,
+            max_sessions: self.config.max_concurrent_sessions,
         };
-        let max = self.config.max_concurrent_sessions;
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
-                (active < max).then_some(active + 1)
-            })
-            .map_err(|_| Rejected::WorkerFull { max })?;
+        let admitted = admission::admit(
+            &gate,
+            request.agent.as_deref(),
+            self.agents.iter().map(|agent| &*agent.name),
+        )?;
+        let registered = &self.agents[admitted.agent];
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::new(SessionCell::new(
             key,
@@ -240,6 +236,8 @@ impl PoolShared {
             Arc::clone(self),
         ));
         lock(&self.sessions).insert(key, Arc::clone(&cell));
+        // The place is the session's now: its end gives it back (`session_ended`).
+        admitted.reservation.keep();
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         match runtime {
             Some(runtime) => session::spawn_root(cell, Arc::clone(&registered.agent), &runtime),
