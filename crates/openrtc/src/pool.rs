@@ -442,6 +442,7 @@ impl AgentPool {
         &self.shared
     }
 
+    #[cfg(feature = "bench")]
     pub(crate) fn bench_attributed<F: Future>(
         &self,
         future: F,

@@ -182,6 +182,7 @@ impl SessionCell {
         }
     }
 
+    #[cfg(feature = "bench")]
     pub(crate) fn set_account_for_bench(&mut self, account: u32) {
         self.account = account;
     }
