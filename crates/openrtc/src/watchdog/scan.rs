@@ -78,7 +78,7 @@ impl SlotWatch {
     /// reading of a new poll starts watching it, later ones move its latest reading.
     fn note_thread_time(&mut self, slot: &crate::probe::PollSlot, seq: u64, now_raw: u64) {
         if self.schedstat.is_none() && slot.tid() != 0 {
-            self.schedstat = Some(format!("/proc/self/task/{}/schedstat", slot.tid()).into());
+            self.schedstat = Some(crate::classify::schedstat_path(slot.tid()));
         }
         let Some(time) = self
             .schedstat
