@@ -143,8 +143,13 @@ impl ThreadTime {
     }
 }
 
+/// Where thread `tid`'s scheduler statistics are read, for [`read_thread_time`].
+pub(crate) fn schedstat_path(tid: i32) -> std::path::PathBuf {
+    format!("/proc/self/task/{tid}/schedstat").into()
+}
+
 /// Reads a thread's scheduler statistics from `schedstat` at `path` (the caller keeps the
-/// path, `/proc/self/task/<tid>/schedstat`, to read it every scan without formatting it);
+/// path, from [`schedstat_path`], to read it every scan without formatting it);
 /// `None` if the kernel does not keep them or the thread is gone.
 pub(crate) fn read_thread_time(path: &std::path::Path) -> Option<ThreadTime> {
     parse_schedstat(&std::fs::read_to_string(path).ok()?)

@@ -15,8 +15,7 @@ use openrtc_proto::{
 
 use crate::pool::PoolShared;
 use crate::session::SessionCell;
-
-const NS_PER_MS: u64 = 1_000_000;
+use crate::units::{NS_PER_MS, duration_ms};
 
 /// The instant a snapshot describes: its clock reading, the worker header and how session
 /// memory is figured. Both the owned [`PoolSnapshot`] and the socket's JSON are made from it.
@@ -375,15 +374,6 @@ fn row<'a>(
         children_live_count: totals.children_live_count,
         children_finished_count: totals.children_finished_count,
     }
-}
-
-/// Bytes as MiB with one decimal, for log lines and reasons.
-pub(crate) fn format_mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-fn duration_ms(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

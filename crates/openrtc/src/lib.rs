@@ -41,6 +41,7 @@
 //! - **Worker numbers** are 0-based indexes of the runtime's worker threads, in the order they
 //!   first ran a session.
 
+mod admission;
 mod agent;
 pub mod alloc;
 mod classify;
@@ -53,6 +54,7 @@ mod probe;
 mod serve;
 mod session;
 mod stack;
+mod units;
 mod watchdog;
 
 pub use agent::{Agent, AgentFn, agent_fn};
@@ -99,7 +101,11 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Entry points for the crate's own benchmarks; not a stable API.
+/// Entry points for the crate's own benchmarks; not a stable API. Built only with the `bench`
+/// feature, which the crate's benchmarks enable (a dev-dependency on itself): they time
+/// internals (the probe on one poll, allocator accounts, the socket's snapshot writer, the
+/// stack capture) that no public API reaches alone.
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod __bench {
     use std::future::Future;
@@ -140,59 +146,36 @@ pub mod __bench {
         result
     }
 
-    /// A thread asleep in `std::thread::sleep`, whose stack the watchdog's capture can take.
-    #[derive(Debug)]
-    pub struct SleepingThread {
+    /// A thread as the watchdog's stack capture sees it: its kernel thread id and its stack's
+    /// bounds. The benchmark runs the thread itself.
+    #[derive(Clone, Copy, Debug)]
+    pub struct CaptureTarget {
         tid: i32,
         stack: Option<(usize, usize)>,
-        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-        thread: Option<std::thread::JoinHandle<()>>,
     }
 
-    impl SleepingThread {
-        /// Starts the thread and waits until it sleeps.
-        pub fn start() -> Self {
-            use std::sync::atomic::Ordering;
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let (sender, receiver) = std::sync::mpsc::channel();
-            let thread = std::thread::spawn({
-                let stop = std::sync::Arc::clone(&stop);
-                move || {
-                    let _ =
-                        sender.send((crate::os::current_tid(), crate::os::current_thread_stack()));
-                    while !stop.load(Ordering::Acquire) {
-                        std::thread::sleep(std::time::Duration::from_millis(2));
-                    }
-                }
-            });
-            let (tid, stack) = receiver.recv().unwrap_or((0, None));
+    impl CaptureTarget {
+        /// The calling thread.
+        #[must_use]
+        pub fn current() -> Self {
             Self {
-                tid,
-                stack,
-                stop,
-                thread: Some(thread),
+                tid: crate::os::current_tid(),
+                stack: crate::os::current_thread_stack(),
             }
         }
 
         /// Captures the thread's stack as the watchdog does; returns the number of frames.
+        #[must_use]
         pub fn capture(&self) -> usize {
             crate::stack::capture::capture(self.tid, self.stack, std::time::Duration::from_secs(1))
                 .map_or(0, |raw| raw.addresses.len())
         }
 
         /// Captures and symbolizes the thread's stack; returns the number of frames kept.
+        #[must_use]
         pub fn capture_and_symbolize(&self) -> usize {
             crate::stack::capture::capture(self.tid, self.stack, std::time::Duration::from_secs(1))
                 .map_or(0, |raw| crate::stack::symbols::symbolize(&raw).frames.len())
-        }
-    }
-
-    impl Drop for SleepingThread {
-        fn drop(&mut self) {
-            self.stop.store(true, std::sync::atomic::Ordering::Release);
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
         }
     }
 }

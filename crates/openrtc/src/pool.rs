@@ -1,4 +1,5 @@
-//! `AgentPool`: the agent registry, routing, admission, the supervisor loop and drain.
+//! `AgentPool`: the agent registry, launching (through `admission`), the supervisor loop and
+//! drain.
 
 mod builder;
 mod handle;
@@ -18,10 +19,12 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::admission;
 use crate::agent::ErasedAgent;
 use crate::error::RefusalCounters;
 use crate::probe::Probe;
 use crate::session::{self, CancelReason, KillReason, SessionCell, SessionOutcome, StopRequest};
+use crate::units::duration_ms;
 use crate::{JobRequest, LookupError, Rejected, RunError, SessionHandle, SessionId, lock};
 
 /// How many ended sessions a snapshot keeps, newest first.
@@ -216,27 +219,21 @@ impl PoolShared {
     fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
         let mut lifecycle = lock(&self.lifecycle);
         let runtime = match &*lifecycle {
-            Lifecycle::Stopped => return Err(Rejected::Stopped),
-            Lifecycle::NotStarted { .. } => None,
+            Lifecycle::Stopped | Lifecycle::NotStarted { .. } => None,
             Lifecycle::Running(runtime) => Some(runtime.clone()),
         };
-        if self.is_draining() {
-            return Err(Rejected::Draining);
-        }
-        let registered = match &request.agent {
-            Some(name) => self
-                .agents
-                .iter()
-                .find(|agent| &*agent.name == name)
-                .ok_or_else(|| Rejected::UnknownAgent { name: name.clone() })?,
-            None => &self.agents[0],
+        let gate = admission::Gate {
+            stopped: matches!(*lifecycle, Lifecycle::Stopped),
+            draining: &self.draining,
+            active: &self.active,
+            max_sessions: self.config.max_concurrent_sessions,
         };
-        let max = self.config.max_concurrent_sessions;
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
-                (active < max).then_some(active + 1)
-            })
-            .map_err(|_| Rejected::WorkerFull { max })?;
+        let admitted = admission::admit(
+            &gate,
+            request.agent.as_deref(),
+            self.agents.iter().map(|agent| &*agent.name),
+        )?;
+        let registered = &self.agents[admitted.agent];
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::new(SessionCell::new(
             key,
@@ -247,6 +244,8 @@ impl PoolShared {
             Arc::clone(self),
         ));
         lock(&self.sessions).insert(key, Arc::clone(&cell));
+        // The place is the session's now: its end gives it back (`session_ended`).
+        admitted.reservation.keep();
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         let handle = SessionHandle::new(Arc::clone(&cell));
         match runtime {
@@ -440,6 +439,7 @@ impl AgentPool {
         &self.shared
     }
 
+    #[cfg(feature = "bench")]
     pub(crate) fn bench_attributed<F: Future>(
         &self,
         future: F,
@@ -654,7 +654,7 @@ async fn supervise(
             why = cause.as_str(),
             live_sessions = live,
             deadline_ms = 0_u64,
-            cancel_grace_ms = millis(config.cancel_grace),
+            cancel_grace_ms = duration_ms(config.cancel_grace),
             "[drain] {why}: accepting no new session; cancelling the {live} live sessions now, \
              dropping any still running {grace:?} later",
             why = cause.as_str(),
@@ -667,8 +667,8 @@ async fn supervise(
             worker,
             why = cause.as_str(),
             live_sessions = live,
-            deadline_ms = millis(config.drain_timeout),
-            cancel_grace_ms = millis(config.cancel_grace),
+            deadline_ms = duration_ms(config.drain_timeout),
+            cancel_grace_ms = duration_ms(config.cancel_grace),
             "[drain] {why}: accepting no new session; waiting up to {deadline:?} for the {live} \
              live sessions to end, then cancelling the rest",
             why = cause.as_str(),
@@ -696,7 +696,7 @@ async fn supervise(
             worker,
             why,
             cancelling = left,
-            cancel_grace_ms = millis(config.cancel_grace),
+            cancel_grace_ms = duration_ms(config.cancel_grace),
             "[drain] {why}: cancelling {left} sessions; any still running {grace:?} later is \
              dropped",
             grace = config.cancel_grace,
@@ -772,11 +772,6 @@ fn log_session_end(
     } else {
         session_end!(debug);
     }
-}
-
-/// A duration in whole milliseconds, for log fields.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The drain's last line: what it did, and what `run` returns.

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 
 use crate::session::SessionCell;
+use crate::units::duration_ns;
 
 /// Poll slots beyond the worker count, for threads that replace a worker.
 const SPARE_SLOTS: usize = 16;
@@ -104,7 +105,7 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch of a time kept as nanoseconds since the pool's epoch.
     pub(crate) fn unix_ms(&self, since_epoch_ns: u64) -> u64 {
-        (self.epoch_unix_ns + since_epoch_ns) / 1_000_000
+        crate::units::ns_to_ms(self.epoch_unix_ns + since_epoch_ns)
     }
 }
 
@@ -500,11 +501,6 @@ impl Probe {
             watchdog.unpark();
         }
     }
-}
-
-/// A duration in nanoseconds, saturating.
-pub(crate) fn duration_ns(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 pin_project_lite::pin_project! {

@@ -318,7 +318,9 @@ pub(crate) fn retire(index: u32, pool_id: u64, session_key: u64) {
 }
 
 /// Frees an account at once if it holds nothing, else retires it as usual (`pool_id` 0): for a
-/// caller that charged it on its own thread only, so no other thread can still name it.
+/// caller that charged it on its own thread only, so no other thread can still name it. Used
+/// by tests and the benchmarks' entry points only.
+#[cfg(any(test, feature = "bench"))]
 pub(crate) fn release(index: u32) {
     if account(index).live_bytes() != 0 {
         retire(index, 0, 0);

@@ -333,10 +333,8 @@ impl AgentPoolBuilder {
             cancel_grace: self.cancel_grace,
             socket_path,
             session_memory_limit_bytes: session_memory_limit,
-            memory_warn_bytes: self.memory_warn_mb.map(|mb| mb.saturating_mul(1024 * 1024)),
-            memory_limit_bytes: self
-                .memory_limit_mb
-                .map(|mb| mb.saturating_mul(1024 * 1024)),
+            memory_warn_bytes: self.memory_warn_mb.map(crate::units::mib_to_bytes),
+            memory_limit_bytes: self.memory_limit_mb.map(crate::units::mib_to_bytes),
         };
         Ok(AgentPool::new(config, agents))
     }

@@ -89,6 +89,7 @@ impl PoolHandle {
         self.shared.is_draining()
     }
 
+    #[cfg(feature = "bench")]
     pub(crate) fn bench_write_snapshot_response(&self, out: &mut Vec<u8>) {
         out.clear();
         let _ = crate::introspect::write_snapshot_response(&self.shared, out);

@@ -5,7 +5,7 @@
 //! cold paths touch (children, the last stall) sits behind plain mutexes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::lock;
 
@@ -104,7 +104,16 @@ pub(crate) struct SessionCell {
     metadata: serde_json::Value,
     started_ns: u64,
     probe: Arc<Probe>,
-    pool: Arc<PoolShared>,
+    /// The pool, told of the session's end by `finish`. Weak, so that a cell does not keep
+    /// its pool alive: the pool holds its cells (live sessions, and sessions launched before
+    /// the runtime starts), so a strong pointer back is a cycle, which leaks a pool dropped
+    /// unrun with sessions queued. A `Weak` rather than an end-of-session callback: the cell's
+    /// one use of the pool is this direct call, and a boxed callback would be one more
+    /// indirection to the same place. Once the pool is gone, no count or list is left to
+    /// update, so a session ending after it records nothing.
+    pool: Weak<PoolShared>,
+    /// Whether panics get a backtrace (the pool's setting, fixed when it is built).
+    panic_backtraces: bool,
     root_stats: Arc<TaskStats>,
     children: Mutex<Children>,
     /// Whether a child task was ever spawned: until then, reading the totals takes no lock.
@@ -154,7 +163,8 @@ impl SessionCell {
             metadata,
             started_ns: probe.clock.now_ns(),
             probe,
-            pool,
+            panic_backtraces: pool.config.panic_backtraces,
+            pool: Arc::downgrade(&pool),
             root_stats: Arc::default(),
             children: Mutex::default(),
             had_children: std::sync::atomic::AtomicBool::new(false),
@@ -181,13 +191,14 @@ impl SessionCell {
         &self.outcome
     }
 
+    #[cfg(feature = "bench")]
     pub(crate) fn set_account_for_bench(&mut self, account: u32) {
         self.account = account;
     }
 
     /// Whether a panic in this session's tasks gets a backtrace (symbolized off the worker).
     pub(crate) fn panic_backtraces(&self) -> bool {
-        self.pool.config.panic_backtraces
+        self.panic_backtraces
     }
 
     /// The allocator account charged while this session is polled (0: none).
@@ -245,8 +256,8 @@ impl SessionCell {
                 self.id(),
                 self.tenant(),
                 self.agent(),
-                crate::introspect::format_mib(live_bytes),
-                crate::introspect::format_mib(limit_bytes)
+                crate::units::format_mib(live_bytes),
+                crate::units::format_mib(limit_bytes)
             );
         }
     }
@@ -491,9 +502,38 @@ impl SessionCell {
         for abort in children {
             abort.abort();
         }
-        self.pool.session_ended(self, outcome);
+        match self.pool.upgrade() {
+            Some(pool) => pool.session_ended(self, outcome),
+            // No pool to count it: the launch handle still gets its outcome.
+            None => self.outcome.put(outcome),
+        }
         if self.account != 0 {
             crate::alloc::accounts::retire(self.account, self.probe.pool_id(), self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AgentPool, JobRequest, Session, agent_fn};
+
+    #[test]
+    fn a_queued_session_does_not_keep_its_dropped_pool_alive() {
+        let pool = AgentPool::builder()
+            .agent("idle", agent_fn(|_session: Session| async { Ok(()) }))
+            .build()
+            .expect("valid configuration");
+        let handle = pool.handle();
+        let id = handle.launch(JobRequest::new()).expect("room");
+        let cell = pool.shared().session(id.id().as_u64()).expect("queued");
+        // The pool and its handle hold it; the cell does not.
+        assert_eq!(cell.pool.strong_count(), 2);
+        drop(handle);
+        drop(pool);
+        assert_eq!(
+            cell.pool.strong_count(),
+            0,
+            "the queued cell kept its pool alive"
+        );
     }
 }
