@@ -1024,13 +1024,13 @@ fn own_cpu_ns() -> u64 {
         .expect("schedstat is readable")
 }
 
-/// A session that computes only 12 ms, on a worker thread sharing its CPU with six busy
-/// loops, takes about seven times as long: a stall, but the host's, not the session's. It is
+/// A session that computes only 8 ms, on a worker thread sharing its CPU with nine busy
+/// loops, takes about ten times as long: a stall, but the host's, not the session's. It is
 /// counted as a stall and classed `preempted`, with how little the thread ran.
 #[test]
 fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
     const CPU: u32 = 0;
-    const WORK_NS: u64 = 12_000_000;
+    const WORK_NS: u64 = 8_000_000;
     let dir = tempfile::tempdir().expect("tempdir");
     let go = Arc::new(AtomicBool::new(false));
     let (tid_tx, tid_rx) = std::sync::mpsc::channel::<String>();
@@ -1046,7 +1046,7 @@ fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
                     .expect("/proc/thread-self names the thread");
                 let _ = tid_tx.send(tid);
                 wait_for_cue(&go).await;
-                // Only 12 ms of work, however long the host makes it take.
+                // Only 8 ms of work, however long the host makes it take.
                 let start = own_cpu_ns();
                 while own_cpu_ns() - start < WORK_NS {
                     std::hint::spin_loop();
@@ -1073,7 +1073,7 @@ fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
         .output()
         .expect("taskset runs");
     assert!(pinned.status.success(), "{pinned:?}");
-    let hogs = Hogs::on_cpu(CPU, 6);
+    let hogs = Hogs::on_cpu(CPU, 9);
     go.store(true, Ordering::Release);
     done_rx
         .recv_timeout(Duration::from_secs(20))
@@ -1096,7 +1096,10 @@ fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
         time.watched_ns > 0 && time.watched_ns <= stall.duration_ns,
         "{time:?}"
     );
-    assert!(time.on_cpu_ns < WORK_NS + 2_000_000, "{time:?}");
+    // The kernel brings a running thread's figures up to date only at its ticks, so the
+    // watched time on a CPU may exceed the 8 ms of work by a tick or so: the point is that it
+    // stays well under the threshold.
+    assert!(time.on_cpu_ns < threshold_ns / 2, "{time:?}");
     assert!(time.on_cpu_pct() < 50.0, "{time:?}");
     assert!(time.run_queue_ns > time.on_cpu_ns, "{time:?}");
 }
