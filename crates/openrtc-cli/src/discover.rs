@@ -1,5 +1,5 @@
 //! Finding workers and asking them: the socket directory and its sockets, one question to one
-//! worker over its socket, [`survey`] (every worker at once, used by `top --once`, the JSON
+//! worker over its socket, [`mod@survey`] (every worker at once, used by `top --once`, the JSON
 //! lines and the live view's connection thread alike), and the typed [`error`]s with their
 //! messages and exit statuses.
 //!
