@@ -56,6 +56,13 @@ fn per_poll(c: &mut Criterion) {
         b.iter(|| black_box(attributed.as_mut().poll(&mut cx)));
     });
 
+    // What a session's task polls: the probe inside the panic guard, whose thread-local mark
+    // tells the panic hook that the thread is inside a session.
+    let mut session_task = Box::pin(openrtc::__bench::session_task(&pool, AlwaysPending));
+    group.bench_function("attributed_in_panic_guard", |b| {
+        b.iter(|| black_box(session_task.as_mut().poll(&mut cx)));
+    });
+
     let mut tracked = Box::pin(openrtc::__bench::attributed_tracked(&pool, AlwaysPending));
     group.bench_function("attributed_memory_tracked", |b| {
         b.iter(|| black_box(tracked.as_mut().poll(&mut cx)));

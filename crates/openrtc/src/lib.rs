@@ -127,6 +127,18 @@ pub mod __bench {
         pool.bench_attributed(future, true)
     }
 
+    /// Wraps `future` as a session's task is polled: the attribution probe inside the guard
+    /// that catches a panic and marks the thread as inside a session for the panic hook.
+    pub fn session_task<F: Future>(
+        pool: &AgentPool,
+        future: F,
+    ) -> impl Future<Output = impl Sized> {
+        crate::panics::CatchPanic::new(
+            pool.bench_attributed(future, false),
+            crate::panics::Mark::session(false),
+        )
+    }
+
     /// Writes the socket's answer to a snapshot request into `out`, as the socket thread does.
     pub fn write_snapshot_response(handle: &crate::PoolHandle, out: &mut Vec<u8>) {
         handle.bench_write_snapshot_response(out);
