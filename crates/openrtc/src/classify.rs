@@ -148,6 +148,17 @@ pub(crate) fn schedstat_path(tid: i32) -> std::path::PathBuf {
     format!("/proc/self/task/{tid}/schedstat").into()
 }
 
+/// The path of a thread's `stat`, whose state letter says whether it is runnable.
+pub(crate) fn thread_stat_path(tid: i32) -> std::path::PathBuf {
+    format!("/proc/self/task/{tid}/stat").into()
+}
+
+/// A thread's scheduler state letter (`R` running or runnable, `S`, `D`, …) from its `stat` at
+/// `path`; `None` if the thread is gone or the text is odd.
+pub(crate) fn read_thread_state(path: &std::path::Path) -> Option<char> {
+    stat_state(&String::from_utf8_lossy(&std::fs::read(path).ok()?))
+}
+
 /// Reads a thread's scheduler statistics from `schedstat` at `path` (the caller keeps the
 /// path, from [`schedstat_path`], to read it every scan without formatting it);
 /// `None` if the kernel does not keep them or the thread is gone.
@@ -173,6 +184,10 @@ pub(crate) struct WatchedTime {
     pub(crate) watched_ns: u64,
     /// What the thread did meanwhile.
     pub(crate) spent: ThreadTime,
+    /// Whether every reading found the thread runnable (`R`: on a CPU or in a run queue).
+    /// The kernel brings `schedstat` up to date only when the thread is switched in or out or
+    /// at a tick, so its figures alone cannot tell a long wait for a CPU from a sleep.
+    pub(crate) runnable_throughout: bool,
 }
 
 /// The final class of a finished stall: the class seen in progress (if the watchdog
@@ -184,8 +199,9 @@ pub(crate) struct WatchedTime {
 /// of it, so a stall is blamed on the host only when the session's own running time is
 /// certainly under `threshold_ns`. A session that computes past the threshold on a busy host
 /// stays `cpu`: it would have stalled on a free CPU too. A stall that ended before it could
-/// be diagnosed (just over the threshold) is judged from the watched time alone: a thread
-/// that was on a CPU or in a run queue for nearly all of it was runnable.
+/// be diagnosed (just over the threshold) is judged from the watched time alone. Either way the
+/// thread must have been runnable (`R`) at every reading of the watch, not only at the
+/// instant of the diagnosis.
 pub(crate) fn judge(
     seen: Option<StallClass>,
     watched: Option<WatchedTime>,
@@ -195,13 +211,10 @@ pub(crate) fn judge(
     let Some(watched) = watched.filter(|watched| watched.watched_ns > 0) else {
         return seen;
     };
-    let runnable = match seen {
-        Some(class) => class == StallClass::Cpu,
-        None => {
-            let spent = watched.spent.on_cpu_ns + watched.spent.run_queue_ns;
-            spent.saturating_mul(10) >= watched.watched_ns.saturating_mul(9)
-        }
-    };
+    // Runnable at every reading, whatever the instant of the diagnosis saw (a poll that
+    // blocked in a read for most of the stall and computed at the end is diagnosed `cpu`, yet
+    // slept).
+    let runnable = watched.runnable_throughout && matches!(seen, None | Some(StallClass::Cpu));
     if !runnable {
         return seen;
     }

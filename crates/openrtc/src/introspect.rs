@@ -398,6 +398,7 @@ mod tests {
                     on_cpu_ns: 1_000,
                     run_queue_ns: 2_000,
                 },
+                runnable_throughout: false,
             }),
             cause: Some(crate::session::StallCause {
                 summary: "sleep in std::thread::sleep at src/agent.rs:42".into(),

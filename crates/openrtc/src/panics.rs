@@ -126,14 +126,10 @@ fn record(info: &PanicHookInfo<'_>) {
 }
 
 /// The return addresses on this thread's stack, innermost first, unresolved: the unwinder
-/// reads the unwind tables and no debug info (a few microseconds).
+/// reads the unwind tables and no debug info (a few microseconds), and takes no lock that a
+/// symbolization elsewhere could hold (see `stack::capture::own_return_addresses`).
 fn raw_addresses() -> Vec<usize> {
-    let mut addresses = Vec::with_capacity(MAX_ADDRESSES);
-    backtrace::trace(|frame| {
-        addresses.push(frame.ip() as usize);
-        addresses.len() < MAX_ADDRESSES
-    });
-    addresses
+    crate::stack::capture::own_return_addresses(MAX_ADDRESSES)
 }
 
 /// A panic's message: its payload when that is a string.

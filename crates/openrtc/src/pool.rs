@@ -645,9 +645,12 @@ async fn supervise(
     shared.draining.store(true, Ordering::Release);
     let config = &shared.config;
     let worker = config.worker_name.as_str();
-    let live = shared.live_sessions().len() as u64;
+    // The sessions live at the start, those cancelled and those dropped are counted from the
+    // same lists, so the end line's figures add up to the start line's.
+    let at_start = shared.live_sessions();
+    let live = at_start.len() as u64;
     let mut counts = DrainCounts::default();
-    let reason = if first == Control::Shutdown {
+    let (reason, to_cancel) = if first == Control::Shutdown {
         tracing::info!(
             event = "drain_start",
             worker,
@@ -660,8 +663,9 @@ async fn supervise(
             why = cause.as_str(),
             grace = config.cancel_grace,
         );
-        CancelReason::Shutdown
+        (CancelReason::Shutdown, at_start)
     } else {
+        drop(at_start);
         tracing::info!(
             event = "drain_start",
             worker,
@@ -684,9 +688,9 @@ async fn supervise(
             counts.ended_by_themselves = live;
             return (first, counts);
         };
-        let left = shared.live_sessions();
-        counts.ended_by_themselves = live.saturating_sub(left.len() as u64);
-        let left = left.len();
+        let to_cancel = shared.live_sessions();
+        counts.ended_by_themselves = live.saturating_sub(to_cancel.len() as u64);
+        let left = to_cancel.len();
         let why = match reason {
             CancelReason::Shutdown => "shutdown requested",
             _ => "deadline reached",
@@ -701,12 +705,11 @@ async fn supervise(
              dropped",
             grace = config.cancel_grace,
         );
-        reason
+        (reason, to_cancel)
     };
-    let mut cancelled = 0_u64;
-    for cell in shared.live_sessions() {
+    let cancelled = to_cancel.len() as u64;
+    for cell in to_cancel {
         cell.request_stop(StopRequest::Cancel(reason));
-        cancelled += 1;
     }
     shared.wait_until_empty(config.cancel_grace).await;
     let remaining = shared.live_sessions();

@@ -131,13 +131,15 @@ impl Scanner {
 
     fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
-            self.slots.scan(&self.shared);
+            // Finished stalls first: their records are due at once, and a scan may start
+            // watching a new long poll on the same thread in place of a finished one.
             self.victims.report_finished_stalls(
                 &self.shared,
                 &mut self.slots,
                 &mut self.reports,
                 false,
             );
+            self.slots.scan(&self.shared);
             if self.housekeeping.close_cpu_window_if_due(&self.shared) {
                 self.slots.renew_diagnoses();
             }

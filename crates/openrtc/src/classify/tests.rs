@@ -648,6 +648,7 @@ fn a_runnable_thread_that_ran_under_the_threshold_was_preempted() {
                 on_cpu_ns: on_cpu_ms * MS,
                 run_queue_ns: (watched_ms - on_cpu_ms) * MS,
             },
+            runnable_throughout: true,
         })
     };
     // 80 ms stall, 72 of them watched, 10 on a CPU: at most 18 ms of its own work.
@@ -688,6 +689,20 @@ fn a_runnable_thread_that_ran_under_the_threshold_was_preempted() {
         judge(None, watched(45, 44), 55 * MS, 50 * MS),
         Some(StallClass::Cpu)
     );
+    // Diagnosed `cpu` at the instant it was seen, but asleep (in a read) for most of the
+    // watched time: not the host's doing, the class stands.
+    let slept_then_computed = Some(WatchedTime {
+        watched_ns: 50 * MS,
+        spent: ThreadTime {
+            on_cpu_ns: 10 * MS,
+            run_queue_ns: 0,
+        },
+        runnable_throughout: false,
+    });
+    assert_eq!(
+        judge(Some(StallClass::Cpu), slept_then_computed, 55 * MS, 50 * MS),
+        Some(StallClass::Cpu)
+    );
     // Asleep for most of the watched time: not judged without a diagnosis.
     let asleep = Some(WatchedTime {
         watched_ns: 45 * MS,
@@ -695,6 +710,7 @@ fn a_runnable_thread_that_ran_under_the_threshold_was_preempted() {
             on_cpu_ns: MS,
             run_queue_ns: MS,
         },
+        runnable_throughout: false,
     });
     assert_eq!(judge(None, asleep, 55 * MS, 50 * MS), None);
 }

@@ -448,6 +448,28 @@ fn walk_chain(mut fp: usize, low: usize, high: usize, push: &mut impl FnMut(usiz
     }
 }
 
+/// The return addresses on the calling thread's own stack, innermost first, at most `max`,
+/// unresolved: one walk of the unwinder over the unwind tables.
+///
+/// The `backtrace` crate's `trace` takes a process-wide lock, and its symbolization holds the
+/// same lock while it loads debug info (tens of milliseconds the first time): a worker thread
+/// walking its stack for a panic would wait for a stall being symbolized elsewhere. This walk
+/// takes no lock.
+pub(crate) fn own_return_addresses(max: usize) -> Vec<usize> {
+    let mut addresses = Vec::with_capacity(max);
+    // SAFETY: `trace_unsynchronized` leaves it to the caller to serialize walks with an
+    // unwinder that is not thread-safe (Windows' dbghelp). Here the walk is libgcc's
+    // `_Unwind_Backtrace`, which many threads may run at once (it is what every Rust panic
+    // runs), over the calling thread's own stack, and symbolization shares none of its state.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            addresses.push(frame.ip() as usize);
+            addresses.len() < max
+        });
+    }
+    addresses
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -584,6 +606,38 @@ mod tests {
         // captures above include the moments the leaf's frame record was not yet (or no
         // longer) in place.
         assert!(in_leaf > 0, "never caught in the leaf");
+    }
+
+    #[test]
+    fn a_thread_walks_its_own_stack_while_another_holds_the_backtrace_lock() {
+        let (holding_tx, holding_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        // `backtrace::trace` holds the crate's lock while its callback runs, as a
+        // symbolization loading debug info does.
+        let holder = std::thread::spawn(move || {
+            let mut once = Some((holding_tx, release_rx));
+            backtrace::trace(|_| {
+                if let Some((holding, release)) = once.take() {
+                    let _ = holding.send(());
+                    let _ = release.recv_timeout(Duration::from_secs(30));
+                }
+                false
+            });
+        });
+        holding_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the holder takes the lock");
+        let (walked_tx, walked_rx) = mpsc::channel();
+        let walker = std::thread::spawn(move || {
+            let _ = walked_tx.send(own_return_addresses(64));
+        });
+        let walked = walked_rx.recv_timeout(Duration::from_secs(10));
+        let _ = release_tx.send(());
+        holder.join().expect("the holder ends");
+        walker.join().expect("the walker ends");
+        let addresses = walked.expect("the walk does not wait for the lock");
+        assert!(addresses.len() > 2, "{addresses:x?}");
+        assert!(addresses.len() <= 64);
     }
 
     #[test]

@@ -54,6 +54,8 @@ struct SlotWatch {
     watching: Option<Watching>,
     /// `/proc/self/task/<tid>/schedstat` of the slot's thread, once its tid is known.
     schedstat: Option<std::path::PathBuf>,
+    /// `/proc/self/task/<tid>/stat` of the slot's thread, for its state letter.
+    stat: Option<std::path::PathBuf>,
 }
 
 /// A long poll's thread, watched from its first scan past [`HANDOFF_AFTER`] while it runs.
@@ -61,6 +63,8 @@ struct Watching {
     seq: u64,
     first: (u64, ThreadTime),
     latest: (u64, ThreadTime),
+    /// Whether every reading found the thread runnable.
+    runnable_throughout: bool,
 }
 
 impl Watching {
@@ -69,6 +73,7 @@ impl Watching {
         WatchedTime {
             watched_ns: clock.nanos_between(self.first.0, self.latest.0),
             spent: self.latest.1.since(self.first.1),
+            runnable_throughout: self.runnable_throughout,
         }
     }
 }
@@ -79,7 +84,13 @@ impl SlotWatch {
     fn note_thread_time(&mut self, slot: &crate::probe::PollSlot, seq: u64, now_raw: u64) {
         if self.schedstat.is_none() && slot.tid() != 0 {
             self.schedstat = Some(crate::classify::schedstat_path(slot.tid()));
+            self.stat = Some(crate::classify::thread_stat_path(slot.tid()));
         }
+        let runnable = self
+            .stat
+            .as_deref()
+            .and_then(crate::classify::read_thread_state)
+            == Some('R');
         let Some(time) = self
             .schedstat
             .as_deref()
@@ -87,13 +98,21 @@ impl SlotWatch {
         else {
             return;
         };
+        // A reading taken after the poll ended would count the thread's idle time as watched.
+        if slot.read().map(|poll| poll.seq) != Some(seq) {
+            return;
+        }
         match &mut self.watching {
-            Some(watching) if watching.seq == seq => watching.latest = (now_raw, time),
+            Some(watching) if watching.seq == seq => {
+                watching.latest = (now_raw, time);
+                watching.runnable_throughout &= runnable;
+            }
             _ => {
                 self.watching = Some(Watching {
                     seq,
                     first: (now_raw, time),
                     latest: (now_raw, time),
+                    runnable_throughout: runnable,
                 });
             }
         }

@@ -929,6 +929,7 @@ fn a_stall_is_in_the_snapshot_within_5_ms_of_its_end_and_completed_later() {
         (ended + Duration::from_millis(5)).saturating_duration_since(Instant::now()),
     );
     let snapshot = pool.snapshot();
+    let taken_after_end = ended.elapsed();
     let row = row_of(&snapshot, id).expect("live");
     let stall = row
         .last_stall
@@ -961,10 +962,13 @@ fn a_stall_is_in_the_snapshot_within_5_ms_of_its_end_and_completed_later() {
     } else {
         assert!(stall.cause.is_some(), "{stall:?}");
     }
-    assert!(
-        stall.pending.contains(&openrtc::proto::StallPart::Victims),
-        "victims have a 50 ms grace: {stall:?}"
-    );
+    // Victims have a 50 ms grace (unless this thread overslept past it on a busy machine).
+    if taken_after_end < Duration::from_millis(45) {
+        assert!(
+            stall.pending.contains(&openrtc::proto::StallPart::Victims),
+            "victims have a 50 ms grace: {stall:?}"
+        );
+    }
 
     // Later the same record is completed: cause and stack, victims (none here), nothing
     // pending, and the start and duration unchanged.

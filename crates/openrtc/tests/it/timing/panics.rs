@@ -220,10 +220,12 @@ fn panic_checks_in_a_fresh_process() {
         "{location}"
     );
 
-    // (b) The panicking poll is no stall, though it is the process's first panic symbolized.
+    // (b) The panicking poll is no stall, though it is the process's first panic symbolized
+    // (before, the first one symbolized on the worker thread for about 190 ms). The bound is
+    // the stall threshold: busy time is wall time, and a busy host may preempt the poll.
     assert_eq!(ended.stall_count, 0, "{ended:?}");
     assert!(
-        ended.busy_ns < 25_000_000,
+        ended.busy_ns < 50_000_000,
         "the session's polls took {} ns in all",
         ended.busy_ns
     );
