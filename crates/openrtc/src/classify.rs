@@ -96,7 +96,7 @@ impl fmt::Display for StallDiagnosis {
 /// thread's state, syscall and wait channel. It never panics: a thread that exits midway, or
 /// files that cannot be read or parsed, give [`StallClass::Unknown`] or a partial diagnosis.
 pub(crate) fn diagnose(tid: i32, interval: Duration) -> StallDiagnosis {
-    let task_directory = format!("/proc/self/task/{tid}");
+    let task_directory = task_directory(tid);
     // Both readings come from the same source: `schedstat` if the kernel has it, else `stat`.
     let (cpu_source, first_cpu) = match read_thread_cpu(&task_directory, CpuSource::Schedstat) {
         Some(cpu_time) => (CpuSource::Schedstat, Some(cpu_time)),
@@ -110,9 +110,9 @@ pub(crate) fn diagnose(tid: i32, interval: Duration) -> StallDiagnosis {
     let second_cpu = read_thread_cpu(&task_directory, cpu_source);
     let measured_interval = sampling_started.elapsed();
 
-    let stat = read_lossy(&format!("{task_directory}/stat"));
-    let syscall = read_lossy(&format!("{task_directory}/syscall"));
-    let wchan = read_lossy(&format!("{task_directory}/wchan"));
+    let stat = read_lossy(format!("{task_directory}/stat"));
+    let syscall = read_lossy(format!("{task_directory}/syscall"));
+    let wchan = read_lossy(format!("{task_directory}/wchan"));
     let readings = ThreadReadings {
         stat: stat.as_deref(),
         syscall: syscall.as_deref(),
@@ -143,27 +143,29 @@ impl ThreadTime {
     }
 }
 
-/// Where thread `tid`'s scheduler statistics are read, for [`read_thread_time`].
-pub(crate) fn schedstat_path(tid: i32) -> std::path::PathBuf {
-    format!("/proc/self/task/{tid}/schedstat").into()
+/// The directory of thread `tid` of this process under `/proc`.
+fn task_directory(tid: i32) -> String {
+    format!("/proc/self/task/{tid}")
 }
 
-/// The path of a thread's `stat`, whose state letter says whether it is runnable.
-pub(crate) fn thread_stat_path(tid: i32) -> std::path::PathBuf {
-    format!("/proc/self/task/{tid}/stat").into()
+/// A file of thread `tid` under `/proc/self/task/<tid>/` (`schedstat` for
+/// [`read_thread_time`], `stat` for [`read_thread_state`]), kept by the watchdog so that it
+/// reads it every scan without formatting the path.
+pub(crate) fn thread_file(tid: i32, name: &str) -> std::path::PathBuf {
+    format!("{}/{name}", task_directory(tid)).into()
 }
 
 /// A thread's scheduler state letter (`R` running or runnable, `S`, `D`, …) from its `stat` at
 /// `path`; `None` if the thread is gone or the text is odd.
 pub(crate) fn read_thread_state(path: &std::path::Path) -> Option<char> {
-    stat_state(&String::from_utf8_lossy(&std::fs::read(path).ok()?))
+    stat_state(&read_lossy(path)?)
 }
 
 /// Reads a thread's scheduler statistics from `schedstat` at `path` (the caller keeps the
-/// path, from [`schedstat_path`], to read it every scan without formatting it);
+/// path, from [`thread_file`], to read it every scan without formatting it);
 /// `None` if the kernel does not keep them or the thread is gone.
 pub(crate) fn read_thread_time(path: &std::path::Path) -> Option<ThreadTime> {
-    parse_schedstat(&std::fs::read_to_string(path).ok()?)
+    parse_schedstat(&read_lossy(path)?)
 }
 
 /// Parses `schedstat`: `<ns on a CPU> <ns waiting in a run queue> <timeslices>`.
@@ -188,6 +190,17 @@ pub(crate) struct WatchedTime {
     /// The kernel brings `schedstat` up to date only when the thread is switched in or out or
     /// at a tick, so its figures alone cannot tell a long wait for a CPU from a sleep.
     pub(crate) runnable_throughout: bool,
+}
+
+impl WatchedTime {
+    /// As it travels in snapshots.
+    pub(crate) fn to_wire(self) -> openrtc_proto::ThreadTimeSnapshot {
+        let mut time = openrtc_proto::ThreadTimeSnapshot::default();
+        time.watched_ns = self.watched_ns;
+        time.on_cpu_ns = self.spent.on_cpu_ns;
+        time.run_queue_ns = self.spent.run_queue_ns;
+        time
+    }
 }
 
 /// The final class of a finished stall: the class seen in progress (if the watchdog
@@ -240,16 +253,15 @@ enum CpuSource {
 fn read_thread_cpu(task_directory: &str, source: CpuSource) -> Option<Duration> {
     match source {
         CpuSource::Schedstat => {
-            let schedstat = read_lossy(&format!("{task_directory}/schedstat"))?;
-            let nanoseconds = schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
-            Some(Duration::from_nanos(nanoseconds))
+            let schedstat = read_lossy(format!("{task_directory}/schedstat"))?;
+            Some(Duration::from_nanos(parse_schedstat(&schedstat)?.on_cpu_ns))
         }
-        CpuSource::StatTicks => stat_cpu_time(&read_lossy(&format!("{task_directory}/stat"))?),
+        CpuSource::StatTicks => stat_cpu_time(&read_lossy(format!("{task_directory}/stat"))?),
     }
 }
 
 /// A file's text, with bytes that are not UTF-8 replaced (a thread name may hold any byte).
-fn read_lossy(path: &str) -> Option<String> {
+fn read_lossy(path: impl AsRef<std::path::Path>) -> Option<String> {
     std::fs::read(path)
         .ok()
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())

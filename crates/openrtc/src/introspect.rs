@@ -269,18 +269,13 @@ impl RowParts {
                 .map(|stall| {
                     let mut record = StallSnapshot::default();
                     record.duration_ns = stall.duration_ns;
-                    record.started_at_unix_ms = clock.unix_ms(stall.started_ns);
+                    record.started_at_unix_ms =
+                        clock.unix_ms(stall.ended_ns.saturating_sub(stall.duration_ns));
                     record.ended_at_unix_ms = clock.unix_ms(stall.ended_ns);
                     record.worker = stall.worker;
                     record.class = stall.class;
                     record.syscall = stall.syscall.map(str::to_owned);
-                    record.thread_time = stall.watched.map(|watched| {
-                        let mut time = openrtc_proto::ThreadTimeSnapshot::default();
-                        time.watched_ns = watched.watched_ns;
-                        time.on_cpu_ns = watched.spent.on_cpu_ns;
-                        time.run_queue_ns = watched.spent.run_queue_ns;
-                        time
-                    });
+                    record.thread_time = stall.watched.map(crate::classify::WatchedTime::to_wire);
                     if stall.cause_pending {
                         record.pending.push(openrtc_proto::StallPart::Cause);
                     }
@@ -386,7 +381,6 @@ mod tests {
         use crate::stack::symbols::{Frame, Origin};
         crate::session::StallRecord {
             seq: 3,
-            started_ns: 1_000_000,
             duration_ns: 42_000_000,
             ended_ns: 43_000_000,
             worker: 1,

@@ -26,7 +26,6 @@ pub(crate) const RECENT_STALLS: usize = 8;
 pub(crate) struct StallRecord {
     /// The poll's sequence number in its worker's slot: with `worker`, which stall this is.
     pub(crate) seq: u64,
-    pub(crate) started_ns: u64,
     pub(crate) duration_ns: u64,
     pub(crate) ended_ns: u64,
     pub(crate) worker: u32,

@@ -83,8 +83,8 @@ impl SlotWatch {
     /// reading of a new poll starts watching it, later ones move its latest reading.
     fn note_thread_time(&mut self, slot: &crate::probe::PollSlot, seq: u64, now_raw: u64) {
         if self.schedstat.is_none() && slot.tid() != 0 {
-            self.schedstat = Some(crate::classify::schedstat_path(slot.tid()));
-            self.stat = Some(crate::classify::thread_stat_path(slot.tid()));
+            self.schedstat = Some(crate::classify::thread_file(slot.tid(), "schedstat"));
+            self.stat = Some(crate::classify::thread_file(slot.tid(), "stat"));
         }
         let runnable = self
             .stat

@@ -59,7 +59,6 @@ impl Victims {
             // stall without a slot (seq 0) can have neither.
             stall.cell.push_stall(StallRecord {
                 seq: stall.seq,
-                started_ns: stall.ended_ns.saturating_sub(stall.duration_ns),
                 duration_ns: stall.duration_ns,
                 ended_ns: stall.ended_ns,
                 worker: stall.worker,
