@@ -373,6 +373,25 @@ impl ThreadTimeSnapshot {
             self.on_cpu_ns as f64 * 100.0 / self.watched_ns as f64
         }
     }
+
+    /// In words, as the stall's log line and `top` say it: `on a CPU 12ms of 76ms watched
+    /// (16%), 64ms waiting for one`, and for a stall the host caused, that it did.
+    #[must_use]
+    pub fn describe(&self, host_caused: bool) -> String {
+        let mut words = format!(
+            "on a CPU {}ms of {}ms watched ({:.0}%), {}ms waiting for one",
+            self.on_cpu_ns / 1_000_000,
+            self.watched_ns / 1_000_000,
+            self.on_cpu_pct(),
+            self.run_queue_ns / 1_000_000,
+        );
+        if host_caused {
+            words.push_str(
+                ": the host kept the thread off the CPU, not counted against the session",
+            );
+        }
+        words
+    }
 }
 
 /// A session delayed by another session's stall.

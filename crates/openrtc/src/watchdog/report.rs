@@ -175,10 +175,11 @@ fn finish(pending: Pending, cause: Option<StallCause>) {
     if let Some(watched) =
         watched.filter(|_| matches!(class, Some(StallClass::Cpu | StallClass::Preempted)))
     {
-        because.push(describe_thread_time(
-            watched,
-            class == Some(StallClass::Preempted),
-        ));
+        because.push(
+            watched
+                .to_wire()
+                .describe(class == Some(StallClass::Preempted)),
+        );
     }
     because.push(match victims.first() {
         None => "no other session delayed".to_owned(),
@@ -207,21 +208,6 @@ fn finish(pending: Pending, cause: Option<StallCause>) {
         stall.worker,
         because.join("; ")
     );
-}
-
-/// How a runnable thread spent the watched part of its stall, in words: `on a CPU 12ms of
-/// 72ms watched, 60ms waiting for one` (and, when the host caused it, that it did).
-fn describe_thread_time(watched: WatchedTime, preempted: bool) -> String {
-    let mut words = format!(
-        "on a CPU {}ms of {}ms watched, {}ms waiting for one",
-        ns_to_ms(watched.spent.on_cpu_ns),
-        ns_to_ms(watched.watched_ns),
-        ns_to_ms(watched.spent.run_queue_ns)
-    );
-    if preempted {
-        words.push_str(": the host kept the thread off the CPU, not counted against the session");
-    }
-    words
 }
 
 /// Turns a stall diagnosed in progress into its cause: symbolizes the stack, and says what

@@ -1,7 +1,7 @@
 //! The detail pane of one session: what it is, its state, CPU and memory now and over the
 //! time top has watched it, its child tasks, its last stalls, and its metadata.
 
-use openrtc_proto::{SessionSnapshot, StallClass, StallPart, StallSnapshot, ThreadTimeSnapshot};
+use openrtc_proto::{SessionSnapshot, StallClass, StallPart, StallSnapshot};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -284,7 +284,7 @@ fn stall_lines(
                 .filter(|_| matches!(stall.class, Some(StallClass::Cpu | StallClass::Preempted)))
             {
                 lines.extend(wrapped_lines(
-                    &thread_time_text(&time, stall.is_host_caused()),
+                    &format!("  {}", time.describe(stall.is_host_caused())),
                     width,
                     4,
                     Style::new(),
@@ -353,21 +353,6 @@ fn stall_lines(
         ]));
     }
     lines
-}
-
-/// How a runnable thread spent the watched part of a stall, in words for the pane.
-fn thread_time_text(time: &ThreadTimeSnapshot, host_caused: bool) -> String {
-    let mut text = format!(
-        "  on a CPU {} of {} watched ({:.0}%), {} waiting for one",
-        format_blocking_span(time.on_cpu_ns / 1_000_000),
-        format_blocking_span(time.watched_ns / 1_000_000),
-        time.on_cpu_pct(),
-        format_blocking_span(time.run_queue_ns / 1_000_000),
-    );
-    if host_caused {
-        text.push_str(": the host kept the thread off the CPU, not the session's fault");
-    }
-    text
 }
 
 /// The most frames of a stack the pane shows.
