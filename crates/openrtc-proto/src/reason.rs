@@ -16,10 +16,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RefusalReason {
+    /// The routed agent already runs its cap of sessions (`max_sessions_per_agent`).
+    AgentCap,
+    /// The tenant's circuit breaker is open (or half-open with its probes taken).
+    BreakerOpen,
     /// The worker is draining or shutting down and accepts no new session.
     Draining,
+    /// The application's request filter refused the job.
+    Filtered,
     /// The pool has stopped: its runtime is gone.
     Stopped,
+    /// The tenant already runs its cap of sessions (`max_sessions`).
+    TenantCap,
+    /// The tenant's sessions together hold more live heap than its budget (`max_heap_mb`).
+    TenantHeap,
     /// The job names an agent that is not registered.
     UnknownAgent,
     /// The worker already runs its maximum number of concurrent sessions.
@@ -28,9 +38,14 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in the order of [`Self::index`].
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 9] = [
+        Self::AgentCap,
+        Self::BreakerOpen,
         Self::Draining,
+        Self::Filtered,
         Self::Stopped,
+        Self::TenantCap,
+        Self::TenantHeap,
         Self::UnknownAgent,
         Self::WorkerFull,
     ];
@@ -39,10 +54,15 @@ impl RefusalReason {
     #[must_use]
     pub const fn index(self) -> usize {
         match self {
-            Self::Draining => 0,
-            Self::Stopped => 1,
-            Self::UnknownAgent => 2,
-            Self::WorkerFull => 3,
+            Self::AgentCap => 0,
+            Self::BreakerOpen => 1,
+            Self::Draining => 2,
+            Self::Filtered => 3,
+            Self::Stopped => 4,
+            Self::TenantCap => 5,
+            Self::TenantHeap => 6,
+            Self::UnknownAgent => 7,
+            Self::WorkerFull => 8,
         }
     }
 
@@ -50,8 +70,13 @@ impl RefusalReason {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::AgentCap => "agent_cap",
+            Self::BreakerOpen => "breaker_open",
             Self::Draining => "draining",
+            Self::Filtered => "filtered",
             Self::Stopped => "stopped",
+            Self::TenantCap => "tenant_cap",
+            Self::TenantHeap => "tenant_heap",
             Self::UnknownAgent => "unknown_agent",
             Self::WorkerFull => "worker_full",
         }
@@ -262,11 +287,15 @@ mod tests {
         let value = serde_json::to_value(&refusals).expect("serializes");
         assert_eq!(
             value,
-            json!({"draining": 1, "stopped": 2, "unknown_agent": 3, "worker_full": 4})
+            json!({
+                "agent_cap": 1, "breaker_open": 2, "draining": 3, "filtered": 4, "stopped": 5,
+                "tenant_cap": 6, "tenant_heap": 7, "unknown_agent": 8, "worker_full": 9
+            })
         );
         let text = serde_json::to_string(&refusals).expect("serializes");
         assert_eq!(
-            text, r#"{"draining":1,"stopped":2,"unknown_agent":3,"worker_full":4}"#,
+            text,
+            r#"{"agent_cap":1,"breaker_open":2,"draining":3,"filtered":4,"stopped":5,"tenant_cap":6,"tenant_heap":7,"unknown_agent":8,"worker_full":9}"#,
             "listed in the order of their names"
         );
         let back: BTreeMap<RefusalReason, u64> = serde_json::from_str(&text).expect("reads");

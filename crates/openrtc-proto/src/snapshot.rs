@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::{CancelReason, KillReason, RefusalReason, SessionId};
 
 mod row;
+mod tenant;
 
 pub use row::SessionSnapshotRef;
+pub use tenant::{
+    AgentSnapshot, BreakerSnapshot, BreakerState, TenantConfigSnapshot, TenantSnapshot,
+};
 
 /// Everything a worker knows about itself and its sessions at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +34,14 @@ pub struct PoolSnapshot {
     pub sessions: Vec<SessionSnapshot>,
     /// The most recently ended sessions, newest first (a bounded list).
     pub recently_ended: Vec<EndedSessionSnapshot>,
+    /// Per tenant, by name: its sessions (`sessions_by_tenant`), caps, refusals, breaker and
+    /// heap.
+    pub tenants: BTreeMap<String, TenantSnapshot>,
+    /// Per registered agent, by name: its sessions (`sessions_by_agent`), cap and refusals.
+    pub agents: BTreeMap<String, AgentSnapshot>,
+    /// The tenant config file in force, if the pool has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_config: Option<TenantConfigSnapshot>,
 }
 
 /// The worker header of a snapshot.
@@ -92,6 +104,14 @@ pub struct WorkerSnapshot {
     pub memory_warn_bytes: Option<u64>,
     /// The worker's RSS limit, if set (crossing it drains the worker and exits).
     pub memory_limit_bytes: Option<u64>,
+    /// Tracked live bytes of the state loaded once by the pool's prewarm and shared by every
+    /// session (part of `runtime_bytes`); `None` without a prewarm or without the tracking
+    /// allocator.
+    pub shared_bytes: Option<u64>,
+    /// Agent failures and panics in a row, across tenants (any other outcome resets it).
+    pub consecutive_failures_count: u32,
+    /// How many in a row drain the worker, if set.
+    pub consecutive_failure_limit: Option<u32>,
 }
 
 /// Where a snapshot's per-session memory figures come from.

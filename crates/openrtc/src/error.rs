@@ -72,6 +72,52 @@ pub enum Rejected {
     /// The pool has stopped: its runtime is gone.
     #[error("worker has stopped")]
     Stopped,
+    /// The tenant's circuit breaker is open: its sessions failed too often lately.
+    #[error(
+        "tenant {tenant:?} is refused by its circuit breaker: retry in {} s",
+        retry_after.as_secs_f64().ceil()
+    )]
+    BreakerOpen {
+        /// The tenant.
+        tenant: String,
+        /// How long until the breaker lets probe sessions through (zero while half-open
+        /// with every probe taken: retry when one ends).
+        retry_after: std::time::Duration,
+    },
+    /// The tenant already runs its cap of concurrent sessions.
+    #[error("tenant {tenant:?} is at its cap of {cap} concurrent sessions")]
+    TenantCap {
+        /// The tenant.
+        tenant: String,
+        /// Its cap (`max_sessions` in the tenant config).
+        cap: u32,
+    },
+    /// The routed agent already runs its cap of concurrent sessions.
+    #[error("agent {agent:?} is at its cap of {cap} concurrent sessions")]
+    AgentCap {
+        /// The agent.
+        agent: String,
+        /// Its cap (`max_sessions_per_agent` in the tenant config).
+        cap: u32,
+    },
+    /// The application's request filter refused the job, for the reason it gave.
+    #[error("refused by the request filter: {reason}")]
+    Filtered {
+        /// What the filter said.
+        reason: String,
+    },
+    /// The tenant's live sessions together hold more heap than its budget.
+    #[error(
+        "tenant {tenant:?} holds {live_bytes} bytes of live heap, over its budget of {budget_bytes} bytes"
+    )]
+    TenantHeap {
+        /// The tenant.
+        tenant: String,
+        /// The live heap its sessions hold.
+        live_bytes: u64,
+        /// Its budget (`max_heap_mb` in the tenant config).
+        budget_bytes: u64,
+    },
 }
 
 impl Rejected {
@@ -83,6 +129,11 @@ impl Rejected {
             Self::WorkerFull { .. } => RefusalReason::WorkerFull,
             Self::UnknownAgent { .. } => RefusalReason::UnknownAgent,
             Self::Stopped => RefusalReason::Stopped,
+            Self::BreakerOpen { .. } => RefusalReason::BreakerOpen,
+            Self::TenantCap { .. } => RefusalReason::TenantCap,
+            Self::AgentCap { .. } => RefusalReason::AgentCap,
+            Self::Filtered { .. } => RefusalReason::Filtered,
+            Self::TenantHeap { .. } => RefusalReason::TenantHeap,
         }
     }
 }
@@ -246,8 +297,13 @@ mod tests {
         assert_eq!(
             counts,
             [
+                (RefusalReason::AgentCap, 0),
+                (RefusalReason::BreakerOpen, 0),
                 (RefusalReason::Draining, 0),
+                (RefusalReason::Filtered, 0),
                 (RefusalReason::Stopped, 1),
+                (RefusalReason::TenantCap, 0),
+                (RefusalReason::TenantHeap, 0),
                 (RefusalReason::UnknownAgent, 0),
                 (RefusalReason::WorkerFull, 2),
             ]

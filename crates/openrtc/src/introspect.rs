@@ -3,14 +3,15 @@
 //! A snapshot reads atomics and takes short cold-path locks; it never needs a worker thread,
 //! so it answers while every worker thread is blocked.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
 use openrtc_proto::{
-    EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshotRef, SessionState, SessionTotals,
-    StallSnapshot, WorkerSnapshot,
+    AgentSnapshot, EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshotRef, SessionState,
+    SessionTotals, StallSnapshot, TenantConfigSnapshot, TenantSnapshot, WorkerSnapshot,
 };
 
 use crate::pool::PoolShared;
@@ -143,6 +144,9 @@ fn write_response(
                 blocking_now: &blocking_now,
             },
             recently_ended: &moment.recently_ended,
+            tenants: &BTreeMap::new(),
+            agents: &BTreeMap::new(),
+            tenant_config: None,
         },
     };
     serde_json::to_writer(out, &envelope)
@@ -164,6 +168,10 @@ struct SnapshotView<'a> {
     sessions: RowsView<'a>,
     worker: WorkerView<'a>,
     recently_ended: &'a [EndedSessionSnapshot],
+    tenants: &'a BTreeMap<String, TenantSnapshot>,
+    agents: &'a BTreeMap<String, AgentSnapshot>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_config: Option<&'a TenantConfigSnapshot>,
 }
 
 /// The header, with the count of stalls in progress taken from the rows written before it.
