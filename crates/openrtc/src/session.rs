@@ -6,7 +6,7 @@ mod outcome;
 
 pub(crate) use cell::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 pub use handle::{OutcomeFuture, SessionHandle};
-pub(crate) use outcome::StopRequest;
+pub(crate) use outcome::{StopRequest, Verdict};
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
 
 use std::fmt;

@@ -46,7 +46,31 @@ impl fmt::Display for SessionOutcome {
     }
 }
 
+/// What an ended session says about its agent's health, for the tenant circuit breaker and
+/// the worker's failure budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The agent did its job.
+    Success,
+    /// The agent's own failure: an error, a panic, or a kill for the session's own memory cap.
+    Failure,
+    /// Says nothing of the agent: stopped by a drain, a shutdown or an operator.
+    Ignored,
+}
+
 impl SessionOutcome {
+    /// What this outcome says about the agent. A drain, shutdown or operator stop is not the
+    /// agent's failure (the worker draining for its RSS limit cancels sessions: also not
+    /// theirs); a session killed for crossing its own memory cap is.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            Self::Completed => Verdict::Success,
+            Self::Failed(_) | Self::Panicked { .. } => Verdict::Failure,
+            Self::Killed(KillReason::MemoryLimit { .. }) => Verdict::Failure,
+            Self::Cancelled(_) | Self::Killed(_) => Verdict::Ignored,
+        }
+    }
+
     /// The outcome as it travels in snapshots.
     pub(crate) fn to_wire(&self) -> openrtc_proto::SessionOutcome {
         use openrtc_proto::SessionOutcome as Wire;
