@@ -27,6 +27,8 @@ struct Moment {
     worker: WorkerSnapshot,
     cells: Vec<Arc<SessionCell>>,
     recently_ended: Vec<EndedSessionSnapshot>,
+    tenants: BTreeMap<String, TenantSnapshot>,
+    agents: BTreeMap<String, AgentSnapshot>,
 }
 
 fn moment(shared: &PoolShared) -> Moment {
@@ -70,6 +72,8 @@ fn moment(shared: &PoolShared) -> Moment {
             row
         })
         .collect();
+    let tenants = tenants(shared, &cells);
+    let agents = agents(shared);
     Moment {
         now_ns,
         draining,
@@ -77,7 +81,54 @@ fn moment(shared: &PoolShared) -> Moment {
         worker,
         cells,
         recently_ended,
+        tenants,
+        agents,
     }
+}
+
+/// Every tenant's figures; its heap is what its live sessions hold (tracked memory only).
+fn tenants(shared: &PoolShared, cells: &[Arc<SessionCell>]) -> BTreeMap<String, TenantSnapshot> {
+    let mut heap: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for cell in cells {
+        if let Some((live, _, _)) = cell.tracked_memory() {
+            *heap.entry(cell.tenant()).or_default() += live;
+        }
+    }
+    shared
+        .tenants
+        .all()
+        .into_iter()
+        .map(|(name, counters)| {
+            let mut tenant = TenantSnapshot::default();
+            tenant.sessions_count = counters.active.load(Ordering::Acquire);
+            tenant.started_count = counters.started.load(Ordering::Relaxed);
+            tenant.failed_count = counters.failed.load(Ordering::Relaxed);
+            tenant.refusals = counters
+                .refused
+                .counts()
+                .filter(|(_, count)| *count > 0)
+                .collect();
+            tenant.heap_live_bytes = heap.get(&*name).copied().unwrap_or(0);
+            (name.to_string(), tenant)
+        })
+        .collect()
+}
+
+/// Every registered agent's figures.
+fn agents(shared: &PoolShared) -> BTreeMap<String, AgentSnapshot> {
+    shared
+        .agents()
+        .map(|(name, counters)| {
+            let mut agent = AgentSnapshot::default();
+            agent.sessions_count = counters.active.load(Ordering::Acquire);
+            agent.refusals = counters
+                .refused
+                .counts()
+                .filter(|(_, count)| *count > 0)
+                .collect();
+            (name.to_owned(), agent)
+        })
+        .collect()
 }
 
 /// The snapshot as plain owned data.
@@ -106,6 +157,8 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
         .count();
     snapshot.worker.stalls_in_progress_count = u32::try_from(blocking_now).unwrap_or(u32::MAX);
     snapshot.recently_ended = moment.recently_ended;
+    snapshot.tenants = moment.tenants;
+    snapshot.agents = moment.agents;
     snapshot
 }
 
@@ -144,8 +197,8 @@ fn write_response(
                 blocking_now: &blocking_now,
             },
             recently_ended: &moment.recently_ended,
-            tenants: &BTreeMap::new(),
-            agents: &BTreeMap::new(),
+            tenants: &moment.tenants,
+            agents: &moment.agents,
             tenant_config: None,
         },
     };

@@ -58,6 +58,13 @@ pub(crate) struct RegisteredAgent {
     pub(crate) memory_limit_bytes: Option<u64>,
 }
 
+/// The application's hooks into admission: its router and request filter.
+#[derive(Default)]
+pub(crate) struct AdmissionHooks {
+    pub(crate) router: Option<Box<admission::Router>>,
+    pub(crate) filter: Option<Box<admission::RequestFilter>>,
+}
+
 impl std::fmt::Debug for RegisteredAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegisteredAgent")
@@ -117,6 +124,11 @@ pub(crate) struct EndedSession {
 pub(crate) struct PoolShared {
     pub(crate) config: PoolConfig,
     agents: Vec<RegisteredAgent>,
+    /// The registered agents' counters, in registration order.
+    agent_counters: Vec<Arc<admission::AgentCounters>>,
+    /// Every tenant seen, with its counters.
+    pub(crate) tenants: admission::TenantRegistry,
+    hooks: AdmissionHooks,
     probe: Arc<Probe>,
     sessions: Mutex<BTreeMap<u64, Arc<SessionCell>>>,
     next_key: AtomicU64,
@@ -147,6 +159,14 @@ impl std::fmt::Debug for PoolShared {
 }
 
 impl PoolShared {
+    /// The registered agents' names and counters, in registration order.
+    pub(crate) fn agents(&self) -> impl Iterator<Item = (&str, &admission::AgentCounters)> {
+        self.agents
+            .iter()
+            .zip(&self.agent_counters)
+            .map(|(agent, counters)| (&*agent.name, &**counters))
+    }
+
     pub(crate) fn probe(&self) -> &Arc<Probe> {
         &self.probe
     }
@@ -217,6 +237,12 @@ impl PoolShared {
     }
 
     fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
+        let (tenant_name, tenant) = self.tenants.get_or_create(&request.tenant);
+        let agent_names: Vec<&str> = self.agents.iter().map(|agent| &*agent.name).collect();
+        let limits = Limits {
+            shared: self,
+            tenant: &tenant_name,
+        };
         let mut lifecycle = lock(&self.lifecycle);
         let runtime = match &*lifecycle {
             Lifecycle::Stopped | Lifecycle::NotStarted { .. } => None,
@@ -227,26 +253,30 @@ impl PoolShared {
             draining: &self.draining,
             active: &self.active,
             max_sessions: self.config.max_concurrent_sessions,
+            agent_names: &agent_names,
+            agent_counters: &self.agent_counters,
+            router: self.hooks.router.as_deref(),
+            filter: self.hooks.filter.as_deref(),
+            tenant: &tenant,
+            limits: &limits,
         };
-        let admitted = admission::admit(
-            &gate,
-            request.agent.as_deref(),
-            self.agents.iter().map(|agent| &*agent.name),
-        )?;
+        let admitted = admission::admit(&gate, &request)?;
         let registered = &self.agents[admitted.agent];
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::new(SessionCell::new(
             key,
             Arc::clone(&registered.name),
-            request.tenant.into(),
+            Arc::clone(&tenant_name),
             request.metadata,
             registered.memory_limit_bytes,
+            Some(admitted.places),
             Arc::clone(self),
         ));
         lock(&self.sessions).insert(key, Arc::clone(&cell));
         // The place is the session's now: its end gives it back (`session_ended`).
         admitted.reservation.keep();
         self.counters.started.fetch_add(1, Ordering::Relaxed);
+        tenant.started.fetch_add(1, Ordering::Relaxed);
         let handle = SessionHandle::new(Arc::clone(&cell));
         match runtime {
             Some(runtime) => session::spawn_root(cell, Arc::clone(&registered.agent), &runtime),
@@ -257,6 +287,17 @@ impl PoolShared {
             }
         }
         Ok(handle)
+    }
+
+    /// The live heap the live sessions of `tenant` hold together (0 without the tracking
+    /// allocator).
+    pub(crate) fn tenant_live_heap(&self, tenant: &str) -> u64 {
+        lock(&self.sessions)
+            .values()
+            .filter(|cell| cell.tenant() == tenant)
+            .filter_map(|cell| cell.tracked_memory())
+            .map(|(live, _, _)| live)
+            .sum()
     }
 
     /// Records a session's end and frees its place (called once per session, by its cell).
@@ -289,6 +330,14 @@ impl PoolShared {
                 recent.pop_back();
             }
             recent.push_front(ended);
+        }
+        if let Some(places) = cell.take_places() {
+            if outcome.verdict() == session::Verdict::Failure {
+                if let Some(tenant) = places.tenant() {
+                    tenant.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            drop(places);
         }
         if lock(&self.sessions).remove(&cell.key()).is_some() {
             self.active.fetch_sub(1, Ordering::AcqRel);
@@ -352,6 +401,30 @@ impl PoolShared {
     }
 }
 
+/// The limits in force for one launch, read from the pool's configuration.
+struct Limits<'a> {
+    shared: &'a PoolShared,
+    tenant: &'a str,
+}
+
+impl admission::Limits for Limits<'_> {
+    fn tenant_cap(&self) -> Option<u32> {
+        None
+    }
+
+    fn tenant_heap_budget(&self) -> Option<u64> {
+        None
+    }
+
+    fn tenant_live_heap(&self) -> u64 {
+        self.shared.tenant_live_heap(self.tenant)
+    }
+
+    fn agent_cap(&self, _agent: &str) -> Option<u32> {
+        None
+    }
+}
+
 /// Why a session id or prefix matched no single live session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FindError {
@@ -387,7 +460,7 @@ impl AgentPool {
         AgentPoolBuilder::default()
     }
 
-    fn new(config: PoolConfig, agents: Vec<RegisteredAgent>) -> Self {
+    fn new(config: PoolConfig, agents: Vec<RegisteredAgent>, hooks: AdmissionHooks) -> Self {
         let probe = Arc::new(Probe::new(
             config.worker_threads,
             config.slow_session_threshold,
@@ -397,7 +470,10 @@ impl AgentPool {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(PoolShared {
             config,
+            agent_counters: agents.iter().map(|_| Arc::default()).collect(),
             agents,
+            tenants: admission::TenantRegistry::default(),
+            hooks,
             probe,
             sessions: Mutex::default(),
             next_key: AtomicU64::new(1),
@@ -450,6 +526,7 @@ impl AgentPool {
             "bench".into(),
             "bench".into(),
             serde_json::Value::Null,
+            None,
             None,
             Arc::clone(&self.shared),
         );

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::ErasedAgent;
-use crate::pool::{AgentPool, PoolConfig, RegisteredAgent};
-use crate::{Agent, ConfigError};
+use crate::pool::{AdmissionHooks, AgentPool, PoolConfig, RegisteredAgent};
+use crate::{Agent, ConfigError, JobRequest};
 
 /// Configures an [`AgentPool`]; every setter has a documented default.
 #[must_use]
@@ -28,6 +28,7 @@ pub struct AgentPoolBuilder {
     agent_memory_limits: Vec<(String, u64)>,
     memory_warn_mb: Option<u64>,
     memory_limit_mb: Option<u64>,
+    hooks: AdmissionHooks,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -52,6 +53,8 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("agent_memory_limits", &self.agent_memory_limits)
             .field("memory_warn_mb", &self.memory_warn_mb)
             .field("memory_limit_mb", &self.memory_limit_mb)
+            .field("router", &self.hooks.router.is_some())
+            .field("request_filter", &self.hooks.filter.is_some())
             .finish()
     }
 }
@@ -75,6 +78,7 @@ impl Default for AgentPoolBuilder {
             agent_memory_limits: Vec::new(),
             memory_warn_mb: None,
             memory_limit_mb: None,
+            hooks: AdmissionHooks::default(),
         }
     }
 }
@@ -222,6 +226,32 @@ impl AgentPoolBuilder {
         self
     }
 
+    /// Routes jobs that name no agent (default: none). It runs after a job's explicit agent
+    /// and before the job's metadata (`agent`, then the longest registered `<agent>-` prefix
+    /// of `room`) and the default agent (the first registered): `Some(name)` sends the job
+    /// to that agent (an unregistered name is refused as [`crate::Rejected::UnknownAgent`]),
+    /// `None` leaves it to the rest of the order. A router that panics refuses that job as
+    /// [`crate::Rejected::Filtered`]; the worker goes on.
+    pub fn router(
+        mut self,
+        router: impl Fn(&JobRequest) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.router = Some(Box::new(router));
+        self
+    }
+
+    /// The last check of admission (default: none): `Err(reason)` refuses the job with
+    /// [`crate::Rejected::Filtered`] carrying the reason. It sees the request as the job
+    /// sent it, after every cap has let it through, and runs on the launching thread: keep
+    /// it quick. A filter that panics refuses that job; the worker goes on.
+    pub fn request_filter(
+        mut self,
+        filter: impl Fn(&JobRequest) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.filter = Some(Box::new(filter));
+        self
+    }
+
     /// Checks the configuration and builds the pool (nothing runs until [`AgentPool::run`]).
     ///
     /// # Errors
@@ -336,7 +366,7 @@ impl AgentPoolBuilder {
             memory_warn_bytes: self.memory_warn_mb.map(crate::units::mib_to_bytes),
             memory_limit_bytes: self.memory_limit_mb.map(crate::units::mib_to_bytes),
         };
-        Ok(AgentPool::new(config, agents))
+        Ok(AgentPool::new(config, agents, self.hooks))
     }
 }
 

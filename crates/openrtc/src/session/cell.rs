@@ -138,6 +138,9 @@ pub(crate) struct SessionCell {
     rss_share_peak_bytes: AtomicU64,
     /// The outcome, from the session's end to its launch handle.
     outcome: OutcomeSlot,
+    /// Its places in its tenant's and agent's counts (and its breaker ticket), given back
+    /// once when it ends.
+    places: Mutex<Option<crate::admission::SessionPlaces>>,
 }
 
 impl SessionCell {
@@ -147,6 +150,7 @@ impl SessionCell {
         tenant: Arc<str>,
         metadata: serde_json::Value,
         memory_limit_bytes: Option<u64>,
+        places: Option<crate::admission::SessionPlaces>,
         pool: Arc<PoolShared>,
     ) -> Self {
         let probe = Arc::clone(pool.probe());
@@ -182,7 +186,13 @@ impl SessionCell {
             account,
             rss_share_peak_bytes: AtomicU64::new(0),
             outcome: OutcomeSlot::default(),
+            places: Mutex::new(places),
         }
+    }
+
+    /// Takes the session's places, to give them back (the first call gets them).
+    pub(crate) fn take_places(&self) -> Option<crate::admission::SessionPlaces> {
+        lock(&self.places).take()
     }
 
     /// Where the outcome goes when the session ends, for its launch handle.
@@ -504,7 +514,10 @@ impl SessionCell {
         match self.pool.upgrade() {
             Some(pool) => pool.session_ended(self, outcome),
             // No pool to count it: the launch handle still gets its outcome.
-            None => self.outcome.put(outcome),
+            None => {
+                drop(self.take_places());
+                self.outcome.put(outcome);
+            }
         }
         if self.account != 0 {
             crate::alloc::accounts::retire(self.account, self.probe.pool_id(), self.key);

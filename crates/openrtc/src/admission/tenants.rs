@@ -1,0 +1,126 @@
+//! The per-tenant and per-agent counters admission reserves places in: live sessions,
+//! sessions started and failed, and refusals by reason.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::error::RefusalCounters;
+
+/// What one tenant runs and was refused. Created on the tenant's first launch (or when the
+/// tenant config names it) and kept for the worker's life, so its figures never go back.
+#[derive(Debug, Default)]
+pub(crate) struct TenantCounters {
+    /// Its live sessions and the places reserved for its sessions being launched.
+    pub(crate) active: AtomicU32,
+    /// Its sessions started.
+    pub(crate) started: AtomicU64,
+    /// Its sessions that ended as the agent's own failure.
+    pub(crate) failed: AtomicU64,
+    /// Its refused launches, by reason.
+    pub(crate) refused: RefusalCounters,
+}
+
+/// What one registered agent runs and was refused.
+#[derive(Debug, Default)]
+pub(crate) struct AgentCounters {
+    /// Its live sessions and the places reserved for its sessions being launched.
+    pub(crate) active: AtomicU32,
+    /// Its refused launches, by reason.
+    pub(crate) refused: RefusalCounters,
+}
+
+/// Counters with a count of live sessions that a cap is checked against.
+pub(crate) trait Occupancy: Send + Sync + 'static {
+    /// The live sessions and reserved places.
+    fn active(&self) -> &AtomicU32;
+}
+
+impl Occupancy for TenantCounters {
+    fn active(&self) -> &AtomicU32 {
+        &self.active
+    }
+}
+
+impl Occupancy for AgentCounters {
+    fn active(&self) -> &AtomicU32 {
+        &self.active
+    }
+}
+
+/// Reserves a place under `cap` (`None`: no cap, the place is only counted): one atomic
+/// `fetch_update`, so concurrent launches never overshoot it. `Err` carries the cap.
+pub(crate) fn reserve<T: Occupancy>(counters: &Arc<T>, cap: Option<u32>) -> Result<Place<T>, u32> {
+    let cap_or_max = cap.unwrap_or(u32::MAX);
+    counters
+        .active()
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+            (taken < cap_or_max).then_some(taken + 1)
+        })
+        .map_err(|_| cap_or_max)?;
+    Ok(Place(Some(Arc::clone(counters))))
+}
+
+/// A place reserved in a tenant's or agent's count. Dropped, it gives the place back, once:
+/// whether a later admission check refused the launch, or the session it was kept for ended.
+#[derive(Debug)]
+#[must_use = "a place dropped at once gives itself back"]
+pub(crate) struct Place<T: Occupancy>(Option<Arc<T>>);
+
+impl<T: Occupancy> Place<T> {
+    /// The counters the place is counted in.
+    pub(crate) fn counters(&self) -> Option<&Arc<T>> {
+        self.0.as_ref()
+    }
+}
+
+impl<T: Occupancy> Drop for Place<T> {
+    fn drop(&mut self) {
+        if let Some(counters) = self.0.take() {
+            counters.active().fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Every tenant seen, by name. Read-locked on each launch to find the tenant (a write lock
+/// only for a tenant's first launch); never touched on the poll path.
+#[derive(Debug, Default)]
+pub(crate) struct TenantRegistry {
+    tenants: RwLock<HashMap<Arc<str>, Arc<TenantCounters>>>,
+}
+
+impl TenantRegistry {
+    /// The tenant's counters, created on first use.
+    pub(crate) fn get_or_create(&self, tenant: &str) -> (Arc<str>, Arc<TenantCounters>) {
+        if let Some((name, counters)) = read(&self.tenants).get_key_value(tenant) {
+            return (Arc::clone(name), Arc::clone(counters));
+        }
+        let mut tenants = write(&self.tenants);
+        // Another launch may have created it between the two locks.
+        if let Some((name, counters)) = tenants.get_key_value(tenant) {
+            return (Arc::clone(name), Arc::clone(counters));
+        }
+        let name: Arc<str> = tenant.into();
+        let counters = Arc::<TenantCounters>::default();
+        tenants.insert(Arc::clone(&name), Arc::clone(&counters));
+        (name, counters)
+    }
+
+    /// Every tenant with its counters, in no particular order.
+    pub(crate) fn all(&self) -> Vec<(Arc<str>, Arc<TenantCounters>)> {
+        read(&self.tenants)
+            .iter()
+            .map(|(name, counters)| (Arc::clone(name), Arc::clone(counters)))
+            .collect()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
