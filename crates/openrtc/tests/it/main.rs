@@ -10,4 +10,5 @@ mod lifecycle;
 mod memory;
 mod socket;
 mod support;
+mod tenants;
 mod timing;
