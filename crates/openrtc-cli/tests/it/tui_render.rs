@@ -20,14 +20,17 @@ use ratatui::style::{Color, Modifier};
 
 use crate::fixtures::{
     TAKEN_AT_UNIX_MS, blocker_worker, busy_worker, crowded_worker, draining_worker, idle_worker,
-    preempted_worker, round_of, socket_of, tenant_worker,
+    preempted_worker, round_of, socket_of,
 };
 
 /// The two sizes every screen is checked at.
 const SIZES: [(u16, u16); 2] = [(80, 24), (200, 50)];
 
 /// An app that has taken in one round with `snapshots`.
-fn app_with(snapshots: &[PoolSnapshot], settings: Settings) -> (App, Receiver<ConnCommand>) {
+pub(crate) fn app_with(
+    snapshots: &[PoolSnapshot],
+    settings: Settings,
+) -> (App, Receiver<ConnCommand>) {
     let mut state = State::new(settings);
     state.apply_round(round_of(snapshots, TAKEN_AT_UNIX_MS));
     let (sender, commands) = channel();
@@ -35,7 +38,7 @@ fn app_with(snapshots: &[PoolSnapshot], settings: Settings) -> (App, Receiver<Co
 }
 
 /// Settings with this sort and nothing else.
-fn sorted_by(sort: SortKey) -> Settings {
+pub(crate) fn sorted_by(sort: SortKey) -> Settings {
     Settings {
         sort,
         refresh_rate_hz: 1.0,
@@ -56,7 +59,7 @@ fn press(app: &mut App, keys: &str) {
 }
 
 /// Draws the app on a `width` × `height` test terminal and returns the buffer.
-fn draw(app: &mut App, width: u16, height: u16) -> Buffer {
+pub(crate) fn draw(app: &mut App, width: u16, height: u16) -> Buffer {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
     app.draw(&mut terminal, Theme { color: true })
         .expect("drawing on a test terminal");
@@ -64,7 +67,7 @@ fn draw(app: &mut App, width: u16, height: u16) -> Buffer {
 }
 
 /// The buffer as text, one quoted line per row (as `TestBackend` prints itself).
-fn text_of(buffer: &Buffer) -> String {
+pub(crate) fn text_of(buffer: &Buffer) -> String {
     let width = usize::from(buffer.area.width);
     let mut text = String::new();
     for row in buffer.content.chunks(width) {
@@ -84,7 +87,7 @@ fn text_of(buffer: &Buffer) -> String {
 
 /// The row of the screen whose text starts with `prefix` (after leading spaces).
 #[track_caller]
-fn row_starting_with(buffer: &Buffer, prefix: &str) -> u16 {
+pub(crate) fn row_starting_with(buffer: &Buffer, prefix: &str) -> u16 {
     let text = text_of(buffer);
     let index = text
         .lines()
@@ -95,7 +98,7 @@ fn row_starting_with(buffer: &Buffer, prefix: &str) -> u16 {
 
 /// The column where `needle` starts on screen row `y`.
 #[track_caller]
-fn column_of(buffer: &Buffer, y: u16, needle: &str) -> u16 {
+pub(crate) fn column_of(buffer: &Buffer, y: u16, needle: &str) -> u16 {
     let line: String = (0..buffer.area.width)
         .map(|x| buffer[(x, y)].symbol().to_owned())
         .collect();
@@ -581,73 +584,4 @@ fn a_stall_the_host_caused_says_so_in_the_detail_pane() {
     );
     assert!(text.contains("still coming: victims"), "{text}");
     assert_snapshot!("the_detail_pane_preempted_100x30", text);
-}
-
-/// The widths the tenant lines are checked at, with a height each.
-const TENANT_SIZES: [(u16, u16); 2] = [(80, 24), (120, 30)];
-
-#[test]
-fn a_worker_with_tenants_shows_its_tenant_lines() {
-    let (mut app, _commands) = app_with(&[tenant_worker()], sorted_by(SortKey::Cpu));
-    for (width, height) in TENANT_SIZES {
-        let buffer = draw(&mut app, width, height);
-        let text = text_of(&buffer);
-        for expected in [
-            "\"breakers: acme open (retry 24s, 3/5 failed), beta half_open (1 probe)",
-            "\"reload failed: line 12: max_sessions: expected an integer; keeping v3f9a1c2e8b",
-            "\"tenants: gamma 3/3 40M · ",
-            "\"config: /etc/openrtc/tenants.toml v3f9a1c2e8b7d6a50",
-        ] {
-            assert!(
-                text.contains(expected),
-                "{expected:?} missing at {width}x{height}:\n{text}"
-            );
-        }
-        let breakers = row_starting_with(&buffer, "breakers:");
-        assert_eq!(
-            buffer[(column_of(&buffer, breakers, "acme"), breakers)].fg,
-            Color::Red,
-            "an open breaker is an alert"
-        );
-        let summary = row_starting_with(&buffer, "tenants:");
-        let cap = column_of(&buffer, summary, "3/3");
-        assert_eq!(
-            buffer[(cap, summary)].fg,
-            Color::Yellow,
-            "a reached cap is a warning"
-        );
-        assert_snapshot!(format!("tenants_{width}x{height}"), text);
-    }
-    let wide = text_of(&draw(&mut app, 120, 30));
-    assert!(
-        wide.contains("refused 15 (tenant_cap 12, breaker_open 3)"),
-        "{wide}"
-    );
-    assert!(
-        wide.contains(" · shared: 180.0 MiB prewarmed (~1.1 GiB as 6 processes)"),
-        "{wide}"
-    );
-}
-
-#[test]
-fn a_view_filtered_to_one_tenant_shows_its_detail_lines() {
-    let settings = Settings {
-        tenant: Some("acme".into()),
-        ..sorted_by(SortKey::Cpu)
-    };
-    let (mut app, _commands) = app_with(&[tenant_worker()], settings);
-    for (width, height) in TENANT_SIZES {
-        let buffer = draw(&mut app, width, height);
-        let text = text_of(&buffer);
-        for expected in [
-            "\"tenant acme: sessions 1/10 · heap 12.0 MiB of 64.0 MiB",
-            "\"breaker open (retry in 24s, 3 of 5 failed in 60s, cooldown 30s, opened 2×)",
-        ] {
-            assert!(
-                text.contains(expected),
-                "{expected:?} missing at {width}x{height}:\n{text}"
-            );
-        }
-        assert_snapshot!(format!("one_tenant_{width}x{height}"), text);
-    }
 }
