@@ -59,7 +59,8 @@ pub struct TopArgs {
     #[arg(long, value_enum, value_name = "STATE")]
     pub status: Option<StatusFilter>,
 
-    /// Show only sessions of this tenant (exact match); also filters the recently ended list.
+    /// Show only sessions of this tenant (exact match), with its caps, heap, refusals and
+    /// breaker; also filters the recently ended list and the tenant table.
     #[arg(long, value_name = "TENANT")]
     pub tenant: Option<String>,
 

@@ -6,6 +6,7 @@
 pub mod columns;
 pub mod format;
 pub mod table;
+pub mod tenants;
 pub mod tui;
 
 use std::io::{self, IsTerminal as _, Write};

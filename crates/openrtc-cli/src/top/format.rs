@@ -149,15 +149,17 @@ pub fn format_outcome(outcome: &SessionOutcome) -> String {
     )
 }
 
-/// A worker's refusals for its header: the total, and the reasons that have any
-/// (`draining 1, worker_full 3`), if some do.
+/// Refusals for a header: the total, and the reasons that have any, most first (ties by
+/// name): `worker_full 3, draining 1`, if some do.
 #[must_use]
 pub fn refusal_summary(
     refusals: &std::collections::BTreeMap<RefusalReason, u64>,
 ) -> (u64, Option<String>) {
-    let reasons: Vec<String> = refusals
-        .iter()
-        .filter(|(_, count)| **count > 0)
+    let mut counted: Vec<(&RefusalReason, &u64)> =
+        refusals.iter().filter(|(_, count)| **count > 0).collect();
+    counted.sort_by(|left, right| right.1.cmp(left.1).then_with(|| left.0.cmp(right.0)));
+    let reasons: Vec<String> = counted
+        .into_iter()
         .map(|(reason, count)| format!("{reason} {count}"))
         .collect();
     (
@@ -333,7 +335,16 @@ mod tests {
         refusals.insert(RefusalReason::Draining, 1);
         assert_eq!(
             refusal_summary(&refusals),
-            (4, Some("draining 1, worker_full 3".to_owned()))
+            (4, Some("worker_full 3, draining 1".to_owned()))
+        );
+        refusals.insert(RefusalReason::TenantCap, 3);
+        assert_eq!(
+            refusal_summary(&refusals),
+            (
+                7,
+                Some("tenant_cap 3, worker_full 3, draining 1".to_owned())
+            ),
+            "most first, ties by name"
         );
     }
 

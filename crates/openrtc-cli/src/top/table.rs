@@ -12,6 +12,7 @@ use super::format::{
     clean_text, compare_sessions, format_mebibytes, format_outcome, format_seconds_tenths,
     format_short_span, format_uptime, refusal_summary,
 };
+use super::tenants::{failure_streak, once_lines};
 use super::tui::view::text::Align;
 use crate::cli::SortKey;
 
@@ -151,6 +152,9 @@ pub fn worker_header(worker: &WorkerSnapshot) -> String {
     if let Some(reasons) = refusal_reasons {
         let _ = write!(header, " ({reasons})");
     }
+    if let Some(streak) = failure_streak(worker) {
+        let _ = write!(header, " · {}", streak.text);
+    }
 
     let _ = write!(
         header,
@@ -177,7 +181,11 @@ pub fn worker_header(worker: &WorkerSnapshot) -> String {
 
 /// Lays out a table: every column as wide as its widest cell or title, columns separated by
 /// two spaces, no trailing spaces, every line prefixed by `indent`.
-fn render_table(columns: &[(&str, Align)], rows: &[Vec<String>], indent: &str) -> String {
+pub(crate) fn render_table(
+    columns: &[(&str, Align)],
+    rows: &[Vec<String>],
+    indent: &str,
+) -> String {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -268,11 +276,13 @@ pub fn recently_ended_section(ended: &[&EndedSessionSnapshot]) -> String {
     format!("recently ended:\n{}", render_table(&columns, &rows, "  "))
 }
 
-/// One worker's whole block: header, session table (or why it is empty), and the most
-/// recently ended sessions that pass the agent and tenant filters.
+/// One worker's whole block: header, the tenant lines and table (see [`once_lines`]), session
+/// table (or why it is empty), and the most recently ended sessions that pass the agent and
+/// tenant filters.
 #[must_use]
 pub fn render_worker(snapshot: &PoolSnapshot, options: &ViewOptions) -> String {
     let mut block = worker_header(&snapshot.worker);
+    block.push_str(&once_lines(snapshot, options.tenant.as_deref()));
     let selected = select_sessions(&snapshot.sessions, options);
     block.push_str(&session_table(
         &snapshot.worker.name,

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use openrtc_cli::discover::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_proto::{
-    CancelReason, EndedSessionSnapshot, FrameSnapshot, KillReason, MemSource, PoolSnapshot,
-    RefusalReason, SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot, SessionState, StallSnapshot,
-    VictimSnapshot,
+    AgentSnapshot, BreakerState, CancelReason, EndedSessionSnapshot, FrameSnapshot, KillReason,
+    MemSource, PoolSnapshot, RefusalReason, SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot,
+    SessionState, StallSnapshot, TenantConfigSnapshot, TenantSnapshot, VictimSnapshot,
 };
 
 /// When every fixture snapshot was taken, in milliseconds since the Unix epoch.
@@ -357,5 +357,111 @@ pub(crate) fn preempted_worker() -> PoolSnapshot {
     row.recent_stalls = vec![late];
     row.last_stall = row.recent_stalls.last().cloned();
     snapshot.sessions = vec![row];
+    snapshot
+}
+
+/// One mebibyte, for the tenant figures.
+const MIB: u64 = 1_048_576;
+
+/// A tenant running `sessions` sessions under an optional cap, holding `heap_mib` MiB.
+fn tenant(sessions: u32, max_sessions: Option<u32>, heap_mib: u64) -> TenantSnapshot {
+    let mut tenant = TenantSnapshot::default();
+    tenant.sessions_count = sessions;
+    tenant.max_sessions = max_sessions;
+    tenant.heap_live_bytes = heap_mib * MIB;
+    tenant.breaker.window_ms = 60_000;
+    tenant.breaker.cooldown_ms = 30_000;
+    tenant
+}
+
+/// A worker hosting four tenants: `acme` with its breaker open (retry in 24 s, 3 of 5
+/// failed), `beta` half-open with one probe, `gamma` closed at its session cap and refused
+/// for it, `delta` without a breaker; a tenant config whose last reload failed, 180 MiB of
+/// prewarmed shared state, and two agent failures in a row.
+pub(crate) fn tenant_worker() -> PoolSnapshot {
+    let mut snapshot = idle_worker("edge-us.2", 5151);
+    let worker = &mut snapshot.worker;
+    worker.uptime_ms = 3_600_000;
+    worker.active_sessions = 6;
+    worker.max_sessions = 100;
+    worker.mem_source = MemSource::Tracked;
+    worker.rss_bytes = 310 * MIB;
+    worker.tracked_bytes = 262 * MIB;
+    worker.runtime_bytes = 196 * MIB;
+    worker.shared_bytes = Some(180 * MIB);
+    worker.totals.started_count = 41;
+    worker.totals.completed_count = 28;
+    worker.totals.failed_count = 7;
+    worker.consecutive_failures_count = 2;
+    worker.consecutive_failure_limit = Some(5);
+    for reason in RefusalReason::ALL {
+        worker.refusals.insert(reason, 0);
+    }
+    worker.refusals.insert(RefusalReason::BreakerOpen, 3);
+    worker.refusals.insert(RefusalReason::TenantCap, 12);
+
+    let mut acme = tenant(1, Some(10), 12);
+    acme.max_heap_bytes = Some(64 * MIB);
+    acme.session_memory_limit_bytes = Some(16 * MIB);
+    acme.started_count = 20;
+    acme.failed_count = 5;
+    acme.refusals.insert(RefusalReason::BreakerOpen, 3);
+    acme.breaker.state = BreakerState::Open;
+    acme.breaker.window_samples_count = 5;
+    acme.breaker.window_failures_count = 3;
+    acme.breaker.retry_after_ms = Some(23_400);
+    acme.breaker.opened_count = 2;
+    let mut beta = tenant(1, None, 4);
+    beta.started_count = 6;
+    beta.failed_count = 2;
+    beta.breaker.state = BreakerState::HalfOpen;
+    beta.breaker.probes_in_flight_count = 1;
+    beta.breaker.cooldown_ms = 60_000;
+    beta.breaker.opened_count = 1;
+    let mut gamma = tenant(3, Some(3), 40);
+    gamma.max_heap_bytes = Some(64 * MIB);
+    gamma.started_count = 14;
+    gamma.refusals.insert(RefusalReason::TenantCap, 12);
+    gamma.breaker.window_samples_count = 14;
+    let mut delta = tenant(1, None, 2);
+    delta.started_count = 1;
+    delta.breaker.state = BreakerState::Disabled;
+    snapshot.tenants = [
+        ("acme", acme),
+        ("beta", beta),
+        ("gamma", gamma),
+        ("delta", delta),
+    ]
+    .into_iter()
+    .map(|(name, tenant)| (name.to_owned(), tenant))
+    .collect();
+
+    let mut echo = AgentSnapshot::default();
+    echo.sessions_count = 5;
+    echo.max_sessions = Some(50);
+    let mut llm = AgentSnapshot::default();
+    llm.sessions_count = 1;
+    llm.refusals.insert(RefusalReason::AgentCap, 0);
+    snapshot.agents = [("echo".to_owned(), echo), ("llm".to_owned(), llm)]
+        .into_iter()
+        .collect();
+
+    let mut config = TenantConfigSnapshot::default();
+    config.path = "/etc/openrtc/tenants.toml".into();
+    config.version = "3f9a1c2e8b7d6a50".into();
+    config.loaded_at_unix_ms = TAKEN_AT_UNIX_MS - 600_000;
+    config.reloads_count = 2;
+    config.last_error = Some("line 12: max_sessions: expected an integer".into());
+    config.last_error_at_unix_ms = Some(TAKEN_AT_UNIX_MS - 30_000);
+    snapshot.tenant_config = Some(config);
+
+    snapshot.sessions = vec![
+        session("s-30", "echo", "acme", 400_000, 2.0, 0),
+        session("s-38", "llm", "beta", 4_000, 8.5, 0),
+        session("s-35", "echo", "gamma", 90_000, 1.0, 0),
+        session("s-36", "echo", "gamma", 80_000, 1.2, 0),
+        session("s-37", "echo", "gamma", 70_000, 0.9, 0),
+        session("s-41", "echo", "delta", 1_000, 0.3, 0),
+    ];
     snapshot
 }

@@ -9,3 +9,4 @@ mod render;
 mod stand_in_worker;
 mod tui_keys;
 mod tui_render;
+mod tui_tenants;

@@ -6,9 +6,9 @@ use openrtc_cli::cli::{OutputFormat, SortKey};
 use openrtc_cli::discover::Survey;
 use openrtc_cli::top::render_survey;
 use openrtc_cli::top::table::{ViewOptions, render_workers};
-use openrtc_proto::{PoolSnapshot, SessionState};
+use openrtc_proto::{BreakerState, PoolSnapshot, RefusalReason, SessionState};
 
-use crate::fixtures::{busy_worker, draining_worker, idle_worker, preempted_worker};
+use crate::fixtures::{busy_worker, draining_worker, idle_worker, preempted_worker, tenant_worker};
 
 #[test]
 fn a_busy_worker_with_a_slow_session() {
@@ -170,5 +170,136 @@ fn json_keeps_the_snapshot_shape_with_only_the_matching_sessions_in_sort_order()
     assert_eq!(
         session_ids(&json_snapshots(both(), &echo)[0]),
         ["s-1", "s-10"]
+    );
+}
+
+#[test]
+fn a_worker_with_tenants_shows_breakers_config_shared_state_and_a_tenant_table() {
+    let text = render_workers(&[&tenant_worker()], &ViewOptions::default());
+    for expected in [
+        " · refused 15 (tenant_cap 12, breaker_open 3) · ",
+        " · 2 failures in a row (drains at 5)",
+        "\nbreakers: acme open (retry 24s, 3/5 failed), beta half_open (1 probe)\n",
+        "\nconfig: /etc/openrtc/tenants.toml v3f9a1c2e8b7d6a50\n",
+        "\nreload failed: line 12: max_sessions: expected an integer; keeping v3f9a1c2e8b7d6a50\n",
+        "\nshared: 180.0 MiB prewarmed (one process per session would load it 6 times: ~1.1 GiB)\n",
+        "\nTENANT  SESSIONS  CAP  HEAP_MB  BUDGET_MB  FAILED  REFUSED  BREAKER\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    let tenant_rows: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("TENANT "))
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    assert_eq!(tenant_rows.len(), 4, "{text}");
+    assert!(tenant_rows[0].starts_with("gamma "), "most sessions first");
+    assert!(
+        !text.contains("tenant acme:"),
+        "no tenant detail unfiltered"
+    );
+    assert_snapshot!(text);
+}
+
+#[test]
+fn a_view_filtered_to_one_tenant_shows_its_detail() {
+    let options = ViewOptions {
+        tenant: Some("acme".into()),
+        ..ViewOptions::default()
+    };
+    let text = render_workers(&[&tenant_worker()], &options);
+    assert!(
+        text.contains(
+            "\ntenant acme: sessions 1/10 · heap 12.0 MiB of 64.0 MiB · session cap 16.0 MiB \
+             · started 20 failed 5\nbreaker open (retry in 24s, 3 of 5 failed in 60s, \
+             cooldown 30s, opened 2×) · refused 3 (breaker_open 3)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("gamma"),
+        "only the chosen tenant's row: {text}"
+    );
+    assert_snapshot!(text);
+
+    let nobody = ViewOptions {
+        tenant: Some("globex".into()),
+        ..ViewOptions::default()
+    };
+    let text = render_workers(&[&tenant_worker()], &nobody);
+    assert!(
+        text.contains("\ntenant globex: not seen by this worker\n"),
+        "{text}"
+    );
+    assert!(!text.contains("\nTENANT "), "no empty tenant table: {text}");
+}
+
+#[test]
+fn a_worker_without_tenant_figures_shows_no_tenant_lines() {
+    let text = render_workers(&[&busy_worker()], &ViewOptions::default());
+    for absent in ["breakers:", "config:", "shared:", "\nTENANT ", "in a row"] {
+        assert!(!text.contains(absent), "{absent:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn json_carries_the_tenant_agent_config_and_shared_fields() {
+    let original = tenant_worker();
+    let unfiltered = render_survey(
+        &Survey {
+            snapshots: vec![original.clone()],
+            failures: Vec::new(),
+        },
+        OutputFormat::Json,
+        &ViewOptions::default(),
+    )
+    .expect("render JSON");
+    let value: serde_json::Value =
+        serde_json::from_str(unfiltered.trim_end()).expect("one JSON line");
+    assert_eq!(value["tenants"]["acme"]["breaker"]["state"], "open");
+    assert_eq!(
+        value["tenants"]["acme"]["breaker"]["retry_after_ms"],
+        23_400
+    );
+    assert_eq!(value["tenants"]["beta"]["breaker"]["state"], "half_open");
+    assert_eq!(value["tenants"]["gamma"]["refusals"]["tenant_cap"], 12);
+    assert_eq!(value["agents"]["echo"]["max_sessions"], 50);
+    assert_eq!(
+        value["tenant_config"]["last_error"],
+        "line 12: max_sessions: expected an integer"
+    );
+    assert_eq!(value["worker"]["shared_bytes"], 180 * 1_048_576);
+    assert_eq!(value["worker"]["consecutive_failure_limit"], 5);
+    assert_eq!(value["worker"]["refusals"]["breaker_open"], 3);
+
+    let read = json_snapshots(vec![original.clone()], &ViewOptions::default());
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        read[0].worker, original.worker,
+        "the worker header reads back"
+    );
+    assert_eq!(read[0].tenants, original.tenants, "the tenants read back");
+    assert_eq!(read[0].agents, original.agents, "the agents read back");
+    assert_eq!(read[0].tenant_config, original.tenant_config);
+    let acme = ViewOptions {
+        tenant: Some("acme".into()),
+        ..ViewOptions::default()
+    };
+    let filtered = json_snapshots(vec![original.clone()], &acme);
+    assert_eq!(session_ids(&filtered[0]), ["s-30"]);
+    assert_eq!(
+        filtered[0].tenants, original.tenants,
+        "tenant figures are the worker's and stay whole"
+    );
+    assert_eq!(filtered[0].tenant_config, original.tenant_config);
+    assert_eq!(filtered[0].agents, original.agents);
+    assert_eq!(
+        filtered[0].tenants["acme"].breaker.state,
+        BreakerState::Open
+    );
+    assert_eq!(
+        filtered[0].tenants["gamma"].refusals[&RefusalReason::TenantCap],
+        12
     );
 }

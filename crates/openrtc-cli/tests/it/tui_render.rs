@@ -27,7 +27,10 @@ use crate::fixtures::{
 const SIZES: [(u16, u16); 2] = [(80, 24), (200, 50)];
 
 /// An app that has taken in one round with `snapshots`.
-fn app_with(snapshots: &[PoolSnapshot], settings: Settings) -> (App, Receiver<ConnCommand>) {
+pub(crate) fn app_with(
+    snapshots: &[PoolSnapshot],
+    settings: Settings,
+) -> (App, Receiver<ConnCommand>) {
     let mut state = State::new(settings);
     state.apply_round(round_of(snapshots, TAKEN_AT_UNIX_MS));
     let (sender, commands) = channel();
@@ -35,7 +38,7 @@ fn app_with(snapshots: &[PoolSnapshot], settings: Settings) -> (App, Receiver<Co
 }
 
 /// Settings with this sort and nothing else.
-fn sorted_by(sort: SortKey) -> Settings {
+pub(crate) fn sorted_by(sort: SortKey) -> Settings {
     Settings {
         sort,
         refresh_rate_hz: 1.0,
@@ -56,7 +59,7 @@ fn press(app: &mut App, keys: &str) {
 }
 
 /// Draws the app on a `width` × `height` test terminal and returns the buffer.
-fn draw(app: &mut App, width: u16, height: u16) -> Buffer {
+pub(crate) fn draw(app: &mut App, width: u16, height: u16) -> Buffer {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
     app.draw(&mut terminal, Theme { color: true })
         .expect("drawing on a test terminal");
@@ -64,7 +67,7 @@ fn draw(app: &mut App, width: u16, height: u16) -> Buffer {
 }
 
 /// The buffer as text, one quoted line per row (as `TestBackend` prints itself).
-fn text_of(buffer: &Buffer) -> String {
+pub(crate) fn text_of(buffer: &Buffer) -> String {
     let width = usize::from(buffer.area.width);
     let mut text = String::new();
     for row in buffer.content.chunks(width) {
@@ -84,7 +87,7 @@ fn text_of(buffer: &Buffer) -> String {
 
 /// The row of the screen whose text starts with `prefix` (after leading spaces).
 #[track_caller]
-fn row_starting_with(buffer: &Buffer, prefix: &str) -> u16 {
+pub(crate) fn row_starting_with(buffer: &Buffer, prefix: &str) -> u16 {
     let text = text_of(buffer);
     let index = text
         .lines()
@@ -95,7 +98,7 @@ fn row_starting_with(buffer: &Buffer, prefix: &str) -> u16 {
 
 /// The column where `needle` starts on screen row `y`.
 #[track_caller]
-fn column_of(buffer: &Buffer, y: u16, needle: &str) -> u16 {
+pub(crate) fn column_of(buffer: &Buffer, y: u16, needle: &str) -> u16 {
     let line: String = (0..buffer.area.width)
         .map(|x| buffer[(x, y)].symbol().to_owned())
         .collect();

@@ -5,12 +5,15 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 
+mod tenancy;
+
 use super::text::sparkline;
 use super::{Theme, put_line};
 use crate::top::format::{
     clean_text, format_bytes_human, format_cpu_percent, format_short_span, format_uptime,
     refusal_summary,
 };
+use crate::top::tenants::{failure_streak, shared_brief};
 use crate::top::tui::state::State;
 use crate::top::tui::state::history::{WORKER_HISTORY_WINDOW_MS, WorkerHistory};
 use crate::top::tui::state::workers::{Link, WorkerEntry};
@@ -25,18 +28,43 @@ pub const WIDE_HEADER_COLUMNS: usize = 100;
 /// The widest a worker name gets in a header.
 const WORKER_NAME_MAX_CHARS: usize = 32;
 
-/// How many lines each live worker's block takes on a screen of this size: three when they
-/// fit in a third of the height, else two, else one.
+/// How many lines a worker's block has at most: its three worker lines and, for a live worker
+/// with a snapshot, its tenant lines (see [`tenancy::lines`]).
+fn full_block_lines(worker: &WorkerEntry, state: &State, width: usize) -> usize {
+    let tenant_lines = match (worker.link(), worker.snapshot()) {
+        (Link::Live, Some(snapshot)) => {
+            let (upper, config) = tenancy::lines(
+                snapshot,
+                state.settings().tenant.as_deref(),
+                width,
+                Theme { color: false },
+            );
+            upper.len() + usize::from(config.is_some())
+        }
+        _ => 0,
+    };
+    3 + tenant_lines
+}
+
+/// How many lines each live worker's block takes at most on a screen of this size: as many as
+/// let every block fit in a third of the height (a block shows its most important lines
+/// first), at least one.
 fn lines_per_live_worker(screen: Rect, state: &State) -> usize {
     let budget = usize::from(screen.height / 3).max(2);
-    let workers = state.workers().len().max(1);
-    if workers * 3 <= budget {
-        3
-    } else if workers * 2 <= budget {
-        2
-    } else {
-        1
-    }
+    let width = usize::from(screen.width);
+    let full: Vec<usize> = state
+        .workers()
+        .iter()
+        .map(|worker| full_block_lines(worker, state, width))
+        .collect();
+    let longest = full.iter().copied().max().unwrap_or(3);
+    (1..=longest)
+        .rev()
+        .find(|&cap| {
+            let lines: usize = full.iter().map(|&lines| lines.min(cap)).sum();
+            lines <= budget
+        })
+        .unwrap_or(1)
 }
 
 /// The height of the header blocks on a screen of this size.
@@ -44,10 +72,17 @@ fn lines_per_live_worker(screen: Rect, state: &State) -> usize {
 pub fn height(screen: Rect, state: &State) -> u16 {
     let budget = usize::from(screen.height / 3).max(2);
     let per_live = lines_per_live_worker(screen, state);
+    let width = usize::from(screen.width);
     let lines: usize = state
         .workers()
         .iter()
-        .map(|worker| if worker.is_live() { per_live } else { 1 })
+        .map(|worker| {
+            if worker.is_live() {
+                per_live.min(full_block_lines(worker, state, width))
+            } else {
+                1
+            }
+        })
         .sum();
     u16::try_from(lines.clamp(1, budget)).unwrap_or(1)
 }
@@ -70,13 +105,7 @@ pub fn render(buffer: &mut Buffer, screen: Rect, area: Rect, state: &State, them
     let per_live = lines_per_live_worker(screen, state);
     let mut lines: Vec<Line<'static>> = Vec::new();
     for (index, worker) in state.workers().iter().enumerate() {
-        let block = worker_block(
-            worker,
-            state.now_unix_ms(),
-            per_live,
-            usize::from(area.width),
-            theme,
-        );
+        let block = worker_block(worker, state, per_live, usize::from(area.width), theme);
         let remaining_workers = state.workers().len() - index;
         if lines.len() + block.len() > usize::from(area.height)
             || (remaining_workers > 1 && lines.len() + block.len() == usize::from(area.height))
@@ -95,14 +124,17 @@ pub fn render(buffer: &mut Buffer, screen: Rect, area: Rect, state: &State, them
     }
 }
 
-/// The lines of one worker's block.
+/// The lines of one worker's block, at most `lines`: who it is, its health, then its tenant
+/// lines that matter most (see [`tenancy::lines`]), its memory and lifetime counters, and its
+/// tenant config.
 fn worker_block(
     worker: &WorkerEntry,
-    now_unix_ms: u64,
+    state: &State,
     lines: usize,
     width: usize,
     theme: Theme,
 ) -> Vec<Line<'static>> {
+    let now_unix_ms = state.now_unix_ms();
     let name = Span::styled(
         clean_text(worker.name(), WORKER_NAME_MAX_CHARS),
         theme.title(),
@@ -195,21 +227,24 @@ fn worker_block(
                 ))]
                 .into(),
             ];
-            let mut block = vec![join_segments(first, width, theme)];
-            if lines >= 2 {
-                block.push(join_segments(
+            let mut block = vec![
+                join_segments(first, width, theme),
+                join_segments(
                     health_segments(worker_figures, sessions_spark, theme),
                     width,
                     theme,
-                ));
-            }
-            if lines >= 3 {
-                block.push(join_segments(
-                    lifetime_segments(worker_figures, theme),
-                    width,
-                    theme,
-                ));
-            }
+                ),
+            ];
+            let (tenant_lines, config_line) =
+                tenancy::lines(snapshot, state.settings().tenant.as_deref(), width, theme);
+            block.extend(tenant_lines);
+            block.push(join_segments(
+                lifetime_segments(worker_figures, theme),
+                width,
+                theme,
+            ));
+            block.extend(config_line);
+            block.truncate(lines);
             block
         }
     }
@@ -254,8 +289,8 @@ fn join_segments(segments: Vec<Segment>, width: usize, theme: Theme) -> Line<'st
     Line::from(spans)
 }
 
-/// The segments of the second header line: sessions and load, stalls, refusals. Tenant
-/// breakers join them once the snapshot carries them.
+/// The segments of the second header line: sessions and load, stalls, refusals (most
+/// frequent reason first), and agent failures in a row when there are any.
 fn health_segments(
     worker: &openrtc_proto::WorkerSnapshot,
     sessions_spark: String,
@@ -298,7 +333,7 @@ fn health_segments(
     if let Some(reasons) = reasons {
         refusals.push(Span::styled(format!(" ({reasons})"), theme.warning()));
     }
-    vec![
+    let mut segments = vec![
         sessions.into(),
         Segment {
             full: stalls,
@@ -308,11 +343,15 @@ fn health_segments(
             full: refusals,
             short: Some(short_refusals),
         },
-    ]
+    ];
+    if let Some(streak) = failure_streak(worker) {
+        segments.push(vec![tenancy::span(streak, theme)].into());
+    }
+    segments
 }
 
-/// The segments of the third header line: where memory figures come from, the memory
-/// limits, then how sessions ended.
+/// The segments of the third header line: where memory figures come from, the state shared
+/// by every session (see [`shared_brief`]), the memory limits, then how sessions ended.
 fn lifetime_segments(worker: &openrtc_proto::WorkerSnapshot, theme: Theme) -> Vec<Segment> {
     let memory = if worker.mem_source.is_exact() {
         format!(
@@ -325,6 +364,15 @@ fn lifetime_segments(worker: &openrtc_proto::WorkerSnapshot, theme: Theme) -> Ve
         "MEM~ = equal share of RSS".to_owned()
     };
     let mut segments: Vec<Segment> = vec![vec![Span::styled(memory, theme.dim())].into()];
+    if let (Some(shared), Some(shared_bytes)) = (shared_brief(worker), worker.shared_bytes) {
+        segments.push(Segment {
+            full: vec![tenancy::span(shared, theme)],
+            short: Some(vec![Span::styled(
+                format!("shared: {}", format_bytes_human(shared_bytes)),
+                theme.dim(),
+            )]),
+        });
+    }
     for (label, bytes) in [
         ("session cap", worker.session_memory_limit_bytes),
         ("warn at", worker.memory_warn_bytes),
