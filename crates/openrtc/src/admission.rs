@@ -20,6 +20,11 @@
 //! launch hands its places to the session (its [`SessionPlaces`]), and the session's end
 //! gives them back.
 
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "wired into the admission chain next")
+)]
+mod breaker;
 mod capacity;
 mod draining;
 mod filter;
@@ -30,6 +35,11 @@ mod tenants;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 
+#[expect(unused_imports, reason = "wired into the admission chain next")]
+pub(crate) use breaker::{
+    Breaker, BreakerAdmission, BreakerRefusal, BreakerSettings, BreakerTicket, Transition,
+    log_transition,
+};
 pub(crate) use capacity::Reservation;
 pub(crate) use filter::RequestFilter;
 pub(crate) use routing::Router;
