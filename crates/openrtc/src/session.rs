@@ -6,8 +6,8 @@ mod outcome;
 
 pub(crate) use cell::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 pub use handle::{OutcomeFuture, SessionHandle};
-pub(crate) use outcome::{StopRequest, Verdict};
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
+pub(crate) use outcome::{StopRequest, Verdict};
 
 use std::fmt;
 use std::future::Future;
@@ -125,6 +125,14 @@ impl Session {
     #[must_use]
     pub fn metadata(&self) -> &serde_json::Value {
         self.cell.metadata()
+    }
+
+    /// The state the pool's prewarm loaded ([`crate::AgentPoolBuilder::prewarm`]): the same
+    /// `Arc` for every session of the worker. `None` if the pool has no prewarm, or its value
+    /// is not a `T`.
+    #[must_use]
+    pub fn shared<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.cell.pool()?.shared_value::<T>()
     }
 
     /// Spawns a child task on the pool's runtime, attributed to this session: its polls count
