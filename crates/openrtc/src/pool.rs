@@ -481,7 +481,9 @@ impl AgentPool {
     ///
     /// # Errors
     ///
-    /// A [`RunError`] if the runtime, the watchdog or the socket cannot be set up.
+    /// A [`RunError`] if the runtime, the watchdog or the socket cannot be set up, or the
+    /// prewarm fails ([`RunError::Prewarm`]); after a drain the worker began by itself,
+    /// [`RunError::MemoryLimit`] or [`RunError::ConsecutiveFailures`].
     pub fn run(self) -> Result<(), RunError> {
         self.run_inner(None)
     }
