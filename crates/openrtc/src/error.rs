@@ -190,6 +190,11 @@ impl AgentError {
     pub fn source_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.source
     }
+
+    /// The underlying error, owned.
+    pub(crate) fn into_boxed(self) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self.source
+    }
 }
 
 impl<E> From<E> for AgentError
@@ -257,15 +262,35 @@ pub enum RunError {
         /// The limit.
         limit_bytes: u64,
     },
+    /// The pool's prewarm ([`crate::AgentPoolBuilder::prewarm`]) returned an error or
+    /// panicked: the worker stopped before starting any session (those queued ended as
+    /// `cancelled (shutdown)`). Exit code 1.
+    #[error("prewarm failed: {source}")]
+    Prewarm {
+        /// What the prewarm returned (a panic's message, as `panicked: <message>`).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// As many sessions in a row as the consecutive failure limit
+    /// ([`crate::AgentPoolBuilder::consecutive_failure_limit`]) failed: the worker drained
+    /// and stopped, so that its supervisor restarts it. Exit code 70 (`EX_SOFTWARE`).
+    #[error("{count} sessions in a row failed: the worker drained so its supervisor restarts it")]
+    ConsecutiveFailures {
+        /// The failures in a row when the limit was reached (the limit).
+        count: u32,
+    },
 }
 
 impl RunError {
-    /// The exit code a worker binary should end with: 75 (`EX_TEMPFAIL`) after the memory
-    /// limit, so a supervisor restarts it; 1 otherwise.
+    /// The exit code a worker binary should end with, so a supervisor can tell why it stopped
+    /// and restart it: 75 (`EX_TEMPFAIL`) after the memory limit, a temporary condition; 70
+    /// (`EX_SOFTWARE`) after the consecutive failure limit, the agents' software failing; 1
+    /// otherwise (setup errors and a failed prewarm).
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::MemoryLimit { .. } => 75,
+            Self::ConsecutiveFailures { .. } => 70,
             _ => 1,
         }
     }

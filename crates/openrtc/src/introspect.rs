@@ -38,7 +38,13 @@ fn moment(shared: &PoolShared) -> Moment {
     // The memory totals first, before this thread allocates anything for the snapshot.
     let memory_totals = crate::alloc::is_installed().then(|| {
         let (tracked, runtime) = crate::alloc::accounts::tracked_and_runtime_bytes();
-        (tracked, runtime, crate::alloc::accounts::ended_bytes())
+        // Prewarmed shared state is charged to accounts of its own, and is runtime memory.
+        let shared = crate::alloc::accounts::shared_bytes();
+        (
+            tracked,
+            runtime.wrapping_add(shared),
+            crate::alloc::accounts::ended_bytes(),
+        )
     });
     let mut worker = worker(shared, now_ns, draining);
     if let Some((tracked, runtime, ended)) = memory_totals {
@@ -302,6 +308,9 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     worker.session_memory_limit_bytes = config.session_memory_limit_bytes;
     worker.memory_warn_bytes = config.memory_warn_bytes;
     worker.memory_limit_bytes = config.memory_limit_bytes;
+    worker.shared_bytes = shared.shared_bytes();
+    worker.consecutive_failures_count = shared.failure_budget.consecutive_failures();
+    worker.consecutive_failure_limit = shared.failure_budget.limit();
     worker
 }
 

@@ -2,7 +2,9 @@
 //! drain.
 
 mod builder;
+mod failure_budget;
 mod handle;
+mod prewarm;
 mod running;
 
 pub use builder::AgentPoolBuilder;
@@ -14,7 +16,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -50,6 +52,7 @@ pub(crate) struct PoolConfig {
     pub(crate) session_memory_limit_bytes: Option<u64>,
     pub(crate) memory_warn_bytes: Option<u64>,
     pub(crate) memory_limit_bytes: Option<u64>,
+    pub(crate) consecutive_failure_limit: Option<u32>,
 }
 
 pub(crate) struct RegisteredAgent {
@@ -91,6 +94,7 @@ pub(crate) enum Control {
     Drain,
     Shutdown,
     MemoryLimit { rss_bytes: u64, limit_bytes: u64 },
+    FailureBudget { count: u32 },
 }
 
 /// Lifetime counters of the worker.
@@ -146,6 +150,10 @@ pub(crate) struct PoolShared {
     pub(crate) stalls_last_minute: AtomicU64,
     /// Stalls the host caused (class `preempted`; by the watchdog).
     pub(crate) stalls_preempted: AtomicU64,
+    /// The prewarm's shared value, once it has loaded.
+    prewarmed: OnceLock<prewarm::Prewarmed>,
+    /// Sessions failing in a row, and the drain at the limit.
+    pub(crate) failure_budget: failure_budget::FailureBudget,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -313,6 +321,7 @@ impl PoolShared {
         counter.fetch_add(1, Ordering::Relaxed);
         let wire = outcome.to_wire();
         log_session_end(cell, &outcome, &wire);
+        self.note_verdict(cell, &outcome);
         let ended = EndedSession {
             key: cell.key(),
             agent: cell.agent().into(),
@@ -452,6 +461,7 @@ pub(crate) enum FindError {
 pub struct AgentPool {
     shared: Arc<PoolShared>,
     control: mpsc::UnboundedReceiver<Control>,
+    prewarm: Option<prewarm::Prewarm>,
 }
 
 impl AgentPool {
@@ -468,6 +478,7 @@ impl AgentPool {
             config.enable_introspection,
         ));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let failure_budget = failure_budget::FailureBudget::new(config.consecutive_failure_limit);
         let shared = Arc::new(PoolShared {
             config,
             agent_counters: agents.iter().map(|_| Arc::default()).collect(),
@@ -490,10 +501,13 @@ impl AgentPool {
             process_cpu_pct_bits: AtomicU64::new(0),
             stalls_last_minute: AtomicU64::new(0),
             stalls_preempted: AtomicU64::new(0),
+            prewarmed: OnceLock::new(),
+            failure_budget,
         });
         Self {
             shared,
             control: control_rx,
+            prewarm: None,
         }
     }
 
@@ -544,7 +558,9 @@ impl AgentPool {
     ///
     /// # Errors
     ///
-    /// A [`RunError`] if the runtime, the watchdog or the socket cannot be set up.
+    /// A [`RunError`] if the runtime, the watchdog or the socket cannot be set up, or the
+    /// prewarm fails ([`RunError::Prewarm`]); after a drain the worker began by itself,
+    /// [`RunError::MemoryLimit`] or [`RunError::ConsecutiveFailures`].
     pub fn run(self) -> Result<(), RunError> {
         self.run_inner(None)
     }
@@ -584,6 +600,9 @@ impl AgentPool {
         if shared.config.enable_introspection {
             helpers.watchdog = Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?);
         }
+        // Sessions launched until it has loaded stay queued; if it fails, dropping the pool
+        // ends them as `cancelled (shutdown)`.
+        shared.run_prewarm(self.prewarm.take(), &runtime)?;
         let pending = {
             let mut lifecycle = lock(&shared.lifecycle);
             match std::mem::replace(
@@ -616,6 +635,7 @@ impl AgentPool {
                 rss_bytes,
                 limit_bytes,
             }),
+            Control::FailureBudget { count } => Err(RunError::ConsecutiveFailures { count }),
             Control::Drain | Control::Shutdown => Ok(()),
         };
         log_drain_end(&shared.config.worker_name, counts, &result);
@@ -678,6 +698,8 @@ enum DrainCause {
     Shutdown,
     /// The worker's RSS crossed its memory limit.
     MemoryLimit,
+    /// Sessions failed in a row up to the consecutive failure limit.
+    FailureBudget,
 }
 
 impl DrainCause {
@@ -688,6 +710,7 @@ impl DrainCause {
             Self::BeginDrain => "begin_drain",
             Self::Shutdown => "shutdown",
             Self::MemoryLimit => "memory_limit",
+            Self::FailureBudget => "failure_budget",
         }
     }
 }
@@ -955,6 +978,7 @@ async fn next_input(
                 Control::Drain => DrainCause::BeginDrain,
                 Control::Shutdown => DrainCause::Shutdown,
                 Control::MemoryLimit { .. } => DrainCause::MemoryLimit,
+                Control::FailureBudget { .. } => DrainCause::FailureBudget,
             };
             (received, cause)
         }

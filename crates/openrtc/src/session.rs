@@ -127,6 +127,14 @@ impl Session {
         self.cell.metadata()
     }
 
+    /// The state the pool's prewarm loaded ([`crate::AgentPoolBuilder::prewarm`]): the same
+    /// `Arc` for every session of the worker. `None` if the pool has no prewarm, or its value
+    /// is not a `T`.
+    #[must_use]
+    pub fn shared<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.cell.pool()?.shared_value::<T>()
+    }
+
     /// Spawns a child task on the pool's runtime, attributed to this session: its polls count
     /// in the session's busy time and stalls. It is aborted when the session ends.
     ///

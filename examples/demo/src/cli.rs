@@ -50,6 +50,10 @@ pub(crate) struct Args {
     /// Drain and exit (code 75) when the worker's RSS crosses this many MiB.
     #[arg(long)]
     pub(crate) memory_limit_mb: Option<u64>,
+    /// Drain and exit (code 70) when this many sessions in a row fail (errors, panics, kills
+    /// for their memory cap).
+    #[arg(long)]
+    pub(crate) consecutive_failure_limit: Option<u32>,
     /// How long a drain (on SIGINT or SIGTERM) waits for sessions before cancelling them.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout_secs: u64,
@@ -84,6 +88,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(megabytes) = args.memory_limit_mb {
         builder = builder.memory_limit_mb(megabytes);
+    }
+    if let Some(count) = args.consecutive_failure_limit {
+        builder = builder.consecutive_failure_limit(count);
     }
     if let Some(socket) = &args.socket {
         builder = builder.socket_path(socket);

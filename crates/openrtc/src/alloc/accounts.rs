@@ -23,6 +23,9 @@ const OVERFLOW_SHARD: usize = THREAD_SHARDS - 1;
 const FREE: u8 = 0;
 const ACTIVE: u8 = 1;
 const RETIRED: u8 = 2;
+/// An account that is no session's: a pool's prewarm (its shared state), counted in the
+/// `runtime` bucket by snapshots.
+const SHARED: u8 = 3;
 
 /// One session's memory account.
 #[derive(Debug)]
@@ -256,6 +259,16 @@ pub(crate) fn ended_bytes() -> u64 {
         .fold(0_u64, |sum, account| sum.wrapping_add(account.live_bytes()))
 }
 
+/// The live bytes of the `shared` accounts (every pool's prewarm): part of the `runtime`
+/// bucket, though the allocator charges them to their account rather than to a thread shard.
+pub(crate) fn shared_bytes() -> u64 {
+    let high_water = HIGH_WATER.load(Ordering::Acquire) as usize;
+    ACCOUNTS[1..high_water.min(MAX_ACCOUNTS)]
+        .iter()
+        .filter(|account| account.state.load(Ordering::Acquire) == SHARED)
+        .fold(0_u64, |sum, account| sum.wrapping_add(account.live_bytes()))
+}
+
 /// How long a retired account waits before it may be recycled, on top of holding nothing and
 /// no poll of its session running: a poll that read the account just before the session
 /// ended has long published itself in its worker's poll slot by then.
@@ -305,6 +318,14 @@ pub(crate) fn claim(limit_bytes: u64) -> Option<u32> {
     Some(index)
 }
 
+/// Hands out a fresh account for a pool's shared state (no cap). `None` when every account is
+/// in use. Give it back with [`release`] once nothing is charged to it any more.
+pub(crate) fn claim_shared() -> Option<u32> {
+    let index = claim(0)?;
+    account(index).state.store(SHARED, Ordering::Release);
+    Some(index)
+}
+
 /// Marks an ended session's account retired: what it still holds counts in the `ended` bucket,
 /// and frees of its blocks keep crediting it.
 pub(crate) fn retire(index: u32, pool_id: u64, session_key: u64) {
@@ -318,9 +339,8 @@ pub(crate) fn retire(index: u32, pool_id: u64, session_key: u64) {
 }
 
 /// Frees an account at once if it holds nothing, else retires it as usual (`pool_id` 0): for a
-/// caller that charged it on its own thread only, so no other thread can still name it. Used
-/// by tests and the benchmarks' entry points only.
-#[cfg(any(test, feature = "bench"))]
+/// caller whose charging is over, so no thread can still enter it (a pool's prewarm account
+/// when the pool is dropped; tests and the benchmarks' entry points).
 pub(crate) fn release(index: u32) {
     if account(index).live_bytes() != 0 {
         retire(index, 0, 0);

@@ -1,13 +1,15 @@
 //! `AgentPoolBuilder`: the by-value builder that checks a pool's configuration.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::ErasedAgent;
+use crate::pool::prewarm::Prewarm;
 use crate::pool::{AdmissionHooks, AgentPool, PoolConfig, RegisteredAgent};
-use crate::{Agent, ConfigError, JobRequest};
+use crate::{Agent, AgentError, ConfigError, JobRequest};
 
 /// Configures an [`AgentPool`]; every setter has a documented default.
 #[must_use]
@@ -29,6 +31,8 @@ pub struct AgentPoolBuilder {
     memory_warn_mb: Option<u64>,
     memory_limit_mb: Option<u64>,
     hooks: AdmissionHooks,
+    prewarm: Option<Prewarm>,
+    consecutive_failure_limit: Option<u32>,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -55,6 +59,8 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("memory_limit_mb", &self.memory_limit_mb)
             .field("router", &self.hooks.router.is_some())
             .field("request_filter", &self.hooks.filter.is_some())
+            .field("prewarm", &self.prewarm)
+            .field("consecutive_failure_limit", &self.consecutive_failure_limit)
             .finish()
     }
 }
@@ -79,6 +85,8 @@ impl Default for AgentPoolBuilder {
             memory_warn_mb: None,
             memory_limit_mb: None,
             hooks: AdmissionHooks::default(),
+            prewarm: None,
+            consecutive_failure_limit: None,
         }
     }
 }
@@ -252,6 +260,45 @@ impl AgentPoolBuilder {
         self
     }
 
+    /// Loads state once per worker, before any session starts, for every session to share
+    /// (default: none). Sessions read it with [`crate::Session::shared`]`::<T>()`, all the
+    /// same `Arc<T>`. One value per pool: calling this again replaces the earlier prewarm.
+    ///
+    /// `run` calls `prewarm` and runs its future as a task on the pool's runtime, after the
+    /// runtime, socket and watchdog are up and before any session starts: sessions launched
+    /// before (or while it loads) stay queued until it has loaded. It logs `[prewarm] loaded
+    /// in <ms> ms; <MiB> shared`. If it returns an error or panics, `run` logs `[prewarm]
+    /// failed: <error>` and returns [`crate::RunError::Prewarm`] at once; the queued
+    /// sessions end as `cancelled (shutdown)`.
+    ///
+    /// With the tracking allocator, the prewarm's polls are charged to an account of their
+    /// own: what they allocated and still hold is the snapshot's `shared_bytes`, also counted
+    /// in `runtime_bytes`. Work handed to other tasks or threads (`tokio::spawn`,
+    /// `spawn_blocking`) is in `runtime_bytes` only: load inside the future itself to have it
+    /// measured (blocking there is fine: no session runs yet).
+    pub fn prewarm<F, Fut, T, E>(mut self, prewarm: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + Sync + 'static,
+        E: Into<AgentError>,
+    {
+        self.prewarm = Some(Prewarm::new(prewarm));
+        self
+    }
+
+    /// Drains the worker when `count` sessions in a row fail (default: off), so that its
+    /// supervisor restarts it: [`crate::AgentPool::run`] then returns
+    /// [`crate::RunError::ConsecutiveFailures`] (exit code 70). A failure is an error, a panic
+    /// or a kill for the session's own memory cap; a completed session resets the count;
+    /// cancels and kills by a drain, a shutdown or an operator leave it as it is. Too low a
+    /// limit restarts a worker for a few bad calls; too high one keeps a broken worker (a
+    /// dead dependency, a corrupted shared state) refusing no call for long.
+    pub fn consecutive_failure_limit(mut self, count: u32) -> Self {
+        self.consecutive_failure_limit = Some(count);
+        self
+    }
+
     /// Checks the configuration and builds the pool (nothing runs until [`AgentPool::run`]).
     ///
     /// # Errors
@@ -306,6 +353,11 @@ impl AgentPoolBuilder {
             if value == Some(0) {
                 return Err(ConfigError::Zero { setting });
             }
+        }
+        if self.consecutive_failure_limit == Some(0) {
+            return Err(ConfigError::Zero {
+                setting: "consecutive_failure_limit",
+            });
         }
         for (agent, bytes) in &self.agent_memory_limits {
             if *bytes == 0 {
@@ -365,8 +417,11 @@ impl AgentPoolBuilder {
             session_memory_limit_bytes: session_memory_limit,
             memory_warn_bytes: self.memory_warn_mb.map(crate::units::mib_to_bytes),
             memory_limit_bytes: self.memory_limit_mb.map(crate::units::mib_to_bytes),
+            consecutive_failure_limit: self.consecutive_failure_limit,
         };
-        Ok(AgentPool::new(config, agents, self.hooks))
+        let mut pool = AgentPool::new(config, agents, self.hooks);
+        pool.prewarm = self.prewarm;
+        Ok(pool)
     }
 }
 
@@ -442,6 +497,12 @@ mod tests {
                     .slow_session_threshold(Duration::ZERO),
                 "slow_session_threshold",
             ),
+            (
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .consecutive_failure_limit(0),
+                "consecutive_failure_limit",
+            ),
         ] {
             check_refused(
                 builder,
@@ -468,6 +529,8 @@ mod tests {
         assert_eq!(snapshot.worker.max_sessions, 1000);
         assert_eq!(snapshot.worker.slow_threshold_ms, 50);
         assert_eq!(snapshot.worker.slow_hold_ms, 5000);
+        assert_eq!(snapshot.worker.consecutive_failure_limit, None);
+        assert_eq!(snapshot.worker.shared_bytes, None);
         let quiet = AgentPool::builder()
             .agent("echo", idle())
             .enable_introspection(false)

@@ -195,6 +195,11 @@ impl SessionCell {
         lock(&self.places).take()
     }
 
+    /// The pool, while it exists.
+    pub(crate) fn pool(&self) -> Option<Arc<PoolShared>> {
+        self.pool.upgrade()
+    }
+
     /// Where the outcome goes when the session ends, for its launch handle.
     pub(crate) fn outcome_slot(&self) -> &OutcomeSlot {
         &self.outcome

@@ -5,9 +5,11 @@
 static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAllocator::system();
 
 mod drain_log;
+mod failure_budget;
 mod handles;
 mod lifecycle;
 mod memory;
+mod prewarm;
 mod socket;
 mod support;
 mod tenants;

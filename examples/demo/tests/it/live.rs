@@ -229,3 +229,43 @@ fn the_log_has_no_colour_codes_when_redirected() {
         );
     }
 }
+
+#[test]
+fn a_worker_whose_sessions_keep_failing_drains_and_exits_with_70() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every `crashy` session fails (an error or a panic) within 10 s, before its caller would
+    // hang up: the second failure in a row spends the budget.
+    let mut demo = Demo::start(
+        dir.path(),
+        &[
+            "--only",
+            "crashy",
+            "--callers",
+            "2",
+            "--min-secs",
+            "20",
+            "--max-secs",
+            "20",
+            "--consecutive-failure-limit",
+            "2",
+        ],
+    );
+    let status = wait_for("the demo to exit", || demo.child.try_wait().expect("wait"));
+    assert_eq!(status.code(), Some(70));
+    let stderr = demo.stderr();
+    let budget: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("[failure-budget]"))
+        .collect();
+    assert_eq!(budget.len(), 1, "{stderr}");
+    assert!(
+        budget[0].contains("[failure-budget] 2 sessions in a row failed (last: session s-")
+            && budget[0].contains("agent crashy: ")
+            && budget[0].contains("draining the worker so its supervisor restarts it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 sessions in a row failed: the worker drained"),
+        "run's error is printed: {stderr}"
+    );
+}
