@@ -20,29 +20,23 @@
 //! launch hands its places to the session (its [`SessionPlaces`]), and the session's end
 //! gives them back.
 
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "wired into the admission chain next")
-)]
 mod breaker;
 mod capacity;
 mod draining;
 mod filter;
 mod heap;
 mod routing;
+mod tenant_breaker;
 mod tenants;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 
-#[expect(unused_imports, reason = "wired into the admission chain next")]
-pub(crate) use breaker::{
-    Breaker, BreakerAdmission, BreakerRefusal, BreakerSettings, BreakerTicket, Transition,
-    log_transition,
-};
+pub(crate) use breaker::BreakerSettings;
 pub(crate) use capacity::Reservation;
 pub(crate) use filter::RequestFilter;
 pub(crate) use routing::Router;
+pub(crate) use tenant_breaker::BreakerPolicy;
 pub(crate) use tenants::{AgentCounters, TenantCounters, TenantRegistry};
 
 use crate::{JobRequest, Rejected};
@@ -57,6 +51,10 @@ pub(crate) trait Limits {
     fn tenant_live_heap(&self) -> u64;
     /// The cap on an agent's concurrent sessions.
     fn agent_cap(&self, agent: &str) -> Option<u32>;
+    /// The tenant's breaker settings.
+    fn breaker(&self) -> BreakerPolicy<'_>;
+    /// The breaker's clock.
+    fn now(&self) -> tokio::time::Instant;
 }
 
 /// What the chain is shown of the pool at one launch, taken under the pool's lifecycle lock.
@@ -98,15 +96,24 @@ pub(crate) struct Admitted<'a> {
 /// (once, when the session ends) gives them back.
 #[derive(Debug)]
 pub(crate) struct SessionPlaces {
+    breaker: tenant_breaker::BreakerPass,
     tenant: tenants::Place<TenantCounters>,
     /// Held only to be given back when dropped.
     _agent: tenants::Place<AgentCounters>,
 }
 
 impl SessionPlaces {
-    /// The tenant's counters.
-    pub(crate) fn tenant(&self) -> Option<&Arc<TenantCounters>> {
-        self.tenant.counters()
+    /// Gives the places back, telling the tenant's breaker and counters how the session
+    /// ended.
+    pub(crate) fn release(self, verdict: crate::session::Verdict, now: tokio::time::Instant) {
+        if verdict == crate::session::Verdict::Failure {
+            if let Some(tenant) = self.tenant.counters() {
+                tenant
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.breaker.record(verdict, now);
     }
 }
 
@@ -134,6 +141,7 @@ fn chain<'a>(
     let agent = routing::route(request, gate.router, gate.agent_names)?;
     *routed = Some(agent);
     let reservation = capacity::reserve(gate.active, gate.max_sessions)?;
+    let breaker = tenant_breaker::check(gate.tenant, gate.limits.breaker(), gate.limits.now())?;
     let tenant = tenants::reserve(gate.tenant, gate.limits.tenant_cap()).map_err(|cap| {
         Rejected::TenantCap {
             tenant: request.tenant.clone(),
@@ -155,6 +163,7 @@ fn chain<'a>(
         agent,
         reservation,
         places: SessionPlaces {
+            breaker,
             tenant,
             _agent: agent_place,
         },
@@ -178,6 +187,7 @@ mod tests {
         heap_budget: Option<u64>,
         live_heap: std::sync::atomic::AtomicU64,
         agent_caps: HashMap<&'static str, u32>,
+        breaker: Option<BreakerSettings>,
     }
 
     impl Limits for TestLimits {
@@ -192,6 +202,15 @@ mod tests {
         }
         fn agent_cap(&self, agent: &str) -> Option<u32> {
             self.agent_caps.get(agent).copied()
+        }
+        fn breaker(&self) -> BreakerPolicy<'_> {
+            BreakerPolicy {
+                generation: 0,
+                settings: self.breaker.as_ref(),
+            }
+        }
+        fn now(&self) -> tokio::time::Instant {
+            tokio::time::Instant::now()
         }
     }
 

@@ -94,6 +94,8 @@ fn moment(shared: &PoolShared) -> Moment {
 
 /// Every tenant's figures; its heap is what its live sessions hold (tracked memory only).
 fn tenants(shared: &PoolShared, cells: &[Arc<SessionCell>]) -> BTreeMap<String, TenantSnapshot> {
+    use crate::admission::Limits as _;
+    let now = tokio::time::Instant::now();
     let mut heap: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     for cell in cells {
         if let Some((live, _, _)) = cell.tracked_memory() {
@@ -115,6 +117,14 @@ fn tenants(shared: &PoolShared, cells: &[Arc<SessionCell>]) -> BTreeMap<String, 
                 .filter(|(_, count)| *count > 0)
                 .collect();
             tenant.heap_live_bytes = heap.get(&*name).copied().unwrap_or(0);
+            let limits = shared.limits(&name);
+            tenant.max_sessions = limits.tenant_cap();
+            tenant.max_heap_bytes = limits.tenant_heap_budget();
+            tenant.breaker = {
+                let mut breaker = crate::lock(&counters.breaker);
+                breaker.sync(&name, limits.breaker());
+                breaker.snapshot(now)
+            };
             (name.to_string(), tenant)
         })
         .collect()

@@ -297,6 +297,14 @@ impl PoolShared {
         Ok(handle)
     }
 
+    /// The limits in force for `tenant`.
+    pub(crate) fn limits<'a>(&'a self, tenant: &'a str) -> Limits<'a> {
+        Limits {
+            shared: self,
+            tenant,
+        }
+    }
+
     /// The live heap the live sessions of `tenant` hold together (0 without the tracking
     /// allocator).
     pub(crate) fn tenant_live_heap(&self, tenant: &str) -> u64 {
@@ -341,12 +349,7 @@ impl PoolShared {
             recent.push_front(ended);
         }
         if let Some(places) = cell.take_places() {
-            if outcome.verdict() == session::Verdict::Failure {
-                if let Some(tenant) = places.tenant() {
-                    tenant.failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            drop(places);
+            places.release(outcome.verdict(), tokio::time::Instant::now());
         }
         if lock(&self.sessions).remove(&cell.key()).is_some() {
             self.active.fetch_sub(1, Ordering::AcqRel);
@@ -410,8 +413,8 @@ impl PoolShared {
     }
 }
 
-/// The limits in force for one launch, read from the pool's configuration.
-struct Limits<'a> {
+/// The limits in force for one tenant, read from the pool's configuration.
+pub(crate) struct Limits<'a> {
     shared: &'a PoolShared,
     tenant: &'a str,
 }
@@ -432,7 +435,21 @@ impl admission::Limits for Limits<'_> {
     fn agent_cap(&self, _agent: &str) -> Option<u32> {
         None
     }
+
+    fn breaker(&self) -> admission::BreakerPolicy<'_> {
+        admission::BreakerPolicy {
+            generation: 0,
+            settings: Some(&DEFAULT_BREAKER),
+        }
+    }
+
+    fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
 }
+
+static DEFAULT_BREAKER: std::sync::LazyLock<admission::BreakerSettings> =
+    std::sync::LazyLock::new(admission::BreakerSettings::default);
 
 /// Why a session id or prefix matched no single live session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -115,6 +115,7 @@ pub(crate) struct BreakerTicket {
 
 impl BreakerTicket {
     /// Whether the launch was admitted as a half-open probe.
+    #[cfg(test)]
     pub(crate) fn is_probe(self) -> bool {
         self.probe_round.is_some()
     }

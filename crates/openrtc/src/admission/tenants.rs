@@ -11,6 +11,10 @@ use crate::error::RefusalCounters;
 /// tenant config names it) and kept for the worker's life, so its figures never go back.
 #[derive(Debug, Default)]
 pub(crate) struct TenantCounters {
+    /// The tenant's name.
+    pub(crate) name: Arc<str>,
+    /// Its circuit breaker.
+    pub(crate) breaker: super::tenant_breaker::BreakerCell,
     /// Its live sessions and the places reserved for its sessions being launched.
     pub(crate) active: AtomicU32,
     /// Its sessions started.
@@ -101,7 +105,10 @@ impl TenantRegistry {
             return (Arc::clone(name), Arc::clone(counters));
         }
         let name: Arc<str> = tenant.into();
-        let counters = Arc::<TenantCounters>::default();
+        let counters = Arc::new(TenantCounters {
+            name: Arc::clone(&name),
+            ..TenantCounters::default()
+        });
         tenants.insert(Arc::clone(&name), Arc::clone(&counters));
         (name, counters)
     }
