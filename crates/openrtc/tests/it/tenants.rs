@@ -123,3 +123,83 @@ fn the_request_filter_refuses_and_every_refusal_is_counted_for_its_tenant_and_ag
     assert_eq!(snapshot.tenants["acme"].sessions_count, 0);
     assert_eq!(snapshot.agents["sales"].sessions_count, 0);
 }
+
+/// Fails at once.
+fn failing() -> impl openrtc::Agent {
+    agent_fn(
+        |_session: Session| async move { Err::<(), _>(openrtc::AgentError::msg("upstream 503")) },
+    )
+}
+
+#[test]
+fn a_failing_tenant_s_breaker_opens_and_refuses_only_that_tenant() {
+    use openrtc::proto::BreakerState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .worker_threads(2)
+            .socket_path(dir.path().join("w.sock"))
+            .agent("failing", failing())
+            .agent("patient", patient()),
+    );
+    // Operator cancels are not failures: ten of them leave the breaker closed.
+    for _ in 0..10 {
+        let id = pool
+            .handle()
+            .launch(JobRequest::new().tenant("acme").agent("patient"))
+            .expect("room")
+            .id();
+        pool.handle().cancel(id).expect("live");
+        pool.wait_ended(id);
+    }
+    let acme = &pool.snapshot().tenants["acme"];
+    assert_eq!(acme.breaker.state, BreakerState::Closed);
+    assert_eq!(
+        (acme.breaker.window_samples_count, acme.failed_count),
+        (0, 0)
+    );
+    // Five failures of five outcomes: over the 0.5 ratio with the minimum of 5 samples.
+    for _ in 0..5 {
+        let id = pool
+            .handle()
+            .launch(JobRequest::new().tenant("acme").agent("failing"))
+            .expect("the breaker is still closed")
+            .id();
+        pool.wait_ended(id);
+    }
+    let refused = pool
+        .handle()
+        .launch(JobRequest::new().tenant("acme").agent("patient"))
+        .expect_err("the breaker is open");
+    let Rejected::BreakerOpen {
+        tenant,
+        retry_after,
+    } = refused
+    else {
+        panic!("refused for another reason: {refused}");
+    };
+    assert_eq!(tenant, "acme");
+    assert!(
+        retry_after > std::time::Duration::from_secs(20)
+            && retry_after <= std::time::Duration::from_secs(30),
+        "the default cooldown is 30 s: {retry_after:?}"
+    );
+    pool.handle()
+        .launch(JobRequest::new().tenant("beta").agent("patient"))
+        .expect("another tenant is untouched");
+    let snapshot = pool.snapshot();
+    let acme = &snapshot.tenants["acme"];
+    assert_eq!(acme.breaker.state, BreakerState::Open);
+    assert_eq!(
+        (
+            acme.breaker.window_failures_count,
+            acme.breaker.window_samples_count
+        ),
+        (5, 5)
+    );
+    assert_eq!(acme.breaker.opened_count, 1);
+    assert_eq!(acme.failed_count, 5);
+    assert_eq!(acme.refusals[&RefusalReason::BreakerOpen], 1);
+    assert_eq!(snapshot.tenants["beta"].breaker.state, BreakerState::Closed);
+    assert_eq!(snapshot.tenants["beta"].sessions_count, 1);
+}
