@@ -3,12 +3,14 @@
 mod blocker;
 mod crashy;
 mod echo;
+mod flaky;
 mod hot;
 mod leaky;
 
 pub(crate) use blocker::Blocker;
 pub(crate) use crashy::Crashy;
 pub(crate) use echo::Echo;
+pub(crate) use flaky::Flaky;
 pub(crate) use hot::Hot;
 pub(crate) use leaky::Leaky;
 

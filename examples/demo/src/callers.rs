@@ -27,6 +27,9 @@ pub(crate) struct CallerConfig {
     pub(crate) min_life: Duration,
     pub(crate) max_life: Duration,
     pub(crate) seed: u64,
+    /// Until then, the first tenant's (`acme`'s) calls go to its `flaky` agent, whose
+    /// upstream is down: enough failures to open its circuit breaker.
+    pub(crate) outage_ends: Option<std::time::Instant>,
 }
 
 pub(crate) struct Callers {
@@ -64,13 +67,19 @@ fn call(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         let active = handle.runtime_snapshot().worker.active_sessions;
         for _ in active..config.target {
-            let agent = config
-                .only
-                .clone()
-                .unwrap_or_else(|| pick(&mut rng).to_owned());
+            let tenant = TENANTS[rng.usize(..TENANTS.len())];
+            let in_outage = tenant == TENANTS[0]
+                && config
+                    .outage_ends
+                    .is_some_and(|ends| std::time::Instant::now() < ends);
+            let agent = match &config.only {
+                Some(only) => only.clone(),
+                None if in_outage => "flaky".to_owned(),
+                None => pick(&mut rng).to_owned(),
+            };
             let request = JobRequest::new()
                 .agent(agent)
-                .tenant(TENANTS[rng.usize(..TENANTS.len())])
+                .tenant(tenant)
                 .metadata(serde_json::json!({
                     "life_ms": rng.u64(min_ms..=max_ms),
                     "caller": format!("+1555{:07}", rng.u32(..10_000_000)),
@@ -78,10 +87,13 @@ fn call(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
             match handle.launch(request) {
                 Ok(_) => {}
                 Err(Rejected::Draining | Rejected::Stopped) => return,
-                Err(rejected) => {
+                // The worker is full: try again at the next top-up.
+                Err(rejected @ Rejected::WorkerFull { .. }) => {
                     tracing::debug!(%rejected, "demo caller refused");
                     break;
                 }
+                // A tenant's or agent's limit: the next caller may be of another one.
+                Err(rejected) => tracing::debug!(%rejected, "demo caller refused"),
             }
         }
         std::thread::park_timeout(TOP_UP_INTERVAL);

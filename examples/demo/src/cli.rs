@@ -19,8 +19,8 @@ pub(crate) struct Args {
     /// How many sessions the callers keep live (0: none).
     #[arg(long, default_value_t = 24)]
     pub(crate) callers: u32,
-    /// Launch only this agent (echo, hot, blocker, crashy, leaky) instead of the usual mix.
-    #[arg(long, value_parser = ["echo", "hot", "blocker", "crashy", "leaky"])]
+    /// Launch only this agent (echo, hot, blocker, crashy, leaky, flaky) instead of the usual mix.
+    #[arg(long, value_parser = ["echo", "hot", "blocker", "crashy", "leaky", "flaky"])]
     pub(crate) only: Option<String>,
     /// The shortest life of a session, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -57,6 +57,15 @@ pub(crate) struct Args {
     /// How long a drain (on SIGINT or SIGTERM) waits for sessions before cancelling them.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout_secs: u64,
+    /// The tenant config file (caps, breakers, heap budgets per tenant), reloaded when it
+    /// changes or on SIGHUP. `examples/demo/tenants.toml` is the runbooks' one.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) tenant_config: Option<PathBuf>,
+    /// For this many seconds from the start, tenant `acme`'s calls go to its `flaky` agent,
+    /// whose upstream is down (its breaker opens within seconds and recovers after).
+    /// Default: 30 with a tenant config, else 0.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) outage_secs: Option<u64>,
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -69,12 +78,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         args.min_secs,
         args.max_secs
     );
+    let outage_secs = args
+        .outage_secs
+        .unwrap_or(if args.tenant_config.is_some() { 30 } else { 0 });
+    let outage_ends =
+        (outage_secs > 0).then(|| std::time::Instant::now() + Duration::from_secs(outage_secs));
     let mut builder = AgentPool::builder()
         .agent("echo", agents::Echo)
         .agent("hot", agents::Hot)
         .agent("blocker", agents::Blocker)
         .agent("crashy", agents::Crashy)
         .agent("leaky", agents::Leaky)
+        .agent(
+            "flaky",
+            agents::Flaky {
+                outage_ends: outage_ends.unwrap_or_else(std::time::Instant::now),
+            },
+        )
         .session_memory_limit(args.session_memory_mb.saturating_mul(1024 * 1024))
         .worker_name(&args.worker_name)
         .max_concurrent_sessions(args.max_sessions)
@@ -94,6 +114,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(socket) = &args.socket {
         builder = builder.socket_path(socket);
+    }
+    if let Some(path) = &args.tenant_config {
+        builder = builder.tenant_config(path);
     }
     let pool = builder.build().context("invalid demo configuration")?;
     if let Some(socket) = pool.socket_path() {
@@ -117,6 +140,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             min_life: Duration::from_secs(args.min_secs),
             max_life: Duration::from_secs(args.max_secs),
             seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+            outage_ends,
         },
     );
     let result = pool.run();
