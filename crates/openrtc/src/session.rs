@@ -6,8 +6,8 @@ mod outcome;
 
 pub(crate) use cell::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 pub use handle::{OutcomeFuture, SessionHandle};
-pub(crate) use outcome::{StopRequest, Verdict};
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
+pub(crate) use outcome::{StopRequest, Verdict};
 
 use std::fmt;
 use std::future::Future;
