@@ -26,6 +26,7 @@
 //! Every key is optional. Without a cap or budget, there is none; without any `breaker` key,
 //! every tenant has a breaker with the default settings.
 
+pub(crate) mod cell;
 mod error;
 mod parse;
 pub(crate) mod reload;

@@ -1,186 +1,26 @@
-//! Reloading the tenant config file while the worker runs: `TenantConfigCell` holds the
-//! config in force and the reload record, and `Reloader` reloads it on SIGHUP and when the
-//! file changes, on a thread of its own.
+//! Reloading the tenant config file while the worker runs: `Reloader` reloads a
+//! `TenantConfigCell` on SIGHUP and when the file changes, on a thread of its own.
 //!
 //! Linux only, as the runtime: the file is watched with inotify (the `notify` crate), and
 //! SIGHUP is a Unix signal.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher as _};
-use openrtc_proto::TenantConfigSnapshot;
 use signal_hook::consts::SIGHUP;
 
-use super::{TenantConfig, TenantConfigError};
-use crate::lock;
+use super::TenantConfig;
+use super::cell::{ReloadOutcome, TenantConfigCell};
 
 /// What the pool runs after each successful reload, with the new config (to apply its
 /// breaker settings, for one).
 pub(crate) type OnReload = Box<dyn Fn(&TenantConfig) + Send + Sync>;
-
-/// The tenant config in force, and the record of its reloads. Reading the config in force is
-/// one lock and one `Arc` clone.
-pub(crate) struct TenantConfigCell {
-    path: PathBuf,
-    registered_agents: Vec<String>,
-    current: RwLock<Arc<TenantConfig>>,
-    /// Held through a whole reload, so that reloads happen one at a time.
-    record: Mutex<ReloadRecord>,
-}
-
-/// What a snapshot says of the reloads, and what a failed one needs to log once.
-struct ReloadRecord {
-    loaded_at_unix_ms: u64,
-    reloads_count: u64,
-    last_error: Option<TenantConfigError>,
-    last_error_at_unix_ms: Option<u64>,
-    /// What the last failed attempt read: the version of its bytes, or its read error.
-    /// The same failure again is not logged again.
-    last_failure_key: Option<String>,
-    /// Reloads tried since the first load, whatever their outcome.
-    attempts_count: u64,
-}
-
-/// What one reload did.
-#[derive(Debug)]
-pub(crate) enum ReloadOutcome {
-    /// The file holds the version in force: nothing changed.
-    Unchanged,
-    /// A new version is in force.
-    Reloaded(Arc<TenantConfig>),
-    /// The file cannot be read or is not valid: the old version stays in force.
-    Failed(TenantConfigError),
-}
-
-impl TenantConfigCell {
-    /// Loads the file at `path` (the first load) and checks its agent caps against
-    /// `registered_agents`, which every reload checks again.
-    pub(crate) fn load(
-        path: impl Into<PathBuf>,
-        registered_agents: &[&str],
-    ) -> Result<Self, TenantConfigError> {
-        let path = path.into();
-        let config = TenantConfig::load(&path)?;
-        config.check_agents(registered_agents)?;
-        Ok(Self {
-            path,
-            registered_agents: registered_agents
-                .iter()
-                .map(|&agent| agent.to_owned())
-                .collect(),
-            current: RwLock::new(Arc::new(config)),
-            record: Mutex::new(ReloadRecord {
-                loaded_at_unix_ms: unix_ms_now(),
-                reloads_count: 1,
-                last_error: None,
-                last_error_at_unix_ms: None,
-                last_failure_key: None,
-                attempts_count: 0,
-            }),
-        })
-    }
-
-    /// Reloads tried since the first load, whatever their outcome.
-    #[cfg(test)]
-    pub(crate) fn attempts_count(&self) -> u64 {
-        lock(&self.record).attempts_count
-    }
-
-    /// The file's path, as given.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The config in force.
-    pub(crate) fn current(&self) -> Arc<TenantConfig> {
-        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// The file, the version in force and the record of reloads, for a pool snapshot.
-    pub(crate) fn snapshot(&self) -> TenantConfigSnapshot {
-        let record = lock(&self.record);
-        let mut snapshot = TenantConfigSnapshot::default();
-        snapshot.path = self.path.display().to_string();
-        snapshot.version = self.current().version().to_owned();
-        snapshot.loaded_at_unix_ms = record.loaded_at_unix_ms;
-        snapshot.reloads_count = record.reloads_count;
-        snapshot.last_error = record.last_error.as_ref().map(ToString::to_string);
-        snapshot.last_error_at_unix_ms = record.last_error_at_unix_ms;
-        snapshot
-    }
-
-    /// Reads the file again and puts it in force if it is a new, valid version; logs what
-    /// happened (a failure once per failing content).
-    pub(crate) fn reload(&self) -> ReloadOutcome {
-        let mut record = lock(&self.record);
-        record.attempts_count += 1;
-        let in_force = self.current();
-        let (failure_key, attempt) = match std::fs::read(&self.path) {
-            Err(error) => {
-                let error = TenantConfigError::read(&self.path, &error);
-                (error.to_string(), Err(error))
-            }
-            Ok(bytes) => {
-                let version = super::version_of(&bytes);
-                if version == in_force.version() {
-                    // Back to (or still at) the version in force: an earlier failure is over.
-                    record.last_error = None;
-                    record.last_error_at_unix_ms = None;
-                    record.last_failure_key = None;
-                    return ReloadOutcome::Unchanged;
-                }
-                let registered: Vec<&str> =
-                    self.registered_agents.iter().map(String::as_str).collect();
-                let attempt = TenantConfig::from_bytes(&self.path, &bytes)
-                    .and_then(|config| config.check_agents(&registered).map(|()| config));
-                (version, attempt)
-            }
-        };
-        match attempt {
-            Err(error) => {
-                if record.last_failure_key.as_deref() != Some(failure_key.as_str()) {
-                    tracing::warn!(
-                        event = "tenant_config_rejected",
-                        path = %self.path.display(),
-                        version = in_force.version(),
-                        %error,
-                        "[tenant-config] {error}; keeping version {}",
-                        in_force.version()
-                    );
-                    record.last_failure_key = Some(failure_key);
-                }
-                record.last_error = Some(error.clone());
-                record.last_error_at_unix_ms = Some(unix_ms_now());
-                ReloadOutcome::Failed(error)
-            }
-            Ok(config) => {
-                let config = Arc::new(config);
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&config);
-                record.loaded_at_unix_ms = unix_ms_now();
-                record.reloads_count += 1;
-                record.last_error = None;
-                record.last_error_at_unix_ms = None;
-                record.last_failure_key = None;
-                tracing::info!(
-                    event = "tenant_config_reloaded",
-                    path = %self.path.display(),
-                    old_version = in_force.version(),
-                    new_version = config.version(),
-                    "[tenant-config] reloaded {}: version {} -> {}",
-                    self.path.display(),
-                    in_force.version(),
-                    config.version()
-                );
-                ReloadOutcome::Reloaded(config)
-            }
-        }
-    }
-}
 
 /// What wakes the reloader thread.
 enum Input {
@@ -224,7 +64,10 @@ impl Default for ReloaderOptions {
 /// and joins its threads.
 ///
 /// The file is watched through its parent directory (not recursively), filtered on its
-/// name, so that an editor replacing the file by a rename is seen. SIGHUP is read by a small
+/// name, so that an editor replacing the file by a rename is seen. Writing the new file
+/// beside the old one and renaming it over is the safe way to change it: a file rewritten
+/// in place could be read half written if the writer pauses longer than the debounce (the
+/// half then fails to parse, or is taken if it is valid on its own). SIGHUP is read by a small
 /// `openrtc-config-signals` thread that forwards it. Once a reloader has run, SIGHUP stays
 /// caught by the process (and does nothing) after it is dropped: a signal's default action
 /// cannot be put back.
@@ -386,17 +229,18 @@ fn run(
         }
         pending = None;
         if let ReloadOutcome::Reloaded(config) = cell.reload() {
-            on_reload(&config);
+            // A panicking callback must not stop the reloads (the panic hook reports it).
+            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| on_reload(&config)));
+            if applied.is_err() {
+                tracing::warn!(
+                    event = "tenant_config_callback_panicked",
+                    version = config.version(),
+                    "[tenant-config] applying version {} panicked",
+                    config.version()
+                );
+            }
         }
     }
-}
-
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 
 use super::*;
+use crate::tenant_config::TenantConfigError;
 
 /// How long a wait may take before the test fails: generous, for busy CI machines.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -17,6 +18,14 @@ const PATIENCE: Duration = Duration::from_secs(10);
 const FIRST: &str = "[defaults]\nmax_sessions = 1\n[max_sessions_per_agent]\necho = 2\n";
 const SECOND: &str = "[defaults]\nmax_sessions = 2\n";
 const BAD: &str = "[defaults]\nmax_sessions = -1\n";
+
+/// The watcher alone: a SIGHUP raised by another test of the same process (under plain
+/// `cargo test`) cannot reload these tests' files.
+const WATCH_ONLY: ReloaderOptions = ReloaderOptions {
+    watch_file: true,
+    reload_on_sighup: false,
+    debounce: ReloaderOptions::DEFAULT_DEBOUNCE,
+};
 
 /// One captured log line: its level, its message and its fields.
 #[derive(Clone, Debug, Default)]
@@ -141,7 +150,7 @@ impl Fixture {
 fn a_valid_edit_is_applied_and_logged_with_both_versions() {
     let captured = Captured::default();
     let _guard = captured.install();
-    let fixture = Fixture::start(ReloaderOptions::default());
+    let fixture = Fixture::start(WATCH_ONLY);
     let first_version = fixture.cell.current().version().to_owned();
     assert_eq!(fixture.cell.snapshot().reloads_count, 1);
 
@@ -184,7 +193,7 @@ fn a_valid_edit_is_applied_and_logged_with_both_versions() {
 fn an_invalid_edit_keeps_the_old_config_and_is_logged_once_per_content() {
     let captured = Captured::default();
     let _guard = captured.install();
-    let fixture = Fixture::start(ReloaderOptions::default());
+    let fixture = Fixture::start(WATCH_ONLY);
     let first_version = fixture.cell.current().version().to_owned();
 
     write(fixture.path(), BAD);
@@ -235,7 +244,7 @@ fn an_invalid_edit_keeps_the_old_config_and_is_logged_once_per_content() {
 
 #[test]
 fn a_file_replaced_by_a_rename_is_reloaded() {
-    let fixture = Fixture::start(ReloaderOptions::default());
+    let fixture = Fixture::start(WATCH_ONLY);
     let temporary = fixture.directory.path().join(".tenants.toml.swp");
     write(&temporary, SECOND);
     std::fs::rename(&temporary, fixture.path()).expect("the rename");
@@ -248,7 +257,7 @@ fn a_file_replaced_by_a_rename_is_reloaded() {
 fn a_burst_of_writes_makes_one_reload() {
     let fixture = Fixture::start(ReloaderOptions {
         debounce: Duration::from_secs(1),
-        ..ReloaderOptions::default()
+        ..WATCH_ONLY
     });
     for max_sessions in [7, 8, 9] {
         write(
@@ -280,7 +289,7 @@ fn sighup_reloads_a_file_the_watcher_does_not_see() {
 fn dropping_the_reloader_stops_it_promptly_even_with_a_reload_pending() {
     let mut fixture = Fixture::start(ReloaderOptions {
         debounce: Duration::from_secs(600),
-        ..ReloaderOptions::default()
+        ..WATCH_ONLY
     });
     write(fixture.path(), SECOND);
     let started = Instant::now();
