@@ -123,6 +123,20 @@ pub struct TenantPolicy {
 }
 
 /// A parsed and checked tenant config file.
+///
+/// ```
+/// use openrtc::TenantConfig;
+///
+/// let text = "[defaults]\nmax_sessions = 50\n[tenants.acme]\nmax_sessions = 5\n";
+/// let config = TenantConfig::from_bytes("tenants.toml", text.as_bytes())?;
+/// assert_eq!(config.policy("acme").max_sessions, Some(5));
+/// assert_eq!(config.policy("initech").max_sessions, Some(50));
+///
+/// let error = TenantConfig::from_bytes("tenants.toml", b"[defaults]\nmax_sessions = -1\n")
+///     .unwrap_err();
+/// assert!(error.to_string().starts_with("tenants.toml:2:16: "));
+/// # Ok::<(), openrtc::TenantConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct TenantConfig {
     path: PathBuf,

@@ -29,8 +29,6 @@ struct ReloadRecord {
     /// What the last failed attempt read: the version of its bytes, or its read error.
     /// The same failure again is not logged again.
     last_failure_key: Option<String>,
-    /// Reloads tried since the first load, whatever their outcome.
-    attempts_count: u64,
 }
 
 /// What one reload did.
@@ -67,15 +65,8 @@ impl TenantConfigCell {
                 last_error: None,
                 last_error_at_unix_ms: None,
                 last_failure_key: None,
-                attempts_count: 0,
             }),
         })
-    }
-
-    /// Reloads tried since the first load, whatever their outcome.
-    #[cfg(test)]
-    pub(crate) fn attempts_count(&self) -> u64 {
-        lock(&self.record).attempts_count
     }
 
     /// The file's path, as given.
@@ -105,7 +96,6 @@ impl TenantConfigCell {
     /// happened (a failure once per failing content).
     pub(crate) fn reload(&self) -> ReloadOutcome {
         let mut record = lock(&self.record);
-        record.attempts_count += 1;
         let in_force = self.current();
         let (failure_key, attempt) = match std::fs::read(&self.path) {
             Err(error) => {

@@ -209,12 +209,14 @@ fn an_invalid_edit_keeps_the_old_config_and_is_logged_once_per_content() {
     assert_eq!(snapshot.reloads_count, 1);
     assert_eq!(fixture.cell.current().agent_cap("echo"), Some(2));
 
-    // The same bad content again: a second attempt, no second line.
-    let attempts = fixture.cell.attempts_count();
+    // The same bad content again: a second attempt (at least a debounce later, so its time
+    // differs), no second line.
+    let first_failed_at = snapshot.last_error_at_unix_ms;
     write(fixture.path(), BAD);
     wait_until("a second attempt", || {
-        fixture.cell.attempts_count() > attempts
+        fixture.cell.snapshot().last_error_at_unix_ms > first_failed_at
     });
+    assert_eq!(fixture.cell.snapshot().last_error, Some(error.clone()));
     let warnings = captured.lines_at(tracing::Level::WARN);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(
