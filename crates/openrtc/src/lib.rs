@@ -54,6 +54,8 @@ mod probe;
 mod serve;
 mod session;
 mod stack;
+#[cfg_attr(not(test), expect(dead_code, reason = "wired into the pool next"))]
+mod tenant_config;
 mod units;
 mod watchdog;
 
@@ -65,6 +67,7 @@ pub use session::{
     CancelReason, JobRequest, KillReason, OutcomeFuture, ParseSessionIdError, Session,
     SessionHandle, SessionId, SessionOutcome,
 };
+pub use tenant_config::{BreakerConfig, Isolation, TenantConfig, TenantConfigError, TenantPolicy};
 
 /// Figures of this process, read from `/proc`: what a worker's snapshot header reports, for
 /// tools (benchmarks, supervisors) that measure a worker from inside it.
