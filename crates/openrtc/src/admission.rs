@@ -32,7 +32,8 @@ mod tenants;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 
-pub(crate) use breaker::BreakerSettings;
+#[cfg(test)]
+use breaker::BreakerSettings;
 pub(crate) use capacity::Reservation;
 pub(crate) use filter::RequestFilter;
 pub(crate) use routing::Router;

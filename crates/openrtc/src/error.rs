@@ -40,6 +40,10 @@ pub enum ConfigError {
         /// The builder setting.
         setting: &'static str,
     },
+    /// The tenant config file cannot be read or is not valid (its line and column are in
+    /// the error).
+    #[error("invalid tenant config: {0}")]
+    TenantConfig(#[from] crate::TenantConfigError),
     /// A socket path that cannot be used.
     #[error("invalid socket path {path:?}: {reason}")]
     InvalidSocketPath {

@@ -29,6 +29,7 @@ struct Moment {
     recently_ended: Vec<EndedSessionSnapshot>,
     tenants: BTreeMap<String, TenantSnapshot>,
     agents: BTreeMap<String, AgentSnapshot>,
+    tenant_config: Option<TenantConfigSnapshot>,
 }
 
 fn moment(shared: &PoolShared) -> Moment {
@@ -80,6 +81,7 @@ fn moment(shared: &PoolShared) -> Moment {
         .collect();
     let tenants = tenants(shared, &cells);
     let agents = agents(shared);
+    let tenant_config = shared.tenant_config.as_ref().map(|cell| cell.snapshot());
     Moment {
         now_ns,
         draining,
@@ -89,6 +91,7 @@ fn moment(shared: &PoolShared) -> Moment {
         recently_ended,
         tenants,
         agents,
+        tenant_config,
     }
 }
 
@@ -120,6 +123,11 @@ fn tenants(shared: &PoolShared, cells: &[Arc<SessionCell>]) -> BTreeMap<String, 
             let limits = shared.limits(&name);
             tenant.max_sessions = limits.tenant_cap();
             tenant.max_heap_bytes = limits.tenant_heap_budget();
+            tenant.session_memory_limit_bytes = limits.policy().session_memory_limit_bytes;
+            tenant.isolation = limits
+                .policy()
+                .isolation
+                .map(|isolation| isolation.as_str().to_owned());
             tenant.breaker = {
                 let mut breaker = crate::lock(&counters.breaker);
                 breaker.sync(&name, limits.breaker());
@@ -137,6 +145,7 @@ fn agents(shared: &PoolShared) -> BTreeMap<String, AgentSnapshot> {
         .map(|(name, counters)| {
             let mut agent = AgentSnapshot::default();
             agent.sessions_count = counters.active.load(Ordering::Acquire);
+            agent.max_sessions = shared.agent_cap(name);
             agent.refusals = counters
                 .refused
                 .counts()
@@ -175,6 +184,7 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
     snapshot.recently_ended = moment.recently_ended;
     snapshot.tenants = moment.tenants;
     snapshot.agents = moment.agents;
+    snapshot.tenant_config = moment.tenant_config;
     snapshot
 }
 
@@ -215,7 +225,7 @@ fn write_response(
             recently_ended: &moment.recently_ended,
             tenants: &moment.tenants,
             agents: &moment.agents,
-            tenant_config: None,
+            tenant_config: moment.tenant_config.as_ref(),
         },
     };
     serde_json::to_writer(out, &envelope)

@@ -54,7 +54,6 @@ mod probe;
 mod serve;
 mod session;
 mod stack;
-#[cfg_attr(not(test), expect(dead_code, reason = "wired into the pool next"))]
 mod tenant_config;
 mod units;
 mod watchdog;

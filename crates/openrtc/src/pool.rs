@@ -26,7 +26,10 @@ use crate::agent::ErasedAgent;
 use crate::error::RefusalCounters;
 use crate::probe::Probe;
 use crate::session::{self, CancelReason, KillReason, SessionCell, SessionOutcome, StopRequest};
+use crate::tenant_config::cell::TenantConfigCell;
+use crate::tenant_config::reload::{Reloader, ReloaderOptions};
 use crate::units::duration_ms;
+use crate::{BreakerConfig, TenantConfig, TenantPolicy};
 use crate::{JobRequest, LookupError, Rejected, RunError, SessionHandle, SessionId, lock};
 
 /// How many ended sessions a snapshot keeps, newest first.
@@ -133,6 +136,10 @@ pub(crate) struct PoolShared {
     /// Every tenant seen, with its counters.
     pub(crate) tenants: admission::TenantRegistry,
     hooks: AdmissionHooks,
+    /// The tenant config file in force, if the pool has one.
+    pub(crate) tenant_config: Option<Arc<TenantConfigCell>>,
+    /// Bumped on each tenant config reload, so tenants' breakers pick up new settings.
+    config_generation: AtomicU64,
     probe: Arc<Probe>,
     sessions: Mutex<BTreeMap<u64, Arc<SessionCell>>>,
     next_key: AtomicU64,
@@ -247,10 +254,7 @@ impl PoolShared {
     fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
         let (tenant_name, tenant) = self.tenants.get_or_create(&request.tenant);
         let agent_names: Vec<&str> = self.agents.iter().map(|agent| &*agent.name).collect();
-        let limits = Limits {
-            shared: self,
-            tenant: &tenant_name,
-        };
+        let limits = self.limits(&tenant_name);
         let mut lifecycle = lock(&self.lifecycle);
         let runtime = match &*lifecycle {
             Lifecycle::Stopped | Lifecycle::NotStarted { .. } => None,
@@ -276,7 +280,10 @@ impl PoolShared {
             Arc::clone(&registered.name),
             Arc::clone(&tenant_name),
             request.metadata,
-            registered.memory_limit_bytes,
+            min_limit(
+                registered.memory_limit_bytes,
+                limits.policy().session_memory_limit_bytes,
+            ),
             Some(admitted.places),
             Arc::clone(self),
         ));
@@ -299,10 +306,46 @@ impl PoolShared {
 
     /// The limits in force for `tenant`.
     pub(crate) fn limits<'a>(&'a self, tenant: &'a str) -> Limits<'a> {
+        // The generation first: a reload between the two reads gives a newer config under an
+        // older generation, which the next launch applies again (to the same effect).
+        let generation = self.config_generation.load(Ordering::Acquire);
+        let config = self.tenant_config.as_ref().map(|cell| cell.current());
+        let policy = config.as_ref().map_or_else(
+            || TenantPolicy {
+                breaker: Some(BreakerConfig::default()),
+                ..TenantPolicy::default()
+            },
+            |config| config.policy(tenant),
+        );
         Limits {
             shared: self,
             tenant,
+            generation,
+            config,
+            policy,
         }
+    }
+
+    /// The agent's cap from the tenant config.
+    pub(crate) fn agent_cap(&self, agent: &str) -> Option<u32> {
+        let config = self.tenant_config.as_ref()?.current();
+        config.agent_cap(agent)
+    }
+
+    /// Lists every tenant the config names, so snapshots show them before their first
+    /// session.
+    fn note_named_tenants(&self) {
+        if let Some(cell) = &self.tenant_config {
+            for tenant in cell.current().tenants() {
+                self.tenants.get_or_create(tenant);
+            }
+        }
+    }
+
+    /// A reload put a new tenant config in force.
+    pub(crate) fn tenant_config_reloaded(&self) {
+        self.config_generation.fetch_add(1, Ordering::AcqRel);
+        self.note_named_tenants();
     }
 
     /// The live heap the live sessions of `tenant` hold together (0 without the tracking
@@ -413,33 +456,46 @@ impl PoolShared {
     }
 }
 
-/// The limits in force for one tenant, read from the pool's configuration.
+/// The limits in force for one tenant, read from the tenant config (its defaults without
+/// one: no caps, the default circuit breaker).
 pub(crate) struct Limits<'a> {
     shared: &'a PoolShared,
     tenant: &'a str,
+    generation: u64,
+    config: Option<Arc<TenantConfig>>,
+    policy: TenantPolicy,
+}
+
+impl Limits<'_> {
+    /// The tenant's policy.
+    pub(crate) fn policy(&self) -> &TenantPolicy {
+        &self.policy
+    }
 }
 
 impl admission::Limits for Limits<'_> {
     fn tenant_cap(&self) -> Option<u32> {
-        None
+        self.policy.max_sessions
     }
 
     fn tenant_heap_budget(&self) -> Option<u64> {
-        None
+        self.policy.max_heap_bytes
     }
 
     fn tenant_live_heap(&self) -> u64 {
         self.shared.tenant_live_heap(self.tenant)
     }
 
-    fn agent_cap(&self, _agent: &str) -> Option<u32> {
-        None
+    fn agent_cap(&self, agent: &str) -> Option<u32> {
+        self.config
+            .as_ref()
+            .and_then(|config| config.agent_cap(agent))
     }
 
     fn breaker(&self) -> admission::BreakerPolicy<'_> {
         admission::BreakerPolicy {
-            generation: 0,
-            settings: Some(&DEFAULT_BREAKER),
+            generation: self.generation,
+            settings: self.policy.breaker.as_ref(),
         }
     }
 
@@ -448,8 +504,13 @@ impl admission::Limits for Limits<'_> {
     }
 }
 
-static DEFAULT_BREAKER: std::sync::LazyLock<admission::BreakerSettings> =
-    std::sync::LazyLock::new(admission::BreakerSettings::default);
+/// The stricter of two optional limits.
+fn min_limit(first: Option<u64>, second: Option<u64>) -> Option<u64> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some(first.min(second)),
+        (one, other) => one.or(other),
+    }
+}
 
 /// Why a session id or prefix matched no single live session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,7 +548,12 @@ impl AgentPool {
         AgentPoolBuilder::default()
     }
 
-    fn new(config: PoolConfig, agents: Vec<RegisteredAgent>, hooks: AdmissionHooks) -> Self {
+    fn new(
+        config: PoolConfig,
+        agents: Vec<RegisteredAgent>,
+        hooks: AdmissionHooks,
+        tenant_config: Option<Arc<TenantConfigCell>>,
+    ) -> Self {
         let probe = Arc::new(Probe::new(
             config.worker_threads,
             config.slow_session_threshold,
@@ -502,6 +568,8 @@ impl AgentPool {
             agents,
             tenants: admission::TenantRegistry::default(),
             hooks,
+            tenant_config,
+            config_generation: AtomicU64::new(0),
             probe,
             sessions: Mutex::default(),
             next_key: AtomicU64::new(1),
@@ -521,6 +589,7 @@ impl AgentPool {
             prewarmed: OnceLock::new(),
             failure_budget,
         });
+        shared.note_named_tenants();
         Self {
             shared,
             control: control_rx,
@@ -617,6 +686,22 @@ impl AgentPool {
         if shared.config.enable_introspection {
             helpers.watchdog = Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?);
         }
+        if let Some(cell) = &shared.tenant_config {
+            let pool = Arc::downgrade(&shared);
+            let on_reload = Box::new(move |_: &TenantConfig| {
+                if let Some(pool) = pool.upgrade() {
+                    pool.tenant_config_reloaded();
+                }
+            });
+            helpers.reloader = Some(
+                Reloader::spawn(Arc::clone(cell), on_reload, ReloaderOptions::default()).map_err(
+                    |source| RunError::Thread {
+                        name: "openrtc-config",
+                        source,
+                    },
+                )?,
+            );
+        }
         // Sessions launched until it has loaded stay queued; if it fails, dropping the pool
         // ends them as `cancelled (shutdown)`.
         shared.run_prewarm(self.prewarm.take(), &runtime)?;
@@ -689,6 +774,8 @@ impl Drop for AgentPool {
 struct HelperThreads {
     server: Option<crate::serve::SocketServer>,
     watchdog: Option<crate::watchdog::Watchdog>,
+    /// Reloads the tenant config; stopped when dropped.
+    reloader: Option<Reloader>,
 }
 
 impl Drop for HelperThreads {

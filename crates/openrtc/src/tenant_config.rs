@@ -41,15 +41,19 @@ pub use error::TenantConfigError;
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct BreakerConfig {
-    /// The sliding window whose outcomes are counted (`window_s`).
+    /// The sliding window whose outcomes are counted (`window_s`). Longer remembers failures
+    /// longer; shorter reacts to a short burst only if it alone meets the other thresholds.
     pub window: Duration,
-    /// The fewest outcomes in the window before it may open (`min_samples`).
+    /// The fewest outcomes in the window before it may open (`min_samples`): a tenant with
+    /// little traffic is not shut out by one or two failures.
     pub min_samples: u32,
-    /// The share of failures in the window that opens it, in (0, 1] (`failure_ratio`).
+    /// The share of failures in the window that opens it once strictly exceeded, in (0, 1]
+    /// (`failure_ratio`): with 0.5, 3 failures of 5 open it, 3 of 6 do not.
     pub failure_ratio: f64,
     /// How long it stays open the first time (`cooldown_s`); doubles on each failed probe.
     pub cooldown: Duration,
-    /// How many probe sessions it admits while half-open (`half_open_probes`).
+    /// How many probe sessions must succeed while half-open to close it, and the most in
+    /// flight at once (`half_open_probes`).
     pub half_open_probes: u32,
     /// The longest cooldown the doubling reaches (`max_cooldown_s`).
     pub max_cooldown: Duration,

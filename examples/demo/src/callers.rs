@@ -77,13 +77,14 @@ fn call(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
                 None if in_outage => "flaky".to_owned(),
                 None => pick(&mut rng).to_owned(),
             };
-            let request = JobRequest::new()
-                .agent(agent)
-                .tenant(tenant)
-                .metadata(serde_json::json!({
-                    "life_ms": rng.u64(min_ms..=max_ms),
-                    "caller": format!("+1555{:07}", rng.u32(..10_000_000)),
-                }));
+            let request =
+                JobRequest::new()
+                    .agent(agent)
+                    .tenant(tenant)
+                    .metadata(serde_json::json!({
+                        "life_ms": rng.u64(min_ms..=max_ms),
+                        "caller": format!("+1555{:07}", rng.u32(..10_000_000)),
+                    }));
             match handle.launch(request) {
                 Ok(_) => {}
                 Err(Rejected::Draining | Rejected::Stopped) => return,

@@ -40,68 +40,18 @@ use crate::units::duration_ms;
 /// How many counters the sliding window is cut into.
 pub(crate) const WINDOW_BUCKETS: usize = 60;
 
-/// How a tenant's breaker decides; replaceable live with [`Breaker::set_settings`].
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct BreakerSettings {
-    /// The length of the sliding window of counted outcomes
-    /// ([`BreakerSettings::DEFAULT_WINDOW`]). Longer remembers failures longer; shorter reacts
-    /// to a short burst only if it alone meets the other thresholds.
-    pub(crate) window: Duration,
-    /// The fewest outcomes in the window before the breaker may open
-    /// ([`BreakerSettings::DEFAULT_MIN_SAMPLES`]): a tenant with little traffic is not shut
-    /// out by one or two failures. Zero counts as one.
-    pub(crate) min_samples: u32,
-    /// The share of failures in the window that opens the breaker once strictly exceeded
-    /// ([`BreakerSettings::DEFAULT_FAILURE_RATIO`]). At 1.0 or more it never opens.
-    pub(crate) failure_ratio: f64,
-    /// How long the breaker refuses after it opens from closed
-    /// ([`BreakerSettings::DEFAULT_COOLDOWN`]).
-    pub(crate) cooldown: Duration,
-    /// How many probes must succeed, while half-open, to close it; also the most probes in
-    /// flight at once ([`BreakerSettings::DEFAULT_HALF_OPEN_PROBES`]). Zero counts as one.
-    pub(crate) half_open_probes: u32,
-    /// The cap on the cooldown, which doubles on each failed probe
-    /// ([`BreakerSettings::DEFAULT_MAX_COOLDOWN`]). Under `cooldown`, the cooldown never
-    /// grows.
-    pub(crate) max_cooldown: Duration,
+/// How a tenant's breaker decides (the tenant config's `breaker` table); replaceable live
+/// with [`Breaker::set_settings`].
+pub(crate) use crate::tenant_config::BreakerConfig as BreakerSettings;
+
+/// The probes needed and allowed, zero read as one.
+fn probes(settings: &BreakerSettings) -> u32 {
+    settings.half_open_probes.max(1)
 }
 
-impl BreakerSettings {
-    /// The default window: one minute.
-    pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
-    /// The default fewest outcomes before opening: 5.
-    pub(crate) const DEFAULT_MIN_SAMPLES: u32 = 5;
-    /// The default failure share to exceed: one half.
-    pub(crate) const DEFAULT_FAILURE_RATIO: f64 = 0.5;
-    /// The default cooldown: 30 seconds.
-    pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
-    /// The default number of probes: 2.
-    pub(crate) const DEFAULT_HALF_OPEN_PROBES: u32 = 2;
-    /// The default cap on the cooldown: five minutes.
-    pub(crate) const DEFAULT_MAX_COOLDOWN: Duration = Duration::from_secs(5 * 60);
-
-    /// The probes needed and allowed, zero read as one.
-    fn probes(&self) -> u32 {
-        self.half_open_probes.max(1)
-    }
-
-    /// The most the cooldown may grow to: `max_cooldown`, or the base if that is longer.
-    fn cooldown_cap(&self) -> Duration {
-        self.max_cooldown.max(self.cooldown)
-    }
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        Self {
-            window: Self::DEFAULT_WINDOW,
-            min_samples: Self::DEFAULT_MIN_SAMPLES,
-            failure_ratio: Self::DEFAULT_FAILURE_RATIO,
-            cooldown: Self::DEFAULT_COOLDOWN,
-            half_open_probes: Self::DEFAULT_HALF_OPEN_PROBES,
-            max_cooldown: Self::DEFAULT_MAX_COOLDOWN,
-        }
-    }
+/// The most the cooldown may grow to: `max_cooldown`, or the base if that is longer.
+fn cooldown_cap(settings: &BreakerSettings) -> Duration {
+    settings.max_cooldown.max(settings.cooldown)
 }
 
 /// What the breaker gave an admitted launch; the pool keeps it with the session and hands it
@@ -437,7 +387,7 @@ impl Breaker {
             }
             State::Open { .. } => None,
             State::HalfOpen { succeeded, .. } => {
-                (succeeded >= self.settings.probes()).then(|| self.recover())
+                (succeeded >= probes(&self.settings)).then(|| self.recover())
             }
         }
     }
@@ -445,7 +395,7 @@ impl Breaker {
     /// Admits or refuses a launch at `now`. While open, the first launch after the cooldown
     /// turns the breaker half-open and is admitted as its first probe.
     pub(crate) fn admit(&mut self, now: Instant) -> Result<BreakerAdmission, BreakerRefusal> {
-        let probes = self.settings.probes();
+        let probes = probes(&self.settings);
         match &mut self.state {
             State::Closed => Ok(BreakerAdmission {
                 ticket: BreakerTicket { probe_round: None },
@@ -554,8 +504,8 @@ impl Breaker {
         failed: bool,
         now: Instant,
     ) -> Option<Transition> {
-        let probes = self.settings.probes();
-        let cap = self.settings.cooldown_cap();
+        let probes = probes(&self.settings);
+        let cap = cooldown_cap(&self.settings);
         let State::HalfOpen {
             round,
             in_flight,
@@ -623,7 +573,7 @@ impl Breaker {
             } => {
                 snapshot.state = BreakerState::HalfOpen;
                 snapshot.probes_in_flight_count = in_flight;
-                if in_flight.saturating_add(succeeded) >= self.settings.probes() {
+                if in_flight.saturating_add(succeeded) >= probes(&self.settings) {
                     snapshot.retry_after_ms = Some(0);
                 }
             }
@@ -726,7 +676,7 @@ mod tests {
         assert_eq!(settings.cooldown, secs(30));
         assert_eq!(settings.half_open_probes, 2);
         assert_eq!(settings.max_cooldown, secs(300));
-        assert_eq!(Breaker::new(settings.clone()).settings(), &settings);
+        assert_eq!(Breaker::new(settings).settings(), &settings);
     }
 
     #[test]
@@ -1089,7 +1039,7 @@ mod tests {
             cooldown: secs(10),
             ..BreakerSettings::default()
         };
-        assert_eq!(breaker.set_settings(longer.clone()), None);
+        assert_eq!(breaker.set_settings(longer), None);
         assert_eq!(breaker.settings(), &longer);
         let snapshot = breaker.snapshot(clock.at(90.0));
         assert_eq!(
@@ -1116,7 +1066,7 @@ mod tests {
         assert_eq!(
             breaker.set_settings(BreakerSettings {
                 cooldown: secs(1),
-                ..longer.clone()
+                ..longer
             }),
             None
         );

@@ -40,12 +40,12 @@ impl TenantBreaker {
             (None, breaker) => *breaker = None,
             (Some(settings), Some(breaker)) => {
                 if breaker.settings() != settings {
-                    if let Some(transition) = breaker.set_settings(settings.clone()) {
+                    if let Some(transition) = breaker.set_settings(*settings) {
                         log_transition(tenant, &transition);
                     }
                 }
             }
-            (Some(settings), breaker @ None) => *breaker = Some(Breaker::new(settings.clone())),
+            (Some(settings), breaker @ None) => *breaker = Some(Breaker::new(*settings)),
         }
     }
 

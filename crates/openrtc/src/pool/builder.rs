@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::agent::ErasedAgent;
 use crate::pool::prewarm::Prewarm;
 use crate::pool::{AdmissionHooks, AgentPool, PoolConfig, RegisteredAgent};
+use crate::tenant_config::cell::TenantConfigCell;
 use crate::{Agent, AgentError, ConfigError, JobRequest};
 
 /// Configures an [`AgentPool`]; every setter has a documented default.
@@ -31,6 +32,7 @@ pub struct AgentPoolBuilder {
     memory_warn_mb: Option<u64>,
     memory_limit_mb: Option<u64>,
     hooks: AdmissionHooks,
+    tenant_config: Option<PathBuf>,
     prewarm: Option<Prewarm>,
     consecutive_failure_limit: Option<u32>,
 }
@@ -57,6 +59,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("agent_memory_limits", &self.agent_memory_limits)
             .field("memory_warn_mb", &self.memory_warn_mb)
             .field("memory_limit_mb", &self.memory_limit_mb)
+            .field("tenant_config", &self.tenant_config)
             .field("router", &self.hooks.router.is_some())
             .field("request_filter", &self.hooks.filter.is_some())
             .field("prewarm", &self.prewarm)
@@ -85,6 +88,7 @@ impl Default for AgentPoolBuilder {
             memory_warn_mb: None,
             memory_limit_mb: None,
             hooks: AdmissionHooks::default(),
+            tenant_config: None,
             prewarm: None,
             consecutive_failure_limit: None,
         }
@@ -234,6 +238,21 @@ impl AgentPoolBuilder {
         self
     }
 
+    /// Reads per-tenant limits from a TOML file (default: none; every tenant then has the
+    /// default circuit breaker and no cap): `max_sessions`, `breaker` (or `breaker = false`),
+    /// `memory_limit_mb` per session, `max_heap_mb` per tenant and `isolation`, under
+    /// `[defaults]` and `[tenants.<name>]`, and agent caps under `[max_sessions_per_agent]`.
+    ///
+    /// The file is read by `build` (a bad file is [`ConfigError::TenantConfig`], with its
+    /// line and column), then again while the pool runs whenever it changes (a file watcher)
+    /// or the process gets SIGHUP. A bad edit keeps the limits in force and is logged once
+    /// (`[tenant-config] …`), with its line and column, and shown in the snapshot. A lowered
+    /// cap never stops a live session: it refuses new ones until the count is under it.
+    pub fn tenant_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tenant_config = Some(path.into());
+        self
+    }
+
     /// Routes jobs that name no agent (default: none). It runs after a job's explicit agent
     /// and before the job's metadata (`agent`, then the longest registered `<agent>-` prefix
     /// of `room`) and the default agent (the first registered): `Some(name)` sends the job
@@ -371,6 +390,13 @@ impl AgentPoolBuilder {
                 });
             }
         }
+        let tenant_config = match &self.tenant_config {
+            None => None,
+            Some(path) => {
+                let registered: Vec<&str> = self.agents.iter().map(|(name, _)| &**name).collect();
+                Some(Arc::new(TenantConfigCell::load(path.clone(), &registered)?))
+            }
+        };
         let socket_path = match (self.enable_introspection, self.socket_path) {
             (false, _) => None,
             (true, Some(path)) => {
@@ -419,7 +445,7 @@ impl AgentPoolBuilder {
             memory_limit_bytes: self.memory_limit_mb.map(crate::units::mib_to_bytes),
             consecutive_failure_limit: self.consecutive_failure_limit,
         };
-        let mut pool = AgentPool::new(config, agents, self.hooks);
+        let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config);
         pool.prewarm = self.prewarm;
         Ok(pool)
     }
