@@ -1,6 +1,6 @@
 //! The tenant parts of `top`: the breaker, tenant-config, shared-state and failure-streak
-//! lines of a worker's header, and (in [`per_tenant`]) the tenant table of `--once`, a
-//! tenant's entry in the live view's summary line and one tenant's detail lines. Pure
+//! lines of a worker's header, and (in [`per_tenant`]) the tenant summary line of
+//! `--once`, a tenant's entry in the live view's summary line and one tenant's detail lines. Pure
 //! functions that return text in [`Piece`]s, which `--once` joins plainly and the live view
 //! styles by their [`Tone`].
 
@@ -18,7 +18,7 @@ use super::format::{clean_text, format_bytes_human, format_uptime};
 mod per_tenant;
 
 pub use per_tenant::{
-    TENANT_TABLE_ROWS, breaker_detail, summary_entry, tenant_detail, tenant_table,
+    SUMMARY_TENANTS, breaker_detail, summary_entry, summary_text, tenant_detail,
     tenants_by_sessions,
 };
 
@@ -237,7 +237,7 @@ pub fn failure_streak(worker: &WorkerSnapshot) -> Option<Piece> {
 
 /// The lines `--once` adds under a worker's two header lines: breakers not closed, the tenant
 /// config (and its failed reload), the shared state, the chosen tenant's detail, then the
-/// tenant table followed by a blank line. Empty for a snapshot without any of these.
+/// tenant summary line. Empty for a snapshot without any of these.
 #[must_use]
 pub fn once_lines(snapshot: &PoolSnapshot, only_tenant: Option<&str>) -> String {
     let mut lines = String::new();
@@ -260,10 +260,9 @@ pub fn once_lines(snapshot: &PoolSnapshot, only_tenant: Option<&str>) -> String 
             let _ = writeln!(lines, "{}", join_pieces(&line));
         }
     }
-    let table = tenant_table(snapshot, only_tenant);
-    if !table.is_empty() {
-        lines.push_str(&table);
-        lines.push('\n');
+    // Filtered to one tenant, its detail says all; else the summary line names the busiest.
+    if let Some(summary) = summary_text(snapshot).filter(|_| only_tenant.is_none()) {
+        let _ = writeln!(lines, "{summary}");
     }
     lines
 }

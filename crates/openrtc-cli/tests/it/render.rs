@@ -174,7 +174,7 @@ fn json_keeps_the_snapshot_shape_with_only_the_matching_sessions_in_sort_order()
 }
 
 #[test]
-fn a_worker_with_tenants_shows_breakers_config_shared_state_and_a_tenant_table() {
+fn a_worker_with_tenants_shows_breakers_config_shared_state_and_a_tenant_summary() {
     let text = render_workers(&[&tenant_worker()], &ViewOptions::default());
     for expected in [
         " · refused 15 (tenant_cap 12, breaker_open 3) · ",
@@ -183,18 +183,23 @@ fn a_worker_with_tenants_shows_breakers_config_shared_state_and_a_tenant_table()
         "\nconfig: /etc/openrtc/tenants.toml v3f9a1c2e8b7d6a50\n",
         "\nreload failed: line 12: max_sessions: expected an integer; keeping v3f9a1c2e8b7d6a50\n",
         "\nshared: 180.0 MiB prewarmed (one process per session would load it 6 times: ~1.1 GiB)\n",
-        "\nTENANT  SESSIONS  CAP  HEAP_MB  BUDGET_MB  FAILED  REFUSED  BREAKER\n",
     ] {
         assert!(text.contains(expected), "{expected:?} missing:\n{text}");
     }
-    let tenant_rows: Vec<&str> = text
+    let summary = text
         .lines()
-        .skip_while(|line| !line.starts_with("TENANT "))
-        .skip(1)
-        .take_while(|line| !line.is_empty())
-        .collect();
-    assert_eq!(tenant_rows.len(), 4, "{text}");
-    assert!(tenant_rows[0].starts_with("gamma "), "most sessions first");
+        .find(|line| line.starts_with("tenants: "))
+        .unwrap_or_else(|| panic!("no tenant summary line:\n{text}"));
+    assert_eq!(
+        summary.split(" · ").count(),
+        4,
+        "every tenant, one entry each: {summary}"
+    );
+    assert!(
+        summary.starts_with("tenants: gamma 3/3 "),
+        "most sessions first: {summary}"
+    );
+    assert!(summary.contains("acme 1/10 12M open"), "{summary}");
     assert!(
         !text.contains("tenant acme:"),
         "no tenant detail unfiltered"
@@ -232,13 +237,16 @@ fn a_view_filtered_to_one_tenant_shows_its_detail() {
         text.contains("\ntenant globex: not seen by this worker\n"),
         "{text}"
     );
-    assert!(!text.contains("\nTENANT "), "no empty tenant table: {text}");
+    assert!(
+        !text.contains("\ntenants: "),
+        "no summary under a filter: {text}"
+    );
 }
 
 #[test]
 fn a_worker_without_tenant_figures_shows_no_tenant_lines() {
     let text = render_workers(&[&busy_worker()], &ViewOptions::default());
-    for absent in ["breakers:", "config:", "shared:", "\nTENANT ", "in a row"] {
+    for absent in ["breakers:", "config:", "shared:", "\ntenants: ", "in a row"] {
         assert!(!text.contains(absent), "{absent:?} in:\n{text}");
     }
 }

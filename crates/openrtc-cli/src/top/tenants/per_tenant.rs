@@ -1,4 +1,4 @@
-//! One tenant's figures in `top`: the order tenants are listed in, the `--once` tenant table,
+//! One tenant's figures in `top`: the order tenants are listed in, the `--once` summary line,
 //! a tenant's entry in the live view's summary line, and its detail lines under `--tenant`.
 
 use std::collections::BTreeMap;
@@ -10,11 +10,9 @@ use super::{Piece, Tone, format_wait, probes, tenant_name};
 use crate::top::format::{
     clean_text, format_bytes_compact, format_bytes_human, format_short_span, refusal_summary,
 };
-use crate::top::table::render_table;
-use crate::top::tui::view::text::Align;
 
-/// How many tenants the `--once` tenant table lists at most (those with the most sessions).
-pub const TENANT_TABLE_ROWS: usize = 10;
+/// How many tenants the `--once` summary line names at most (those with the most sessions).
+pub const SUMMARY_TENANTS: usize = 8;
 
 /// The tenants in the order they are listed: most sessions first, then most refusals, then by
 /// name.
@@ -52,70 +50,30 @@ fn over_heap_budget(tenant: &TenantSnapshot) -> bool {
         .is_some_and(|budget| tenant.heap_live_bytes > budget)
 }
 
-/// Bytes as MiB with one decimal and no unit, for the `_MB` columns.
-fn mebibytes_figure(bytes: u64) -> String {
-    // Precision loss only past 2^53 bytes, far beyond any heap.
-    #[allow(clippy::cast_precision_loss)]
-    let mebibytes = bytes as f64 / (1024.0 * 1024.0);
-    format!("{mebibytes:.1}")
-}
-
-/// The `--once` tenant table of a worker: one row per tenant (only `only_tenant` when set),
-/// most sessions first, at most [`TENANT_TABLE_ROWS`]; empty when the snapshot lists no
-/// tenant. Heap figures are `-` without the tracking allocator.
+/// The `--once` tenant summary line: `tenants: acme 8/10 open · globex 7 · +3 more`, the
+/// [`SUMMARY_TENANTS`] tenants with the most sessions; `None` when the snapshot lists none.
 #[must_use]
-pub fn tenant_table(snapshot: &PoolSnapshot, only_tenant: Option<&str>) -> String {
+pub fn summary_text(snapshot: &PoolSnapshot) -> Option<String> {
     let tracked = snapshot.worker.mem_source.is_exact();
-    let listed: Vec<(&String, &TenantSnapshot)> = tenants_by_sessions(&snapshot.tenants)
-        .into_iter()
-        .filter(|(name, _)| only_tenant.is_none_or(|wanted| name.as_str() == wanted))
-        .collect();
-    if listed.is_empty() {
-        return String::new();
+    let ordered = tenants_by_sessions(&snapshot.tenants);
+    if ordered.is_empty() {
+        return None;
     }
-    let columns = [
-        ("TENANT", Align::Left),
-        ("SESSIONS", Align::Right),
-        ("CAP", Align::Right),
-        ("HEAP_MB", Align::Right),
-        ("BUDGET_MB", Align::Right),
-        ("FAILED", Align::Right),
-        ("REFUSED", Align::Right),
-        ("BREAKER", Align::Left),
-    ];
-    let rows: Vec<Vec<String>> = listed
+    let entries: Vec<String> = ordered
         .iter()
-        .take(TENANT_TABLE_ROWS)
+        .take(SUMMARY_TENANTS)
         .map(|(name, tenant)| {
-            vec![
-                tenant_name(name),
-                tenant.sessions_count.to_string(),
-                tenant
-                    .max_sessions
-                    .map_or_else(|| "-".to_owned(), |cap| cap.to_string()),
-                if tracked {
-                    mebibytes_figure(tenant.heap_live_bytes)
-                } else {
-                    "-".to_owned()
-                },
-                tenant
-                    .max_heap_bytes
-                    .map_or_else(|| "-".to_owned(), mebibytes_figure),
-                tenant.failed_count.to_string(),
-                refused(tenant).to_string(),
-                tenant.breaker.state.as_str().to_owned(),
-            ]
+            summary_entry(name, tenant, tracked)
+                .iter()
+                .map(|piece| piece.text.as_str())
+                .collect()
         })
         .collect();
-    let mut table = render_table(&columns, &rows, "");
-    if listed.len() > TENANT_TABLE_ROWS {
-        let _ = writeln!(
-            table,
-            "(… and {} more tenants: --tenant NAME shows one)",
-            listed.len() - TENANT_TABLE_ROWS
-        );
+    let mut line = format!("tenants: {}", entries.join(" · "));
+    if ordered.len() > SUMMARY_TENANTS {
+        let _ = write!(line, " · +{} more", ordered.len() - SUMMARY_TENANTS);
     }
-    table
+    Some(line)
 }
 
 /// A tenant's entry in the live view's one-line summary: `acme 12/12 48M open`: its sessions
@@ -354,29 +312,25 @@ mod tests {
     }
 
     #[test]
-    fn the_tenant_table_lists_the_busiest_tenants_and_counts_the_rest() {
+    fn the_summary_line_names_the_busiest_tenants_and_counts_the_rest() {
         let mut snapshot = PoolSnapshot::default();
-        assert_eq!(tenant_table(&snapshot, None), "", "no tenants, no table");
-        for number in 0..12_u32 {
+        assert_eq!(summary_text(&snapshot), None, "no tenants, no line");
+        for number in 0..10_u32 {
             let mut tenant = TenantSnapshot::default();
             tenant.sessions_count = number;
             snapshot.tenants.insert(format!("t{number:02}"), tenant);
         }
-        let table = tenant_table(&snapshot, None);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 1 + TENANT_TABLE_ROWS + 1, "{table}");
-        assert!(lines[1].starts_with("t11 "), "{table}");
-        assert!(lines[1].contains("  -  "), "heap untracked: {table}");
+        snapshot
+            .tenants
+            .get_mut("t09")
+            .expect("listed")
+            .breaker
+            .state = BreakerState::Open;
         assert_eq!(
-            lines[TENANT_TABLE_ROWS + 1],
-            "(… and 2 more tenants: --tenant NAME shows one)"
-        );
-        let one = tenant_table(&snapshot, Some("t03"));
-        assert_eq!(one.lines().count(), 2, "{one}");
-        assert!(
-            one.lines()
-                .nth(1)
-                .is_some_and(|row| row.starts_with("t03 "))
+            summary_text(&snapshot).as_deref(),
+            Some(
+                "tenants: t09 9 open · t08 8 · t07 7 · t06 6 · t05 5 · t04 4 · t03 3 · t02 2 · +2 more"
+            )
         );
     }
 }
