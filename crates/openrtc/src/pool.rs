@@ -56,6 +56,8 @@ pub(crate) struct PoolConfig {
     pub(crate) memory_warn_bytes: Option<u64>,
     pub(crate) memory_limit_bytes: Option<u64>,
     pub(crate) consecutive_failure_limit: Option<u32>,
+    /// Every tenant's breaker when there is no tenant config file.
+    pub(crate) tenant_breaker: Option<BreakerConfig>,
 }
 
 pub(crate) struct RegisteredAgent {
@@ -312,7 +314,7 @@ impl PoolShared {
         let config = self.tenant_config.as_ref().map(|cell| cell.current());
         let policy = config.as_ref().map_or_else(
             || TenantPolicy {
-                breaker: Some(BreakerConfig::default()),
+                breaker: self.config.tenant_breaker,
                 ..TenantPolicy::default()
             },
             |config| config.policy(tenant),

@@ -10,7 +10,7 @@ use crate::agent::ErasedAgent;
 use crate::pool::prewarm::Prewarm;
 use crate::pool::{AdmissionHooks, AgentPool, PoolConfig, RegisteredAgent};
 use crate::tenant_config::cell::TenantConfigCell;
-use crate::{Agent, AgentError, ConfigError, JobRequest};
+use crate::{Agent, AgentError, BreakerConfig, ConfigError, JobRequest};
 
 /// Configures an [`AgentPool`]; every setter has a documented default.
 #[must_use]
@@ -33,6 +33,7 @@ pub struct AgentPoolBuilder {
     memory_limit_mb: Option<u64>,
     hooks: AdmissionHooks,
     tenant_config: Option<PathBuf>,
+    tenant_breaker: Option<BreakerConfig>,
     prewarm: Option<Prewarm>,
     consecutive_failure_limit: Option<u32>,
 }
@@ -60,6 +61,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("memory_warn_mb", &self.memory_warn_mb)
             .field("memory_limit_mb", &self.memory_limit_mb)
             .field("tenant_config", &self.tenant_config)
+            .field("tenant_breaker", &self.tenant_breaker)
             .field("router", &self.hooks.router.is_some())
             .field("request_filter", &self.hooks.filter.is_some())
             .field("prewarm", &self.prewarm)
@@ -89,6 +91,7 @@ impl Default for AgentPoolBuilder {
             memory_limit_mb: None,
             hooks: AdmissionHooks::default(),
             tenant_config: None,
+            tenant_breaker: Some(BreakerConfig::default()),
             prewarm: None,
             consecutive_failure_limit: None,
         }
@@ -250,6 +253,15 @@ impl AgentPoolBuilder {
     /// cap never stops a live session: it refuses new ones until the count is under it.
     pub fn tenant_config(mut self, path: impl Into<PathBuf>) -> Self {
         self.tenant_config = Some(path.into());
+        self
+    }
+
+    /// The circuit breaker every tenant gets when the pool has no tenant config file
+    /// (default: [`BreakerConfig::default`]: 3 failures of 5 sessions within a minute refuse
+    /// the tenant's new sessions for 30 s); `None` gives tenants no breaker. With a tenant
+    /// config, its `breaker` keys decide instead.
+    pub fn tenant_breaker(mut self, breaker: Option<BreakerConfig>) -> Self {
+        self.tenant_breaker = breaker;
         self
     }
 
@@ -444,6 +456,7 @@ impl AgentPoolBuilder {
             memory_warn_bytes: self.memory_warn_mb.map(crate::units::mib_to_bytes),
             memory_limit_bytes: self.memory_limit_mb.map(crate::units::mib_to_bytes),
             consecutive_failure_limit: self.consecutive_failure_limit,
+            tenant_breaker: self.tenant_breaker,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config);
         pool.prewarm = self.prewarm;

@@ -29,6 +29,9 @@ fn pool(worker: &str, limit: u32) -> AgentPool {
         .worker_name(worker)
         .enable_introspection(false)
         .consecutive_failure_limit(limit)
+        // These tests fail one tenant's sessions in a row on purpose: its circuit breaker
+        // would refuse the later ones. The budget, not the breaker, is under test.
+        .tenant_breaker(None)
         .build()
         .expect("valid")
 }
