@@ -6,6 +6,10 @@
 //! something; when the block is followed by `<!-- expect: TEXT -->`, its output must also
 //! contain TEXT. A step that does not pass yet is run again until it does or the deadline
 //! passes, as an operator repeats a command while the worker gets there.
+//!
+//! A runbook's `<!-- demo: ARGS -->` line gives the demo worker more arguments, as the
+//! runbook's own start command does; the working directory holds a copy of the demo's
+//! `tenants.toml`, which steps may edit.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -24,6 +28,19 @@ struct Step {
     line: usize,
     script: String,
     expect: Option<String>,
+}
+
+/// The demo arguments a runbook asks for with `<!-- demo: ARGS -->` (none without one).
+fn demo_args(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("<!-- demo:")
+                .and_then(|rest| rest.strip_suffix("-->"))
+        })
+        .map(|args| args.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// The `bash` blocks of a Markdown text, each with the `<!-- expect: … -->` that follows it.
@@ -58,6 +75,15 @@ fn steps(markdown: &str) -> Vec<Step> {
         });
     }
     steps
+}
+
+#[test]
+fn a_runbook_names_its_demo_arguments_in_a_comment() {
+    assert_eq!(
+        demo_args("# Title\n<!-- demo: --tenant-config tenants.toml --max-secs 8 -->\ntext\n"),
+        ["--tenant-config", "tenants.toml", "--max-secs", "8"]
+    );
+    assert!(demo_args("# Title\n```bash\nopenrtc top\n```\n").is_empty());
 }
 
 #[test]
@@ -101,7 +127,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn start() -> Self {
+    fn start(extra_args: &[String]) -> Self {
         let demo = PathBuf::from(env!("CARGO_BIN_EXE_openrtc-demo"));
         let cli = demo.with_file_name("openrtc");
         assert!(
@@ -118,9 +144,12 @@ impl Worker {
         }
         std::os::unix::fs::symlink(&cli, bin.join("openrtc")).expect("link openrtc");
         let log = std::fs::File::create(dir.path().join("demo.log")).expect("demo.log");
+        let tenants = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants.toml");
+        std::fs::copy(&tenants, dir.path().join("tenants.toml")).expect("copy tenants.toml");
         // The seed's first sessions include every agent the runbooks look for.
         let child = Command::new(demo)
             .args(["--threads", "2", "--seed", "2"])
+            .args(extra_args)
             .current_dir(dir.path())
             .env("XDG_RUNTIME_DIR", &runtime)
             .env_remove("RUST_LOG")
@@ -194,7 +223,7 @@ fn every_runbook_step_works_against_the_demo_worker() {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned());
         let name = name.unwrap_or_default();
-        let worker = Worker::start();
+        let worker = Worker::start(&demo_args(&markdown));
         for step in &steps {
             let deadline = Instant::now() + STEP_PATIENCE;
             loop {
