@@ -12,5 +12,6 @@ mod memory;
 mod prewarm;
 mod socket;
 mod support;
+mod tenant_limits;
 mod tenants;
 mod timing;
