@@ -28,6 +28,8 @@ mod heap;
 mod routing;
 mod tenant_breaker;
 mod tenants;
+#[cfg(test)]
+mod tests_sim;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
