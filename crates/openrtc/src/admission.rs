@@ -28,6 +28,8 @@ mod heap;
 mod routing;
 mod tenant_breaker;
 mod tenants;
+#[cfg(test)]
+mod tests_sim;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
@@ -454,9 +456,12 @@ mod tests {
                 });
             }
         });
+        // The worker place is reserved before the tenant cap is checked, so a launch the
+        // tenant cap then refuses holds one for a moment: 20 admitted, plus at most one
+        // launch under way per thread.
         assert!(
-            peaks[0].load(Ordering::Relaxed) <= 20,
-            "the tenant cap bounds the worker here"
+            peaks[0].load(Ordering::Relaxed) <= 20 + 8,
+            "the tenant cap bounds the worker here, but for launches under way"
         );
         assert_eq!(
             peaks[1].load(Ordering::Relaxed),
