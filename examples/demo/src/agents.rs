@@ -6,6 +6,7 @@ mod echo;
 mod flaky;
 mod hot;
 mod leaky;
+mod model;
 
 pub(crate) use blocker::Blocker;
 pub(crate) use crashy::Crashy;
@@ -13,6 +14,7 @@ pub(crate) use echo::Echo;
 pub(crate) use flaky::Flaky;
 pub(crate) use hot::Hot;
 pub(crate) use leaky::Leaky;
+pub(crate) use model::VadModel;
 
 use std::time::Duration;
 

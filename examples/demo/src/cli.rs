@@ -95,6 +95,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 outage_ends: outage_ends.unwrap_or_else(std::time::Instant::now),
             },
         )
+        // Every session shares one model, loaded before the first session starts.
+        .prewarm(|| async { Ok::<_, openrtc::AgentError>(agents::VadModel::load()) })
         .session_memory_limit(args.session_memory_mb.saturating_mul(1024 * 1024))
         .worker_name(&args.worker_name)
         .max_concurrent_sessions(args.max_sessions)

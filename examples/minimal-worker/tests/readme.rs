@@ -1,5 +1,6 @@
-//! The README's "Using the library" quotes this example and the workspace's build settings:
-//! the quotes must stay exactly what the files say.
+//! The README's "Using the library" quotes this example and the workspace's build settings,
+//! and its tenants section the demo's tenant config: the quotes must stay exactly what the
+//! files say.
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +79,26 @@ fn the_readme_build_settings_are_the_workspace_s() {
                 .windows(wanted.len())
                 .any(|window| window == wanted.as_slice()),
             "{file} does not hold the README's lines:\n{block}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_s_excerpts_are_lines_of_their_files() {
+    let readme = read("README.md");
+    let excerpts = quoted_blocks(&readme, "excerpt");
+    let files: Vec<&str> = excerpts.iter().map(|(file, _)| file.as_str()).collect();
+    assert_eq!(files, ["examples/demo/tenants.toml"]);
+    for (file, block) in &excerpts {
+        let text = read(file);
+        let lines: Vec<&str> = text.lines().collect();
+        let wanted: Vec<&str> = block.lines().collect();
+        assert!(wanted.len() > 10, "a real excerpt of {file}");
+        assert!(
+            lines
+                .windows(wanted.len())
+                .any(|window| window == wanted.as_slice()),
+            "{file} does not hold the README's lines in a row:\n{block}"
         );
     }
 }

@@ -2,9 +2,10 @@
 
 use openrtc::{Agent, AgentError, Session};
 
-use super::{Call, filter_frame};
+use super::{Call, VadModel, filter_frame};
 
-/// Filters each frame and keeps a child task that "transcribes" once a second.
+/// Filters each frame, runs the worker's shared voice-activity model on it, and keeps a child
+/// task that "transcribes" once a second.
 pub(crate) struct Echo;
 
 impl Agent for Echo {
@@ -22,11 +23,15 @@ impl Agent for Echo {
                 }
             }
         });
+        let vad = session.shared::<VadModel>();
         let mut call = Call::new(&session);
         let mut state = 0.0;
         let mut frame_index = 0;
         while call.next_frame(&session).await {
-            std::hint::black_box(filter_frame(frame_index, &mut state));
+            let energy = filter_frame(frame_index, &mut state);
+            if let Some(vad) = &vad {
+                std::hint::black_box(vad.speech_probability(frame_index, energy));
+            }
             frame_index += 1;
         }
         transcriber.abort();
