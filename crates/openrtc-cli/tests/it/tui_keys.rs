@@ -270,6 +270,56 @@ fn t_picks_a_tenant_from_the_list() {
 }
 
 #[test]
+fn the_tenant_list_names_tenants_without_sessions_and_breakers_not_closed() {
+    use openrtc_proto::{BreakerState, TenantSnapshot};
+    let mut worker = busy_worker();
+    let tenant = |state: BreakerState| {
+        let mut tenant = TenantSnapshot::default();
+        tenant.breaker.state = state;
+        tenant
+    };
+    // A tenant refused by its open breaker has no live session, yet it is the one to look at.
+    worker
+        .tenants
+        .insert("umbrella".into(), tenant(BreakerState::Open));
+    worker
+        .tenants
+        .insert("acme".into(), tenant(BreakerState::HalfOpen));
+    worker
+        .tenants
+        .insert("initech".into(), tenant(BreakerState::Closed));
+    let mut harness = Harness::new(&[worker], defaults());
+    harness.type_text("t");
+    let Some(openrtc_cli::top::tui::state::Overlay::TenantPicker(picker)) =
+        harness.state().overlay()
+    else {
+        panic!("the tenant list is open");
+    };
+    let listed: Vec<(Option<&str>, usize, Option<BreakerState>)> = picker
+        .choices
+        .iter()
+        .map(|choice| (choice.tenant.as_deref(), choice.sessions, choice.breaker))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (None, 4, None),
+            (Some("acme"), 2, Some(BreakerState::HalfOpen)),
+            (Some("globex"), 1, None),
+            (Some("initech"), 1, None),
+            (Some("umbrella"), 0, Some(BreakerState::Open)),
+        ]
+    );
+    harness.press(KeyCode::End);
+    harness.press(KeyCode::Enter);
+    assert_eq!(
+        harness.state().settings().tenant.as_deref(),
+        Some("umbrella")
+    );
+    assert!(harness.ids().is_empty(), "no live session of umbrella");
+}
+
+#[test]
 fn enter_opens_the_detail_pane_and_esc_goes_back() {
     let mut harness = Harness::new(&[busy_worker()], defaults());
     harness.press(KeyCode::Down);

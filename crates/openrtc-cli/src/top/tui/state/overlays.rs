@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use openrtc_proto::{SessionId, SessionState};
+use openrtc_proto::{BreakerState, SessionId, SessionState};
 
 use super::State;
 use crate::top::tui::input::Action;
@@ -75,9 +75,12 @@ pub struct TenantChoice {
     pub sessions: usize,
     /// Those of them slow now.
     pub slow_sessions: usize,
+    /// Its circuit breaker when it is open or half-open on any worker shown (open first).
+    pub breaker: Option<BreakerState>,
 }
 
-/// The tenant filter list: every tenant with live sessions, and how many.
+/// The tenant filter list: every tenant the workers list (with live sessions or not, so a
+/// tenant refused by its breaker is there too), how many sessions it has, and its breaker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantPicker {
     /// "Every tenant" first, then the tenants by name.
@@ -92,8 +95,19 @@ impl TenantPicker {
     #[must_use]
     pub fn build(state: &State) -> Self {
         let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut breakers: BTreeMap<&str, BreakerState> = BTreeMap::new();
         let mut total = (0, 0);
         for snapshot in state.live_snapshots() {
+            for (tenant, figures) in &snapshot.tenants {
+                counts.entry(tenant.as_str()).or_default();
+                let state = figures.breaker.state;
+                if matches!(state, BreakerState::Open | BreakerState::HalfOpen) {
+                    let worst = breakers.entry(tenant.as_str()).or_insert(state);
+                    if state == BreakerState::Open {
+                        *worst = BreakerState::Open;
+                    }
+                }
+            }
             for session in &snapshot.sessions {
                 let slow = usize::from(session.state == SessionState::Slow);
                 let entry = counts.entry(session.tenant.as_str()).or_default();
@@ -107,6 +121,7 @@ impl TenantPicker {
             tenant: None,
             sessions: total.0,
             slow_sessions: total.1,
+            breaker: None,
         }];
         choices.extend(
             counts
@@ -115,6 +130,7 @@ impl TenantPicker {
                     tenant: Some(tenant.to_owned()),
                     sessions,
                     slow_sessions,
+                    breaker: breakers.get(tenant).copied(),
                 }),
         );
         let wanted = state.settings().tenant.clone().or_else(|| {

@@ -137,7 +137,7 @@ pub fn render_tenant_picker(buffer: &mut Buffer, area: Rect, picker: &TenantPick
             |tenant| clean_text(tenant, 40),
         );
         let plural = if choice.sessions == 1 { "" } else { "s" };
-        let counts = if choice.slow_sessions > 0 {
+        let mut counts = if choice.slow_sessions > 0 {
             format!(
                 "{} session{plural}, {} slow",
                 choice.sessions, choice.slow_sessions
@@ -145,6 +145,9 @@ pub fn render_tenant_picker(buffer: &mut Buffer, area: Rect, picker: &TenantPick
         } else {
             format!("{} session{plural}", choice.sessions)
         };
+        if let Some(breaker) = choice.breaker {
+            counts.push_str(&format!(", breaker {}", breaker.as_str()));
+        }
         let name_width = width.saturating_sub(counts.chars().count() + 1);
         let text = format!("{} {counts}", fit(&name, name_width, Align::Left));
         let style = if index == picker.index {
