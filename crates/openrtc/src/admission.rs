@@ -108,9 +108,16 @@ pub(crate) struct SessionPlaces {
 impl SessionPlaces {
     /// Gives the places back, telling the tenant's breaker and counters how the session
     /// ended.
-    pub(crate) fn release(self, verdict: crate::session::Verdict, now: tokio::time::Instant) {
-        if verdict == crate::session::Verdict::Failure {
-            if let Some(tenant) = self.tenant.counters() {
+    /// `key` is the session's.
+    pub(crate) fn release(
+        self,
+        key: u64,
+        verdict: crate::session::Verdict,
+        now: tokio::time::Instant,
+    ) {
+        if let Some(tenant) = self.tenant.counters() {
+            tenant.leave(key);
+            if verdict == crate::session::Verdict::Failure {
                 tenant
                     .failed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

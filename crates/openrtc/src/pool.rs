@@ -289,6 +289,7 @@ impl PoolShared {
             Some(admitted.places),
             Arc::clone(self),
         ));
+        tenant.join(key, cell.account());
         lock(&self.sessions).insert(key, Arc::clone(&cell));
         // The place is the session's now: its end gives it back (`session_ended`).
         admitted.reservation.keep();
@@ -350,17 +351,6 @@ impl PoolShared {
         self.note_named_tenants();
     }
 
-    /// The live heap the live sessions of `tenant` hold together (0 without the tracking
-    /// allocator).
-    pub(crate) fn tenant_live_heap(&self, tenant: &str) -> u64 {
-        lock(&self.sessions)
-            .values()
-            .filter(|cell| cell.tenant() == tenant)
-            .filter_map(|cell| cell.tracked_memory())
-            .map(|(live, _, _)| live)
-            .sum()
-    }
-
     /// Records a session's end and frees its place (called once per session, by its cell).
     pub(crate) fn session_ended(&self, cell: &SessionCell, outcome: SessionOutcome) {
         let now_ns = self.probe.clock.now_ns();
@@ -394,7 +384,7 @@ impl PoolShared {
             recent.push_front(ended);
         }
         if let Some(places) = cell.take_places() {
-            places.release(outcome.verdict(), tokio::time::Instant::now());
+            places.release(cell.key(), outcome.verdict(), tokio::time::Instant::now());
         }
         if lock(&self.sessions).remove(&cell.key()).is_some() {
             self.active.fetch_sub(1, Ordering::AcqRel);
@@ -485,7 +475,7 @@ impl admission::Limits for Limits<'_> {
     }
 
     fn tenant_live_heap(&self) -> u64 {
-        self.shared.tenant_live_heap(self.tenant)
+        self.shared.tenants.get_or_create(self.tenant).1.live_heap()
     }
 
     fn agent_cap(&self, agent: &str) -> Option<u32> {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::RefusalCounters;
 
@@ -23,6 +23,31 @@ pub(crate) struct TenantCounters {
     pub(crate) failed: AtomicU64,
     /// Its refused launches, by reason.
     pub(crate) refused: RefusalCounters,
+    /// The allocator accounts of its live sessions, by session key: its live heap is theirs.
+    members: Mutex<HashMap<u64, u32>>,
+}
+
+impl TenantCounters {
+    /// Counts the heap of the session `key`, charged to allocator `account`, as the tenant's.
+    pub(crate) fn join(&self, key: u64, account: u32) {
+        if account != 0 {
+            crate::lock(&self.members).insert(key, account);
+        }
+    }
+
+    /// The session `key` has ended: its heap is no longer the tenant's.
+    pub(crate) fn leave(&self, key: u64) {
+        crate::lock(&self.members).remove(&key);
+    }
+
+    /// The live heap the tenant's live sessions hold, exact with the tracking allocator (0
+    /// without it): one atomic read per live session of the tenant.
+    pub(crate) fn live_heap(&self) -> u64 {
+        crate::lock(&self.members)
+            .values()
+            .map(|&account| crate::alloc::accounts::account(account).live_bytes())
+            .sum()
+    }
 }
 
 /// What one registered agent runs and was refused.

@@ -114,7 +114,7 @@ impl Worker {
 
     /// Ends a session now with `verdict`, as the pool's `session_ended` does.
     fn end(&self, places: SessionPlaces, verdict: Verdict) {
-        places.release(verdict, Instant::now());
+        places.release(0, verdict, Instant::now());
         self.active.fetch_sub(1, Ordering::AcqRel);
     }
 
