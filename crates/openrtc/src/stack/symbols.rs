@@ -126,8 +126,39 @@ pub(crate) fn resolve(raw: &RawStack) -> Vec<Frame> {
                 origin: Origin::Library,
             });
         }
+        // An instruction the compiler made for no statement of its own has line 0 in the line
+        // table (a loop's back edge, a spill): give such a frame the line of the nearest
+        // instruction before it in the same function, the statement it belongs to.
+        for frame in &mut frames[before..] {
+            if frame.line.is_none() && frame.file.is_some() {
+                frame.line = line_before(lookup, &frame.function);
+            }
+        }
     }
     frames
+}
+
+/// How far back [`line_before`] looks for an instruction with a line: a few instructions.
+const LINE_SEARCH_BYTES: usize = 32;
+
+/// The line of the nearest address before `address` (within [`LINE_SEARCH_BYTES`]) that the
+/// debug info places in `function`, if any.
+fn line_before(address: usize, function: &str) -> Option<u32> {
+    (1..=LINE_SEARCH_BYTES).find_map(|back| {
+        let mut found = None;
+        backtrace::resolve(
+            address.saturating_sub(back) as *mut std::ffi::c_void,
+            |symbol| {
+                let same = symbol
+                    .name()
+                    .is_some_and(|name| format!("{name:#}") == function);
+                if found.is_none() && same {
+                    found = symbol.lineno().filter(|&line| line != 0);
+                }
+            },
+        );
+        found
+    })
 }
 
 /// Keeps the frames above the first runtime frame under the agent's code: the runtime's own
