@@ -1,5 +1,5 @@
 //! The tenant parts of `top`: the breaker, tenant-config, shared-state and failure-streak
-//! lines of a worker's header, and (in [`per_tenant`]) the tenant summary line of
+//! lines of a worker's header, and (in `per_tenant`) the tenant summary line of
 //! `--once`, a tenant's entry in the live view's summary line and one tenant's detail lines. Pure
 //! functions that return text in [`Piece`]s, which `--once` joins plainly and the live view
 //! styles by their [`Tone`].
