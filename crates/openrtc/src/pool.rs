@@ -694,9 +694,34 @@ impl AgentPool {
                 )?,
             );
         }
-        // Sessions launched until it has loaded stay queued; if it fails, dropping the pool
-        // ends them as `cancelled (shutdown)`.
-        shared.run_prewarm(self.prewarm.take(), &runtime)?;
+        // The pool owns SIGINT and SIGTERM from here (unless `run_until` stops it), the
+        // prewarm included: a signal, a drain or a shutdown while it loads stops the worker
+        // cleanly.
+        let mut signals = match stop {
+            Some(_) => None,
+            None => {
+                let _context = runtime.enter();
+                drain::Signals::install()
+            }
+        };
+        // Sessions launched until it has loaded stay queued; if it fails or is interrupted,
+        // dropping the pool ends them as `cancelled (shutdown)`.
+        let interrupted = shared.run_prewarm(
+            self.prewarm.take(),
+            &runtime,
+            // `run_until`'s future is first polled once the prewarm has loaded: it may say
+            // that the pool runs (`run_in_background` does).
+            drain::next_input(&mut self.control, &mut None, signals.as_mut()),
+        )?;
+        if let Some(first) = interrupted {
+            // No session started: dropping the pool ends the queued ones as `cancelled
+            // (shutdown)`, and nothing is left to drain. The prewarm's task was aborted; if
+            // it is inside a blocking call, the runtime stops without it.
+            shared.draining.store(true, Ordering::Release);
+            runtime.shutdown_timeout(ABORT_WAIT);
+            drop(helpers);
+            return run_result(first);
+        }
         let pending = {
             let mut lifecycle = lock(&shared.lifecycle);
             match std::mem::replace(
@@ -716,24 +741,30 @@ impl AgentPool {
         for (cell, agent) in pending {
             session::spawn_root(cell, agent, runtime.handle());
         }
-        let (first, counts) = runtime.block_on(drain::supervise(&shared, &mut self.control, stop));
+        let (first, counts) =
+            runtime.block_on(drain::supervise(&shared, &mut self.control, stop, signals));
         *lock(&shared.lifecycle) = Lifecycle::Stopped;
         shared.draining.store(true, Ordering::Release);
         runtime.shutdown_timeout(ABORT_WAIT);
         drop(helpers);
-        let result = match first {
-            Control::MemoryLimit {
-                rss_bytes,
-                limit_bytes,
-            } => Err(RunError::MemoryLimit {
-                rss_bytes,
-                limit_bytes,
-            }),
-            Control::FailureBudget { count } => Err(RunError::ConsecutiveFailures { count }),
-            Control::Drain | Control::Shutdown => Ok(()),
-        };
+        let result = run_result(first);
         drain::log_drain_end(&shared.config.worker_name, counts, &result);
         result
+    }
+}
+
+/// What `run` returns after the stop that came first.
+fn run_result(first: Control) -> Result<(), RunError> {
+    match first {
+        Control::MemoryLimit {
+            rss_bytes,
+            limit_bytes,
+        } => Err(RunError::MemoryLimit {
+            rss_bytes,
+            limit_bytes,
+        }),
+        Control::FailureBudget { count } => Err(RunError::ConsecutiveFailures { count }),
+        Control::Drain | Control::Shutdown => Ok(()),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::units::duration_ms;
 
 /// Why a drain began, as its log line names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DrainCause {
+pub(crate) enum DrainCause {
     /// SIGINT or SIGTERM (its name).
     Signal(&'static str),
     /// The future given to `run_until` resolved.
@@ -31,7 +31,7 @@ enum DrainCause {
 }
 
 impl DrainCause {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Signal(name) => name,
             Self::RunUntil => "run_until",
@@ -63,12 +63,10 @@ pub(super) async fn supervise(
     shared: &PoolShared,
     control: &mut mpsc::UnboundedReceiver<Control>,
     stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    signals: Option<Signals>,
 ) -> (Control, DrainCounts) {
     let mut stop = stop;
-    let mut signals = match stop {
-        Some(_) => None,
-        None => Signals::install(),
-    };
+    let mut signals = signals;
     let (first, cause) = next_input(control, &mut stop, signals.as_mut()).await;
     shared.draining.store(true, Ordering::Release);
     let config = &shared.config;
@@ -195,13 +193,14 @@ pub(super) fn log_drain_end(worker: &str, counts: DrainCounts, result: &Result<(
 }
 
 /// SIGINT and SIGTERM, when the pool owns the process's signals.
-struct Signals {
+pub(super) struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn install() -> Option<Self> {
+    /// Installs the handlers (inside the runtime's context).
+    pub(super) fn install() -> Option<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         let installed = signal(SignalKind::interrupt())
             .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
@@ -234,7 +233,7 @@ async fn next_signal(signals: Option<&mut Signals>) -> &'static str {
     }
 }
 
-async fn next_input(
+pub(super) async fn next_input(
     control: &mut mpsc::UnboundedReceiver<Control>,
     stop: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     signals: Option<&mut Signals>,

@@ -20,7 +20,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::alloc::accounts;
-use crate::pool::PoolShared;
+use crate::pool::drain::DrainCause;
+use crate::pool::{Control, PoolShared};
 use crate::units::{duration_ms, format_mib};
 use crate::{AgentError, RunError};
 
@@ -93,13 +94,17 @@ impl PoolShared {
     /// # Errors
     ///
     /// [`RunError::Prewarm`] if it returned an error or panicked.
+    ///
+    /// A stop that comes while it loads (`interrupt`: SIGINT or SIGTERM, a drain or shutdown
+    /// asked through a handle) aborts it: `Ok(Some(stop))`, and no session starts.
     pub(crate) fn run_prewarm(
         &self,
         prewarm: Option<Prewarm>,
         runtime: &tokio::runtime::Runtime,
-    ) -> Result<(), RunError> {
+        interrupt: impl Future<Output = (Control, DrainCause)>,
+    ) -> Result<Option<Control>, RunError> {
         let Some(prewarm) = prewarm else {
-            return Ok(());
+            return Ok(None);
         };
         let worker = self.config.worker_name.as_str();
         let account = SharedAccount::claim();
@@ -108,7 +113,28 @@ impl PoolShared {
             future: (prewarm.load)(),
             account: account.index.unwrap_or(0),
         };
-        let loaded = match runtime.block_on(runtime.spawn(task)) {
+        let mut loading = runtime.spawn(task);
+        let joined = runtime.block_on(async {
+            tokio::select! {
+                joined = &mut loading => Ok(joined),
+                stop = interrupt => Err(stop),
+            }
+        });
+        let joined = match joined {
+            Ok(joined) => joined,
+            Err((stop, cause)) => {
+                loading.abort();
+                tracing::warn!(
+                    event = "prewarm_interrupted",
+                    worker,
+                    why = cause.as_str(),
+                    "[prewarm] {}: stopping before it loaded; no session started",
+                    cause.as_str()
+                );
+                return Ok(Some(stop));
+            }
+        };
+        let loaded = match joined {
             Ok(loaded) => loaded,
             Err(join_error) => Err(AgentError::msg(match join_error.try_into_panic() {
                 Ok(payload) => format!("panicked: {}", crate::panics::payload_message(&*payload)),
@@ -146,7 +172,7 @@ impl PoolShared {
         );
         // `run` runs once: the cell is empty (were it not, the new value is dropped here).
         let _ = self.prewarmed.set(Prewarmed { value, account });
-        Ok(())
+        Ok(None)
     }
 }
 

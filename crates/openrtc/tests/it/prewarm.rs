@@ -298,3 +298,73 @@ fn the_shared_bytes_are_what_the_prewarm_still_holds_and_part_of_runtime_bytes()
     assert!(report.model.is_some());
     assert_eq!(pool.snapshot().worker.shared_bytes, Some(shared));
 }
+
+/// A prewarm that says when it starts loading, then never loads: it waits on a channel
+/// nobody sends on (kept open by the returned sender).
+fn stuck_prewarm(
+    builder: AgentPoolBuilder,
+) -> (AgentPoolBuilder, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (keep, never) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let state = std::sync::Mutex::new((never, started_tx));
+    let builder = builder.prewarm(move || async move {
+        let state = state.lock().expect("not poisoned");
+        let _ = state.1.send(());
+        // Blocking is allowed in a prewarm; this one blocks until the test ends.
+        let _ = state.0.recv();
+        Ok::<_, std::io::Error>(Model {
+            weights: Vec::new(),
+        })
+    });
+    (builder, started, keep)
+}
+
+#[track_caller]
+fn check_stopped_while_loading(
+    worker: &str,
+    stop: impl FnOnce(&openrtc::PoolHandle, tokio::sync::oneshot::Sender<()>),
+) {
+    crate::drain_log::capture();
+    let (seen_tx, _seen) = mpsc::channel();
+    let (builder, started, _keep) =
+        stuck_prewarm(reporting_pool(worker, seen_tx, Arc::default()).worker_threads(2));
+    let pool = builder.build().expect("valid");
+    let handle = pool.handle();
+    let queued = handle.launch(JobRequest::new()).expect("queued");
+    let (thread, stop_sender) = run_on_thread(pool);
+    started.recv_timeout(PATIENCE).expect("the prewarm starts");
+    stop(&handle, stop_sender);
+    let result = thread.join().expect("no panic on the pool's thread");
+    assert!(result.is_ok(), "{result:?}");
+    let outcome = queued
+        .wait_outcome(PATIENCE)
+        .unwrap_or_else(|_| panic!("the queued session ends"));
+    assert!(
+        matches!(outcome, SessionOutcome::Cancelled(CancelReason::Shutdown)),
+        "{outcome}"
+    );
+    let lines = crate::drain_log::events_with("worker", worker, "prewarm_interrupted");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        handle.launch(JobRequest::new()).map(|session| session.id()),
+        Err(Rejected::Stopped)
+    );
+}
+
+#[test]
+fn a_shutdown_while_the_prewarm_loads_ends_the_worker_cleanly() {
+    check_stopped_while_loading("prewarm-shutdown", |handle, stop| {
+        handle.shutdown();
+        // Kept open until the pool has stopped, so that only the shutdown can have stopped it.
+        std::mem::forget(stop);
+    });
+}
+
+#[test]
+fn a_drain_asked_while_the_prewarm_loads_ends_the_worker_cleanly() {
+    check_stopped_while_loading("prewarm-drained", |handle, stop| {
+        handle.begin_drain();
+        // Kept open until the pool has stopped, so that only the drain can have stopped it.
+        std::mem::forget(stop);
+    });
+}
