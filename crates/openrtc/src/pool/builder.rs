@@ -300,7 +300,8 @@ impl AgentPoolBuilder {
     /// before (or while it loads) stay queued until it has loaded. It logs `[prewarm] loaded
     /// in <ms> ms; <MiB> shared`. If it returns an error or panics, `run` logs `[prewarm]
     /// failed: <error>` and returns [`crate::RunError::Prewarm`] at once; the queued
-    /// sessions end as `cancelled (shutdown)`.
+    /// sessions end as `cancelled (shutdown)`. SIGINT or SIGTERM (when `run` owns them), a
+    /// drain or a shutdown while it loads aborts it the same way, and `run` returns `Ok`.
     ///
     /// With the tracking allocator, the prewarm's polls are charged to an account of their
     /// own: what they allocated and still hold is the snapshot's `shared_bytes`, also counted
