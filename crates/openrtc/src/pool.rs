@@ -668,6 +668,16 @@ impl AgentPool {
             .enable_all()
             .build()
             .map_err(RunError::Runtime)?;
+        // The pool owns SIGINT and SIGTERM from here (unless `run_until` stops it), before
+        // its socket shows it to anyone and before the prewarm: a signal, a drain or a
+        // shutdown while it loads stops the worker cleanly.
+        let mut signals = match stop {
+            Some(_) => None,
+            None => {
+                let _context = runtime.enter();
+                drain::Signals::install()
+            }
+        };
         let mut helpers = HelperThreads::default();
         if let Some(path) = &shared.config.socket_path {
             helpers.server = Some(crate::serve::SocketServer::start(
@@ -694,16 +704,6 @@ impl AgentPool {
                 )?,
             );
         }
-        // The pool owns SIGINT and SIGTERM from here (unless `run_until` stops it), the
-        // prewarm included: a signal, a drain or a shutdown while it loads stops the worker
-        // cleanly.
-        let mut signals = match stop {
-            Some(_) => None,
-            None => {
-                let _context = runtime.enter();
-                drain::Signals::install()
-            }
-        };
         // Sessions launched until it has loaded stay queued; if it fails or is interrupted,
         // dropping the pool ends them as `cancelled (shutdown)`.
         let interrupted = shared.run_prewarm(

@@ -189,17 +189,9 @@ pub fn config_pieces(config: &TenantConfigSnapshot) -> (Piece, Option<Piece>) {
 /// times: ~720.0 MiB)`; `None` without a prewarm.
 #[must_use]
 pub fn shared_piece(worker: &WorkerSnapshot) -> Option<Piece> {
-    let shared_bytes = worker.shared_bytes?;
-    let mut text = format!("shared: {} prewarmed", format_bytes_human(shared_bytes));
-    let sessions = worker.active_sessions;
-    if sessions >= 2 {
-        let _ = write!(
-            text,
-            " (one process per session would load it {sessions} times: ~{})",
-            format_bytes_human(shared_bytes.saturating_mul(u64::from(sessions)))
-        );
-    }
-    Some(Piece::new(text, Tone::Dim))
+    shared(worker, |sessions, total| {
+        format!(" (one process per session would load it {sessions} times: ~{total})")
+    })
 }
 
 /// The shared state in fewer words, for a header line with little room: `shared: 180.0 MiB
@@ -207,15 +199,20 @@ pub fn shared_piece(worker: &WorkerSnapshot) -> Option<Piece> {
 /// `None` without a prewarm.
 #[must_use]
 pub fn shared_brief(worker: &WorkerSnapshot) -> Option<Piece> {
+    shared(worker, |sessions, total| {
+        format!(" (~{total} as {sessions} processes)")
+    })
+}
+
+/// `shared: <size> prewarmed`, and from two sessions on the cost of one copy per session as
+/// `estimate(sessions, total)` words it.
+fn shared(worker: &WorkerSnapshot, estimate: impl FnOnce(u32, String) -> String) -> Option<Piece> {
     let shared_bytes = worker.shared_bytes?;
     let mut text = format!("shared: {} prewarmed", format_bytes_human(shared_bytes));
     let sessions = worker.active_sessions;
     if sessions >= 2 {
-        let _ = write!(
-            text,
-            " (~{} as {sessions} processes)",
-            format_bytes_human(shared_bytes.saturating_mul(u64::from(sessions)))
-        );
+        let total = format_bytes_human(shared_bytes.saturating_mul(u64::from(sessions)));
+        text.push_str(&estimate(sessions, total));
     }
     Some(Piece::new(text, Tone::Dim))
 }
@@ -267,19 +264,24 @@ pub fn once_lines(snapshot: &PoolSnapshot, only_tenant: Option<&str>) -> String 
     lines
 }
 
+/// A breaker in `state` with these figures, for the tests of this module and `per_tenant`.
+#[cfg(test)]
+fn test_breaker(state: BreakerState, failures: u32, samples: u32) -> BreakerSnapshot {
+    let mut breaker = BreakerSnapshot::default();
+    breaker.state = state;
+    breaker.window_failures_count = failures;
+    breaker.window_samples_count = samples;
+    breaker.window_ms = 60_000;
+    breaker.cooldown_ms = 30_000;
+    breaker
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A breaker in `state` with these figures.
     fn breaker(state: BreakerState, failures: u32, samples: u32) -> BreakerSnapshot {
-        let mut breaker = BreakerSnapshot::default();
-        breaker.state = state;
-        breaker.window_failures_count = failures;
-        breaker.window_samples_count = samples;
-        breaker.window_ms = 60_000;
-        breaker.cooldown_ms = 30_000;
-        breaker
+        test_breaker(state, failures, samples)
     }
 
     #[test]

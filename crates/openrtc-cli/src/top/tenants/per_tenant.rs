@@ -246,16 +246,7 @@ mod tests {
     use super::*;
     use crate::top::tenants::join_pieces;
 
-    /// A breaker in `state` with these figures.
-    fn breaker(state: BreakerState, failures: u32, samples: u32) -> BreakerSnapshot {
-        let mut breaker = BreakerSnapshot::default();
-        breaker.state = state;
-        breaker.window_failures_count = failures;
-        breaker.window_samples_count = samples;
-        breaker.window_ms = 60_000;
-        breaker.cooldown_ms = 30_000;
-        breaker
-    }
+    use crate::top::tenants::test_breaker as breaker;
 
     #[test]
     fn a_tenant_s_detail_names_caps_heap_breaker_and_refusals() {
