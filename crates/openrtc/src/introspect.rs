@@ -79,7 +79,7 @@ fn moment(shared: &PoolShared) -> Moment {
             row
         })
         .collect();
-    let tenants = tenants(shared, &cells);
+    let tenants = tenants(shared);
     let agents = agents(shared);
     let tenant_config = shared.tenant_config.as_ref().map(|cell| cell.snapshot());
     Moment {
@@ -95,21 +95,17 @@ fn moment(shared: &PoolShared) -> Moment {
     }
 }
 
-/// Every tenant's figures; its heap is what its live sessions hold (tracked memory only).
-fn tenants(shared: &PoolShared, cells: &[Arc<SessionCell>]) -> BTreeMap<String, TenantSnapshot> {
+/// Every tenant's figures; its heap is what its live sessions hold (tracked memory only), as
+/// its heap budget reads it.
+fn tenants(shared: &PoolShared) -> BTreeMap<String, TenantSnapshot> {
     use crate::admission::Limits as _;
     let now = tokio::time::Instant::now();
-    let mut heap: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for cell in cells {
-        if let Some((live, _, _)) = cell.tracked_memory() {
-            *heap.entry(cell.tenant()).or_default() += live;
-        }
-    }
     shared
         .tenants
         .all()
         .into_iter()
-        .map(|(name, counters)| {
+        .map(|counters| {
+            let name = &counters.name;
             let mut tenant = TenantSnapshot::default();
             tenant.sessions_count = counters.active.load(Ordering::Acquire);
             tenant.started_count = counters.started.load(Ordering::Relaxed);
@@ -119,8 +115,8 @@ fn tenants(shared: &PoolShared, cells: &[Arc<SessionCell>]) -> BTreeMap<String, 
                 .counts()
                 .filter(|(_, count)| *count > 0)
                 .collect();
-            tenant.heap_live_bytes = heap.get(&*name).copied().unwrap_or(0);
-            let limits = shared.limits(&name);
+            tenant.heap_live_bytes = counters.live_heap();
+            let limits = shared.limits(&counters);
             tenant.max_sessions = limits.tenant_cap();
             tenant.max_heap_bytes = limits.tenant_heap_budget();
             tenant.session_memory_limit_bytes = limits.policy().session_memory_limit_bytes;
@@ -130,7 +126,7 @@ fn tenants(shared: &PoolShared, cells: &[Arc<SessionCell>]) -> BTreeMap<String, 
                 .map(|isolation| isolation.as_str().to_owned());
             tenant.breaker = {
                 let mut breaker = crate::lock(&counters.breaker);
-                breaker.sync(&name, limits.breaker());
+                breaker.sync(name, limits.breaker());
                 breaker.snapshot(now)
             };
             (name.to_string(), tenant)

@@ -254,9 +254,9 @@ impl PoolShared {
     }
 
     fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
-        let (tenant_name, tenant) = self.tenants.get_or_create(&request.tenant);
+        let tenant = self.tenants.get_or_create(&request.tenant);
         let agent_names: Vec<&str> = self.agents.iter().map(|agent| &*agent.name).collect();
-        let limits = self.limits(&tenant_name);
+        let limits = self.limits(&tenant);
         let mut lifecycle = lock(&self.lifecycle);
         let runtime = match &*lifecycle {
             Lifecycle::Stopped | Lifecycle::NotStarted { .. } => None,
@@ -280,7 +280,7 @@ impl PoolShared {
         let cell = Arc::new(SessionCell::new(
             key,
             Arc::clone(&registered.name),
-            Arc::clone(&tenant_name),
+            Arc::clone(&tenant.name),
             request.metadata,
             min_limit(
                 registered.memory_limit_bytes,
@@ -308,7 +308,7 @@ impl PoolShared {
     }
 
     /// The limits in force for `tenant`.
-    pub(crate) fn limits<'a>(&'a self, tenant: &'a str) -> Limits<'a> {
+    pub(crate) fn limits<'a>(&self, tenant: &'a admission::TenantCounters) -> Limits<'a> {
         // The generation first: a reload between the two reads gives a newer config under an
         // older generation, which the next launch applies again (to the same effect).
         let generation = self.config_generation.load(Ordering::Acquire);
@@ -318,10 +318,9 @@ impl PoolShared {
                 breaker: self.config.tenant_breaker,
                 ..TenantPolicy::default()
             },
-            |config| config.policy(tenant),
+            |config| config.policy(&tenant.name),
         );
         Limits {
-            shared: self,
             tenant,
             generation,
             config,
@@ -451,8 +450,7 @@ impl PoolShared {
 /// The limits in force for one tenant, read from the tenant config (its defaults without
 /// one: no caps, the default circuit breaker).
 pub(crate) struct Limits<'a> {
-    shared: &'a PoolShared,
-    tenant: &'a str,
+    tenant: &'a admission::TenantCounters,
     generation: u64,
     config: Option<Arc<TenantConfig>>,
     policy: TenantPolicy,
@@ -475,7 +473,7 @@ impl admission::Limits for Limits<'_> {
     }
 
     fn tenant_live_heap(&self) -> u64 {
-        self.shared.tenants.get_or_create(self.tenant).1.live_heap()
+        self.tenant.live_heap()
     }
 
     fn agent_cap(&self, agent: &str) -> Option<u32> {

@@ -1,7 +1,7 @@
 //! A tenant's circuit breaker in the admission chain: kept in step with the tenant config,
 //! consulted on each launch, told each of its sessions' verdicts.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openrtc_proto::{BreakerSnapshot, BreakerState};
 use tokio::time::Instant;
@@ -122,6 +122,3 @@ impl Drop for BreakerPass {
         }
     }
 }
-
-/// Keeps the type in the module that owns it while the registry holds it.
-pub(crate) type BreakerCell = Mutex<TenantBreaker>;

@@ -14,7 +14,7 @@ pub(crate) struct TenantCounters {
     /// The tenant's name.
     pub(crate) name: Arc<str>,
     /// Its circuit breaker.
-    pub(crate) breaker: super::tenant_breaker::BreakerCell,
+    pub(crate) breaker: Mutex<super::tenant_breaker::TenantBreaker>,
     /// Its live sessions and the places reserved for its sessions being launched.
     pub(crate) active: AtomicU32,
     /// Its sessions started.
@@ -119,31 +119,27 @@ pub(crate) struct TenantRegistry {
 }
 
 impl TenantRegistry {
-    /// The tenant's counters, created on first use.
-    pub(crate) fn get_or_create(&self, tenant: &str) -> (Arc<str>, Arc<TenantCounters>) {
-        if let Some((name, counters)) = read(&self.tenants).get_key_value(tenant) {
-            return (Arc::clone(name), Arc::clone(counters));
+    /// The tenant's counters (its name among them), created on first use.
+    pub(crate) fn get_or_create(&self, tenant: &str) -> Arc<TenantCounters> {
+        if let Some(counters) = read(&self.tenants).get(tenant) {
+            return Arc::clone(counters);
         }
         let mut tenants = write(&self.tenants);
         // Another launch may have created it between the two locks.
-        if let Some((name, counters)) = tenants.get_key_value(tenant) {
-            return (Arc::clone(name), Arc::clone(counters));
+        if let Some(counters) = tenants.get(tenant) {
+            return Arc::clone(counters);
         }
-        let name: Arc<str> = tenant.into();
         let counters = Arc::new(TenantCounters {
-            name: Arc::clone(&name),
+            name: tenant.into(),
             ..TenantCounters::default()
         });
-        tenants.insert(Arc::clone(&name), Arc::clone(&counters));
-        (name, counters)
+        tenants.insert(Arc::clone(&counters.name), Arc::clone(&counters));
+        counters
     }
 
-    /// Every tenant with its counters, in no particular order.
-    pub(crate) fn all(&self) -> Vec<(Arc<str>, Arc<TenantCounters>)> {
-        read(&self.tenants)
-            .iter()
-            .map(|(name, counters)| (Arc::clone(name), Arc::clone(counters)))
-            .collect()
+    /// Every tenant's counters, in no particular order.
+    pub(crate) fn all(&self) -> Vec<Arc<TenantCounters>> {
+        read(&self.tenants).values().cloned().collect()
     }
 }
 

@@ -85,7 +85,7 @@ impl Worker {
     }
 
     fn tenant(&self, tenant: &str) -> Arc<TenantCounters> {
-        self.registry.get_or_create(tenant).1
+        self.registry.get_or_create(tenant)
     }
 
     /// Runs `tenant`'s launch through the chain; an admitted session keeps its worker place

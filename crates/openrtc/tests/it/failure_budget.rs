@@ -2,13 +2,11 @@
 //! error whose exit code tells a supervisor to restart it; a success resets the count, an
 //! operator's cancel or kill neither counts nor resets.
 
-use std::thread::JoinHandle;
-
 use openrtc::{
     AgentError, AgentPool, JobRequest, PoolHandle, RunError, Session, SessionOutcome, agent_fn,
 };
 
-use crate::support::PATIENCE;
+use crate::support::{PATIENCE, run_on_thread};
 
 /// A pool whose one agent does what the job's metadata says: `fail`, `panic`, `complete`, or
 /// `wait` to be stopped.
@@ -50,22 +48,6 @@ fn run_one(handle: &PoolHandle, mode: &str) -> SessionOutcome {
         .expect("room")
         .wait_outcome(PATIENCE)
         .unwrap_or_else(|_| panic!("the {mode} session ends"))
-}
-
-/// Runs `pool` on a thread of its own, until the returned sender is sent to or dropped.
-fn run_on_thread(
-    pool: AgentPool,
-) -> (
-    JoinHandle<Result<(), RunError>>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        pool.run_until(async move {
-            let _ = stopped.await;
-        })
-    });
-    (thread, stop)
 }
 
 #[track_caller]

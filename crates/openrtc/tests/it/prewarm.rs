@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use openrtc::{
@@ -12,7 +11,7 @@ use openrtc::{
     SessionOutcome, agent_fn,
 };
 
-use crate::support::{PATIENCE, RunningPool, TestPool as _, wait_for};
+use crate::support::{PATIENCE, RunningPool, TestPool as _, run_on_thread, wait_for};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -61,22 +60,6 @@ fn reporting_pool(
         .worker_name(worker)
         .enable_introspection(false)
         .drain_timeout(Duration::ZERO)
-}
-
-/// Runs `pool` on a thread of its own until `stop` is sent or dropped.
-fn run_on_thread(
-    pool: AgentPool,
-) -> (
-    JoinHandle<Result<(), RunError>>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        pool.run_until(async move {
-            let _ = stopped.await;
-        })
-    });
-    (thread, stop)
 }
 
 #[test]

@@ -68,6 +68,23 @@ pub(crate) fn complete_last_stall(snapshot: &PoolSnapshot, id: SessionId) -> Opt
         .filter(|stall| stall.pending.is_empty())
 }
 
+/// Runs `pool` with `run_until` on a thread of its own, until the returned sender is sent to
+/// or dropped (for tests of what `run` returns, which `RunningPool` keeps to itself).
+pub(crate) fn run_on_thread(
+    pool: AgentPool,
+) -> (
+    std::thread::JoinHandle<Result<(), openrtc::RunError>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        pool.run_until(async move {
+            let _ = stopped.await;
+        })
+    });
+    (thread, stop)
+}
+
 /// Polls `check` every few milliseconds until it returns `Some`, or fails after [`PATIENCE`].
 #[track_caller]
 pub(crate) fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
