@@ -40,12 +40,8 @@ fn moment(shared: &PoolShared) -> Moment {
     let memory_totals = crate::alloc::is_installed().then(|| {
         let (tracked, runtime) = crate::alloc::accounts::tracked_and_runtime_bytes();
         // Prewarmed shared state is charged to accounts of its own, and is runtime memory.
-        let shared = crate::alloc::accounts::shared_bytes();
-        (
-            tracked,
-            runtime.wrapping_add(shared),
-            crate::alloc::accounts::ended_bytes(),
-        )
+        let (ended, shared) = crate::alloc::accounts::ended_and_shared_bytes();
+        (tracked, runtime.wrapping_add(shared), ended)
     });
     let mut worker = worker(shared, now_ns, draining);
     if let Some((tracked, runtime, ended)) = memory_totals {

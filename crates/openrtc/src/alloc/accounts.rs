@@ -250,23 +250,20 @@ pub(crate) fn tracked_and_runtime_bytes() -> (u64, u64) {
         })
 }
 
-/// The `ended` bucket: live bytes still owned by sessions that have ended.
-pub(crate) fn ended_bytes() -> u64 {
+/// The live bytes of accounts that are no live session's, in one pass over the accounts: the
+/// `ended` bucket (sessions that have ended and still own blocks) and the `shared` accounts
+/// (every pool's prewarm), which snapshots count in the `runtime` bucket though the allocator
+/// charges them to their account rather than to a thread shard.
+pub(crate) fn ended_and_shared_bytes() -> (u64, u64) {
     let high_water = HIGH_WATER.load(Ordering::Acquire) as usize;
-    ACCOUNTS[1..high_water.min(MAX_ACCOUNTS)]
-        .iter()
-        .filter(|account| account.state.load(Ordering::Acquire) == RETIRED)
-        .fold(0_u64, |sum, account| sum.wrapping_add(account.live_bytes()))
-}
-
-/// The live bytes of the `shared` accounts (every pool's prewarm): part of the `runtime`
-/// bucket, though the allocator charges them to their account rather than to a thread shard.
-pub(crate) fn shared_bytes() -> u64 {
-    let high_water = HIGH_WATER.load(Ordering::Acquire) as usize;
-    ACCOUNTS[1..high_water.min(MAX_ACCOUNTS)]
-        .iter()
-        .filter(|account| account.state.load(Ordering::Acquire) == SHARED)
-        .fold(0_u64, |sum, account| sum.wrapping_add(account.live_bytes()))
+    ACCOUNTS[1..high_water.min(MAX_ACCOUNTS)].iter().fold(
+        (0_u64, 0_u64),
+        |(ended, shared), account| match account.state.load(Ordering::Acquire) {
+            RETIRED => (ended.wrapping_add(account.live_bytes()), shared),
+            SHARED => (ended, shared.wrapping_add(account.live_bytes())),
+            _ => (ended, shared),
+        },
+    )
 }
 
 /// How long a retired account waits before it may be recycled, on top of holding nothing and
