@@ -56,8 +56,6 @@ pub(crate) trait Limits {
     fn agent_cap(&self, agent: &str) -> Option<u32>;
     /// The tenant's breaker settings.
     fn breaker(&self) -> BreakerPolicy<'_>;
-    /// The breaker's clock.
-    fn now(&self) -> tokio::time::Instant;
 }
 
 /// What the chain is shown of the pool at one launch, taken under the pool's lifecycle lock.
@@ -151,7 +149,12 @@ fn chain<'a>(
     let agent = routing::route(request, gate.router, gate.agent_names)?;
     *routed = Some(agent);
     let reservation = capacity::reserve(gate.active, gate.max_sessions)?;
-    let breaker = tenant_breaker::check(gate.tenant, gate.limits.breaker(), gate.limits.now())?;
+    let breaker = tenant_breaker::check(
+        gate.tenant,
+        gate.limits.breaker(),
+        // Tokio's clock, as the session's end reads it: paused time in tests.
+        tokio::time::Instant::now(),
+    )?;
     let tenant = tenants::reserve(gate.tenant, gate.limits.tenant_cap()).map_err(|cap| {
         Rejected::TenantCap {
             tenant: request.tenant.clone(),
@@ -218,9 +221,6 @@ mod tests {
                 generation: 0,
                 settings: self.breaker.as_ref(),
             }
-        }
-        fn now(&self) -> tokio::time::Instant {
-            tokio::time::Instant::now()
         }
     }
 

@@ -132,12 +132,13 @@ fn tenants(shared: &PoolShared) -> BTreeMap<String, TenantSnapshot> {
 
 /// Every registered agent's figures.
 fn agents(shared: &PoolShared) -> BTreeMap<String, AgentSnapshot> {
+    let config = shared.tenant_config.as_ref().map(|cell| cell.current());
     shared
         .agents()
         .map(|(name, counters)| {
             let mut agent = AgentSnapshot::default();
             agent.sessions_count = counters.active.load(Ordering::Acquire);
-            agent.max_sessions = shared.agent_cap(name);
+            agent.max_sessions = config.as_ref().and_then(|config| config.agent_cap(name));
             agent.refusals = counters
                 .refused
                 .counts()

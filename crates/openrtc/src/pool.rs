@@ -328,12 +328,6 @@ impl PoolShared {
         }
     }
 
-    /// The agent's cap from the tenant config.
-    pub(crate) fn agent_cap(&self, agent: &str) -> Option<u32> {
-        let config = self.tenant_config.as_ref()?.current();
-        config.agent_cap(agent)
-    }
-
     /// Lists every tenant the config names, so snapshots show them before their first
     /// session.
     fn note_named_tenants(&self) {
@@ -487,10 +481,6 @@ impl admission::Limits for Limits<'_> {
             generation: self.generation,
             settings: self.policy.breaker.as_ref(),
         }
-    }
-
-    fn now(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now()
     }
 }
 

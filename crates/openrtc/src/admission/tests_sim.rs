@@ -53,9 +53,6 @@ impl Limits for SimLimits {
             settings: Some(&self.breaker),
         }
     }
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
 }
 
 /// One worker's admission state as the pool holds it: its session count and cap, one agent,
