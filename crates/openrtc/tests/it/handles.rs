@@ -9,7 +9,7 @@ use openrtc::{
     Rejected, RunError, Session, SessionHandle, SessionId, SessionOutcome, agent_fn,
 };
 
-use crate::support::{PATIENCE, RunningPool, TestPool as _, wait_for};
+use crate::support::{PATIENCE, RunningPool, TestPool as _, check_stopped, wait_for};
 
 /// A pool with one agent per way a session can end by itself or be stopped.
 fn builder(dir: &tempfile::TempDir) -> AgentPoolBuilder {
@@ -272,14 +272,7 @@ fn dropping_a_running_pool_shuts_it_down_and_joins_its_thread() {
         outcome(session),
         SessionOutcome::Cancelled(CancelReason::Shutdown)
     ));
-    assert_eq!(
-        handle.launch(JobRequest::new()).err(),
-        Some(Rejected::Stopped)
-    );
-    assert!(
-        !dir.path().join("w.sock").exists(),
-        "the socket file is removed"
-    );
+    check_stopped(&handle, &dir.path().join("w.sock"));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use openrtc::{
     AgentError, AgentPool, AgentPoolBuilder, JobRequest, LookupError, Rejected, Session, agent_fn,
 };
 
-use crate::support::{RunningPool, TestPool as _, wait_for};
+use crate::support::{RunningPool, TestPool as _, check_stopped, wait_for};
 
 /// Waits for cancellation, then completes.
 fn patient() -> impl openrtc::Agent {
@@ -345,14 +345,7 @@ fn drain_refuses_new_sessions_lets_live_ones_finish_then_cancels_the_rest() {
         snapshot.worker.refusals[&openrtc::RefusalReason::Draining],
         1
     );
-    assert_eq!(
-        handle.launch(JobRequest::new()).err(),
-        Some(Rejected::Stopped)
-    );
-    assert!(
-        !dir.path().join("w.sock").exists(),
-        "the socket file is removed"
-    );
+    check_stopped(&handle, &dir.path().join("w.sock"));
 }
 
 #[test]

@@ -85,6 +85,16 @@ pub(crate) fn run_on_thread(
     (thread, stop)
 }
 
+/// A pool that has stopped: it refuses launches as `Stopped`, and its socket file is gone.
+#[track_caller]
+pub(crate) fn check_stopped(handle: &openrtc::PoolHandle, socket: &Path) {
+    assert_eq!(
+        handle.launch(openrtc::JobRequest::new()).err(),
+        Some(openrtc::Rejected::Stopped)
+    );
+    assert!(!socket.exists(), "the socket file is removed");
+}
+
 /// Polls `check` every few milliseconds until it returns `Some`, or fails after [`PATIENCE`].
 #[track_caller]
 pub(crate) fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
