@@ -14,10 +14,10 @@ pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use reason::{CancelReason, KillReason, RefusalReason};
 pub use session_id::{ParseSessionIdError, SessionId};
 pub use snapshot::{
-    AgentSnapshot, BreakerSnapshot, BreakerState, EndedSessionSnapshot, FrameSnapshot, MemSource,
-    PoolSnapshot, SessionOutcome, SessionSnapshot, SessionSnapshotRef, SessionState, SessionTotals,
-    StallClass, StallPart, StallSnapshot, TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot,
-    VictimSnapshot, WorkerSnapshot,
+    AgentSnapshot, BreakerSnapshot, BreakerState, EndedSessionSnapshot, FrameSnapshot,
+    LogRecordSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
+    SessionSnapshotRef, SessionState, SessionTotals, StallClass, StallPart, StallSnapshot,
+    TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot,
 };
 
 use std::path::{Path, PathBuf};

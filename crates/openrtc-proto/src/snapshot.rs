@@ -112,6 +112,21 @@ pub struct WorkerSnapshot {
     pub consecutive_failures_count: u32,
     /// How many in a row drain the worker, if set.
     pub consecutive_failure_limit: Option<u32>,
+    /// The JSONL log file the worker writes (`.log_file`), as it was given; `None` without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<String>,
+    /// Records written to the log file since the worker started.
+    pub log_records_written_count: u64,
+    /// Records the log file's writer could not keep up with and dropped (never blocking a
+    /// worker thread for them).
+    pub log_records_dropped_count: u64,
+    /// Bytes held now by the live sessions' flight recorders (each bounded).
+    pub flight_recorder_bytes: u64,
+    /// The lifecycle event stream's file (`.event_stream`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_stream: Option<String>,
+    /// Events the stream dropped because its writer could not keep up.
+    pub event_stream_dropped_count: u64,
 }
 
 /// Where a snapshot's per-session memory figures come from.
@@ -513,6 +528,28 @@ pub struct EndedSessionSnapshot {
     pub stall_count: u64,
     /// The highest live heap it reached (see `WorkerSnapshot::mem_source`).
     pub mem_peak_bytes: u64,
+    /// What the session logged last before it failed, panicked, was killed or stalled
+    /// (its flight recorder, oldest first); empty for a session that ended well.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flight_recorder: Vec<LogRecordSnapshot>,
+}
+
+/// One log record as a session's flight recorder kept it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct LogRecordSnapshot {
+    /// When it was emitted, in microseconds since the Unix epoch.
+    pub at_unix_us: u64,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+    pub level: String,
+    /// The emitting module's target.
+    pub target: String,
+    /// The runtime's stable event name (`slow_session`, …), for the runtime's own records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The message with the record's other fields as `key=value` after it.
+    pub message: String,
 }
 
 impl Default for EndedSessionSnapshot {
@@ -541,6 +578,7 @@ impl EndedSessionSnapshot {
             busy_ns: 0,
             stall_count: 0,
             mem_peak_bytes: 0,
+            flight_recorder: Vec::new(),
         }
     }
 }
