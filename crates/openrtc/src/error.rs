@@ -52,6 +52,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The log file (`log_file` or `OPENRTC_LOG_FILE`) cannot be opened for appending.
+    #[error("cannot open the log file {path:?}: {reason}")]
+    LogFile {
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
 }
 
 /// Why [`crate::PoolHandle::launch`] refused a job. Each refusal is counted by reason.

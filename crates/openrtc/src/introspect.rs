@@ -72,6 +72,7 @@ fn moment(shared: &PoolShared) -> Moment {
             row.busy_ns = ended.busy_ns;
             row.stall_count = ended.stall_count;
             row.mem_peak_bytes = ended.mem_peak_bytes;
+            row.flight_recorder = ended.flight_recorder.to_vec();
             row
         })
         .collect();
@@ -324,6 +325,13 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     worker.shared_bytes = shared.shared_bytes();
     worker.consecutive_failures_count = shared.failure_budget.consecutive_failures();
     worker.consecutive_failure_limit = shared.failure_budget.limit();
+    let log = shared.log();
+    if let Some(sink) = &log.sink {
+        worker.log_file = Some(sink.path().display().to_string());
+        worker.log_records_written_count = sink.written_count();
+        worker.log_records_dropped_count = sink.dropped_count();
+    }
+    worker.flight_recorder_bytes = log.recorder_bytes();
     worker
 }
 

@@ -54,6 +54,7 @@ mod probe;
 mod serve;
 mod session;
 mod stack;
+pub mod telemetry;
 mod tenant_config;
 mod units;
 mod watchdog;

@@ -127,6 +127,8 @@ pub(crate) struct EndedSession {
     pub(crate) busy_ns: u64,
     pub(crate) stall_count: u64,
     pub(crate) mem_peak_bytes: u64,
+    /// Its flight recorder, when it failed, panicked, was killed or stalled.
+    pub(crate) flight_recorder: Arc<[openrtc_proto::LogRecordSnapshot]>,
 }
 
 /// The state a pool's handles, sessions, watchdog and socket server share.
@@ -143,6 +145,8 @@ pub(crate) struct PoolShared {
     /// Bumped on each tenant config reload, so tenants' breakers pick up new settings.
     config_generation: AtomicU64,
     probe: Arc<Probe>,
+    /// The worker's logging: its log file and its sessions' flight recorders.
+    log: Arc<crate::telemetry::PoolLog>,
     sessions: Mutex<BTreeMap<u64, Arc<SessionCell>>>,
     next_key: AtomicU64,
     active: AtomicU32,
@@ -186,6 +190,10 @@ impl PoolShared {
 
     pub(crate) fn probe(&self) -> &Arc<Probe> {
         &self.probe
+    }
+
+    pub(crate) fn log(&self) -> &Arc<crate::telemetry::PoolLog> {
+        &self.log
     }
 
     pub(crate) fn active_sessions(&self) -> u32 {
@@ -274,7 +282,14 @@ impl PoolShared {
             tenant: &tenant,
             limits: &limits,
         };
-        let admitted = admission::admit(&gate, &request)?;
+        let admitted = match admission::admit(&gate, &request) {
+            Ok(admitted) => admitted,
+            Err(rejected) => {
+                drop(lifecycle);
+                log_refusal(&request, &rejected);
+                return Err(rejected);
+            }
+        };
         let registered = &self.agents[admitted.agent];
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let cell = Arc::new(SessionCell::new(
@@ -356,8 +371,15 @@ impl PoolShared {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let wire = outcome.to_wire();
-        log_session_end(cell, &outcome, &wire);
+        crate::telemetry::current::scope(cell, || log_session_end(cell, &outcome, &wire));
         self.note_verdict(cell, &outcome);
+        let ended_badly = matches!(
+            outcome,
+            SessionOutcome::Failed(_) | SessionOutcome::Panicked { .. } | SessionOutcome::Killed(_)
+        );
+        let flight_recorder = self
+            .log
+            .session_ended(cell, ended_badly || cell.stall_count() > 0);
         let ended = EndedSession {
             key: cell.key(),
             agent: cell.agent().into(),
@@ -368,6 +390,7 @@ impl PoolShared {
             busy_ns: cell.busy_totals().busy_ns,
             stall_count: cell.stall_count(),
             mem_peak_bytes: cell.peak_memory_bytes(),
+            flight_recorder: flight_recorder.into(),
         };
         {
             let mut recent = lock(&self.ended);
@@ -533,6 +556,7 @@ impl AgentPool {
         agents: Vec<RegisteredAgent>,
         hooks: AdmissionHooks,
         tenant_config: Option<Arc<TenantConfigCell>>,
+        log: crate::telemetry::PoolLog,
     ) -> Self {
         let probe = Arc::new(Probe::new(
             config.worker_threads,
@@ -551,6 +575,7 @@ impl AgentPool {
             tenant_config,
             config_generation: AtomicU64::new(0),
             probe,
+            log: Arc::new(log),
             sessions: Mutex::default(),
             next_key: AtomicU64::new(1),
             active: AtomicU32::new(0),
@@ -593,6 +618,20 @@ impl AgentPool {
     #[cfg(test)]
     pub(crate) fn shared(&self) -> &PoolShared {
         &self.shared
+    }
+
+    /// A session cell of this pool that runs nothing, for unit tests of what reads cells.
+    #[cfg(test)]
+    pub(crate) fn test_cell(&self, key: u64) -> Arc<SessionCell> {
+        Arc::new(SessionCell::new(
+            key,
+            "agent".into(),
+            "tenant".into(),
+            serde_json::Value::Null,
+            None,
+            None,
+            Arc::clone(&self.shared),
+        ))
     }
 
     #[cfg(feature = "bench")]
@@ -666,6 +705,7 @@ impl AgentPool {
                 drain::Signals::install()
             }
         };
+        shared.log.announce();
         let mut helpers = HelperThreads::default();
         if let Some(path) = &shared.config.socket_path {
             helpers.server = Some(crate::serve::SocketServer::start(
@@ -708,6 +748,7 @@ impl AgentPool {
             shared.draining.store(true, Ordering::Release);
             runtime.shutdown_timeout(ABORT_WAIT);
             drop(helpers);
+            shared.log.flush();
             return run_result(first);
         }
         let pending = {
@@ -737,6 +778,7 @@ impl AgentPool {
         drop(helpers);
         let result = run_result(first);
         drain::log_drain_end(&shared.config.worker_name, counts, &result);
+        shared.log.flush();
         result
     }
 }
@@ -804,6 +846,19 @@ impl Drop for HelperThreads {
 /// panic was logged when it was caught, `[session-panic]`: one warning per panic). Its figures
 /// are fields too: `outcome` (the wire's kind), `reason` (a cancel's or kill's name), `error`,
 /// and a memory-limit kill's `live_bytes` and `limit_bytes`.
+/// The `[refused]` line: `DEBUG`, so stderr stays quiet through a flood of refusals while the
+/// log file (which takes the runtime's `DEBUG` records) has each one.
+fn log_refusal(request: &JobRequest, rejected: &Rejected) {
+    tracing::debug!(
+        event = "session_refused",
+        reason = rejected.reason().as_str(),
+        tenant = request.tenant.as_str(),
+        agent = request.agent.as_deref(),
+        "[refused] tenant={} {rejected}",
+        request.tenant
+    );
+}
+
 fn log_session_end(
     cell: &SessionCell,
     outcome: &SessionOutcome,

@@ -576,46 +576,61 @@ impl<F: Future> Future for Attributed<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let probe = this.cell.probe();
-        if !probe.measure {
-            return this.inner.poll(cx);
+        // The session's code runs in its logging scope: its records name it.
+        crate::telemetry::current::scope(this.cell, || {
+            poll_attributed(this.inner, this.cell, this.stats, this.waker, cx)
+        })
+    }
+}
+
+/// One poll of an [`Attributed`] future's inner future, timed and charged to its session.
+#[inline(always)]
+fn poll_attributed<F: Future>(
+    inner: Pin<&mut F>,
+    cell: &Arc<SessionCell>,
+    stats: &Arc<TaskStats>,
+    waker: &Waker,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    let probe = cell.probe();
+    if !probe.measure {
+        return inner.poll(cx);
+    }
+    let account = cell.account();
+    let previous_account = if account == 0 {
+        // Memory is not tracked for this session: the thread's account stays as it is.
+        UNCHANGED_ACCOUNT
+    } else {
+        if crate::alloc::accounts::account(account).is_over_limit() {
+            // Over its memory cap: run none of its code; the kill drops the task.
+            cell.kill_over_memory_limit();
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
-        let account = this.cell.account();
-        let previous_account = if account == 0 {
-            // Memory is not tracked for this session: the thread's account stays as it is.
-            UNCHANGED_ACCOUNT
-        } else {
-            if crate::alloc::accounts::account(account).is_over_limit() {
-                // Over its memory cap: run none of its code; the kill drops the task.
-                this.cell.kill_over_memory_limit();
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            crate::alloc::enter_account(account)
-        };
-        let woken_raw = this.stats.take_wake();
-        let slot = probe.thread_slot();
-        let started_raw = probe.clock.raw();
-        let begun_seq = slot.map_or(0, |slot| slot.begin(this.cell.key(), started_raw));
-        if woken_raw != 0 && started_raw.wrapping_sub(woken_raw) >= probe.delay_floor_ticks {
-            probe.note_wait(slot, this.cell, woken_raw, started_raw);
-        }
-        let _guard = PollGuard {
-            probe,
-            slot,
-            begun_seq,
-            started_raw,
-            cell: this.cell,
-            stats: this.stats,
-            previous_account,
-        };
-        // The future gets this task's own waker, so its wakes are timed; should the task's
-        // waker ever change (it does not under Tokio), the poll passes the new one unchanged.
-        if this.stats.adopt_task_waker(cx.waker()) {
-            this.inner.poll(&mut Context::from_waker(this.waker))
-        } else {
-            this.inner.poll(cx)
-        }
+        crate::alloc::enter_account(account)
+    };
+    let woken_raw = stats.take_wake();
+    let slot = probe.thread_slot();
+    let started_raw = probe.clock.raw();
+    let begun_seq = slot.map_or(0, |slot| slot.begin(cell.key(), started_raw));
+    if woken_raw != 0 && started_raw.wrapping_sub(woken_raw) >= probe.delay_floor_ticks {
+        probe.note_wait(slot, cell, woken_raw, started_raw);
+    }
+    let _guard = PollGuard {
+        probe,
+        slot,
+        begun_seq,
+        started_raw,
+        cell,
+        stats,
+        previous_account,
+    };
+    // The future gets this task's own waker, so its wakes are timed; should the task's
+    // waker ever change (it does not under Tokio), the poll passes the new one unchanged.
+    if stats.adopt_task_waker(cx.waker()) {
+        inner.poll(&mut Context::from_waker(waker))
+    } else {
+        inner.poll(cx)
     }
 }
 

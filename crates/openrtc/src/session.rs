@@ -172,6 +172,33 @@ impl Session {
         join
     }
 
+    /// Runs blocking work (a synchronous client, file I/O, a CPU-heavy step) on the pool's
+    /// blocking threads, off the worker threads, as this session's: its log records carry
+    /// the session, and its allocations are charged to it. Not aborted when the session
+    /// ends (a blocking call cannot be interrupted); await the handle before returning.
+    pub fn spawn_blocking<F, R>(&self, work: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let cell = Arc::clone(&self.cell);
+        self.runtime.spawn_blocking(move || {
+            let account = cell.account();
+            let previous = (account != 0).then(|| crate::alloc::enter_account(account));
+            /// Gives the thread its own account back, on unwind too.
+            struct Leave(Option<u32>);
+            impl Drop for Leave {
+                fn drop(&mut self) {
+                    if let Some(previous) = self.0 {
+                        crate::alloc::leave_account(previous);
+                    }
+                }
+            }
+            let _leave = Leave(previous);
+            crate::telemetry::current::scope(&cell, work)
+        })
+    }
+
     /// Resolves when the session is asked to stop: cancelled by an operator, past the drain
     /// deadline, or shut down. The agent should say goodbye and return; after the cancel
     /// grace period the runtime drops it at its next poll boundary.

@@ -66,6 +66,10 @@ pub(crate) struct Args {
     /// Default: 30 with a tenant config, else 0.
     #[arg(long, value_name = "SECS")]
     pub(crate) outage_secs: Option<u64>,
+    /// The JSON-lines log file, every record labelled with its session (read it with
+    /// `openrtc logs FILE --session ID`); an empty value writes none.
+    #[arg(long, value_name = "PATH", default_value = "openrtc-demo.jsonl")]
+    pub(crate) log_file: PathBuf,
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -120,6 +124,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.tenant_config {
         builder = builder.tenant_config(path);
     }
+    if !args.log_file.as_os_str().is_empty() {
+        builder = builder.log_file(&args.log_file);
+    }
     let pool = builder.build().context("invalid demo configuration")?;
     if let Some(socket) = pool.socket_path() {
         println!(
@@ -129,6 +136,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             args.callers
         );
         println!("socket: {}", socket.display());
+        if !args.log_file.as_os_str().is_empty() {
+            let log_file = std::path::absolute(&args.log_file).unwrap_or(args.log_file.clone());
+            println!(
+                "log: {} (cargo run -p openrtc-cli -- logs {} --session ID)",
+                log_file.display(),
+                log_file.display()
+            );
+        }
         println!(
             "inspect: cargo run -p openrtc-cli -- top --socket {}",
             socket.display()

@@ -4,8 +4,6 @@ mod agents;
 mod callers;
 mod cli;
 
-use std::io::IsTerminal as _;
-
 use clap::Parser;
 
 /// Exact per-session memory: every allocation is charged to the session that made it.
@@ -14,17 +12,11 @@ static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAl
 
 fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
-    // Colours only on a terminal, and never with NO_COLOR set (to any value but empty).
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
-        .with_ansi(colour)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Readable lines on stderr (RUST_LOG, colours only on a terminal and without NO_COLOR)
+    // and the session layer that labels records and writes the log file.
+    if let Err(error) = openrtc::telemetry::init() {
+        eprintln!("openrtc-demo: cannot set up logging: {error}");
+    }
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

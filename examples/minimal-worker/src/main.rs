@@ -14,13 +14,9 @@ static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAl
 
 fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // The runtime logs through `tracing` ([slow-session], [memory-limit], [session-end],
-    // [drain]): without a subscriber those lines go nowhere. RUST_LOG overrides the level.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // [drain]): this prints them on stderr (RUST_LOG overrides the level) and labels every
+    // record with its session for the JSON log file (OPENRTC_LOG_FILE, or `.log_file`).
+    openrtc::telemetry::init()?;
 
     let pool = AgentPool::builder()
         .agent(

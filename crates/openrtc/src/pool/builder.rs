@@ -27,6 +27,7 @@ pub struct AgentPoolBuilder {
     drain_timeout: Duration,
     cancel_grace: Duration,
     socket_path: Option<PathBuf>,
+    log_file: Option<PathBuf>,
     session_memory_limit: Option<u64>,
     agent_memory_limits: Vec<(String, u64)>,
     memory_warn_mb: Option<u64>,
@@ -56,6 +57,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("drain_timeout", &self.drain_timeout)
             .field("cancel_grace", &self.cancel_grace)
             .field("socket_path", &self.socket_path)
+            .field("log_file", &self.log_file)
             .field("session_memory_limit", &self.session_memory_limit)
             .field("agent_memory_limits", &self.agent_memory_limits)
             .field("memory_warn_mb", &self.memory_warn_mb)
@@ -85,6 +87,7 @@ impl Default for AgentPoolBuilder {
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             cancel_grace: Self::DEFAULT_CANCEL_GRACE,
             socket_path: None,
+            log_file: None,
             session_memory_limit: None,
             agent_memory_limits: Vec::new(),
             memory_warn_mb: None,
@@ -206,6 +209,21 @@ impl AgentPoolBuilder {
     /// (`$XDG_RUNTIME_DIR/openrtc/<worker>-<pid>.sock`, else `/tmp/openrtc-<uid>/…`).
     pub fn socket_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.socket_path = Some(path.into());
+        self
+    }
+
+    /// Writes the worker's log to `path` as JSON lines (default: the file named by
+    /// `OPENRTC_LOG_FILE`, else none), every record of a session labelled with its
+    /// `session_id`, `tenant` and `agent`: `openrtc logs --session ID` reads it. The file is
+    /// appended to, and reopened when a log rotator moves it away or on SIGHUP; writing never
+    /// makes a worker thread wait (records the writer cannot keep up with are dropped,
+    /// counted in the snapshot, and the count is written to the file). Needs the
+    /// [`crate::telemetry`] layer in the process's subscriber ([`crate::telemetry::init`]).
+    ///
+    /// `build` opens it: a path that cannot be opened for appending is
+    /// [`ConfigError::LogFile`].
+    pub fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log_file = Some(path.into());
         self
     }
 
@@ -423,6 +441,17 @@ impl AgentPoolBuilder {
             }
             (true, None) => Some(crate::serve::default_socket_path(&self.worker_name)),
         };
+        let log_file = self.log_file.or_else(|| {
+            std::env::var_os(crate::telemetry::LOG_FILE_ENV)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+        });
+        let log = crate::telemetry::PoolLog::new(&self.worker_name, log_file.as_deref()).map_err(
+            |error| ConfigError::LogFile {
+                path: log_file.clone().unwrap_or_default(),
+                reason: error.to_string(),
+            },
+        )?;
         let session_memory_limit = self.session_memory_limit;
         let agent_memory_limits = self.agent_memory_limits;
         let agents = self
@@ -459,7 +488,7 @@ impl AgentPoolBuilder {
             consecutive_failure_limit: self.consecutive_failure_limit,
             tenant_breaker: self.tenant_breaker,
         };
-        let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config);
+        let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;
         Ok(pool)
     }

@@ -16,6 +16,8 @@ use super::handle::OutcomeSlot;
 use super::{KillReason, SessionId, SessionOutcome, StopRequest};
 use crate::pool::PoolShared;
 use crate::probe::{Probe, TaskStats};
+use crate::telemetry::PoolLog;
+use crate::telemetry::recorder::FlightRecorder;
 
 /// How many finished stalls a session keeps for snapshots.
 pub(crate) const RECENT_STALLS: usize = 8;
@@ -141,6 +143,10 @@ pub(crate) struct SessionCell {
     /// Its places in its tenant's and agent's counts (and its breaker ticket), given back
     /// once when it ends.
     places: Mutex<Option<crate::admission::SessionPlaces>>,
+    /// The pool's logging (worker name, log file), for the session's records.
+    log: Arc<PoolLog>,
+    /// The session's last records, kept for when it fails or stalls.
+    recorder: FlightRecorder,
 }
 
 impl SessionCell {
@@ -187,12 +193,24 @@ impl SessionCell {
             rss_share_peak_bytes: AtomicU64::new(0),
             outcome: OutcomeSlot::default(),
             places: Mutex::new(places),
+            recorder: pool.log().recorder(),
+            log: Arc::clone(pool.log()),
         }
     }
 
     /// Takes the session's places, to give them back (the first call gets them).
     pub(crate) fn take_places(&self) -> Option<crate::admission::SessionPlaces> {
         lock(&self.places).take()
+    }
+
+    /// The pool's logging.
+    pub(crate) fn log(&self) -> &PoolLog {
+        &self.log
+    }
+
+    /// The session's flight recorder.
+    pub(crate) fn recorder(&self) -> &FlightRecorder {
+        &self.recorder
     }
 
     /// The pool, while it exists.

@@ -191,23 +191,28 @@ fn finish(pending: Pending, cause: Option<StallCause>) {
         ),
     });
     let stall_ms = ns_to_ms(stall.duration_ns);
-    tracing::warn!(
-        target: LOG_TARGET,
-        event = "slow_session",
-        session_id = %stall.cell.id(),
-        tenant = stall.cell.tenant(),
-        agent = stall.cell.agent(),
-        worker = stall.worker,
-        stall_ms,
-        class = class.map(StallClass::as_str),
-        victim_count = victims.len(),
-        "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {stall_ms}ms ({})",
-        stall.cell.id(),
-        stall.cell.tenant(),
-        stall.cell.agent(),
-        stall.worker,
-        because.join("; ")
-    );
+    // In the session's logging scope: the line joins its flight recorder, which then goes to
+    // the log file with what led up to the stall.
+    crate::telemetry::current::scope(&stall.cell, || {
+        tracing::warn!(
+            target: LOG_TARGET,
+            event = "slow_session",
+            session_id = %stall.cell.id(),
+            tenant = stall.cell.tenant(),
+            agent = stall.cell.agent(),
+            worker_thread = stall.worker,
+            stall_ms,
+            class = class.map(StallClass::as_str),
+            victim_count = victims.len(),
+            "[slow-session] session_id={} tenant={} agent={} blocked worker {} for {stall_ms}ms ({})",
+            stall.cell.id(),
+            stall.cell.tenant(),
+            stall.cell.agent(),
+            stall.worker,
+            because.join("; ")
+        );
+    });
+    stall.cell.log().replay_unwritten(&stall.cell);
 }
 
 /// Turns a stall diagnosed in progress into its cause: symbolizes the stack, and says what

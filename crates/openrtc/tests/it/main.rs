@@ -12,6 +12,7 @@ mod memory;
 mod prewarm;
 mod socket;
 mod support;
+mod telemetry;
 mod tenant_limits;
 mod tenants;
 mod timing;
