@@ -11,13 +11,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use crate::lock;
 
 /// How many records may wait for the writer before new ones are dropped.
 pub(crate) const QUEUE_CAPACITY: usize = 16 * 1024;
@@ -44,7 +41,6 @@ pub(crate) struct LogSink {
     /// `None` once closed (only in `drop`).
     sender: Option<SyncSender<Message>>,
     counts: Arc<Counts>,
-    writer: Mutex<Option<JoinHandle<()>>>,
     hangup: Option<signal_hook::SigId>,
 }
 
@@ -84,7 +80,10 @@ impl LogSink {
             reported_dropped: 0,
             broken: false,
         };
-        let writer = std::thread::Builder::new()
+        // Not joined: a writer stuck on a full pipe or a hung disk must not hang the pool's
+        // stop. It ends by itself once the queue is closed and written out; `flush` (with a
+        // deadline) is how the pool's stop waits for it.
+        std::thread::Builder::new()
             .name("openrtc-log".into())
             .spawn(move || writer.run(&receiver))?;
         Ok(Arc::new(Self {
@@ -93,7 +92,6 @@ impl LogSink {
             pid: std::process::id(),
             sender: Some(sender),
             counts,
-            writer: Mutex::new(Some(writer)),
             hangup,
         }))
     }
@@ -130,12 +128,29 @@ impl LogSink {
     /// Waits (up to `timeout`) until every line queued before this call is written and
     /// flushed. For the pool's stop and for tests; not for worker threads.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        let Some(sender) = &self.sender else {
+            return false;
+        };
+        let deadline = Instant::now() + timeout;
         let (done, wait) = mpsc::channel();
-        let sent = self
-            .sender
-            .as_ref()
-            .is_some_and(|sender| sender.send(Message::Flush(done)).is_ok());
-        sent && wait.recv_timeout(timeout).is_ok()
+        let mut request = Message::Flush(done);
+        // A full queue (a writer stuck on a pipe nobody reads) must not hold the caller past
+        // its deadline either, so no blocking `send`.
+        loop {
+            match sender.try_send(request) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    request = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        wait.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
@@ -143,9 +158,6 @@ impl Drop for LogSink {
     fn drop(&mut self) {
         // Closing the queue ends the writer once it has written what is left.
         self.sender.take();
-        if let Some(writer) = lock(&self.writer).take() {
-            let _ = writer.join();
-        }
         if let Some(hangup) = self.hangup {
             signal_hook::low_level::unregister(hangup);
         }
@@ -385,14 +397,28 @@ mod tests {
             assert!(sent < 10_000_000, "the queue never filled");
         }
         assert!(sink.flush(Duration::from_secs(10)));
+        let dropped = sink.dropped_count();
+        // Closing the queue makes the writer report what it has not reported yet, and end.
         drop(sink);
-        let lines = lines(&path);
-        let report = lines
-            .iter()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find(|value| value["event"] == "log_records_dropped")
-            .expect("the drops are reported in the file");
-        let dropped = report["dropped_total"].as_u64().expect("a count");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (lines, report) = loop {
+            let lines = lines(&path);
+            let report = lines
+                .iter()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|value| {
+                    value["event"] == "log_records_dropped" && value["dropped_total"] == dropped
+                });
+            if report.is_some() {
+                break (lines, report);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the drops are never reported in the file"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(report.is_some());
         let written = lines.iter().filter(|line| *line == "{}").count() as u64;
         assert!(dropped >= 1);
         assert_eq!(
