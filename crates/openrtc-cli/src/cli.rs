@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use openrtc_proto::SessionState;
 
+use crate::logs::record::Level;
+use crate::logs::since::{Since, parse_since};
+
 /// The exit statuses, shown at the end of `--help`.
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -14,6 +17,21 @@ Exit status:
   1  no running openrtc worker was found (for the live view: when it starts)
   2  usage error, a worker answered with an error or could not be understood, or the live
      view has no terminal to draw on";
+
+/// The exit statuses of `openrtc logs`, shown at the end of its `--help`.
+pub const LOGS_EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  at least one record matched (also when the reader of the output goes away, as in
+     `| head`, and when --follow is stopped by SIGINT or SIGTERM after a match)
+  1  no record matched
+  2  usage error, no FILE could be read, or no log file was found through the workers
+
+Each record is printed as one line: its UTC date and time, level, session (`-` for the
+worker's own), agent, message, then tenant, event and the other fields as key=value; --json
+prints the lines as they are in the file. Bad lines (not JSON, not an object, no ts, level or
+message) are skipped; their number is printed on standard error at the end. Files are read in
+the order given: pass rotated files oldest first, e.g.
+`openrtc logs worker.jsonl.2.gz worker.jsonl.1 worker.jsonl`.";
 
 /// The slowest refresh rate `openrtc top` accepts, in refreshes per second.
 pub const MIN_REFRESH_RATE_HZ: f64 = 0.5;
@@ -36,6 +54,67 @@ pub enum Command {
     /// Show every live session of the running workers: a live full-screen view (press `?` in
     /// it for the keys), or one printout with --once.
     Top(TopArgs),
+    /// Read a worker's JSONL log: filter its records by session, tenant, agent, level, time
+    /// or text, print them readably (or as they are, with --json), and follow the file as it
+    /// grows and rotates with --follow.
+    Logs(LogsArgs),
+}
+
+/// The options of `openrtc logs`.
+#[derive(Debug, Args)]
+#[command(after_help = LOGS_EXIT_STATUS_HELP)]
+pub struct LogsArgs {
+    /// The log files to read, in this order (plain or gzip-compressed, recognised by content).
+    /// Without any, the log file of the running worker, asked through its socket.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Show only the records of this session: its exact id (`s-12`; `s-1` does not match
+    /// s-10 to s-19). The worker's own records, without a session, are left out.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+
+    /// Show only the records of this tenant (exact match).
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+
+    /// Show only the records of this agent (exact match).
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+
+    /// Show only records at least this severe (error > warn > info > debug > trace; any
+    /// case).
+    #[arg(long, value_enum, ignore_case = true, value_name = "LEVEL")]
+    pub level: Option<Level>,
+
+    /// Show only records written at or after this time: a time ago (90s, 10m, 2h, 1d) or an
+    /// RFC 3339 time (2026-12-06T23:00:00Z).
+    #[arg(long, value_parser = parse_since, value_name = "WHEN")]
+    pub since: Option<Since>,
+
+    /// Show only records with this text (case-sensitive) in the message or in any field's
+    /// value.
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+
+    /// After the last FILE's end, wait for more, like `tail -F`: follows the path across
+    /// rotation and truncation, until interrupted.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Print the matching lines exactly as they are in the file (JSON), instead of readable
+    /// text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Without FILE: ask only the worker listening on this socket for its log file, instead
+    /// of every worker in the socket directory.
+    #[arg(long, value_name = "PATH", conflicts_with = "files")]
+    pub socket: Option<PathBuf>,
+
+    /// Without FILE: ask only the worker with this name for its log file.
+    #[arg(long, value_name = "NAME", conflicts_with = "files")]
+    pub worker: Option<String>,
 }
 
 /// The options of `openrtc top`.
@@ -221,10 +300,52 @@ mod tests {
     #[test]
     fn top_defaults_to_cpu_order_text_and_one_hertz() {
         let cli = Cli::try_parse_from(["openrtc", "top"]).expect("valid arguments");
-        let Command::Top(args) = cli.command;
+        let Command::Top(args) = cli.command else {
+            panic!("top parses as top");
+        };
         assert_eq!(args.sort, SortKey::Cpu);
         assert_eq!(args.format, OutputFormat::Text);
         assert!((args.refresh_rate - 1.0).abs() < f64::EPSILON);
         assert!(!args.once);
+    }
+
+    #[test]
+    fn logs_takes_files_and_filters() {
+        let cli = Cli::try_parse_from([
+            "openrtc",
+            "logs",
+            "a.jsonl.1.gz",
+            "a.jsonl",
+            "--session",
+            "s-7",
+            "--level",
+            "WARN",
+            "--since",
+            "10m",
+            "-f",
+        ])
+        .expect("valid arguments");
+        let Command::Logs(args) = cli.command else {
+            panic!("logs parses as logs");
+        };
+        assert_eq!(
+            args.files,
+            [PathBuf::from("a.jsonl.1.gz"), PathBuf::from("a.jsonl")]
+        );
+        assert_eq!(args.session.as_deref(), Some("s-7"));
+        assert_eq!(args.level, Some(Level::Warn));
+        assert_eq!(
+            args.since,
+            Some(Since::Ago(std::time::Duration::from_secs(600)))
+        );
+        assert!(args.follow && !args.json);
+        for refused in [
+            &["openrtc", "logs", "--since", "soon"][..],
+            &["openrtc", "logs", "--level", "loud"],
+            &["openrtc", "logs", "f.jsonl", "--socket", "/s.sock"],
+            &["openrtc", "logs", "f.jsonl", "--worker", "demo"],
+        ] {
+            assert!(Cli::try_parse_from(refused).is_err(), "{refused:?}");
+        }
     }
 }

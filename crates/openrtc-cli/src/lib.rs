@@ -1,10 +1,21 @@
-//! The `openrtc` command as a library: argument grammar, worker discovery and `top`, so the
-//! binary stays a thin shell and tests can reach every piece.
+//! The `openrtc` command as a library: argument grammar, worker discovery, `top` and `logs`,
+//! so the binary stays a thin shell and tests can reach every piece.
+//!
+//! The commands:
+//!
+//! - `openrtc top` ([`top`]): every live session of the running workers, from their
+//!   snapshots, in a live view or printed once.
+//! - `openrtc logs` ([`logs`]): a worker's JSONL log, filtered by session (exact id), tenant,
+//!   agent, level, time or text, printed readably or as it is (`--json`), from rotated and
+//!   gzip files in the order given, or followed like `tail -F`. Without FILE it asks the
+//!   running worker for its log file. Exit status 0 with a match, 1 without, 2 when the input
+//!   cannot be read.
 //!
 //! This crate talks to workers only through `openrtc-proto`; it never links the runtime.
 
 pub mod cli;
 pub mod discover;
+pub mod logs;
 pub mod top;
 
 /// How a command ended, which decides the process exit status.
@@ -14,8 +25,11 @@ pub enum Exit {
     Success,
     /// No running worker was found (exit status 1).
     NoWorker,
-    /// A worker refused or could not be understood (exit status 2, like usage errors).
+    /// A worker refused or could not be understood, or no input could be read (exit status
+    /// 2, like usage errors).
     Failure,
+    /// `openrtc logs` read its input and no record matched (exit status 1).
+    NoMatch,
 }
 
 impl Exit {
@@ -24,7 +38,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Self::Success => 0,
-            Self::NoWorker => 1,
+            Self::NoWorker | Self::NoMatch => 1,
             Self::Failure => 2,
         }
     }
@@ -40,5 +54,6 @@ impl Exit {
 pub fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         cli::Command::Top(args) => top::run(args),
+        cli::Command::Logs(args) => logs::run(args),
     }
 }

@@ -16,7 +16,7 @@ use crate::stand_in_worker::StandInWorker;
 
 /// The binary, with `$XDG_RUNTIME_DIR` pointing at `runtime_dir` so that workers running on
 /// the machine are never found, and without forced colors.
-fn openrtc(runtime_dir: &Path) -> Command {
+pub(crate) fn openrtc(runtime_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_openrtc"));
     command
         .env("XDG_RUNTIME_DIR", runtime_dir)
@@ -44,7 +44,7 @@ pub(crate) fn stderr(output: &Output) -> String {
 }
 
 /// The answer line of a worker sending `snapshot`.
-fn snapshot_line(snapshot: PoolSnapshot) -> String {
+pub(crate) fn snapshot_line(snapshot: PoolSnapshot) -> String {
     response_line(Response::Snapshot {
         snapshot: Box::new(snapshot),
     })
@@ -60,7 +60,7 @@ fn response_line(response: Response) -> String {
 }
 
 /// The socket directory the binary derives from a `$XDG_RUNTIME_DIR`, created.
-fn socket_dir(runtime_dir: &Path) -> std::path::PathBuf {
+pub(crate) fn socket_dir(runtime_dir: &Path) -> std::path::PathBuf {
     let dir = runtime_dir.join("openrtc");
     std::fs::create_dir_all(&dir).expect("create the socket dir");
     dir
