@@ -122,7 +122,7 @@ fn tenants(shared: &PoolShared) -> BTreeMap<String, TenantSnapshot> {
                 .map(|isolation| isolation.as_str().to_owned());
             tenant.breaker = {
                 let mut breaker = crate::lock(&counters.breaker);
-                breaker.sync(name, limits.breaker());
+                breaker.sync(&counters, limits.breaker());
                 breaker.snapshot(now)
             };
             (name.to_string(), tenant)
@@ -324,6 +324,11 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     worker.shared_bytes = shared.shared_bytes();
     worker.consecutive_failures_count = shared.failure_budget.consecutive_failures();
     worker.consecutive_failure_limit = shared.failure_budget.limit();
+    worker.event_stream = config
+        .event_stream
+        .as_ref()
+        .map(|stream| stream.path.display().to_string());
+    worker.event_stream_dropped_count = shared.events.dropped_count();
     worker
 }
 
