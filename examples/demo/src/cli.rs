@@ -66,6 +66,11 @@ pub(crate) struct Args {
     /// Default: 30 with a tenant config, else 0.
     #[arg(long, value_name = "SECS")]
     pub(crate) outage_secs: Option<u64>,
+    /// Append the lifecycle event stream (sessions started, finished, refused, stalled;
+    /// breakers, memory limits, the drain, config reloads; a snapshot every second) to this
+    /// JSONL file. Default: off.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) event_stream: Option<PathBuf>,
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -119,6 +124,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.tenant_config {
         builder = builder.tenant_config(path);
+    }
+    if let Some(path) = &args.event_stream {
+        builder = builder.event_stream(path, Duration::from_secs(1));
     }
     let pool = builder.build().context("invalid demo configuration")?;
     if let Some(socket) = pool.socket_path() {
