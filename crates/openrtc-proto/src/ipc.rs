@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{PoolSnapshot, SessionId};
 
-/// One request line: `{"v":1,"op":"snapshot"}` or `{"v":1,"op":"cancel","session_id":"s-7"}`.
+/// One request line: `{"v":1,"op":"snapshot"}`, `{"v":1,"op":"cancel","session_id":"s-7"}` or
+/// `{"v":1,"op":"subscribe"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestEnvelope {
     /// The protocol version the client speaks ([`crate::PROTOCOL_VERSION`]).
@@ -29,6 +30,11 @@ pub enum Request {
         /// The session id (`s-42`) or a unique prefix of its text.
         session_id: String,
     },
+    /// The lifecycle event stream, live: the worker answers [`Response::Subscribed`], then
+    /// writes every line of its event stream ([`crate::StreamLine`], the same lines as its
+    /// event stream file) until the client closes the connection. Nothing else is answered
+    /// on that connection.
+    Subscribe,
 }
 
 /// One response line.
@@ -55,6 +61,11 @@ pub enum Response {
     Cancelled {
         /// The full id of the session that was cancelled.
         session_id: SessionId,
+    },
+    /// The client is subscribed: every line from here on is a [`crate::StreamLine`].
+    Subscribed {
+        /// The `schema_version` of the lines that follow.
+        schema_version: u32,
     },
     /// The request was refused.
     Error {
@@ -86,6 +97,8 @@ pub enum ErrorCode {
     NotFound,
     /// The id prefix matches more than one live session.
     Ambiguous,
+    /// The worker cannot serve this request any more: it is stopping.
+    Unavailable,
 }
 
 #[cfg(test)]
@@ -114,6 +127,17 @@ mod tests {
             r#"{"v":1,"op":"cancel","session_id":"s-7"}"#
         );
         assert!(serde_json::from_str::<RequestEnvelope>(r#"{"v":1,"op":"reboot"}"#).is_err());
+        let subscribe: RequestEnvelope =
+            serde_json::from_str(r#"{"v":1,"op":"subscribe"}"#).expect("valid request");
+        assert_eq!(subscribe.request, Request::Subscribe);
+        let subscribed = ResponseEnvelope {
+            v: 1,
+            response: Response::Subscribed { schema_version: 2 },
+        };
+        assert_eq!(
+            serde_json::to_string(&subscribed).expect("serializes"),
+            r#"{"v":1,"type":"subscribed","schema_version":2}"#
+        );
     }
 
     #[test]

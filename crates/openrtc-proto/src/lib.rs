@@ -5,11 +5,16 @@
 //! [`Response`]. Every message is one line of JSON. Both sides find the socket with
 //! [`socket_dir`] and [`socket_file_name`].
 
+mod event;
 mod ipc;
 mod reason;
 mod session_id;
 mod snapshot;
 
+pub use event::{
+    EVENT_STREAM_SCHEMA_VERSION, MemoryLimitScope, OverflowScope, StreamEvent, StreamLine,
+    StreamRecord,
+};
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use reason::{CancelReason, KillReason, RefusalReason};
 pub use session_id::{ParseSessionIdError, SessionId};

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 
 #[cfg(test)]
 use breaker::BreakerSettings;
+pub(crate) use breaker::Transition;
 pub(crate) use capacity::Reservation;
 pub(crate) use filter::RequestFilter;
 pub(crate) use routing::Router;
@@ -125,19 +126,30 @@ impl SessionPlaces {
     }
 }
 
+/// A launch the chain refused: why, and the agent it was routed to if routing got that far.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// The refusal, as the launch returns it.
+    pub(crate) rejected: Rejected,
+    /// The position of the routed agent among the registered agents.
+    pub(crate) agent: Option<usize>,
+}
+
 /// Runs the admission chain for `request`, and counts a refusal against its tenant and (once
 /// routed) its agent; the caller counts it for the worker.
-pub(crate) fn admit<'a>(gate: &Gate<'a>, request: &JobRequest) -> Result<Admitted<'a>, Rejected> {
+pub(crate) fn admit<'a>(gate: &Gate<'a>, request: &JobRequest) -> Result<Admitted<'a>, Refused> {
     let mut routed = None;
-    let result = chain(gate, request, &mut routed);
-    if let Err(rejected) = &result {
+    chain(gate, request, &mut routed).map_err(|rejected| {
         let reason = rejected.reason();
         gate.tenant.refused.count(reason);
         if let Some(agent) = routed.and_then(|agent: usize| gate.agent_counters.get(agent)) {
             agent.refused.count(reason);
         }
-    }
-    result
+        Refused {
+            rejected,
+            agent: routed,
+        }
+    })
 }
 
 fn chain<'a>(
@@ -266,7 +278,7 @@ mod tests {
         }
 
         fn admit(&self, request: &JobRequest) -> Result<Admitted<'_>, Rejected> {
-            admit(&self.gate(), request)
+            admit(&self.gate(), request).map_err(|refused| refused.rejected)
         }
 
         /// Places taken: worker, tenant, and each agent's.

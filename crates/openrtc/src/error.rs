@@ -60,6 +60,20 @@ pub enum ConfigError {
         /// The operating system's reason.
         reason: String,
     },
+    /// An event stream path that cannot be used.
+    #[error("invalid event stream path {path:?}: {reason}")]
+    InvalidEventStreamPath {
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The event stream's snapshot interval is zero or longer than an hour.
+    #[error("invalid event stream interval {interval:?}: use more than zero and at most one hour")]
+    EventStreamInterval {
+        /// The interval as given.
+        interval: std::time::Duration,
+    },
 }
 
 /// Why [`crate::PoolHandle::launch`] refused a job. Each refusal is counted by reason.
@@ -249,6 +263,16 @@ pub enum RunError {
     #[error("cannot serve the introspection socket at {path:?}")]
     Socket {
         /// The socket path.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event stream file ([`crate::AgentPoolBuilder::event_stream`]) cannot be opened
+    /// for appending.
+    #[error("cannot open the event stream file {path:?} for appending")]
+    EventStream {
+        /// The file.
         path: std::path::PathBuf,
         /// What failed.
         #[source]

@@ -123,7 +123,7 @@ fn tenants(shared: &PoolShared) -> BTreeMap<String, TenantSnapshot> {
                 .map(|isolation| isolation.as_str().to_owned());
             tenant.breaker = {
                 let mut breaker = crate::lock(&counters.breaker);
-                breaker.sync(name, limits.breaker());
+                breaker.sync(&counters, limits.breaker());
                 breaker.snapshot(now)
             };
             (name.to_string(), tenant)
@@ -332,6 +332,11 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         worker.log_records_dropped_count = sink.dropped_count();
     }
     worker.flight_recorder_bytes = log.recorder_bytes();
+    worker.event_stream = config
+        .event_stream
+        .as_ref()
+        .map(|stream| stream.path.display().to_string());
+    worker.event_stream_dropped_count = shared.events.dropped_count();
     worker
 }
 

@@ -46,6 +46,7 @@ mod agent;
 pub mod alloc;
 mod classify;
 mod error;
+mod events;
 mod introspect;
 mod os;
 mod panics;

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::admission;
 use crate::agent::ErasedAgent;
 use crate::error::RefusalCounters;
+use crate::events::{Event, EventHub};
 use crate::probe::Probe;
 use crate::session::{self, CancelReason, KillReason, SessionCell, SessionOutcome, StopRequest};
 use crate::tenant_config::cell::TenantConfigCell;
@@ -58,6 +59,10 @@ pub(crate) struct PoolConfig {
     pub(crate) consecutive_failure_limit: Option<u32>,
     /// Every tenant's breaker when there is no tenant config file.
     pub(crate) tenant_breaker: Option<BreakerConfig>,
+    /// The lifecycle event stream's file, if any.
+    pub(crate) event_stream: Option<crate::events::StreamFile>,
+    /// How many events the stream's queue holds before it drops them.
+    pub(crate) event_queue_capacity: usize,
 }
 
 pub(crate) struct RegisteredAgent {
@@ -167,6 +172,8 @@ pub(crate) struct PoolShared {
     prewarmed: OnceLock<prewarm::Prewarmed>,
     /// Sessions failing in a row, and the drain at the limit.
     pub(crate) failure_budget: failure_budget::FailureBudget,
+    /// The lifecycle event stream's queue.
+    pub(crate) events: Arc<EventHub>,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -254,17 +261,28 @@ impl PoolShared {
     }
 
     fn launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
-        let result = self.try_launch(request);
-        if let Err(rejected) = &result {
+        let tenant = self.tenants.get_or_create(&request.tenant);
+        self.try_launch(&tenant, request).map_err(|refused| {
+            let admission::Refused { rejected, agent } = refused;
             self.counters.refused.count(rejected.reason());
-        }
-        result
+            self.events.emit(Event::SessionRefused {
+                tenant: Arc::clone(&tenant.name),
+                agent: agent
+                    .and_then(|index| self.agents.get(index))
+                    .map(|agent| Arc::clone(&agent.name)),
+                rejected: Box::new(rejected.clone()),
+            });
+            rejected
+        })
     }
 
-    fn try_launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
-        let tenant = self.tenants.get_or_create(&request.tenant);
+    fn try_launch(
+        self: &Arc<Self>,
+        tenant: &Arc<admission::TenantCounters>,
+        request: JobRequest,
+    ) -> Result<SessionHandle, admission::Refused> {
         let agent_names: Vec<&str> = self.agents.iter().map(|agent| &*agent.name).collect();
-        let limits = self.limits(&tenant);
+        let limits = self.limits(tenant);
         let mut lifecycle = lock(&self.lifecycle);
         let runtime = match &*lifecycle {
             Lifecycle::Stopped | Lifecycle::NotStarted { .. } => None,
@@ -279,14 +297,14 @@ impl PoolShared {
             agent_counters: &self.agent_counters,
             router: self.hooks.router.as_deref(),
             filter: self.hooks.filter.as_deref(),
-            tenant: &tenant,
+            tenant,
             limits: &limits,
         };
         let admitted = match admission::admit(&gate, &request) {
             Ok(admitted) => admitted,
             Err(rejected) => {
                 drop(lifecycle);
-                log_refusal(&request, &rejected);
+                log_refusal(&request, &rejected.rejected);
                 return Err(rejected);
             }
         };
@@ -306,6 +324,11 @@ impl PoolShared {
         ));
         tenant.join(key, cell.account());
         lock(&self.sessions).insert(key, Arc::clone(&cell));
+        self.events.emit(Event::SessionStarted {
+            key,
+            tenant: Arc::clone(&tenant.name),
+            agent: Arc::clone(&registered.name),
+        });
         // The place is the session's now: its end gives it back (`session_ended`).
         admitted.reservation.keep();
         self.counters.started.fetch_add(1, Ordering::Relaxed);
@@ -353,10 +376,16 @@ impl PoolShared {
         }
     }
 
-    /// A reload put a new tenant config in force.
-    pub(crate) fn tenant_config_reloaded(&self) {
+    /// A reload put `config` in force.
+    pub(crate) fn tenant_config_reloaded(&self, config: &TenantConfig) {
         self.config_generation.fetch_add(1, Ordering::AcqRel);
         self.note_named_tenants();
+        if let Some(cell) = &self.tenant_config {
+            self.events.emit(Event::ConfigReloaded {
+                path: cell.path().into(),
+                version: config.version().into(),
+            });
+        }
     }
 
     /// Records a session's end and frees its place (called once per session, by its cell).
@@ -382,8 +411,8 @@ impl PoolShared {
             .session_ended(cell, ended_badly || cell.stall_count() > 0);
         let ended = EndedSession {
             key: cell.key(),
-            agent: cell.agent().into(),
-            tenant: cell.tenant().into(),
+            agent: Arc::clone(cell.agent_name()),
+            tenant: Arc::clone(cell.tenant_name()),
             outcome: wire,
             ended_ns: now_ns,
             duration_ns: now_ns.saturating_sub(cell.started_ns()),
@@ -392,6 +421,15 @@ impl PoolShared {
             mem_peak_bytes: cell.peak_memory_bytes(),
             flight_recorder: flight_recorder.into(),
         };
+        self.events.emit(Event::SessionFinished {
+            key: ended.key,
+            tenant: Arc::clone(&ended.tenant),
+            agent: Arc::clone(&ended.agent),
+            outcome: Box::new(ended.outcome.clone()),
+            duration_ns: ended.duration_ns,
+            busy_ns: ended.busy_ns,
+            stall_count: ended.stall_count,
+        });
         {
             let mut recent = lock(&self.ended);
             if recent.len() == RECENTLY_ENDED_CAPACITY {
@@ -566,11 +604,12 @@ impl AgentPool {
         ));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let failure_budget = failure_budget::FailureBudget::new(config.consecutive_failure_limit);
+        let events = Arc::new(EventHub::new(config.event_queue_capacity));
         let shared = Arc::new(PoolShared {
             config,
             agent_counters: agents.iter().map(|_| Arc::default()).collect(),
             agents,
-            tenants: admission::TenantRegistry::default(),
+            tenants: admission::TenantRegistry::new(Arc::clone(&events)),
             hooks,
             tenant_config,
             config_generation: AtomicU64::new(0),
@@ -593,6 +632,7 @@ impl AgentPool {
             stalls_preempted: AtomicU64::new(0),
             prewarmed: OnceLock::new(),
             failure_budget,
+            events,
         });
         shared.note_named_tenants();
         Self {
@@ -707,6 +747,8 @@ impl AgentPool {
         };
         shared.log.announce();
         let mut helpers = HelperThreads::default();
+        // First, so that the socket's subscribers and every other helper find it running.
+        helpers.events = Some(crate::events::EventsThread::start(Arc::clone(&shared))?);
         if let Some(path) = &shared.config.socket_path {
             helpers.server = Some(crate::serve::SocketServer::start(
                 Arc::clone(&shared),
@@ -718,9 +760,9 @@ impl AgentPool {
         }
         if let Some(cell) = &shared.tenant_config {
             let pool = Arc::downgrade(&shared);
-            let on_reload = Box::new(move |_: &TenantConfig| {
+            let on_reload = Box::new(move |config: &TenantConfig| {
                 if let Some(pool) = pool.upgrade() {
-                    pool.tenant_config_reloaded();
+                    pool.tenant_config_reloaded(config);
                 }
             });
             helpers.reloader = Some(
@@ -821,14 +863,16 @@ impl Drop for AgentPool {
     }
 }
 
-/// The socket server and the watchdog of a running pool, stopped when dropped (also when
-/// `run` returns early on an error).
+/// The socket server, the watchdog, the tenant config's reloader and the event stream of a
+/// running pool, stopped when dropped (also when `run` returns early on an error).
 #[derive(Default)]
 struct HelperThreads {
     server: Option<crate::serve::SocketServer>,
     watchdog: Option<crate::watchdog::Watchdog>,
     /// Reloads the tenant config; stopped when dropped.
     reloader: Option<Reloader>,
+    /// Writes the event stream.
+    events: Option<crate::events::EventsThread>,
 }
 
 impl Drop for HelperThreads {
@@ -838,6 +882,11 @@ impl Drop for HelperThreads {
         }
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.stop();
+        }
+        drop(self.reloader.take());
+        // Last: the others emit events (a stall's report, a reload) until they stop.
+        if let Some(events) = self.events.take() {
+            events.stop();
         }
     }
 }

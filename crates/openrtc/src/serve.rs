@@ -4,6 +4,10 @@
 //! pool's worker threads, so it answers while every worker thread is blocked. It trusts no
 //! client: the peer's uid must be ours, lines are capped at [`MAX_REQUEST_BYTES`], idle
 //! clients are dropped, and at most [`MAX_CLIENTS`] are served at once.
+//!
+//! A client that subscribes (`{"v":1,"op":"subscribe"}`) is answered `subscribed`, then gets
+//! every line of the lifecycle event stream until it closes the connection; it holds its
+//! place among the clients meanwhile, and is never dropped for being idle.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -331,6 +335,10 @@ async fn serve_client(shared: &PoolShared, stream: UnixStream) {
         let sent = match response {
             Answer::Reply(response) => send(framed.get_mut(), response).await,
             Answer::Snapshot => send_snapshot(shared, framed.get_mut()).await,
+            Answer::Subscribe => {
+                stream_events(shared, framed.into_inner()).await;
+                return;
+            }
         };
         if sent.is_err() || !keep_open {
             return;
@@ -344,6 +352,8 @@ enum Answer {
     Reply(Response),
     /// The snapshot, written straight from the session cells by [`send_snapshot`].
     Snapshot,
+    /// The event stream, from now until the client goes ([`stream_events`]).
+    Subscribe,
 }
 
 fn error(code: ErrorCode, message: String) -> Answer {
@@ -356,6 +366,50 @@ async fn send_snapshot(shared: &PoolShared, stream: &mut UnixStream) -> io::Resu
     crate::introspect::write_snapshot_response(shared, &mut line).map_err(io::Error::other)?;
     line.push(b'\n');
     write_line(stream, &line).await
+}
+
+/// Serves a subscriber: `subscribed`, then each line of the event stream as the events
+/// thread hands it over, until the client closes the connection (what it sends meanwhile is
+/// ignored), does not read for [`WRITE_TIMEOUT`], or the worker stops.
+async fn stream_events(shared: &PoolShared, mut stream: UnixStream) {
+    let Some(mut lines) = shared.events.subscribe() else {
+        let _ = send(
+            &mut stream,
+            Response::Error {
+                code: ErrorCode::Unavailable,
+                message: "the worker is stopping: its event stream has ended".to_owned(),
+            },
+        )
+        .await;
+        return;
+    };
+    let subscribed = Response::Subscribed {
+        schema_version: openrtc_proto::EVENT_STREAM_SCHEMA_VERSION,
+    };
+    if send(&mut stream, subscribed).await.is_err() {
+        return;
+    }
+    let (mut input, mut output) = stream.split();
+    let mut discard = vec![0; 1024];
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else {
+                    return;
+                };
+                let written =
+                    tokio::time::timeout(WRITE_TIMEOUT, output.write_all(&line)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            read = input.read(&mut discard) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// The answer to one request line.
@@ -382,6 +436,7 @@ fn answer(shared: &PoolShared, line: &str) -> Answer {
     }
     match envelope.request {
         Request::Snapshot => Answer::Snapshot,
+        Request::Subscribe => Answer::Subscribe,
         Request::Cancel { session_id } => match shared.find_session(&session_id) {
             Ok(id) => match shared.stop_session(
                 id,

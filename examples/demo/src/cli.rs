@@ -70,6 +70,11 @@ pub(crate) struct Args {
     /// `openrtc logs FILE --session ID`); an empty value writes none.
     #[arg(long, value_name = "PATH", default_value = "openrtc-demo.jsonl")]
     pub(crate) log_file: PathBuf,
+    /// Append the lifecycle event stream (sessions started, finished, refused, stalled;
+    /// breakers, memory limits, the drain, config reloads; a snapshot every second) to this
+    /// JSONL file. Default: off.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) event_stream: Option<PathBuf>,
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -126,6 +131,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if !args.log_file.as_os_str().is_empty() {
         builder = builder.log_file(&args.log_file);
+    }
+    if let Some(path) = &args.event_stream {
+        builder = builder.event_stream(path, Duration::from_secs(1));
     }
     let pool = builder.build().context("invalid demo configuration")?;
     if let Some(socket) = pool.socket_path() {

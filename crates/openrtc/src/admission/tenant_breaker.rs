@@ -6,7 +6,7 @@ use std::sync::Arc;
 use openrtc_proto::{BreakerSnapshot, BreakerState};
 use tokio::time::Instant;
 
-use super::breaker::{Breaker, BreakerSettings, BreakerTicket, log_transition};
+use super::breaker::{Breaker, BreakerSettings, BreakerTicket, Transition, log_transition};
 use super::tenants::TenantCounters;
 use crate::session::Verdict;
 use crate::{Rejected, lock};
@@ -31,7 +31,7 @@ pub(crate) struct TenantBreaker {
 impl TenantBreaker {
     /// Applies the policy if it is of a newer generation than the one applied: a breaker is
     /// created, given new settings (keeping its state) or removed.
-    pub(crate) fn sync(&mut self, tenant: &str, policy: BreakerPolicy<'_>) {
+    pub(crate) fn sync(&mut self, tenant: &TenantCounters, policy: BreakerPolicy<'_>) {
         if self.generation == Some(policy.generation) {
             return;
         }
@@ -41,7 +41,7 @@ impl TenantBreaker {
             (Some(settings), Some(breaker)) => {
                 if breaker.settings() != settings {
                     if let Some(transition) = breaker.set_settings(*settings) {
-                        log_transition(tenant, &transition);
+                        report(tenant, transition);
                     }
                 }
             }
@@ -62,6 +62,17 @@ impl TenantBreaker {
     }
 }
 
+/// Logs a change of `tenant`'s breaker and tells the event stream.
+fn report(tenant: &TenantCounters, transition: Transition) {
+    log_transition(&tenant.name, &transition);
+    if let Some(events) = &tenant.events {
+        events.emit(crate::events::Event::Breaker {
+            tenant: Arc::clone(&tenant.name),
+            transition,
+        });
+    }
+}
+
 /// Asks the tenant's breaker (in step with `policy`) to let one session through.
 pub(super) fn check(
     tenant: &Arc<TenantCounters>,
@@ -69,7 +80,7 @@ pub(super) fn check(
     now: Instant,
 ) -> Result<BreakerPass, Rejected> {
     let mut state = lock(&tenant.breaker);
-    state.sync(&tenant.name, policy);
+    state.sync(tenant, policy);
     let ticket = match &mut state.breaker {
         None => None,
         Some(breaker) => {
@@ -77,7 +88,7 @@ pub(super) fn check(
                 .admit(now)
                 .map_err(|refusal| refusal.into_rejected(&tenant.name))?;
             if let Some(transition) = admission.transition {
-                log_transition(&tenant.name, &transition);
+                report(tenant, transition);
             }
             Some(admission.ticket)
         }
@@ -107,7 +118,7 @@ impl BreakerPass {
         let mut state = lock(&self.tenant.breaker);
         if let Some(breaker) = &mut state.breaker {
             if let Some(transition) = breaker.record(ticket, verdict, now) {
-                log_transition(&self.tenant.name, &transition);
+                report(&self.tenant, transition);
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::RefusalCounters;
+use crate::events::EventHub;
 
 /// What one tenant runs and was refused. Created on the tenant's first launch (or when the
 /// tenant config names it) and kept for the worker's life, so its figures never go back.
@@ -25,6 +26,9 @@ pub(crate) struct TenantCounters {
     pub(crate) refused: RefusalCounters,
     /// The allocator accounts of its live sessions, by session key: its live heap is theirs.
     members: Mutex<HashMap<u64, u32>>,
+    /// The pool's event stream, told of its breaker's changes (`None` in tests of admission
+    /// alone).
+    pub(crate) events: Option<Arc<EventHub>>,
 }
 
 impl TenantCounters {
@@ -116,9 +120,19 @@ impl<T: Occupancy> Drop for Place<T> {
 #[derive(Debug, Default)]
 pub(crate) struct TenantRegistry {
     tenants: RwLock<HashMap<Arc<str>, Arc<TenantCounters>>>,
+    /// The pool's event stream, handed to each tenant.
+    events: Option<Arc<EventHub>>,
 }
 
 impl TenantRegistry {
+    /// An empty registry whose tenants report to `events`.
+    pub(crate) fn new(events: Arc<EventHub>) -> Self {
+        Self {
+            tenants: RwLock::default(),
+            events: Some(events),
+        }
+    }
+
     /// The tenant's counters (its name among them), created on first use.
     pub(crate) fn get_or_create(&self, tenant: &str) -> Arc<TenantCounters> {
         if let Some(counters) = read(&self.tenants).get(tenant) {
@@ -131,6 +145,7 @@ impl TenantRegistry {
         }
         let counters = Arc::new(TenantCounters {
             name: tenant.into(),
+            events: self.events.clone(),
             ..TenantCounters::default()
         });
         tenants.insert(Arc::clone(&counters.name), Arc::clone(&counters));

@@ -104,7 +104,8 @@ impl Worker {
         let admitted = admit(
             &gate,
             &JobRequest::new().tenant(tenant).agent(AGENT_NAMES[0]),
-        )?;
+        )
+        .map_err(|refused| refused.rejected)?;
         admitted.reservation.keep();
         Ok(admitted.places)
     }

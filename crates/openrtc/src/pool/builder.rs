@@ -37,6 +37,8 @@ pub struct AgentPoolBuilder {
     tenant_breaker: Option<BreakerConfig>,
     prewarm: Option<Prewarm>,
     consecutive_failure_limit: Option<u32>,
+    event_stream: Option<(PathBuf, Duration)>,
+    event_queue_capacity: usize,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -68,6 +70,8 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("request_filter", &self.hooks.filter.is_some())
             .field("prewarm", &self.prewarm)
             .field("consecutive_failure_limit", &self.consecutive_failure_limit)
+            .field("event_stream", &self.event_stream)
+            .field("event_queue_capacity", &self.event_queue_capacity)
             .finish()
     }
 }
@@ -97,6 +101,8 @@ impl Default for AgentPoolBuilder {
             tenant_breaker: Some(BreakerConfig::default()),
             prewarm: None,
             consecutive_failure_limit: None,
+            event_stream: None,
+            event_queue_capacity: crate::events::DEFAULT_QUEUE_CAPACITY,
         }
     }
 }
@@ -114,6 +120,8 @@ impl AgentPoolBuilder {
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The cancel grace period when none is set.
     pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
+    /// The longest snapshot interval [`Self::event_stream`] takes.
+    pub const MAX_EVENT_STREAM_INTERVAL: Duration = Duration::from_secs(3600);
 
     /// Registers an agent under `name`. The first one registered is the default route for
     /// jobs that name no agent. Names are 1 to 64 of `[A-Za-z0-9._-]`.
@@ -349,6 +357,39 @@ impl AgentPoolBuilder {
         self
     }
 
+    /// Writes the lifecycle event stream to the file at `path` (default: off), as JSON lines:
+    /// an event for each session started, finished (with its outcome and duration), refused
+    /// (with the reason) or stalled, each change of a tenant's circuit breaker, each memory
+    /// limit crossed, the drain's start and each tenant config reload; and a snapshot line
+    /// every `interval` (more than zero, at most [`Self::MAX_EVENT_STREAM_INTERVAL`]), plus
+    /// one as the worker stops.
+    ///
+    /// Each line is an envelope `{"schema_version":2,"seq":…,"wall_time_unix":…,"kind":
+    /// "event"|"snapshot","payload":{…}}` ([`crate::proto::StreamLine`]); an event's payload
+    /// names it in its `event` key. `seq` counts every line from 1 without a gap. The file is
+    /// appended to (created with mode 0600), so a restarted worker's lines follow the last
+    /// run's, `seq` starting again at 1; `run` fails with [`crate::RunError::EventStream`] if
+    /// it cannot be opened.
+    ///
+    /// Emitting an event never blocks a worker thread: events go through a bounded queue to
+    /// a thread of their own (`openrtc-events`), and when it is full they are dropped,
+    /// counted in the snapshot's `event_stream_dropped_count` and reported in the stream by
+    /// a `stream_overflow` event with the number dropped. The same lines are served live
+    /// over the introspection socket to clients that send `{"v":1,"op":"subscribe"}`, with
+    /// or without a file.
+    pub fn event_stream(mut self, path: impl Into<PathBuf>, interval: Duration) -> Self {
+        self.event_stream = Some((path.into(), interval));
+        self
+    }
+
+    /// How many events the stream's queue holds before it drops them (default 4096); for
+    /// tests of the overflow.
+    #[doc(hidden)]
+    pub fn event_stream_queue_capacity(mut self, events: usize) -> Self {
+        self.event_queue_capacity = events;
+        self
+    }
+
     /// Checks the configuration and builds the pool (nothing runs until [`AgentPool::run`]).
     ///
     /// # Errors
@@ -409,6 +450,28 @@ impl AgentPoolBuilder {
                 setting: "consecutive_failure_limit",
             });
         }
+        if self.event_queue_capacity == 0 {
+            return Err(ConfigError::Zero {
+                setting: "event_stream_queue_capacity",
+            });
+        }
+        let event_stream = match self.event_stream {
+            None => None,
+            Some((path, interval)) => {
+                // `file_name` reads `/var/log/` as `log`: a trailing slash names a directory.
+                let text = path.as_os_str().as_encoded_bytes();
+                if text.is_empty() || text.ends_with(b"/") || path.file_name().is_none() {
+                    return Err(ConfigError::InvalidEventStreamPath {
+                        path,
+                        reason: "it names no file",
+                    });
+                }
+                if interval.is_zero() || interval > Self::MAX_EVENT_STREAM_INTERVAL {
+                    return Err(ConfigError::EventStreamInterval { interval });
+                }
+                Some(crate::events::StreamFile { path, interval })
+            }
+        };
         for (agent, bytes) in &self.agent_memory_limits {
             if *bytes == 0 {
                 return Err(ConfigError::Zero {
@@ -487,6 +550,8 @@ impl AgentPoolBuilder {
             memory_limit_bytes: self.memory_limit_mb.map(crate::units::mib_to_bytes),
             consecutive_failure_limit: self.consecutive_failure_limit,
             tenant_breaker: self.tenant_breaker,
+            event_stream,
+            event_queue_capacity: self.event_queue_capacity,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;
@@ -582,6 +647,59 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_event_stream_is_a_typed_error() {
+        for interval in [Duration::ZERO, Duration::from_secs(3601)] {
+            check_refused(
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .event_stream("/tmp/events.jsonl", interval),
+                &ConfigError::EventStreamInterval { interval },
+                &format!(
+                    "invalid event stream interval {interval:?}: use more than zero and at most \
+                     one hour"
+                ),
+            );
+        }
+        for path in ["/tmp/", "", "/", "logs/.."] {
+            check_refused(
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .event_stream(path, Duration::from_secs(1)),
+                &ConfigError::InvalidEventStreamPath {
+                    path: path.into(),
+                    reason: "it names no file",
+                },
+                &format!("invalid event stream path {path:?}: it names no file"),
+            );
+        }
+        check_refused(
+            AgentPool::builder()
+                .agent("echo", idle())
+                .event_stream_queue_capacity(0),
+            &ConfigError::Zero {
+                setting: "event_stream_queue_capacity",
+            },
+            "event_stream_queue_capacity must be greater than zero",
+        );
+        let hour = AgentPool::builder()
+            .agent("echo", idle())
+            .event_stream(
+                "/tmp/events.jsonl",
+                AgentPoolBuilder::MAX_EVENT_STREAM_INTERVAL,
+            )
+            .build()
+            .expect("an hour is allowed");
+        assert_eq!(
+            hour.handle()
+                .runtime_snapshot()
+                .worker
+                .event_stream
+                .as_deref(),
+            Some("/tmp/events.jsonl")
+        );
+    }
+
+    #[test]
     fn a_good_configuration_builds_with_documented_defaults() {
         let pool = AgentPool::builder()
             .agent("echo", idle())
@@ -600,6 +718,8 @@ mod tests {
         assert_eq!(snapshot.worker.slow_hold_ms, 5000);
         assert_eq!(snapshot.worker.consecutive_failure_limit, None);
         assert_eq!(snapshot.worker.shared_bytes, None);
+        assert_eq!(snapshot.worker.event_stream, None, "off by default");
+        assert_eq!(snapshot.worker.event_stream_dropped_count, 0);
         let quiet = AgentPool::builder()
             .agent("echo", idle())
             .enable_introspection(false)

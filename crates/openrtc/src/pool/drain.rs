@@ -76,6 +76,15 @@ pub(super) async fn supervise(
     let at_start = shared.live_sessions();
     let live = at_start.len() as u64;
     let mut counts = DrainCounts::default();
+    shared.events.emit(crate::events::Event::DrainStarted {
+        why: cause.as_str(),
+        live_sessions: live,
+        deadline: if first == Control::Shutdown {
+            std::time::Duration::ZERO
+        } else {
+            config.drain_timeout
+        },
+    });
     let (reason, to_cancel) = if first == Control::Shutdown {
         tracing::info!(
             event = "drain_start",

@@ -291,6 +291,15 @@ impl SessionCell {
                 crate::units::format_mib(live_bytes),
                 crate::units::format_mib(limit_bytes)
             );
+            if let Some(pool) = self.pool() {
+                pool.events.emit(crate::events::Event::SessionMemoryLimit {
+                    key: self.key,
+                    tenant: Arc::clone(&self.tenant),
+                    agent: Arc::clone(&self.agent),
+                    live_bytes,
+                    limit_bytes,
+                });
+            }
         }
     }
 
@@ -308,6 +317,16 @@ impl SessionCell {
     }
 
     pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The agent's name, shared.
+    pub(crate) fn agent_name(&self) -> &Arc<str> {
+        &self.agent
+    }
+
+    /// The tenant's name, shared.
+    pub(crate) fn tenant_name(&self) -> &Arc<str> {
         &self.tenant
     }
 

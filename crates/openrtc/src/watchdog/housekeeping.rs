@@ -131,6 +131,10 @@ impl Housekeeping {
                     crate::units::format_mib(rss_bytes),
                     crate::units::format_mib(limit_bytes)
                 );
+                shared.events.emit(crate::events::Event::WorkerMemoryLimit {
+                    rss_bytes,
+                    limit_bytes,
+                });
                 shared.begin_drain(crate::pool::Control::MemoryLimit {
                     rss_bytes,
                     limit_bytes,

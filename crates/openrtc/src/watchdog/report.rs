@@ -191,6 +191,18 @@ fn finish(pending: Pending, cause: Option<StallCause>) {
         ),
     });
     let stall_ms = ns_to_ms(stall.duration_ns);
+    if let Some(pool) = stall.cell.pool() {
+        pool.events.emit(crate::events::Event::SessionStalled {
+            key: stall.cell.key(),
+            tenant: Arc::clone(stall.cell.tenant_name()),
+            agent: Arc::clone(stall.cell.agent_name()),
+            worker: stall.worker,
+            duration_ns: stall.duration_ns,
+            class,
+            cause: cause.as_ref().map(|cause| Arc::clone(&cause.summary)),
+            victim_count: victims.len() as u64,
+        });
+    }
     // In the session's logging scope: the line joins its flight recorder, which then goes to
     // the log file with what led up to the stall.
     crate::telemetry::current::scope(&stall.cell, || {

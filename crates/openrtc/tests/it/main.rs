@@ -5,6 +5,7 @@
 static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAllocator::system();
 
 mod drain_log;
+mod events;
 mod failure_budget;
 mod handles;
 mod lifecycle;
