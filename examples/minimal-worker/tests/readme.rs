@@ -61,7 +61,7 @@ fn the_readme_quotes_the_example_exactly() {
         quote, between,
         "README.md and {file} differ: copy the file's block over"
     );
-    assert!(quote.contains("tracing_subscriber::fmt()"), "{quote}");
+    assert!(quote.contains("openrtc::telemetry::init()"), "{quote}");
 }
 
 #[test]
