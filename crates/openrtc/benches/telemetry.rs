@@ -7,7 +7,9 @@
 //! session layer with no log file (labels and the flight recorder), and the session layer
 //! writing the JSONL file through its queue. The file's writer thread runs beside; the figure
 //! printed at the end says how many records it wrote and dropped, so a fast figure bought by
-//! dropping is visible.
+//! dropping is visible. A second group compares the two ways the layer could learn the
+//! session: the thread-local scope the runtime sets on every poll, and a span entered around
+//! each poll.
 #![allow(missing_docs)]
 
 use std::future::Future;
@@ -17,6 +19,17 @@ use std::task::{Context, Poll, Waker};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use openrtc::{AgentPool, Session, agent_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
+
+/// A future that is never ready and logs nothing.
+struct AlwaysPending;
+
+impl Future for AlwaysPending {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
 
 /// A future that logs one record per poll and stays pending.
 struct LogsOnce(u64);
@@ -77,6 +90,27 @@ fn per_record(c: &mut Criterion) {
         let mut future = Box::pin(openrtc::__bench::attributed(&writing, LogsOnce(0)));
         group.bench_function("session_layer_jsonl_file", |b| {
             b.iter(|| black_box(future.as_mut().poll(&mut cx)));
+        });
+    });
+    group.finish();
+
+    // How the layer learns the session: the runtime's thread-local scope (set on every poll,
+    // measured here with no record emitted) against the alternative, a `tracing` span entered
+    // around each poll, with the same subscriber.
+    let mut group = c.benchmark_group("session_context_per_poll");
+    let session = tracing_subscriber::registry().with(openrtc::telemetry::layer());
+    tracing::subscriber::with_default(session, || {
+        let mut scoped = Box::pin(openrtc::__bench::attributed(&plain, AlwaysPending));
+        group.bench_function("thread_local_scope", |b| {
+            b.iter(|| black_box(scoped.as_mut().poll(&mut cx)));
+        });
+        let span = tracing::info_span!("session", session_id = "s-1", tenant = "t", agent = "a");
+        let mut spanned = Box::pin(openrtc::__bench::attributed(&plain, AlwaysPending));
+        group.bench_function("span_entered", |b| {
+            b.iter(|| {
+                let _entered = span.enter();
+                black_box(spanned.as_mut().poll(&mut cx))
+            });
         });
     });
     group.finish();

@@ -1,9 +1,9 @@
 //! The operating-system edge: libc calls and `/proc` readings.
 //!
 //! It wraps the few libc calls the runtime needs (the caller's uid, thread id and stack, the
-//! clock tick rate) and reads process figures from `/proc`. It is one of the three modules
-//! allowed `unsafe`; the tracking allocator and stack capture (`stack::capture`, which
-//! installs a signal handler) are the others.
+//! clock tick rate) and reads process figures from `/proc`. It is one of the four modules
+//! allowed `unsafe`; the tracking allocator, stack capture (`stack::capture`, which installs
+//! a signal handler) and the logging scope (`telemetry::current`) are the others.
 #![allow(unsafe_code)]
 
 /// The real user id of this process.

@@ -528,6 +528,21 @@ impl SessionCell {
     /// Returns whether this request was the first.
     pub(crate) fn request_stop(&self, request: StopRequest) -> bool {
         let first = self.stop.set(request).is_ok();
+        if first {
+            // In the session's scope: its flight recorder keeps why it was stopped.
+            crate::telemetry::current::scope(self, || {
+                let (kind, reason) = match request {
+                    StopRequest::Cancel(reason) => ("cancel", reason.as_str()),
+                    StopRequest::Kill(reason) => ("kill", reason.as_str()),
+                };
+                tracing::debug!(
+                    event = "session_stop",
+                    stop = kind,
+                    reason,
+                    "[session-stop] {kind} ({reason})"
+                );
+            });
+        }
         self.cancel.cancel();
         if matches!(request, StopRequest::Kill(_)) {
             self.abort_root();
