@@ -4,6 +4,7 @@
 //! module owns the output around them.
 
 pub mod columns;
+pub mod flight_recorder;
 pub mod format;
 pub mod table;
 pub mod tenants;

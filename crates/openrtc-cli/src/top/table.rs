@@ -8,6 +8,7 @@ use openrtc_proto::{
 };
 
 use super::columns::{Column, MemoryMarking, NAME_CELL_MAX_CHARS, RowSource};
+use super::flight_recorder::{once_log_line, once_section};
 use super::format::{
     clean_text, compare_sessions, format_mebibytes, format_outcome, format_seconds_tenths,
     format_short_span, format_uptime, refusal_summary,
@@ -276,12 +277,14 @@ pub fn recently_ended_section(ended: &[&EndedSessionSnapshot]) -> String {
     format!("recently ended:\n{}", render_table(&columns, &rows, "  "))
 }
 
-/// One worker's whole block: header, the tenant lines and table (see [`once_lines`]), session
-/// table (or why it is empty), and the most recently ended sessions that pass the agent and
-/// tenant filters.
+/// One worker's whole block: header, its log file line (see [`once_log_line`]), the tenant
+/// lines and table (see [`once_lines`]), session table (or why it is empty), and the most
+/// recently ended sessions that pass the agent and tenant filters, each followed by the last
+/// records it logged when it kept any (see [`once_section`]).
 #[must_use]
 pub fn render_worker(snapshot: &PoolSnapshot, options: &ViewOptions) -> String {
     let mut block = worker_header(&snapshot.worker);
+    block.push_str(&once_log_line(&snapshot.worker));
     block.push_str(&once_lines(snapshot, options.tenant.as_deref()));
     let selected = select_sessions(&snapshot.sessions, options);
     block.push_str(&session_table(
@@ -316,6 +319,13 @@ pub fn render_worker(snapshot: &PoolSnapshot, options: &ViewOptions) -> String {
     if !ended.is_empty() {
         block.push('\n');
         block.push_str(&recently_ended_section(&ended));
+        for session in &ended {
+            let section = once_section(session, &snapshot.worker);
+            if !section.is_empty() {
+                block.push('\n');
+                block.push_str(&section);
+            }
+        }
     }
     block
 }

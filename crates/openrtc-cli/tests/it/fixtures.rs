@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use openrtc_cli::discover::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_proto::{
     AgentSnapshot, BreakerState, CancelReason, EndedSessionSnapshot, FrameSnapshot, KillReason,
-    MemSource, PoolSnapshot, RefusalReason, SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot,
-    SessionState, StallSnapshot, TenantConfigSnapshot, TenantSnapshot, VictimSnapshot,
+    LogRecordSnapshot, MemSource, PoolSnapshot, RefusalReason, SNAPSHOT_VERSION, SessionOutcome,
+    SessionSnapshot, SessionState, StallSnapshot, TenantConfigSnapshot, TenantSnapshot,
+    VictimSnapshot,
 };
 
 /// When every fixture snapshot was taken, in milliseconds since the Unix epoch.
@@ -462,6 +463,86 @@ pub(crate) fn tenant_worker() -> PoolSnapshot {
         session("s-36", "echo", "gamma", 80_000, 1.2, 0),
         session("s-37", "echo", "gamma", 70_000, 0.9, 0),
         session("s-41", "echo", "delta", 1_000, 0.3, 0),
+    ];
+    snapshot
+}
+
+/// A record a session logged `ago_ms` milliseconds (and a few microseconds) before the
+/// snapshot.
+pub(crate) fn log_record(
+    ago_ms: u64,
+    level: &str,
+    target: &str,
+    message: &str,
+) -> LogRecordSnapshot {
+    let mut record = LogRecordSnapshot::default();
+    record.at_unix_us = (TAKEN_AT_UNIX_MS - ago_ms) * 1_000 + 417;
+    record.level = level.to_owned();
+    record.target = target.to_owned();
+    record.message = message.to_owned();
+    record
+}
+
+/// What an echo session logged in its last seconds before a peer hung up on it, oldest first:
+/// it joined, then `frames` DEBUG frame records, a jitter warning, a failed send, and the
+/// runtime's record of its failure (long enough to wrap on an 80-column screen).
+pub(crate) fn hung_up_records(frames: u64) -> Vec<LogRecordSnapshot> {
+    let mut records = vec![log_record(
+        9_000,
+        "INFO",
+        "echo",
+        "joined room room=s-9 codec=opus",
+    )];
+    for frame in 0..frames {
+        records.push(log_record(
+            8_000 - frame * 100,
+            "DEBUG",
+            "echo",
+            &format!("frame in seq={} bytes=960", 5_120 + frame),
+        ));
+    }
+    records.push(log_record(
+        3_400,
+        "WARN",
+        "echo",
+        "jitter buffer underrun lost_ms=40 peer=203.0.113.7:40000",
+    ));
+    records.push(log_record(
+        2_900,
+        "WARN",
+        "echo",
+        "send failed, retrying error=Broken pipe (os error 32) attempt=2",
+    ));
+    let mut failed = log_record(
+        2_500,
+        "ERROR",
+        "openrtc::session",
+        "session failed error=peer hung up: connection reset duration_ms=4200 \
+         busy_ms=12 stalls=0 peak_bytes=1572864",
+    );
+    failed.event = Some("session_end".into());
+    records.push(failed);
+    records
+}
+
+/// The busy worker writing a log file that dropped records, its flight recorders holding
+/// 38.5 KiB, and its failed and panicked ended sessions carrying what they logged last.
+pub(crate) fn logging_worker() -> PoolSnapshot {
+    let mut snapshot = busy_worker();
+    let worker = &mut snapshot.worker;
+    worker.log_file = Some("/var/log/openrtc/demo.jsonl".into());
+    worker.log_records_written_count = 48_213;
+    worker.log_records_dropped_count = 12;
+    worker.flight_recorder_bytes = 39_424;
+    snapshot.recently_ended[0].flight_recorder = hung_up_records(24);
+    snapshot.recently_ended[1].flight_recorder = vec![
+        log_record(1_200, "INFO", "llm", "prompt sent tokens=812"),
+        log_record(
+            1_100,
+            "ERROR",
+            "openrtc::session",
+            "session panicked message=index out of bounds\nat src/llm.rs:12",
+        ),
     ];
     snapshot
 }

@@ -49,6 +49,9 @@ impl DemoWorker {
         let mut command = Command::new(demo_binary());
         command
             .args(["--worker-name", name, "--only", agent, "--threads", "2"])
+            // In the test's directory: the demo's default log file is relative to its own.
+            .arg("--log-file")
+            .arg(runtime_dir.join(format!("{name}.jsonl")))
             .args(["--callers", &callers.to_string(), "--seed", "7"])
             .args([
                 "--min-secs",
@@ -174,6 +177,11 @@ fn top_once_shows_a_live_worker_in_text_and_json() {
     assert!(
         shown.starts_with(&format!("worker live1 pid {}", worker.pid())),
         "{shown}"
+    );
+    let log_line = shown.lines().nth(2).unwrap_or_default();
+    assert!(
+        log_line.starts_with("log: ") && log_line.contains("live1.jsonl ("),
+        "the worker's log file, under the header:\n{shown}"
     );
     let rows: Vec<&str> = shown
         .lines()

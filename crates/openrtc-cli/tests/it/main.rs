@@ -10,5 +10,6 @@ mod logs;
 mod render;
 mod stand_in_worker;
 mod tui_keys;
+mod tui_logged;
 mod tui_render;
 mod tui_tenants;

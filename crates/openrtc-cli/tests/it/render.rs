@@ -8,13 +8,60 @@ use openrtc_cli::top::render_survey;
 use openrtc_cli::top::table::{ViewOptions, render_workers};
 use openrtc_proto::{BreakerState, PoolSnapshot, RefusalReason, SessionState};
 
-use crate::fixtures::{busy_worker, draining_worker, idle_worker, preempted_worker, tenant_worker};
+use crate::fixtures::{
+    busy_worker, draining_worker, idle_worker, logging_worker, preempted_worker, tenant_worker,
+};
 
 #[test]
 fn a_busy_worker_with_a_slow_session() {
     let text = render_workers(&[&busy_worker()], &ViewOptions::default());
     assert!(text.contains("slow (blocking 230ms)"));
     assert_snapshot!(text);
+}
+
+#[test]
+fn a_worker_with_a_log_file_shows_it_and_what_failed_sessions_logged_last() {
+    let text = render_workers(&[&logging_worker()], &ViewOptions::default());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[2],
+        "log: /var/log/openrtc/demo.jsonl (48213 records written, 12 dropped: the writer fell \
+         behind) · flight recorders: 38.5 KiB",
+        "the third header line:\n{text}"
+    );
+    // s-9 kept 28 records: its newest ten are printed, oldest first, the failure last.
+    let title = lines
+        .iter()
+        .position(|line| *line == "s-9: last 10 of 28 records kept before it ended (UTC):")
+        .unwrap_or_else(|| panic!("no title for s-9:\n{text}"));
+    assert_eq!(
+        lines[title + 1],
+        "  22:13:13.700 DEBUG frame in seq=5137 bytes=960"
+    );
+    assert!(
+        lines[title + 10].starts_with(
+            "  22:13:17.500 ERROR session failed error=peer hung up: connection reset"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        lines[title + 11],
+        "  the rest: openrtc logs /var/log/openrtc/demo.jsonl --session s-9"
+    );
+    assert!(
+        text.contains("s-8: last 2 records before it ended (UTC):\n  22:13:18.800 INFO  prompt"),
+        "{text}"
+    );
+    // Sessions that ended well, or were cancelled or killed, kept nothing and get no section.
+    assert!(!text.contains("s-7:") && !text.contains("s-6:"), "{text}");
+    assert_snapshot!(text);
+
+    // Without a log file and with nothing in the recorders, the header has no log line.
+    let plain = render_workers(&[&busy_worker()], &ViewOptions::default());
+    assert!(
+        !plain.contains("log:") && !plain.contains("flight"),
+        "{plain}"
+    );
 }
 
 #[test]

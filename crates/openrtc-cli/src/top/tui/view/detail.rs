@@ -1,7 +1,10 @@
-//! The detail pane of one session: what it is, its state, CPU and memory now and over the
-//! time top has watched it, its child tasks, its last stalls, and its metadata.
+//! The detail pane of one session: what it is, its state, for a session that ended badly the
+//! last records it logged (see [`logged`]), CPU and memory now and over the time top has
+//! watched it, its child tasks, its last stalls, and its metadata.
 
-use openrtc_proto::{SessionSnapshot, StallClass, StallPart, StallSnapshot};
+mod logged;
+
+use openrtc_proto::{SessionSnapshot, StallClass, StallPart, StallSnapshot, WorkerSnapshot};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -19,19 +22,25 @@ use crate::top::tui::state::{DetailTarget, State};
 /// The width of the labels on the left of the pane.
 const LABEL_WIDTH: usize = 10;
 
+/// The fewest lines an ended session's records get, however short the pane.
+const MIN_RECORD_LINES: usize = 3;
+
 /// Draws the detail pane of the session chosen with Enter.
 pub fn render(buffer: &mut Buffer, area: Rect, state: &State, theme: Theme) {
     let Some(detail) = state.detail() else {
         return;
     };
-    let history = state
-        .detail_worker()
-        .and_then(|worker| worker.session_history(detail.key.session_id));
+    let worker = state.detail_worker();
+    let history = worker.and_then(|worker| worker.session_history(detail.key.session_id));
+    let worker_figures = worker
+        .and_then(|worker| worker.snapshot())
+        .map(|snapshot| &snapshot.worker);
     let lines = detail_lines(
         detail,
         history,
+        worker_figures,
         state.now_unix_ms(),
-        usize::from(area.width),
+        (usize::from(area.width), usize::from(area.height)),
         theme,
     );
     for (offset, line) in (0..area.height).zip(&lines) {
@@ -44,13 +53,21 @@ fn label(text: &str, theme: Theme) -> Span<'static> {
     Span::styled(fit(text, LABEL_WIDTH, Align::Left), theme.dim())
 }
 
-/// Every line of the pane, most important first (the pane is cut at the bottom).
+/// How many lines an ended session's records may take in a pane `height` lines high: about
+/// half of it, so its figures, stalls and metadata still show below on a tall screen.
+fn record_lines(height: usize) -> usize {
+    (height / 2).saturating_sub(2).max(MIN_RECORD_LINES)
+}
+
+/// Every line of the pane, most important first (the pane is cut at the bottom), for a pane
+/// of `(width, height)` cells; `worker` is the session's worker's header, for its log file.
 #[must_use]
 pub fn detail_lines(
     detail: &DetailTarget,
     history: Option<&SessionHistory>,
+    worker: Option<&WorkerSnapshot>,
     now_unix_ms: u64,
-    width: usize,
+    (width, height): (usize, usize),
     theme: Theme,
 ) -> Vec<Line<'static>> {
     let session = &detail.last_seen;
@@ -101,6 +118,15 @@ pub fn detail_lines(
         }
     }
     lines.push(Line::from(state_spans));
+    if let Some(ended) = &detail.ended {
+        lines.extend(logged::lines(
+            ended,
+            worker,
+            width,
+            record_lines(height),
+            theme,
+        ));
+    }
 
     let busy_ms = session.busy_ns / 1_000_000;
     // Shares for display only: both figures are far below 2^53.

@@ -9,6 +9,7 @@ mod tenancy;
 
 use super::text::sparkline;
 use super::{Theme, put_line};
+use crate::top::flight_recorder::{log_file_brief, recorders_piece};
 use crate::top::format::{
     clean_text, format_bytes_human, format_cpu_percent, format_short_span, format_uptime,
     refusal_summary,
@@ -351,7 +352,9 @@ fn health_segments(
 }
 
 /// The segments of the third header line: where memory figures come from, the state shared
-/// by every session (see [`shared_brief`]), the memory limits, then how sessions ended.
+/// by every session (see [`shared_brief`]), the memory limits, how sessions ended, then the
+/// log file and what the flight recorders hold. A log file that dropped records comes right
+/// after the memory figures instead, so that narrow screens keep the warning.
 fn lifetime_segments(worker: &openrtc_proto::WorkerSnapshot, theme: Theme) -> Vec<Segment> {
     let memory = if worker.mem_source.is_exact() {
         format!(
@@ -364,6 +367,15 @@ fn lifetime_segments(worker: &openrtc_proto::WorkerSnapshot, theme: Theme) -> Ve
         "MEM~ = equal share of RSS".to_owned()
     };
     let mut segments: Vec<Segment> = vec![vec![Span::styled(memory, theme.dim())].into()];
+    let log_file = log_file_brief(worker).map(|(full, short)| Segment {
+        full: vec![tenancy::span(full, theme)],
+        short: short.map(|short| vec![tenancy::span(short, theme)]),
+    });
+    let (log_warning, log_file) = match log_file {
+        Some(segment) if worker.log_records_dropped_count > 0 => (Some(segment), None),
+        other => (None, other),
+    };
+    segments.extend(log_warning);
     if let (Some(shared), Some(shared_bytes)) = (shared_brief(worker), worker.shared_bytes) {
         segments.push(Segment {
             full: vec![tenancy::span(shared, theme)],
@@ -401,6 +413,10 @@ fn lifetime_segments(worker: &openrtc_proto::WorkerSnapshot, theme: Theme) -> Ve
         ))]
         .into(),
     );
+    segments.extend(log_file);
+    if let Some(recorders) = recorders_piece(worker) {
+        segments.push(vec![tenancy::span(recorders, theme)].into());
+    }
     segments
 }
 
