@@ -20,6 +20,18 @@ use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use openrtc::{AgentPool, Session, agent_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 
+/// A layer that wants every span and does nothing with it.
+struct SpansOn;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpansOn {
+    fn register_callsite(
+        &self,
+        _metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::always()
+    }
+}
+
 /// A future that is never ready and logs nothing.
 struct AlwaysPending;
 
@@ -98,7 +110,11 @@ fn per_record(c: &mut Criterion) {
     // measured here with no record emitted) against the alternative, a `tracing` span entered
     // around each poll, with the same subscriber.
     let mut group = c.benchmark_group("session_context_per_poll");
-    let session = tracing_subscriber::registry().with(openrtc::telemetry::layer());
+    // `SpansOn` makes the registry keep spans (the session layer asks for events only), so
+    // entering one costs what the span approach would: the registry's span stack and lookups.
+    let session = tracing_subscriber::registry()
+        .with(openrtc::telemetry::layer())
+        .with(SpansOn);
     tracing::subscriber::with_default(session, || {
         let mut scoped = Box::pin(openrtc::__bench::attributed(&plain, AlwaysPending));
         group.bench_function("thread_local_scope", |b| {
