@@ -61,6 +61,8 @@ impl DemoWorker {
                 "--drain-timeout-secs",
                 "0",
             ])
+            // Its log file (`openrtc-demo.jsonl`, relative) goes in the test's directory.
+            .current_dir(runtime_dir)
             .env("XDG_RUNTIME_DIR", runtime_dir)
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")

@@ -1,5 +1,8 @@
 //! `blocker`: calls `std::thread::sleep` for about 300 ms every few seconds, blocking its
 //! worker thread (the classic sync call inside an async agent).
+//!
+//! It says so at `DEBUG` before and after each call: lines the log file leaves out until the
+//! stall writes them from the session's flight recorder, as an operator would see them.
 
 use std::time::Duration;
 
@@ -25,7 +28,16 @@ impl Agent for Blocker {
             frame_index += 1;
             next_block -= 1;
             if next_block == 0 {
+                tracing::debug!(
+                    frame = frame_index,
+                    "about to call the blocking client: customer lookup"
+                );
+                let started = std::time::Instant::now();
                 blocking_lookup();
+                tracing::debug!(
+                    took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "the blocking client returned"
+                );
                 next_block = frames_until_block(&mut rng);
             }
         }

@@ -1,4 +1,7 @@
 //! `crashy`: runs normally for a few seconds, then fails with an error or panics.
+//!
+//! It logs at `DEBUG` what it decodes (every second, and the frame it fails on): lines the log
+//! file gets from the session's flight recorder when the session fails or panics.
 
 use openrtc::{Agent, AgentError, Session};
 
@@ -18,7 +21,17 @@ impl Agent for Crashy {
         while call.next_frame(&session).await {
             std::hint::black_box(filter_frame(frame_index, &mut state));
             frame_index += 1;
+            if frame_index % FRAMES_PER_SECOND == 0 {
+                tracing::debug!(
+                    frame = frame_index,
+                    "decoded {frame_index} frames from the speech service"
+                );
+            }
             if frame_index == crash_at {
+                tracing::debug!(
+                    frame = frame_index,
+                    "decoding frame {frame_index} from the speech service"
+                );
                 if panics {
                     panic!("crashy agent: frame {frame_index} is malformed");
                 }

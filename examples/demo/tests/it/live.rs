@@ -1,6 +1,9 @@
 //! `openrtc-demo` processes, inspected over their real sockets; [`runbooks`] runs every
-//! runbook step against one.
+//! runbook step against one, and [`logs`] reads real workers' log files with `openrtc logs`.
+//!
+//! Each worker runs in its test's temporary directory, where it writes its log file.
 
+mod logs;
 mod runbooks;
 
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +32,7 @@ impl Demo {
             .arg("--socket")
             .arg(dir.join("demo.sock"))
             .args(args)
+            .current_dir(dir)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -195,6 +199,7 @@ fn log_of_a_redirected_demo(no_color: Option<&str>) -> String {
         .args(["--drain-timeout-secs", "0"])
         .arg("--socket")
         .arg(&socket)
+        .current_dir(dir.path())
         .env_remove("NO_COLOR")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

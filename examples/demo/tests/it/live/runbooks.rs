@@ -1,6 +1,7 @@
 //! Every step of every runbook in `docs/runbooks/`, run with `bash` against a real demo
 //! worker, as an operator would type it: `openrtc` on `PATH`, the worker's log in `demo.log`
-//! in the working directory.
+//! and its JSON log file in `openrtc-demo.jsonl` (the demo's default, relative to the working
+//! directory it shares with the steps).
 //!
 //! A step is a fenced `bash` block. It passes when it exits 0 (with `pipefail`) and prints
 //! something; when the block is followed by `<!-- expect: TEXT -->`, its output must also
@@ -119,8 +120,9 @@ fn runbooks() -> Vec<PathBuf> {
     found
 }
 
-/// A demo worker for one runbook: its own socket directory, its log in `demo.log` of the
-/// working directory, and a `bin` directory with `openrtc` to put on `PATH`.
+/// A demo worker for one runbook: its own socket directory, its log in `demo.log` and its JSON
+/// log in `openrtc-demo.jsonl` of the working directory, and a `bin` directory with `openrtc`
+/// to put on `PATH`.
 struct Worker {
     child: std::process::Child,
     dir: tempfile::TempDir,
