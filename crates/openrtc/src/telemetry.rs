@@ -22,10 +22,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
-use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterFn, Filtered};
 use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::session::SessionCell;
 use record::{Header, Labels};
@@ -49,13 +50,19 @@ static SINKS: RwLock<Vec<Weak<LogSink>>> = RwLock::new(Vec::new());
 
 /// The `tracing` layer that labels records with their session and writes the log file.
 ///
-/// It asks for `DEBUG` records (the flight recorders keep them); the log file gets `INFO` and
-/// above, plus the runtime's own `DEBUG` records (refusals). Add it beside your own layers,
-/// not under a global filter that drops `DEBUG`, or flight recorders keep only what passes.
+/// It takes events at `DEBUG` and above (the flight recorders keep them); the log file gets
+/// `INFO` and above, plus the runtime's own `DEBUG` records (refusals). [`layer`] gives it
+/// with its own per-layer filter, so it never hides spans or records from the other layers of
+/// a subscriber. Add it beside your own layers, not under a global filter that drops `DEBUG`,
+/// or flight recorders keep only what passes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SessionLayer {
     _private: (),
 }
+
+/// [`SessionLayer`] behind its per-layer filter (events at `DEBUG` and above), as [`layer`]
+/// returns it.
+pub type FilteredSessionLayer<S> = Filtered<SessionLayer, FilterFn<fn(&Metadata<'_>) -> bool>, S>;
 
 /// The layer to add to an application's own subscriber:
 ///
@@ -70,8 +77,13 @@ pub struct SessionLayer {
 ///     .init();
 /// ```
 #[must_use]
-pub fn layer() -> SessionLayer {
-    SessionLayer::default()
+pub fn layer<S>() -> FilteredSessionLayer<S>
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+{
+    let filter: FilterFn<fn(&Metadata<'_>) -> bool> =
+        FilterFn::new(wanted as fn(&Metadata<'_>) -> bool).with_max_level_hint(RECORDER_LEVEL);
+    SessionLayer::default().with_filter(filter)
 }
 
 /// Installs the process's subscriber: readable lines on stderr (filtered by `RUST_LOG`, else
@@ -107,22 +119,6 @@ pub(crate) fn layer_installed() -> bool {
 impl<S: Subscriber> Layer<S> for SessionLayer {
     fn on_layer(&mut self, _subscriber: &mut S) {
         LAYER_INSTALLED.store(true, Ordering::Relaxed);
-    }
-
-    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if wanted(metadata) {
-            Interest::always()
-        } else {
-            Interest::never()
-        }
-    }
-
-    fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        wanted(metadata)
-    }
-
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(RECORDER_LEVEL.into())
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
@@ -307,5 +303,52 @@ impl PoolLog {
             }
         }
         kept.iter().map(recorder::to_snapshot).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::{Context, SubscriberExt as _};
+
+    /// Counts the spans and events it is given, at every level.
+    #[derive(Clone, Default)]
+    struct Counting {
+        spans: Arc<AtomicU64>,
+        events: Arc<AtomicU64>,
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Counting {
+        fn on_new_span(
+            &self,
+            _attrs: &tracing::span::Attributes<'_>,
+            _id: &tracing::span::Id,
+            _ctx: Context<'_, S>,
+        ) {
+            self.spans.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn on_event(&self, _event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+            self.events.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_session_layer_hides_nothing_from_the_other_layers() {
+        let counting = Counting::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(super::layer())
+            .with(counting.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::trace_span!("request", id = 7);
+            let _entered = span.enter();
+            tracing::trace!("a trace record");
+            tracing::info!("an info record");
+        });
+        assert_eq!(counting.spans.load(Ordering::Relaxed), 1);
+        assert_eq!(counting.events.load(Ordering::Relaxed), 2);
     }
 }
