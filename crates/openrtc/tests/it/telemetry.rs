@@ -273,6 +273,8 @@ fn refusals_are_in_the_log_file_with_their_reason() {
             }),
         )
         .max_concurrent_sessions(1)
+        .drain_timeout(std::time::Duration::ZERO)
+        .cancel_grace(std::time::Duration::ZERO)
         .socket_path(dir.path().join("w.sock"))
         .log_file(&log_file);
     let pool = RunningPool::start(pool);
