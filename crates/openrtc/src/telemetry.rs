@@ -2,12 +2,12 @@
 //! that session, goes to the worker's JSONL log file, and is kept in the session's flight
 //! recorder.
 //!
-//! The runtime knows which session a thread is running ([`current`]: the poll wrapper and the
+//! The runtime knows which session a thread is running (`current`: the poll wrapper and the
 //! session helpers set it), so the [`SessionLayer`] adds `session_id`, `tenant` and `agent` to
 //! each record without the agent writing them. A worker's log file (`.log_file(path)` or
-//! `OPENRTC_LOG_FILE`) gets one JSON object per line ([`record`]) through a bounded queue to a
-//! writer thread ([`sink`]): logging never waits for the disk. Each session keeps its last
-//! records in a ring ([`recorder`]), `DEBUG` ones included, written out and shown in the
+//! `OPENRTC_LOG_FILE`) gets one JSON object per line (`record`) through a bounded queue to a
+//! writer thread (`sink`): logging never waits for the disk. Each session keeps its last
+//! records in a ring (`recorder`), `DEBUG` ones included, written out and shown in the
 //! ended-session row when it fails, panics, is killed or stalls.
 //!
 //! Install the layer once per process: [`init`] sets up stderr output and the layer together;

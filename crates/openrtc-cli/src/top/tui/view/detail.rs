@@ -1,5 +1,5 @@
 //! The detail pane of one session: what it is, its state, for a session that ended badly the
-//! last records it logged (see [`logged`]), CPU and memory now and over the time top has
+//! last records it logged (see `logged`), CPU and memory now and over the time top has
 //! watched it, its child tasks, its last stalls, and its metadata.
 
 mod logged;
