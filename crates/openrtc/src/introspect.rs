@@ -179,6 +179,7 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
     snapshot.tenants = moment.tenants;
     snapshot.agents = moment.agents;
     snapshot.tenant_config = moment.tenant_config;
+    snapshot.calls = shared.calls.snapshot();
     snapshot
 }
 
@@ -220,6 +221,7 @@ fn write_response(
             tenants: &moment.tenants,
             agents: &moment.agents,
             tenant_config: moment.tenant_config.as_ref(),
+            calls: &shared.calls.snapshot(),
         },
     };
     serde_json::to_writer(out, &envelope)
@@ -245,6 +247,8 @@ struct SnapshotView<'a> {
     agents: &'a BTreeMap<String, AgentSnapshot>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant_config: Option<&'a TenantConfigSnapshot>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    calls: &'a BTreeMap<String, openrtc_proto::CallStatsSnapshot>,
 }
 
 /// The header, with the count of stalls in progress taken from the rows written before it.
@@ -337,6 +341,7 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         .as_ref()
         .map(|stream| stream.path.display().to_string());
     worker.event_stream_dropped_count = shared.events.dropped_count();
+    worker.tasks = shared.tasks.snapshot();
     worker
 }
 
@@ -353,12 +358,14 @@ enum Memory {
 /// their wire form.
 struct RowParts {
     recent_stalls: Vec<StallSnapshot>,
+    calls: BTreeMap<String, openrtc_proto::CallStatsSnapshot>,
 }
 
 impl RowParts {
     fn new(shared: &PoolShared, cell: &SessionCell) -> Self {
         let clock = &shared.probe().clock;
         Self {
+            calls: cell.calls_snapshot(),
             recent_stalls: cell
                 .recent_stalls()
                 .into_iter()
@@ -464,6 +471,8 @@ fn row<'a>(
         alloc_count,
         children_live_count: totals.children_live_count,
         children_finished_count: totals.children_finished_count,
+        tasks: cell.tasks(),
+        calls: &parts.calls,
     }
 }
 

@@ -44,6 +44,7 @@
 mod admission;
 mod agent;
 pub mod alloc;
+pub mod calls;
 mod classify;
 mod error;
 mod events;
@@ -61,6 +62,7 @@ mod units;
 mod watchdog;
 
 pub use agent::{Agent, AgentFn, agent_fn};
+pub use calls::{CallLabel, TrackedOutput};
 pub use error::{AgentError, ConfigError, LookupError, Rejected, RunError};
 pub use openrtc_proto::{PoolSnapshot, RefusalReason};
 pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle, RunningPool};
