@@ -6,6 +6,7 @@ use std::time::Duration;
 use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
 use crate::support::{RunningPool, TestPool as _, wait_for};
+use crate::telemetry::{install_layer, records};
 
 /// Tracks one call of each kind, then waits to be cancelled.
 async fn calls_of_each_kind(session: Session) -> Result<(), openrtc::AgentError> {
@@ -42,11 +43,15 @@ async fn calls_of_each_kind(session: Session) -> Result<(), openrtc::AgentError>
 
 #[test]
 fn a_call_that_blocks_its_thread_is_a_blocking_call_and_one_that_awaits_is_not() {
+    install_layer();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_file = dir.path().join("worker.jsonl");
     let pool = RunningPool::start(
         AgentPool::builder()
             .agent("calls", agent_fn(calls_of_each_kind))
             .worker_threads(2)
-            .slow_session_threshold(Duration::from_millis(50)),
+            .slow_session_threshold(Duration::from_millis(50))
+            .log_file(&log_file),
     );
     let id = pool.handle().launch(JobRequest::new()).expect("room").id();
     let row = wait_for("the five calls", || {
@@ -85,6 +90,27 @@ fn a_call_that_blocks_its_thread_is_a_blocking_call_and_one_that_awaits_is_not()
     assert_eq!(worker["blocks"].blocking_count, 1);
     assert_eq!(worker["fails"].failed_count, 1);
     assert_eq!(worker.len(), 5, "{worker:?}");
+    // The blocking call is logged once, as its session's.
+    pool.drain_and_join().expect("a clean stop");
+    let lines: Vec<serde_json::Value> = records(&log_file)
+        .into_iter()
+        .filter(|record| record["event"] == "blocking_call")
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["session_id"], id.to_string().as_str(), "{line}");
+    assert_eq!(line["label"], "blocks", "{line}");
+    assert!(
+        line["blocked_ms"].as_u64().expect("blocked_ms") >= 80,
+        "{line}"
+    );
+    let message = line["message"].as_str().expect("a message");
+    assert!(
+        message.starts_with(&format!(
+            "[blocking-call] session {id} label blocks blocked a worker thread for"
+        )),
+        "{message}"
+    );
 }
 
 #[test]
