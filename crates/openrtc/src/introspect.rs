@@ -550,6 +550,18 @@ mod tests {
         delayed.note_delayed_by_stall(7_000_000);
         delayed.note_rss_share(1 << 30);
         blocking.set_blocking_since_ns(1);
+        // Tracked calls of the session and the worker, and a child task that panicked.
+        let call = crate::calls::CallRecord {
+            duration_us: 1_500,
+            failed: true,
+            slow: false,
+            blocking: true,
+        };
+        let label = crate::calls::CallLabel::from("db.query");
+        stalled.calls().record(&label, call);
+        shared.calls.record(&label, call);
+        let (child, _) = delayed.register_child();
+        delayed.child_finished(child, crate::session::ChildEnd::Panicked);
 
         // Both ways of writing the same moment (the pool is not running, and one moment
         // fixes the clock and the memory figures, so every figure must agree).
@@ -578,6 +590,10 @@ mod tests {
         assert_eq!(last.victims[0].session_id, rows[1].id);
         assert_eq!(last.pending, [openrtc_proto::StallPart::Victims]);
         assert_eq!(rows[0].state, SessionState::Slow);
+        assert_eq!(rows[0].calls["db.query"].blocking_count, 1);
+        assert_eq!(served.calls["db.query"].failed_count, 1);
+        assert_eq!(rows[1].tasks.panicked_count, 1);
+        assert_eq!(served.worker.tasks.spawned_count, 1);
         assert_eq!(rows[1].delayed_by_stalls_count, 1);
         // The share of RSS counts only without the tracking allocator (a test of it in this
         // process may have marked it installed).

@@ -145,6 +145,31 @@ pub mod __bench {
         )
     }
 
+    /// A session registered nowhere, whose calls can be tracked as `Session::track` does.
+    pub struct TrackingSession(std::sync::Arc<crate::session::SessionCell>);
+
+    impl TrackingSession {
+        /// A session of `pool`, whose tracked calls count in its tables.
+        #[must_use]
+        pub fn new(pool: &AgentPool) -> Self {
+            Self(pool.bench_cell())
+        }
+
+        /// `future` as a tracked call under `label`, as `Session::track` wraps it.
+        pub fn track<F>(&self, label: &'static str, future: F) -> impl Future<Output = F::Output>
+        where
+            F: Future,
+            F::Output: crate::TrackedOutput,
+        {
+            crate::calls::Tracked::new(
+                future,
+                std::sync::Arc::clone(&self.0),
+                label.into(),
+                crate::TrackedOutput::is_failure as fn(&F::Output) -> bool,
+            )
+        }
+    }
+
     /// Writes the socket's answer to a snapshot request into `out`, as the socket thread does.
     pub fn write_snapshot_response(handle: &crate::PoolHandle, out: &mut Vec<u8>) {
         handle.bench_write_snapshot_response(out);

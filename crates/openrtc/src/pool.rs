@@ -683,6 +683,20 @@ impl AgentPool {
     }
 
     #[cfg(feature = "bench")]
+    /// A session cell registered nowhere, for benchmarks of what runs inside a session.
+    #[cfg(feature = "bench")]
+    pub(crate) fn bench_cell(&self) -> Arc<SessionCell> {
+        Arc::new(SessionCell::new(
+            u64::MAX,
+            "bench".into(),
+            "bench".into(),
+            serde_json::Value::Null,
+            None,
+            None,
+            Arc::clone(&self.shared),
+        ))
+    }
+
     pub(crate) fn bench_attributed<F: Future>(
         &self,
         future: F,

@@ -9,9 +9,7 @@ pub(crate) use cell::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim
 pub use handle::{OutcomeFuture, SessionHandle};
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
 pub(crate) use outcome::{StopRequest, Verdict};
-pub(crate) use tasks::TaskCounters;
-
-use tasks::ChildEnd;
+pub(crate) use tasks::{ChildEnd, TaskCounters};
 
 use std::fmt;
 use std::future::Future;
