@@ -1,7 +1,7 @@
 //! Tracked calls: `Session::track` and `Session::track_blocking` time a call (an LLM request,
 //! a database query) and count it per label, for the session and for the worker.
 //!
-//! A tracked future is wrapped in [`Tracked`], which reads the probe's TSC clock around each
+//! A tracked future is wrapped in `Tracked`, which reads the probe's TSC clock around each
 //! of its own polls (two reads a poll, only for tracked futures; the generic poll path is
 //! untouched). A poll at or over the stall threshold makes the call a **blocking call**: the
 //! call's code held a worker thread (a synchronous client, `std::thread::sleep`), which the

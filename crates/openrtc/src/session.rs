@@ -214,15 +214,13 @@ impl Session {
     /// polls the worker thread was held at least the stall threshold is a blocking call, and
     /// is logged once (`[blocking-call]`). A call dropped before it completes is not counted.
     /// Cost: two clock reads per poll of the tracked future, and a few relaxed atomic adds
-    /// when it completes.
-    pub fn track<F>(
-        &self,
-        label: impl Into<CallLabel>,
-        future: F,
-    ) -> impl Future<Output = F::Output> + Send + 'static
+    /// when it completes. The future may borrow (a query on a borrowed pool); the returned
+    /// future is `Send` when `future` is.
+    pub fn track<F, L>(&self, label: L, future: F) -> impl Future<Output = F::Output> + use<F, L>
     where
-        F: Future + Send + 'static,
+        F: Future,
         F::Output: TrackedOutput,
+        L: Into<CallLabel>,
     {
         crate::calls::Tracked::new(
             future,
@@ -234,13 +232,14 @@ impl Session {
 
     /// [`Session::track`] for a future whose output says nothing of failure: no call of it
     /// counts as failed.
-    pub fn track_value<F>(
+    pub fn track_value<F, L>(
         &self,
-        label: impl Into<CallLabel>,
+        label: L,
         future: F,
-    ) -> impl Future<Output = F::Output> + Send + 'static
+    ) -> impl Future<Output = F::Output> + use<F, L>
     where
-        F: Future + Send + 'static,
+        F: Future,
+        L: Into<CallLabel>,
     {
         crate::calls::Tracked::new(
             future,
