@@ -82,3 +82,36 @@ fn child_tasks_are_counted_by_how_they_ended() {
     assert_eq!(worker.panicked_count, 1, "{worker:?}");
     assert_eq!(worker.completed_count, 1, "{worker:?}");
 }
+
+#[test]
+fn a_blocking_call_that_errs_or_panics_is_a_failure() {
+    let pool = RunningPool::start(AgentPool::builder().agent(
+        "sync",
+        agent_fn(|session: Session| async move {
+            let refused = session
+                .track_blocking("db.legacy", || Err::<(), _>("refused"))
+                .await;
+            assert_eq!(refused.ok(), Some(Err("refused")));
+            let panicked = session
+                .track_blocking("db.legacy", || -> Result<(), ()> {
+                    panic!("driver bug");
+                })
+                .await;
+            assert!(panicked.is_err_and(|error| error.is_panic()));
+            let fine = session.track_blocking("db.legacy", || Ok::<_, ()>(1)).await;
+            assert_eq!(fine.ok(), Some(Ok(1)));
+            session.cancelled().await;
+            Ok(())
+        }),
+    ));
+    let id = pool.handle().launch(JobRequest::new()).expect("room").id();
+    let legacy = wait_for("three calls", || {
+        pool.row(id)?
+            .calls
+            .get("db.legacy")
+            .copied()
+            .filter(|legacy| legacy.count == 3)
+    });
+    assert_eq!(legacy.failed_count, 2, "{legacy:?}");
+    assert_eq!(legacy.blocking_count, 0, "{legacy:?}");
+}
