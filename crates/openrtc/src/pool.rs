@@ -682,7 +682,6 @@ impl AgentPool {
         ))
     }
 
-    #[cfg(feature = "bench")]
     /// A session cell registered nowhere, for benchmarks of what runs inside a session.
     #[cfg(feature = "bench")]
     pub(crate) fn bench_cell(&self) -> Arc<SessionCell> {
@@ -697,6 +696,7 @@ impl AgentPool {
         ))
     }
 
+    #[cfg(feature = "bench")]
     pub(crate) fn bench_attributed<F: Future>(
         &self,
         future: F,
