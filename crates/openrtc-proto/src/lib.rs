@@ -19,10 +19,11 @@ pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use reason::{CancelReason, KillReason, RefusalReason};
 pub use session_id::{ParseSessionIdError, SessionId};
 pub use snapshot::{
-    AgentSnapshot, BreakerSnapshot, BreakerState, EndedSessionSnapshot, FrameSnapshot,
-    LogRecordSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
+    AgentSnapshot, BreakerSnapshot, BreakerState, CallStatsSnapshot, EndedSessionSnapshot,
+    FrameSnapshot, LogRecordSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
     SessionSnapshotRef, SessionState, SessionTotals, StallClass, StallPart, StallSnapshot,
-    TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot,
+    TaskCountsSnapshot, TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot,
+    WorkerSnapshot,
 };
 
 use std::path::{Path, PathBuf};

@@ -42,6 +42,10 @@ pub struct PoolSnapshot {
     /// The tenant config file in force, if the pool has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_config: Option<TenantConfigSnapshot>,
+    /// Tracked calls (`Session::track`) of every session, live and ended, by label (at most 64
+    /// labels a worker; the rest count under `other`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub calls: BTreeMap<String, CallStatsSnapshot>,
 }
 
 /// The worker header of a snapshot.
@@ -127,6 +131,67 @@ pub struct WorkerSnapshot {
     pub event_stream: Option<String>,
     /// Events the stream dropped because its writer could not keep up.
     pub event_stream_dropped_count: u64,
+    /// Child tasks (`Session::spawn`) of every session, live and ended.
+    pub tasks: TaskCountsSnapshot,
+}
+
+/// Child tasks (from `Session::spawn`), by how they ended.
+///
+/// A child's output is not inspected (`spawn` takes any output), so a child that returns an
+/// `Err` counts as completed: `failed_count` counts the children that panicked, the one
+/// failure known for certain, and equals `panicked_count`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TaskCountsSnapshot {
+    /// Child tasks spawned.
+    pub spawned_count: u64,
+    /// Of those, still running.
+    pub running_count: u64,
+    /// Ended by returning.
+    pub completed_count: u64,
+    /// Ended in failure: a panic (see the type's note).
+    pub failed_count: u64,
+    /// Ended by a panic (logged as `[session-panic] … child task panicked`).
+    pub panicked_count: u64,
+    /// Dropped before they ended: aborted through their join handle, when their session
+    /// ended, or at shutdown.
+    pub cancelled_count: u64,
+}
+
+impl TaskCountsSnapshot {
+    /// Whether no child task was ever spawned.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spawned_count == 0
+    }
+}
+
+/// One label's tracked calls (`Session::track`, `Session::track_blocking`).
+///
+/// Percentiles come from a log-bucket histogram (four buckets per power of two): each is the
+/// upper bound of its bucket, within 25 % above the true value, and never above `max_us`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CallStatsSnapshot {
+    /// Calls that completed.
+    pub count: u64,
+    /// Of those, calls whose output was a failure (`Err`).
+    pub failed_count: u64,
+    /// Calls that took longer than the slow call threshold.
+    pub slow_count: u64,
+    /// Calls during one of whose polls a worker thread was blocked at least the stall
+    /// threshold (never a `track_blocking` call: it runs off the worker threads).
+    pub blocking_count: u64,
+    /// Median duration, in microseconds.
+    pub p50_us: u64,
+    /// 95th percentile duration, in microseconds.
+    pub p95_us: u64,
+    /// 99th percentile duration, in microseconds.
+    pub p99_us: u64,
+    /// Longest duration, in microseconds.
+    pub max_us: u64,
 }
 
 /// Where a snapshot's per-session memory figures come from.
@@ -254,6 +319,10 @@ pub struct SessionSnapshot {
     pub children_live_count: u64,
     /// Its child tasks that have ended.
     pub children_finished_count: u64,
+    /// Its child tasks by how they ended.
+    pub tasks: TaskCountsSnapshot,
+    /// Its tracked calls by label (at most 64 labels; the rest count under `other`).
+    pub calls: BTreeMap<String, CallStatsSnapshot>,
 }
 
 /// One stall: a poll that held a worker thread at least the threshold.

@@ -5,6 +5,7 @@
 //! to every poll: two clock reads, the slot publication and the busy-time update; with memory
 //! tracked, also entering the session's allocator account and checking its cap. The
 //! `wake_and_poll` pair measures a poll whose future wakes its own task: the wake's cost too.
+//! `tracked_call_*` time a tracked call (`Session::track`): a poll of it, and its completion.
 #![allow(missing_docs)]
 
 use std::future::Future;
@@ -21,6 +22,17 @@ impl Future for AlwaysPending {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+/// [`AlwaysPending`] with a `Result` output, as a tracked call's.
+struct AlwaysPendingResult;
+
+impl Future for AlwaysPendingResult {
+    type Output = Result<(), ()>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Pending
     }
 }
@@ -77,6 +89,21 @@ fn per_poll(c: &mut Criterion) {
     let mut attributed_waking = Box::pin(openrtc::__bench::attributed(&pool, WakesItself));
     group.bench_function("attributed_wake_and_poll", |b| {
         b.iter(|| black_box(attributed_waking.as_mut().poll(&mut cx)));
+    });
+
+    // A tracked call (`Session::track`) adds two clock reads to each of its own polls...
+    let tracking = openrtc::__bench::TrackingSession::new(&pool);
+    let mut tracked_call = Box::pin(tracking.track("bench.pending", AlwaysPendingResult));
+    group.bench_function("tracked_call_pending_poll", |b| {
+        b.iter(|| black_box(tracked_call.as_mut().poll(&mut cx)));
+    });
+    // ...and, once, the record of its completion: the label's lookup, the session's and the
+    // worker's counters and histograms (a fresh call each iteration, ready at its first poll).
+    group.bench_function("tracked_call_completed", |b| {
+        b.iter(|| {
+            let mut call = std::pin::pin!(tracking.track("bench.ready", async { Ok::<_, ()>(1) }));
+            black_box(call.as_mut().poll(&mut cx))
+        });
     });
 
     // The floor: the two clock reads every measured poll needs, and nothing else.

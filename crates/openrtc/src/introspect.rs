@@ -179,6 +179,7 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
     snapshot.tenants = moment.tenants;
     snapshot.agents = moment.agents;
     snapshot.tenant_config = moment.tenant_config;
+    snapshot.calls = shared.calls.snapshot();
     snapshot
 }
 
@@ -220,6 +221,7 @@ fn write_response(
             tenants: &moment.tenants,
             agents: &moment.agents,
             tenant_config: moment.tenant_config.as_ref(),
+            calls: &shared.calls.snapshot(),
         },
     };
     serde_json::to_writer(out, &envelope)
@@ -245,6 +247,8 @@ struct SnapshotView<'a> {
     agents: &'a BTreeMap<String, AgentSnapshot>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant_config: Option<&'a TenantConfigSnapshot>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    calls: &'a BTreeMap<String, openrtc_proto::CallStatsSnapshot>,
 }
 
 /// The header, with the count of stalls in progress taken from the rows written before it.
@@ -337,6 +341,7 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         .as_ref()
         .map(|stream| stream.path.display().to_string());
     worker.event_stream_dropped_count = shared.events.dropped_count();
+    worker.tasks = shared.tasks.snapshot();
     worker
 }
 
@@ -353,12 +358,14 @@ enum Memory {
 /// their wire form.
 struct RowParts {
     recent_stalls: Vec<StallSnapshot>,
+    calls: BTreeMap<String, openrtc_proto::CallStatsSnapshot>,
 }
 
 impl RowParts {
     fn new(shared: &PoolShared, cell: &SessionCell) -> Self {
         let clock = &shared.probe().clock;
         Self {
+            calls: cell.calls_snapshot(),
             recent_stalls: cell
                 .recent_stalls()
                 .into_iter()
@@ -464,6 +471,8 @@ fn row<'a>(
         alloc_count,
         children_live_count: totals.children_live_count,
         children_finished_count: totals.children_finished_count,
+        tasks: cell.tasks(),
+        calls: &parts.calls,
     }
 }
 
@@ -541,6 +550,18 @@ mod tests {
         delayed.note_delayed_by_stall(7_000_000);
         delayed.note_rss_share(1 << 30);
         blocking.set_blocking_since_ns(1);
+        // Tracked calls of the session and the worker, and a child task that panicked.
+        let call = crate::calls::CallRecord {
+            duration_us: 1_500,
+            failed: true,
+            slow: false,
+            blocking: true,
+        };
+        let label = crate::calls::CallLabel::from("db.query");
+        stalled.calls().record(&label, call);
+        shared.calls.record(&label, call);
+        let (child, _) = delayed.register_child();
+        delayed.child_finished(child, crate::session::ChildEnd::Panicked);
 
         // Both ways of writing the same moment (the pool is not running, and one moment
         // fixes the clock and the memory figures, so every figure must agree).
@@ -569,6 +590,10 @@ mod tests {
         assert_eq!(last.victims[0].session_id, rows[1].id);
         assert_eq!(last.pending, [openrtc_proto::StallPart::Victims]);
         assert_eq!(rows[0].state, SessionState::Slow);
+        assert_eq!(rows[0].calls["db.query"].blocking_count, 1);
+        assert_eq!(served.calls["db.query"].failed_count, 1);
+        assert_eq!(rows[1].tasks.panicked_count, 1);
+        assert_eq!(served.worker.tasks.spawned_count, 1);
         assert_eq!(rows[1].delayed_by_stalls_count, 1);
         // The share of RSS counts only without the tracking allocator (a test of it in this
         // process may have marked it installed).

@@ -44,6 +44,7 @@
 mod admission;
 mod agent;
 pub mod alloc;
+pub mod calls;
 mod classify;
 mod error;
 mod events;
@@ -61,6 +62,7 @@ mod units;
 mod watchdog;
 
 pub use agent::{Agent, AgentFn, agent_fn};
+pub use calls::{CallLabel, TrackedOutput};
 pub use error::{AgentError, ConfigError, LookupError, Rejected, RunError};
 pub use openrtc_proto::{PoolSnapshot, RefusalReason};
 pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle, RunningPool};
@@ -141,6 +143,31 @@ pub mod __bench {
             pool.bench_attributed(future, false),
             crate::panics::Mark::session(false),
         )
+    }
+
+    /// A session registered nowhere, whose calls can be tracked as `Session::track` does.
+    pub struct TrackingSession(std::sync::Arc<crate::session::SessionCell>);
+
+    impl TrackingSession {
+        /// A session of `pool`, whose tracked calls count in its tables.
+        #[must_use]
+        pub fn new(pool: &AgentPool) -> Self {
+            Self(pool.bench_cell())
+        }
+
+        /// `future` as a tracked call under `label`, as `Session::track` wraps it.
+        pub fn track<F>(&self, label: &'static str, future: F) -> impl Future<Output = F::Output>
+        where
+            F: Future,
+            F::Output: crate::TrackedOutput,
+        {
+            crate::calls::Tracked::new(
+                future,
+                std::sync::Arc::clone(&self.0),
+                label.into(),
+                crate::TrackedOutput::is_failure as fn(&F::Output) -> bool,
+            )
+        }
     }
 
     /// Writes the socket's answer to a snapshot request into `out`, as the socket thread does.

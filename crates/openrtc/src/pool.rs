@@ -46,6 +46,8 @@ pub(crate) struct PoolConfig {
     pub(crate) worker_threads: usize,
     pub(crate) max_concurrent_sessions: u32,
     pub(crate) slow_session_threshold: Duration,
+    /// A tracked call longer than this is slow.
+    pub(crate) slow_call_threshold: Duration,
     pub(crate) slow_status_hold: Duration,
     pub(crate) enable_introspection: bool,
     pub(crate) stack_capture: bool,
@@ -174,6 +176,10 @@ pub(crate) struct PoolShared {
     pub(crate) failure_budget: failure_budget::FailureBudget,
     /// The lifecycle event stream's queue.
     pub(crate) events: Arc<EventHub>,
+    /// Tracked calls of every session, by label (outlives the sessions).
+    pub(crate) calls: crate::calls::CallTable,
+    /// Child tasks of every session.
+    pub(crate) tasks: crate::session::TaskCounters,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -633,6 +639,8 @@ impl AgentPool {
             prewarmed: OnceLock::new(),
             failure_budget,
             events,
+            calls: crate::calls::CallTable::default(),
+            tasks: crate::session::TaskCounters::default(),
         });
         shared.note_named_tenants();
         Self {
@@ -667,6 +675,20 @@ impl AgentPool {
             key,
             "agent".into(),
             "tenant".into(),
+            serde_json::Value::Null,
+            None,
+            None,
+            Arc::clone(&self.shared),
+        ))
+    }
+
+    /// A session cell registered nowhere, for benchmarks of what runs inside a session.
+    #[cfg(feature = "bench")]
+    pub(crate) fn bench_cell(&self) -> Arc<SessionCell> {
+        Arc::new(SessionCell::new(
+            u64::MAX,
+            "bench".into(),
+            "bench".into(),
             serde_json::Value::Null,
             None,
             None,

@@ -3,11 +3,13 @@
 mod cell;
 mod handle;
 mod outcome;
+mod tasks;
 
 pub(crate) use cell::{KEPT_VICTIMS, SessionCell, StallCause, StallRecord, Victim};
 pub use handle::{OutcomeFuture, SessionHandle};
 pub use outcome::{CancelReason, KillReason, SessionOutcome};
 pub(crate) use outcome::{StopRequest, Verdict};
+pub(crate) use tasks::{ChildEnd, TaskCounters};
 
 use std::fmt;
 use std::future::Future;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::agent::ErasedAgent;
+use crate::calls::{CallLabel, TrackedOutput};
 use crate::panics::{CatchPanic, Mark};
 use crate::probe::Attributed;
 
@@ -149,18 +152,21 @@ impl Session {
         let (child, stats) = self.cell.register_child();
         let attributed = Attributed::new(future, Arc::clone(&self.cell), stats);
         let caught = CatchPanic::new(attributed, Mark::session(self.cell.panic_backtraces()));
-        let guard = ChildGuard {
+        let mut guard = ChildGuard {
             cell: Arc::clone(&self.cell),
             child,
+            end: ChildEnd::Cancelled,
         };
         let join = self.runtime.spawn(async move {
             match caught.await {
                 Ok(output) => {
+                    guard.end = ChildEnd::Completed;
                     drop(guard);
                     output
                 }
                 Err(mut panic) => {
                     panic.report(&guard.cell, "child");
+                    guard.end = ChildEnd::Panicked;
                     drop(guard);
                     // Passed on as it came, so the join handle yields it; the hook does not
                     // run again for a resumed panic.
@@ -199,6 +205,81 @@ impl Session {
         })
     }
 
+    /// Runs `future` as a tracked call under `label` and returns its output: counted per label
+    /// for the session and the worker (calls, failures, a duration histogram, slow calls and
+    /// blocking calls; see [`crate::calls`]). A failure is an `Err` output
+    /// ([`TrackedOutput`]); use [`Session::track_value`] for other outputs.
+    ///
+    /// Its duration runs from its first poll to its completion. A call during one of whose
+    /// polls the worker thread was held at least the stall threshold is a blocking call, and
+    /// is logged once (`[blocking-call]`). A call dropped before it completes is not counted.
+    /// Cost: two clock reads per poll of the tracked future, and a few relaxed atomic adds
+    /// when it completes. The future may borrow (a query on a borrowed pool); the returned
+    /// future is `Send` when `future` is.
+    pub fn track<F, L>(&self, label: L, future: F) -> impl Future<Output = F::Output> + use<F, L>
+    where
+        F: Future,
+        F::Output: TrackedOutput,
+        L: Into<CallLabel>,
+    {
+        crate::calls::Tracked::new(
+            future,
+            Arc::clone(&self.cell),
+            label.into(),
+            TrackedOutput::is_failure as fn(&F::Output) -> bool,
+        )
+    }
+
+    /// [`Session::track`] for a future whose output says nothing of failure: no call of it
+    /// counts as failed.
+    pub fn track_value<F, L>(
+        &self,
+        label: L,
+        future: F,
+    ) -> impl Future<Output = F::Output> + use<F, L>
+    where
+        F: Future,
+        L: Into<CallLabel>,
+    {
+        crate::calls::Tracked::new(
+            future,
+            Arc::clone(&self.cell),
+            label.into(),
+            (|_| false) as fn(&F::Output) -> bool,
+        )
+    }
+
+    /// Runs `work` on the pool's blocking threads as [`Session::spawn_blocking`] does (in the
+    /// session's logging and allocation scope), as a tracked call under `label`: timed on
+    /// the blocking thread from the closure's start to its return (the wait for a free
+    /// blocking thread is not counted). A failure is an `Err` output, or a panic, which the
+    /// returned `JoinError` carries. Never a blocking call: it does not run on a worker
+    /// thread. Counted even if the returned future is dropped first (the closure runs on).
+    pub fn track_blocking<F, R>(
+        &self,
+        label: impl Into<CallLabel>,
+        work: F,
+    ) -> impl Future<Output = Result<R, tokio::task::JoinError>> + Send + 'static
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: TrackedOutput + Send + 'static,
+    {
+        let cell = Arc::clone(&self.cell);
+        let label = label.into();
+        self.spawn_blocking(move || {
+            let mut call = crate::calls::BlockingCall {
+                started_raw: cell.probe().clock.raw(),
+                cell,
+                label,
+                failed: None,
+            };
+            let output = work();
+            call.failed = Some(output.is_failure());
+            drop(call);
+            output
+        })
+    }
+
     /// Resolves when the session is asked to stop: cancelled by an operator, past the drain
     /// deadline, or shut down. The agent should say goodbye and return; after the cancel
     /// grace period the runtime drops it at its next poll boundary.
@@ -213,15 +294,17 @@ impl Session {
     }
 }
 
-/// Marks a child task finished when its future completes or is dropped.
+/// Marks a child task finished when its future completes or is dropped, and counts how it
+/// ended (`Cancelled` unless the task set another end before dropping it).
 struct ChildGuard {
     cell: Arc<SessionCell>,
     child: u64,
+    end: ChildEnd,
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        self.cell.child_finished(self.child);
+        self.cell.child_finished(self.child, self.end);
     }
 }
 

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use openrtc_cli::discover::{PollOutcome, SurveyRound, WorkerPoll};
 use openrtc_proto::{
-    AgentSnapshot, BreakerState, CancelReason, EndedSessionSnapshot, FrameSnapshot, KillReason,
-    LogRecordSnapshot, MemSource, PoolSnapshot, RefusalReason, SNAPSHOT_VERSION, SessionOutcome,
-    SessionSnapshot, SessionState, StallSnapshot, TenantConfigSnapshot, TenantSnapshot,
-    VictimSnapshot,
+    AgentSnapshot, BreakerState, CallStatsSnapshot, CancelReason, EndedSessionSnapshot,
+    FrameSnapshot, KillReason, LogRecordSnapshot, MemSource, PoolSnapshot, RefusalReason,
+    SNAPSHOT_VERSION, SessionOutcome, SessionSnapshot, SessionState, StallSnapshot,
+    TenantConfigSnapshot, TenantSnapshot, VictimSnapshot,
 };
 
 /// When every fixture snapshot was taken, in milliseconds since the Unix epoch.
@@ -333,6 +333,45 @@ pub(crate) fn blocker_worker() -> PoolSnapshot {
     blocked.recent_stalls = vec![sleep];
     blocked.last_stall = blocked.recent_stalls.last().cloned();
     snapshot.sessions = vec![blocked];
+    snapshot
+}
+
+/// A worker whose one session tracks calls (one label blocked a worker thread, one failed)
+/// and has child tasks that completed, panicked and were cancelled.
+pub(crate) fn calls_worker() -> PoolSnapshot {
+    let mut snapshot = idle_worker("demo", 4242);
+    snapshot.worker.active_sessions = 1;
+    snapshot.worker.mem_source = MemSource::Tracked;
+    let mut caller = session("s-5", "caller", "acme", 40_000, 3.5, 1);
+    caller.tasks.spawned_count = 9;
+    caller.tasks.running_count = 2;
+    caller.tasks.completed_count = 4;
+    caller.tasks.panicked_count = 1;
+    caller.tasks.failed_count = 1;
+    caller.tasks.cancelled_count = 2;
+    let call = |count, failed_count, slow_count, blocking_count, p95_us, max_us| {
+        let mut stats = CallStatsSnapshot::default();
+        stats.count = count;
+        stats.failed_count = failed_count;
+        stats.slow_count = slow_count;
+        stats.blocking_count = blocking_count;
+        stats.p50_us = p95_us / 2;
+        stats.p95_us = p95_us;
+        stats.p99_us = max_us;
+        stats.max_us = max_us;
+        stats
+    };
+    caller.calls = [
+        ("llm.openai", call(120, 0, 3, 0, 1_900_000, 2_600_000)),
+        ("db.query", call(340, 0, 0, 2, 45_000, 180_000)),
+        ("tts.cartesia", call(118, 4, 0, 0, 350_000, 900_000)),
+        ("cache.get", call(800, 0, 0, 0, 420, 950)),
+        ("stt.deepgram", call(40, 0, 0, 0, 80_000, 120_000)),
+    ]
+    .into_iter()
+    .map(|(name, stats)| (name.to_owned(), stats))
+    .collect();
+    snapshot.sessions = vec![caller];
     snapshot
 }
 

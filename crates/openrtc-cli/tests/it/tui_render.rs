@@ -19,8 +19,8 @@ use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 
 use crate::fixtures::{
-    TAKEN_AT_UNIX_MS, blocker_worker, busy_worker, crowded_worker, draining_worker, idle_worker,
-    preempted_worker, round_of, socket_of,
+    TAKEN_AT_UNIX_MS, blocker_worker, busy_worker, calls_worker, crowded_worker, draining_worker,
+    idle_worker, preempted_worker, round_of, socket_of,
 };
 
 /// The two sizes every screen is checked at.
@@ -584,4 +584,46 @@ fn a_stall_the_host_caused_says_so_in_the_detail_pane() {
     );
     assert!(text.contains("still coming: victims"), "{text}");
     assert_snapshot!("the_detail_pane_preempted_100x30", text);
+}
+
+#[test]
+fn tracked_calls_and_child_tasks_in_the_detail_pane() {
+    let (mut app, _commands) = app_with(&[calls_worker()], sorted_by(SortKey::Cpu));
+    press(&mut app, "\n");
+    let buffer = draw(&mut app, 80, 24);
+    let text = text_of(&buffer);
+    assert!(
+        text.contains("2 running · 4 completed · 1 panicked · 2 cancelled"),
+        "{text}"
+    );
+    // Blocking first, then failures, then the busiest; one label left over.
+    let db = row_starting_with(&buffer, "          db.query");
+    let tts = row_starting_with(&buffer, "          tts.cartesia");
+    let cache = row_starting_with(&buffer, "          cache.get");
+    assert!(db < tts && tts < cache, "{text}");
+    assert!(text.contains("and 1 more label"), "{text}");
+    assert!(
+        text.contains("db.query         340  45ms 180ms    0    0     2"),
+        "{text}"
+    );
+    assert!(text.contains("cache.get        800 420µs 950µs"), "{text}");
+    // The blocking count is in the alert style, a zero one is not.
+    let width = buffer.area.width;
+    let line: String = (0..width)
+        .map(|x| buffer[(x, db)].symbol().to_owned())
+        .collect();
+    let blocking = line.trim_end().chars().count() - 1;
+    let alert = Theme { color: true }.alert();
+    assert_eq!(
+        buffer[(blocking as u16, db)].fg,
+        alert.fg.unwrap_or(Color::Reset)
+    );
+    assert_ne!(
+        buffer[(blocking as u16, cache)].fg,
+        alert.fg.unwrap_or(Color::Reset)
+    );
+    assert_snapshot!("tracked_calls_80x24", text);
+    let text = text_of(&draw(&mut app, 60, 15));
+    assert!(text.contains("calls     label          count"), "{text}");
+    assert_snapshot!("tracked_calls_60x15", text);
 }

@@ -1,9 +1,11 @@
 //! The session row as it is written: [`SessionSnapshotRef`], borrowed, which both the owned
 //! [`SessionSnapshot`] and a worker's socket serialize through.
 
+use std::collections::BTreeMap;
+
 use serde::{Serialize, Serializer};
 
-use super::{SessionSnapshot, SessionState, StallSnapshot};
+use super::{CallStatsSnapshot, SessionSnapshot, SessionState, StallSnapshot, TaskCountsSnapshot};
 use crate::SessionId;
 
 /// One live session's row, borrowing its text, metadata and stalls: the one definition of
@@ -64,6 +66,12 @@ pub struct SessionSnapshotRef<'a> {
     pub children_live_count: u64,
     /// [`SessionSnapshot::children_finished_count`].
     pub children_finished_count: u64,
+    /// [`SessionSnapshot::tasks`].
+    #[serde(skip_serializing_if = "TaskCountsSnapshot::is_empty")]
+    pub tasks: TaskCountsSnapshot,
+    /// [`SessionSnapshot::calls`].
+    #[serde(skip_serializing_if = "is_empty_map")]
+    pub calls: &'a BTreeMap<String, CallStatsSnapshot>,
 }
 
 impl SessionSnapshotRef<'_> {
@@ -93,6 +101,8 @@ impl SessionSnapshotRef<'_> {
             alloc_count,
             children_live_count,
             children_finished_count,
+            tasks,
+            calls,
         } = *self;
         SessionSnapshot {
             id,
@@ -117,6 +127,8 @@ impl SessionSnapshotRef<'_> {
             alloc_count,
             children_live_count,
             children_finished_count,
+            tasks,
+            calls: calls.clone(),
         }
     }
 }
@@ -148,6 +160,8 @@ impl SessionSnapshot {
             alloc_count,
             children_live_count,
             children_finished_count,
+            tasks,
+            calls,
         } = self;
         SessionSnapshotRef {
             id: *id,
@@ -172,6 +186,8 @@ impl SessionSnapshot {
             alloc_count: *alloc_count,
             children_live_count: *children_live_count,
             children_finished_count: *children_finished_count,
+            tasks: *tasks,
+            calls,
         }
     }
 }
@@ -191,6 +207,11 @@ fn is_null(value: &&serde_json::Value) -> bool {
 #[allow(clippy::trivially_copy_pass_by_ref)]
 fn is_zero(count: &u64) -> bool {
     *count == 0
+}
+
+/// Whether a session has no tracked calls (left out of rows to keep snapshots small).
+fn is_empty_map(calls: &&BTreeMap<String, CallStatsSnapshot>) -> bool {
+    calls.is_empty()
 }
 
 /// Whether a list of stalls is empty (left out of rows to keep snapshots small).
@@ -240,6 +261,27 @@ mod tests {
             alloc_count: 14,
             children_live_count: 15,
             children_finished_count: 16,
+            tasks: TaskCountsSnapshot {
+                spawned_count: 17,
+                running_count: 18,
+                completed_count: 19,
+                failed_count: 20,
+                panicked_count: 20,
+                cancelled_count: 21,
+            },
+            calls: BTreeMap::from([(
+                "db.query".to_owned(),
+                CallStatsSnapshot {
+                    count: 22,
+                    failed_count: 23,
+                    slow_count: 24,
+                    blocking_count: 25,
+                    p50_us: 26,
+                    p95_us: 27,
+                    p99_us: 28,
+                    max_us: 29,
+                },
+            )]),
         }
     }
 
@@ -257,6 +299,8 @@ mod tests {
         let json = serde_json::to_value(&row).expect("serializes");
         assert_eq!(json["mem_peak_bytes"], 13);
         assert_eq!(json["recent_stalls"][1]["victims"][0]["session_id"], "s-9");
+        assert_eq!(json["calls"]["db.query"]["blocking_count"], 25);
+        assert_eq!(json["tasks"]["cancelled_count"], 21);
         let read: SessionSnapshot = serde_json::from_value(json).expect("reads");
         assert_eq!(read, row);
     }
@@ -275,6 +319,8 @@ mod tests {
             "last_stall",
             "recent_stalls",
             "blocking_for_ms",
+            "tasks",
+            "calls",
         ] {
             assert!(!object.contains_key(absent), "{absent} in {json}");
         }

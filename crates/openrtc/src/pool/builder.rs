@@ -20,6 +20,7 @@ pub struct AgentPoolBuilder {
     worker_threads: Option<usize>,
     max_concurrent_sessions: u32,
     slow_session_threshold: Duration,
+    slow_call_threshold: Duration,
     slow_status_hold: Duration,
     enable_introspection: bool,
     stack_capture: bool,
@@ -52,6 +53,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("worker_threads", &self.worker_threads)
             .field("max_concurrent_sessions", &self.max_concurrent_sessions)
             .field("slow_session_threshold", &self.slow_session_threshold)
+            .field("slow_call_threshold", &self.slow_call_threshold)
             .field("slow_status_hold", &self.slow_status_hold)
             .field("enable_introspection", &self.enable_introspection)
             .field("stack_capture", &self.stack_capture)
@@ -84,6 +86,7 @@ impl Default for AgentPoolBuilder {
             worker_threads: None,
             max_concurrent_sessions: Self::DEFAULT_MAX_CONCURRENT_SESSIONS,
             slow_session_threshold: Self::DEFAULT_SLOW_SESSION_THRESHOLD,
+            slow_call_threshold: Self::DEFAULT_SLOW_CALL_THRESHOLD,
             slow_status_hold: Self::DEFAULT_SLOW_STATUS_HOLD,
             enable_introspection: true,
             stack_capture: true,
@@ -114,6 +117,8 @@ impl AgentPoolBuilder {
     pub const DEFAULT_MAX_CONCURRENT_SESSIONS: u32 = 1000;
     /// The stall threshold when none is set.
     pub const DEFAULT_SLOW_SESSION_THRESHOLD: Duration = Duration::from_millis(50);
+    /// The slow call threshold when none is set.
+    pub const DEFAULT_SLOW_CALL_THRESHOLD: Duration = Duration::from_secs(2);
     /// How long a session shows `slow` after a stall, when not set.
     pub const DEFAULT_SLOW_STATUS_HOLD: Duration = Duration::from_secs(5);
     /// The drain timeout when none is set.
@@ -156,6 +161,13 @@ impl AgentPoolBuilder {
     /// Lower it to catch smaller stalls while hunting; every stall is logged.
     pub fn slow_session_threshold(mut self, threshold: Duration) -> Self {
         self.slow_session_threshold = threshold;
+        self
+    }
+
+    /// A tracked call (`Session::track`, `Session::track_blocking`) longer than this counts
+    /// as slow for its label (default 2 s). Zero counts every call as slow.
+    pub fn slow_call_threshold(mut self, threshold: Duration) -> Self {
+        self.slow_call_threshold = threshold;
         self
     }
 
@@ -536,6 +548,7 @@ impl AgentPoolBuilder {
             worker_threads,
             max_concurrent_sessions: self.max_concurrent_sessions,
             slow_session_threshold: self.slow_session_threshold,
+            slow_call_threshold: self.slow_call_threshold,
             slow_status_hold: self.slow_status_hold,
             enable_introspection: self.enable_introspection,
             stack_capture: self.stack_capture,

@@ -147,6 +147,12 @@ pub(crate) struct SessionCell {
     log: Arc<PoolLog>,
     /// The session's last records, kept for when it fails or stalls.
     recorder: FlightRecorder,
+    /// Its tracked calls by label, from its first tracked call.
+    calls: OnceLock<Box<crate::calls::CallTable>>,
+    /// A tracked call longer than this is slow (the pool's `slow_call_threshold`).
+    slow_call_ns: u64,
+    /// Its child tasks by how they ended.
+    tasks: super::tasks::TaskCounters,
 }
 
 impl SessionCell {
@@ -195,7 +201,35 @@ impl SessionCell {
             places: Mutex::new(places),
             recorder: pool.log().recorder(),
             log: Arc::clone(pool.log()),
+            calls: OnceLock::new(),
+            slow_call_ns: crate::units::duration_ns(pool.config.slow_call_threshold),
+            tasks: super::tasks::TaskCounters::default(),
         }
+    }
+
+    /// Its tracked calls' table (made at its first tracked call).
+    pub(crate) fn calls(&self) -> &crate::calls::CallTable {
+        self.calls.get_or_init(Box::default)
+    }
+
+    /// Its tracked calls by label, in wire form (empty before the first).
+    pub(crate) fn calls_snapshot(
+        &self,
+    ) -> std::collections::BTreeMap<String, openrtc_proto::CallStatsSnapshot> {
+        self.calls
+            .get()
+            .map(|calls| calls.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// A tracked call longer than this is slow.
+    pub(crate) fn slow_call_ns(&self) -> u64 {
+        self.slow_call_ns
+    }
+
+    /// Its child tasks by how they ended.
+    pub(crate) fn tasks(&self) -> openrtc_proto::TaskCountsSnapshot {
+        self.tasks.snapshot()
     }
 
     /// Takes the session's places, to give them back (the first call gets them).
@@ -489,6 +523,10 @@ impl SessionCell {
         children.next_id += 1;
         let id = children.next_id;
         let stats = Arc::<TaskStats>::default();
+        self.tasks.spawned();
+        if let Some(pool) = self.pool() {
+            pool.tasks.spawned();
+        }
         children.live.push(LiveChild {
             id,
             stats: Arc::clone(&stats),
@@ -504,7 +542,12 @@ impl SessionCell {
         }
     }
 
-    pub(crate) fn child_finished(&self, child: u64) {
+    /// Counts a child task's end, however it came, and folds its figures into the totals.
+    pub(crate) fn child_finished(&self, child: u64, end: super::tasks::ChildEnd) {
+        self.tasks.ended(end);
+        if let Some(pool) = self.pool() {
+            pool.tasks.ended(end);
+        }
         let mut children = lock(&self.children);
         if let Some(index) = children.live.iter().position(|live| live.id == child) {
             let finished = children.live.swap_remove(index);

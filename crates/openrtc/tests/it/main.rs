@@ -4,6 +4,7 @@
 #[global_allocator]
 static ALLOCATOR: openrtc::alloc::TrackingAllocator = openrtc::alloc::TrackingAllocator::system();
 
+mod calls;
 mod drain_log;
 mod events;
 mod failure_budget;

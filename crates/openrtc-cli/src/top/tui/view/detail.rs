@@ -1,7 +1,9 @@
 //! The detail pane of one session: what it is, its state, for a session that ended badly the
 //! last records it logged (see `logged`), CPU and memory now and over the time top has
-//! watched it, its child tasks, its last stalls, and its metadata.
+//! watched it, its child tasks, its tracked calls (see `calls`), its last stalls, and its
+//! metadata.
 
+mod calls;
 mod logged;
 
 use openrtc_proto::{SessionSnapshot, StallClass, StallPart, StallSnapshot, WorkerSnapshot};
@@ -192,13 +194,8 @@ pub fn detail_lines(
         Span::styled(memory_facts, theme.dim()),
     ]));
 
-    lines.push(Line::from(vec![
-        label("children", theme),
-        Span::raw(format!(
-            "{} running · {} ended",
-            session.children_live_count, session.children_finished_count
-        )),
-    ]));
+    lines.push(calls::children_line(session, theme));
+    lines.extend(calls::call_lines(session, theme));
 
     lines.extend(stall_lines(session, now_unix_ms, width, theme));
 
