@@ -23,6 +23,7 @@ pub use snapshot::{
     LogRecordSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
     SessionSnapshotRef, SessionState, SessionTotals, StallClass, StallPart, StallSnapshot,
     TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot,
+    WorkerThreadSnapshot,
 };
 
 use std::path::{Path, PathBuf};

@@ -63,6 +63,13 @@ pub(crate) struct PoolConfig {
     pub(crate) event_stream: Option<crate::events::StreamFile>,
     /// How many events the stream's queue holds before it drops them.
     pub(crate) event_queue_capacity: usize,
+    /// A poll holding a worker thread this long makes the thread blocked (health: critical).
+    pub(crate) blocked_after: Duration,
+    /// A poll holding a worker thread this long drains the worker, if set.
+    pub(crate) restart_after: Option<Duration>,
+    /// Where the HTTP health endpoints are served, if anywhere.
+    #[allow(dead_code)] // HTTP-SERVER-PENDING
+    pub(crate) http_addr: Option<std::net::SocketAddr>,
 }
 
 pub(crate) struct RegisteredAgent {
@@ -103,8 +110,18 @@ enum Lifecycle {
 pub(crate) enum Control {
     Drain,
     Shutdown,
-    MemoryLimit { rss_bytes: u64, limit_bytes: u64 },
-    FailureBudget { count: u32 },
+    MemoryLimit {
+        rss_bytes: u64,
+        limit_bytes: u64,
+    },
+    FailureBudget {
+        count: u32,
+    },
+    BlockedWorker {
+        worker: u32,
+        session_key: u64,
+        blocked_ms: u64,
+    },
 }
 
 /// Lifetime counters of the worker.
@@ -174,6 +191,8 @@ pub(crate) struct PoolShared {
     pub(crate) failure_budget: failure_budget::FailureBudget,
     /// The lifecycle event stream's queue.
     pub(crate) events: Arc<EventHub>,
+    /// The address the HTTP health endpoints were bound to, once they are.
+    http_addr: OnceLock<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -205,6 +224,17 @@ impl PoolShared {
 
     pub(crate) fn active_sessions(&self) -> u32 {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// The address the HTTP health endpoints are bound to, once they are.
+    pub(crate) fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr.get().copied()
+    }
+
+    /// Records the address the HTTP health endpoints were bound to.
+    #[allow(dead_code)] // HTTP-SERVER-PENDING
+    pub(crate) fn set_http_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.http_addr.set(addr);
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -633,6 +663,7 @@ impl AgentPool {
             prewarmed: OnceLock::new(),
             failure_budget,
             events,
+            http_addr: OnceLock::new(),
         });
         shared.note_named_tenants();
         Self {
@@ -836,6 +867,15 @@ fn run_result(first: Control) -> Result<(), RunError> {
             limit_bytes,
         }),
         Control::FailureBudget { count } => Err(RunError::ConsecutiveFailures { count }),
+        Control::BlockedWorker {
+            worker,
+            session_key,
+            blocked_ms,
+        } => Err(RunError::BlockedWorker {
+            worker,
+            session_id: crate::session::session_id(session_key),
+            blocked_ms,
+        }),
         Control::Drain | Control::Shutdown => Ok(()),
     }
 }

@@ -39,6 +39,9 @@ pub struct AgentPoolBuilder {
     consecutive_failure_limit: Option<u32>,
     event_stream: Option<(PathBuf, Duration)>,
     event_queue_capacity: usize,
+    blocked_after: Duration,
+    restart_after: Option<Duration>,
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -72,6 +75,9 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("consecutive_failure_limit", &self.consecutive_failure_limit)
             .field("event_stream", &self.event_stream)
             .field("event_queue_capacity", &self.event_queue_capacity)
+            .field("blocked_after", &self.blocked_after)
+            .field("restart_after", &self.restart_after)
+            .field("http_addr", &self.http_addr)
             .finish()
     }
 }
@@ -103,6 +109,9 @@ impl Default for AgentPoolBuilder {
             consecutive_failure_limit: None,
             event_stream: None,
             event_queue_capacity: crate::events::DEFAULT_QUEUE_CAPACITY,
+            blocked_after: Self::DEFAULT_BLOCKED_AFTER,
+            restart_after: None,
+            http_addr: None,
         }
     }
 }
@@ -120,6 +129,9 @@ impl AgentPoolBuilder {
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The cancel grace period when none is set.
     pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
+    /// How long one poll may hold a worker thread before the thread counts as blocked, when
+    /// not set.
+    pub const DEFAULT_BLOCKED_AFTER: Duration = Duration::from_secs(5);
     /// The longest snapshot interval [`Self::event_stream`] takes.
     pub const MAX_EVENT_STREAM_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -149,6 +161,33 @@ impl AgentPoolBuilder {
     /// [`crate::Rejected::WorkerFull`].
     pub fn max_concurrent_sessions(mut self, max: u32) -> Self {
         self.max_concurrent_sessions = max;
+        self
+    }
+
+    /// A worker thread polling one session for this long is **blocked** (default 5 s): the
+    /// health report (`/health`) turns `critical` and names the session. Must be more than
+    /// zero.
+    pub fn blocked_after(mut self, after: Duration) -> Self {
+        self.blocked_after = after;
+        self
+    }
+
+    /// A worker thread blocked in one poll for this long makes the worker give up (default
+    /// off): it logs the stuck session with its stack (`[blocked-worker]`, event
+    /// `worker_blocked`), drains, and `run` returns [`crate::RunError::BlockedWorker`] (exit
+    /// code 69) for its supervisor to restart it. A thread stuck inside a poll cannot be taken
+    /// back from inside the process; restarting the worker is the only cure. Must be more
+    /// than zero.
+    pub fn restart_after(mut self, after: Option<Duration>) -> Self {
+        self.restart_after = after;
+        self
+    }
+
+    /// Serves `GET /health`, `/ready` and `/metrics` over HTTP at this address (default off),
+    /// on a thread of its own, never on a worker thread. Port 0 picks a free port: the bound
+    /// address is logged and shown in snapshots (`worker.http_addr`).
+    pub fn http_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http_addr = Some(addr);
         self
     }
 
@@ -445,6 +484,16 @@ impl AgentPoolBuilder {
                 return Err(ConfigError::Zero { setting });
             }
         }
+        if self.blocked_after.is_zero() {
+            return Err(ConfigError::Zero {
+                setting: "blocked_after",
+            });
+        }
+        if self.restart_after.is_some_and(|after| after.is_zero()) {
+            return Err(ConfigError::Zero {
+                setting: "restart_after",
+            });
+        }
         if self.consecutive_failure_limit == Some(0) {
             return Err(ConfigError::Zero {
                 setting: "consecutive_failure_limit",
@@ -552,6 +601,9 @@ impl AgentPoolBuilder {
             tenant_breaker: self.tenant_breaker,
             event_stream,
             event_queue_capacity: self.event_queue_capacity,
+            blocked_after: self.blocked_after,
+            restart_after: self.restart_after,
+            http_addr: self.http_addr,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;

@@ -9,6 +9,7 @@ use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
 use crate::support::{RunningPool, TestPool as _, complete_last_stall, row_of, wait_for};
 
+mod blocked;
 mod log_file;
 mod panics;
 
