@@ -6,6 +6,7 @@
 //! [`socket_dir`] and [`socket_file_name`].
 
 mod event;
+mod health;
 mod ipc;
 mod reason;
 mod session_id;
@@ -14,6 +15,9 @@ mod snapshot;
 pub use event::{
     EVENT_STREAM_SCHEMA_VERSION, MemoryLimitScope, OverflowScope, StreamEvent, StreamLine,
     StreamRecord,
+};
+pub use health::{
+    HEALTH_VERSION, HealthIssue, HealthIssueCode, HealthReport, HealthResources, HealthStatus,
 };
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use reason::{CancelReason, KillReason, RefusalReason};

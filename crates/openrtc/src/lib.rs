@@ -47,6 +47,7 @@ pub mod alloc;
 mod classify;
 mod error;
 mod events;
+pub mod health;
 mod introspect;
 mod os;
 mod panics;
