@@ -25,9 +25,9 @@ pub use session_id::{ParseSessionIdError, SessionId};
 pub use snapshot::{
     AgentSnapshot, BreakerSnapshot, BreakerState, EndedSessionSnapshot, FrameSnapshot,
     LogRecordSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
-    SessionSnapshotRef, SessionState, SessionTotals, StallClass, StallPart, StallSnapshot,
-    TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot,
-    WorkerThreadSnapshot,
+    SessionSnapshotRef, SessionState, SessionTotals, StallBucket, StallClass, StallPart,
+    StallSnapshot, TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot,
+    WorkerSnapshot, WorkerThreadSnapshot,
 };
 
 use std::path::{Path, PathBuf};

@@ -142,6 +142,25 @@ pub struct WorkerSnapshot {
     /// session since when.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub worker_thread_states: Vec<WorkerThreadSnapshot>,
+    /// Every stall since the worker started, by duration (per bucket, not cumulative).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stall_duration_buckets: Vec<StallBucket>,
+    /// The sum of every stall's duration.
+    pub stall_duration_sum_ns: u64,
+    /// The busy time of every session that has ended (the live ones' is in their rows).
+    pub ended_busy_ns: u64,
+}
+
+/// One bucket of the stall duration histogram.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StallBucket {
+    /// Its upper bound, inclusive; `None` for the last bucket (`+Inf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub le_ms: Option<u64>,
+    /// Stalls in it (not counting those of lower buckets).
+    pub count: u64,
 }
 
 /// What one worker thread of the pool's runtime is doing at the snapshot's instant.

@@ -268,6 +268,16 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTP health endpoints ([`crate::AgentPoolBuilder::http_addr`]) cannot be served
+    /// at their address.
+    #[error("cannot serve the health endpoints at {addr}")]
+    Http {
+        /// The address as given.
+        addr: std::net::SocketAddr,
+        /// What failed (often: the address is in use).
+        #[source]
+        source: std::io::Error,
+    },
     /// The event stream file ([`crate::AgentPoolBuilder::event_stream`]) cannot be opened
     /// for appending.
     #[error("cannot open the event stream file {path:?} for appending")]

@@ -314,6 +314,9 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     worker.totals = totals;
     worker.refusals = counters.refused.counts().collect();
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
+    (worker.stall_duration_buckets, worker.stall_duration_sum_ns) =
+        shared.probe().stall_histogram.read();
+    worker.ended_busy_ns = load(&counters.ended_busy_ns);
     worker.stalls_last_minute_count = shared.stalls_last_minute.load(Ordering::Relaxed);
     worker.stalls_preempted_count = shared.stalls_preempted.load(Ordering::Relaxed);
     (worker.rss_bytes, worker.threads_count) = crate::os::resident_set_and_threads();

@@ -68,7 +68,6 @@ pub(crate) struct PoolConfig {
     /// A poll holding a worker thread this long drains the worker, if set.
     pub(crate) restart_after: Option<Duration>,
     /// Where the HTTP health endpoints are served, if anywhere.
-    #[allow(dead_code)] // HTTP-SERVER-PENDING
     pub(crate) http_addr: Option<std::net::SocketAddr>,
 }
 
@@ -133,6 +132,8 @@ pub(crate) struct Counters {
     pub(crate) panicked: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) killed: AtomicU64,
+    /// Busy time of the sessions that have ended.
+    pub(crate) ended_busy_ns: AtomicU64,
     /// Refusals, by reason.
     pub(crate) refused: RefusalCounters,
 }
@@ -232,7 +233,6 @@ impl PoolShared {
     }
 
     /// Records the address the HTTP health endpoints were bound to.
-    #[allow(dead_code)] // HTTP-SERVER-PENDING
     pub(crate) fn set_http_addr(&self, addr: std::net::SocketAddr) {
         let _ = self.http_addr.set(addr);
     }
@@ -429,6 +429,9 @@ impl PoolShared {
             SessionOutcome::Killed(_) => &self.counters.killed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .ended_busy_ns
+            .fetch_add(cell.busy_totals().busy_ns, Ordering::Relaxed);
         let wire = outcome.to_wire();
         crate::telemetry::current::scope(cell, || log_session_end(cell, &outcome, &wire));
         self.note_verdict(cell, &outcome);
@@ -786,6 +789,9 @@ impl AgentPool {
                 path,
             )?);
         }
+        if let Some(addr) = shared.config.http_addr {
+            helpers.http = Some(crate::http::HttpServer::start(Arc::clone(&shared), addr)?);
+        }
         if shared.config.enable_introspection {
             helpers.watchdog = Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?);
         }
@@ -908,6 +914,8 @@ impl Drop for AgentPool {
 #[derive(Default)]
 struct HelperThreads {
     server: Option<crate::serve::SocketServer>,
+    /// The HTTP health endpoints.
+    http: Option<crate::http::HttpServer>,
     watchdog: Option<crate::watchdog::Watchdog>,
     /// Reloads the tenant config; stopped when dropped.
     reloader: Option<Reloader>,
@@ -919,6 +927,9 @@ impl Drop for HelperThreads {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
+        }
+        if let Some(http) = self.http.take() {
+            http.stop();
         }
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.stop();
