@@ -10,6 +10,7 @@ use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 use crate::support::{RunningPool, TestPool as _, complete_last_stall, row_of, wait_for};
 
 mod blocked;
+mod health_http;
 mod log_file;
 mod panics;
 
