@@ -177,7 +177,8 @@ impl AgentPoolBuilder {
     /// `worker_blocked`), drains, and `run` returns [`crate::RunError::BlockedWorker`] (exit
     /// code 69) for its supervisor to restart it. A thread stuck inside a poll cannot be taken
     /// back from inside the process; restarting the worker is the only cure. Must be more
-    /// than zero.
+    /// than zero. Both this and [`Self::blocked_after`] read the probe's poll slots, so they
+    /// need introspection on (the default).
     pub fn restart_after(mut self, after: Option<Duration>) -> Self {
         self.restart_after = after;
         self
@@ -688,6 +689,18 @@ mod tests {
                     .agent("echo", idle())
                     .consecutive_failure_limit(0),
                 "consecutive_failure_limit",
+            ),
+            (
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .blocked_after(Duration::ZERO),
+                "blocked_after",
+            ),
+            (
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .restart_after(Some(Duration::ZERO)),
+                "restart_after",
             ),
         ] {
             check_refused(
