@@ -6,6 +6,7 @@
 //! [`socket_dir`] and [`socket_file_name`].
 
 mod event;
+mod health;
 mod ipc;
 mod reason;
 mod session_id;
@@ -15,15 +16,18 @@ pub use event::{
     EVENT_STREAM_SCHEMA_VERSION, MemoryLimitScope, OverflowScope, StreamEvent, StreamLine,
     StreamRecord,
 };
+pub use health::{
+    HEALTH_VERSION, HealthIssue, HealthIssueCode, HealthReport, HealthResources, HealthStatus,
+};
 pub use ipc::{ErrorCode, Request, RequestEnvelope, Response, ResponseEnvelope};
 pub use reason::{CancelReason, KillReason, RefusalReason};
 pub use session_id::{ParseSessionIdError, SessionId};
 pub use snapshot::{
     AgentSnapshot, BreakerSnapshot, BreakerState, CallStatsSnapshot, EndedSessionSnapshot,
     FrameSnapshot, LogRecordSnapshot, MemSource, PoolSnapshot, SessionOutcome, SessionSnapshot,
-    SessionSnapshotRef, SessionState, SessionTotals, StallClass, StallPart, StallSnapshot,
-    TaskCountsSnapshot, TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot,
-    WorkerSnapshot,
+    SessionSnapshotRef, SessionState, SessionTotals, StallBucket, StallClass, StallPart,
+    StallSnapshot, TaskCountsSnapshot, TenantConfigSnapshot, TenantSnapshot, ThreadTimeSnapshot,
+    VictimSnapshot, WorkerSnapshot, WorkerThreadSnapshot,
 };
 
 use std::path::{Path, PathBuf};

@@ -131,6 +131,28 @@ pub struct WorkerSnapshot {
     pub event_stream: Option<String>,
     /// Events the stream dropped because its writer could not keep up.
     pub event_stream_dropped_count: u64,
+    /// The process's limit on open file descriptors (`RLIMIT_NOFILE`, soft), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_fds_limit_count: Option<u64>,
+    /// A worker thread polling one session this long is blocked (`blocked_after`).
+    pub blocked_after_ms: u64,
+    /// A worker thread blocked this long drains the worker (`restart_after`), if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_after_ms: Option<u64>,
+    /// The address the HTTP health endpoints are served on, once bound (`http_addr`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
+    /// Each worker thread that has polled a session, in worker order: idle, or polling a
+    /// session since when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub worker_thread_states: Vec<WorkerThreadSnapshot>,
+    /// Every stall since the worker started, by duration (per bucket, not cumulative).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stall_duration_buckets: Vec<StallBucket>,
+    /// The sum of every stall's duration.
+    pub stall_duration_sum_ns: u64,
+    /// The busy time of every session that has ended (the live ones' is in their rows).
+    pub ended_busy_ns: u64,
     /// Child tasks (`Session::spawn`) of every session, live and ended.
     pub tasks: TaskCountsSnapshot,
 }
@@ -192,6 +214,44 @@ pub struct CallStatsSnapshot {
     pub p99_us: u64,
     /// Longest duration, in microseconds.
     pub max_us: u64,
+}
+
+/// One bucket of the stall duration histogram.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StallBucket {
+    /// Its upper bound, inclusive; `None` for the last bucket (`+Inf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub le_ms: Option<u64>,
+    /// Stalls in it (not counting those of lower buckets).
+    pub count: u64,
+}
+
+/// What one worker thread of the pool's runtime is doing at the snapshot's instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct WorkerThreadSnapshot {
+    /// The thread's 0-based worker index (in the order threads first polled a session).
+    pub worker: u32,
+    /// Its kernel thread id.
+    pub tid: i32,
+    /// The session it is polling now; `None` while it is idle (parked, or running the
+    /// runtime's own work).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+    /// That session's tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// That session's agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// How long the current poll has run; `None` while idle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polling_for_ms: Option<u64>,
+    /// Whether the current poll has run past `blocked_after`.
+    pub blocked: bool,
 }
 
 /// Where a snapshot's per-session memory figures come from.

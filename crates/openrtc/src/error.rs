@@ -268,6 +268,16 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTP health endpoints ([`crate::AgentPoolBuilder::http_addr`]) cannot be served
+    /// at their address.
+    #[error("cannot serve the health endpoints at {addr}")]
+    Http {
+        /// The address as given.
+        addr: std::net::SocketAddr,
+        /// What failed (often: the address is in use).
+        #[source]
+        source: std::io::Error,
+    },
     /// The event stream file ([`crate::AgentPoolBuilder::event_stream`]) cannot be opened
     /// for appending.
     #[error("cannot open the event stream file {path:?} for appending")]
@@ -315,18 +325,35 @@ pub enum RunError {
         /// The failures in a row when the limit was reached (the limit).
         count: u32,
     },
+    /// A worker thread stayed inside one session's poll past
+    /// [`crate::AgentPoolBuilder::restart_after`]: the worker logged the session and its
+    /// stack, drained and stopped, so that its supervisor restarts it (a thread stuck in a
+    /// poll cannot be taken back from inside the process). Exit code 69 (`EX_UNAVAILABLE`).
+    #[error(
+        "worker thread {worker} was blocked for {blocked_ms} ms inside session {session_id}: the worker drained so its supervisor restarts it"
+    )]
+    BlockedWorker {
+        /// The worker thread's 0-based index.
+        worker: u32,
+        /// The session whose poll blocked it.
+        session_id: crate::SessionId,
+        /// How long the poll had held the thread when the worker gave up.
+        blocked_ms: u64,
+    },
 }
 
 impl RunError {
     /// The exit code a worker binary should end with, so a supervisor can tell why it stopped
     /// and restart it: 75 (`EX_TEMPFAIL`) after the memory limit, a temporary condition; 70
-    /// (`EX_SOFTWARE`) after the consecutive failure limit, the agents' software failing; 1
-    /// otherwise (setup errors and a failed prewarm).
+    /// (`EX_SOFTWARE`) after the consecutive failure limit, the agents' software failing; 69
+    /// (`EX_UNAVAILABLE`) after a worker thread was blocked past `restart_after`; 1 otherwise
+    /// (setup errors and a failed prewarm).
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::MemoryLimit { .. } => 75,
             Self::ConsecutiveFailures { .. } => 70,
+            Self::BlockedWorker { .. } => 69,
             _ => 1,
         }
     }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use openrtc_proto::{
     AgentSnapshot, EndedSessionSnapshot, MemSource, PoolSnapshot, SessionSnapshotRef, SessionState,
     SessionTotals, StallSnapshot, TenantConfigSnapshot, TenantSnapshot, WorkerSnapshot,
+    WorkerThreadSnapshot,
 };
 
 use crate::pool::PoolShared;
@@ -317,6 +318,9 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     worker.totals = totals;
     worker.refusals = counters.refused.counts().collect();
     worker.stalls_total_count = shared.probe().stalls_total.load(Ordering::Relaxed);
+    (worker.stall_duration_buckets, worker.stall_duration_sum_ns) =
+        shared.probe().stall_histogram.read();
+    worker.ended_busy_ns = load(&counters.ended_busy_ns);
     worker.stalls_last_minute_count = shared.stalls_last_minute.load(Ordering::Relaxed);
     worker.stalls_preempted_count = shared.stalls_preempted.load(Ordering::Relaxed);
     (worker.rss_bytes, worker.threads_count) = crate::os::resident_set_and_threads();
@@ -342,7 +346,41 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         .map(|stream| stream.path.display().to_string());
     worker.event_stream_dropped_count = shared.events.dropped_count();
     worker.tasks = shared.tasks.snapshot();
+    worker.open_fds_limit_count = crate::os::open_fd_limit();
+    worker.blocked_after_ms = duration_ms(config.blocked_after);
+    worker.restart_after_ms = config.restart_after.map(duration_ms);
+    worker.http_addr = shared.http_addr().map(|addr| addr.to_string());
+    worker.worker_thread_states = worker_thread_states(shared);
     worker
+}
+
+/// Each claimed worker thread's state, read from its poll slot: idle, or polling a session
+/// since when (and whether that is past `blocked_after`).
+fn worker_thread_states(shared: &PoolShared) -> Vec<WorkerThreadSnapshot> {
+    let probe = shared.probe();
+    let now_raw = probe.clock.raw();
+    let blocked_after_ms = duration_ms(shared.config.blocked_after);
+    probe
+        .claimed_slots()
+        .iter()
+        .map(|slot| {
+            let mut state = WorkerThreadSnapshot::default();
+            state.worker = slot.worker();
+            state.tid = slot.tid();
+            if let Some(poll) = slot.read() {
+                let polling_for_ms =
+                    probe.clock.nanos_between(poll.started_raw, now_raw) / NS_PER_MS;
+                state.session_id = Some(crate::session::session_id(poll.session_key));
+                if let Some(cell) = shared.session(poll.session_key) {
+                    state.tenant = Some(cell.tenant().to_owned());
+                    state.agent = Some(cell.agent().to_owned());
+                }
+                state.polling_for_ms = Some(polling_for_ms);
+                state.blocked = polling_for_ms >= blocked_after_ms;
+            }
+            state
+        })
+        .collect()
 }
 
 /// Where session memory figures come from in one snapshot.

@@ -132,6 +132,19 @@ pub(crate) fn open_fd_count() -> u32 {
     })
 }
 
+/// The process's soft limit on open file descriptors (`RLIMIT_NOFILE`); `None` if it cannot
+/// be read or is unlimited.
+pub(crate) fn open_fd_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through the pointer, which is valid and ours for
+    // the call's duration.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (read == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 /// Whether a process with this pid exists (used to find sockets left by dead workers).
 pub(crate) fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

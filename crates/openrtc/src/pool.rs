@@ -65,6 +65,12 @@ pub(crate) struct PoolConfig {
     pub(crate) event_stream: Option<crate::events::StreamFile>,
     /// How many events the stream's queue holds before it drops them.
     pub(crate) event_queue_capacity: usize,
+    /// A poll holding a worker thread this long makes the thread blocked (health: critical).
+    pub(crate) blocked_after: Duration,
+    /// A poll holding a worker thread this long drains the worker, if set.
+    pub(crate) restart_after: Option<Duration>,
+    /// Where the HTTP health endpoints are served, if anywhere.
+    pub(crate) http_addr: Option<std::net::SocketAddr>,
 }
 
 pub(crate) struct RegisteredAgent {
@@ -105,8 +111,18 @@ enum Lifecycle {
 pub(crate) enum Control {
     Drain,
     Shutdown,
-    MemoryLimit { rss_bytes: u64, limit_bytes: u64 },
-    FailureBudget { count: u32 },
+    MemoryLimit {
+        rss_bytes: u64,
+        limit_bytes: u64,
+    },
+    FailureBudget {
+        count: u32,
+    },
+    BlockedWorker {
+        worker: u32,
+        session_key: u64,
+        blocked_ms: u64,
+    },
 }
 
 /// Lifetime counters of the worker.
@@ -118,6 +134,8 @@ pub(crate) struct Counters {
     pub(crate) panicked: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) killed: AtomicU64,
+    /// Busy time of the sessions that have ended.
+    pub(crate) ended_busy_ns: AtomicU64,
     /// Refusals, by reason.
     pub(crate) refused: RefusalCounters,
 }
@@ -180,6 +198,8 @@ pub(crate) struct PoolShared {
     pub(crate) calls: crate::calls::CallTable,
     /// Child tasks of every session.
     pub(crate) tasks: crate::session::TaskCounters,
+    /// The address the HTTP health endpoints were bound to, once they are.
+    http_addr: OnceLock<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -211,6 +231,16 @@ impl PoolShared {
 
     pub(crate) fn active_sessions(&self) -> u32 {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// The address the HTTP health endpoints are bound to, once they are.
+    pub(crate) fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr.get().copied()
+    }
+
+    /// Records the address the HTTP health endpoints were bound to.
+    pub(crate) fn set_http_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.http_addr.set(addr);
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -405,6 +435,9 @@ impl PoolShared {
             SessionOutcome::Killed(_) => &self.counters.killed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .ended_busy_ns
+            .fetch_add(cell.busy_totals().busy_ns, Ordering::Relaxed);
         let wire = outcome.to_wire();
         crate::telemetry::current::scope(cell, || log_session_end(cell, &outcome, &wire));
         self.note_verdict(cell, &outcome);
@@ -641,6 +674,7 @@ impl AgentPool {
             events,
             calls: crate::calls::CallTable::default(),
             tasks: crate::session::TaskCounters::default(),
+            http_addr: OnceLock::new(),
         });
         shared.note_named_tenants();
         Self {
@@ -777,6 +811,9 @@ impl AgentPool {
                 path,
             )?);
         }
+        if let Some(addr) = shared.config.http_addr {
+            helpers.http = Some(crate::http::HttpServer::start(Arc::clone(&shared), addr)?);
+        }
         if shared.config.enable_introspection {
             helpers.watchdog = Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?);
         }
@@ -858,6 +895,15 @@ fn run_result(first: Control) -> Result<(), RunError> {
             limit_bytes,
         }),
         Control::FailureBudget { count } => Err(RunError::ConsecutiveFailures { count }),
+        Control::BlockedWorker {
+            worker,
+            session_key,
+            blocked_ms,
+        } => Err(RunError::BlockedWorker {
+            worker,
+            session_id: crate::session::session_id(session_key),
+            blocked_ms,
+        }),
         Control::Drain | Control::Shutdown => Ok(()),
     }
 }
@@ -890,6 +936,8 @@ impl Drop for AgentPool {
 #[derive(Default)]
 struct HelperThreads {
     server: Option<crate::serve::SocketServer>,
+    /// The HTTP health endpoints.
+    http: Option<crate::http::HttpServer>,
     watchdog: Option<crate::watchdog::Watchdog>,
     /// Reloads the tenant config; stopped when dropped.
     reloader: Option<Reloader>,
@@ -901,6 +949,9 @@ impl Drop for HelperThreads {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
+        }
+        if let Some(http) = self.http.take() {
+            http.stop();
         }
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.stop();

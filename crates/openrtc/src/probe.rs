@@ -343,6 +343,8 @@ pub(crate) struct Probe {
     claimed_slots: AtomicUsize,
     pub(crate) stalls: ArrayQueue<StallEvent>,
     pub(crate) stalls_total: AtomicU64,
+    /// Every stall's duration, for `/metrics`.
+    pub(crate) stall_histogram: crate::stall_histogram::StallHistogram,
     pub(crate) stall_events_dropped: AtomicU64,
     /// Polls delayed by stalls, for the watchdog to attach to their stalls.
     pub(crate) delays: ArrayQueue<DelayEvent>,
@@ -378,6 +380,7 @@ impl Probe {
             claimed_slots: AtomicUsize::new(0),
             stalls: ArrayQueue::new(STALL_QUEUE_CAPACITY),
             stalls_total: AtomicU64::new(0),
+            stall_histogram: crate::stall_histogram::StallHistogram::default(),
             stall_events_dropped: AtomicU64::new(0),
             delays: ArrayQueue::new(STALL_QUEUE_CAPACITY),
             delay_events_dropped: AtomicU64::new(0),
@@ -485,6 +488,7 @@ impl Probe {
         let ended_ns = self.clock.since_epoch_ns(end_raw);
         cell.record_stall_counters(ended_ns);
         self.stalls_total.fetch_add(1, Ordering::Relaxed);
+        self.stall_histogram.observe(duration_ns);
         let event = StallEvent {
             cell: Arc::clone(cell),
             worker,

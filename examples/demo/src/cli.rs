@@ -75,9 +75,23 @@ pub(crate) struct Args {
     /// JSONL file. Default: off.
     #[arg(long, value_name = "PATH")]
     pub(crate) event_stream: Option<PathBuf>,
+    /// Serve `GET /health`, `/ready` and `/metrics` over HTTP at this address (port 0: any
+    /// free port; the bound address is logged). An empty value or `off` serves none.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:14159")]
+    pub(crate) http_addr: String,
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+}
+
+/// `--http-addr`: an address, or none for an empty value or `off`.
+fn http_addr(value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    if value.is_empty() || value == "off" {
+        return Ok(None);
+    }
+    value.parse().map(Some).with_context(|| {
+        format!("invalid --http-addr {value:?}: use IP:PORT (127.0.0.1:14159), '' or off")
+    })
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -134,6 +148,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.event_stream {
         builder = builder.event_stream(path, Duration::from_secs(1));
+    }
+    if let Some(addr) = http_addr(&args.http_addr)? {
+        builder = builder.http_addr(addr);
     }
     let pool = builder.build().context("invalid demo configuration")?;
     if let Some(socket) = pool.socket_path() {

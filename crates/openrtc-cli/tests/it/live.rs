@@ -49,6 +49,7 @@ impl DemoWorker {
         let mut command = Command::new(demo_binary());
         command
             .args(["--worker-name", name, "--only", agent, "--threads", "2"])
+            .args(["--http-addr", "off"])
             // In the test's directory: the demo's default log file is relative to its own.
             .arg("--log-file")
             .arg(runtime_dir.join(format!("{name}.jsonl")))

@@ -40,6 +40,9 @@ pub struct AgentPoolBuilder {
     consecutive_failure_limit: Option<u32>,
     event_stream: Option<(PathBuf, Duration)>,
     event_queue_capacity: usize,
+    blocked_after: Duration,
+    restart_after: Option<Duration>,
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -74,6 +77,9 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("consecutive_failure_limit", &self.consecutive_failure_limit)
             .field("event_stream", &self.event_stream)
             .field("event_queue_capacity", &self.event_queue_capacity)
+            .field("blocked_after", &self.blocked_after)
+            .field("restart_after", &self.restart_after)
+            .field("http_addr", &self.http_addr)
             .finish()
     }
 }
@@ -106,6 +112,9 @@ impl Default for AgentPoolBuilder {
             consecutive_failure_limit: None,
             event_stream: None,
             event_queue_capacity: crate::events::DEFAULT_QUEUE_CAPACITY,
+            blocked_after: Self::DEFAULT_BLOCKED_AFTER,
+            restart_after: None,
+            http_addr: None,
         }
     }
 }
@@ -125,6 +134,9 @@ impl AgentPoolBuilder {
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The cancel grace period when none is set.
     pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
+    /// How long one poll may hold a worker thread before the thread counts as blocked, when
+    /// not set.
+    pub const DEFAULT_BLOCKED_AFTER: Duration = Duration::from_secs(5);
     /// The longest snapshot interval [`Self::event_stream`] takes.
     pub const MAX_EVENT_STREAM_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -154,6 +166,34 @@ impl AgentPoolBuilder {
     /// [`crate::Rejected::WorkerFull`].
     pub fn max_concurrent_sessions(mut self, max: u32) -> Self {
         self.max_concurrent_sessions = max;
+        self
+    }
+
+    /// A worker thread polling one session for this long is **blocked** (default 5 s): the
+    /// health report (`/health`) turns `critical` and names the session. Must be more than
+    /// zero.
+    pub fn blocked_after(mut self, after: Duration) -> Self {
+        self.blocked_after = after;
+        self
+    }
+
+    /// A worker thread blocked in one poll for this long makes the worker give up (default
+    /// off): it logs the stuck session with its stack (`[blocked-worker]`, event
+    /// `worker_blocked`), drains, and `run` returns [`crate::RunError::BlockedWorker`] (exit
+    /// code 69) for its supervisor to restart it. A thread stuck inside a poll cannot be taken
+    /// back from inside the process; restarting the worker is the only cure. Must be more
+    /// than zero. Both this and [`Self::blocked_after`] read the probe's poll slots, so they
+    /// need introspection on (the default).
+    pub fn restart_after(mut self, after: Option<Duration>) -> Self {
+        self.restart_after = after;
+        self
+    }
+
+    /// Serves `GET /health`, `/ready` and `/metrics` over HTTP at this address (default off),
+    /// on a thread of its own, never on a worker thread. Port 0 picks a free port: the bound
+    /// address is logged and shown in snapshots (`worker.http_addr`).
+    pub fn http_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http_addr = Some(addr);
         self
     }
 
@@ -457,6 +497,16 @@ impl AgentPoolBuilder {
                 return Err(ConfigError::Zero { setting });
             }
         }
+        if self.blocked_after.is_zero() {
+            return Err(ConfigError::Zero {
+                setting: "blocked_after",
+            });
+        }
+        if self.restart_after.is_some_and(|after| after.is_zero()) {
+            return Err(ConfigError::Zero {
+                setting: "restart_after",
+            });
+        }
         if self.consecutive_failure_limit == Some(0) {
             return Err(ConfigError::Zero {
                 setting: "consecutive_failure_limit",
@@ -565,6 +615,9 @@ impl AgentPoolBuilder {
             tenant_breaker: self.tenant_breaker,
             event_stream,
             event_queue_capacity: self.event_queue_capacity,
+            blocked_after: self.blocked_after,
+            restart_after: self.restart_after,
+            http_addr: self.http_addr,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;
@@ -649,6 +702,18 @@ mod tests {
                     .agent("echo", idle())
                     .consecutive_failure_limit(0),
                 "consecutive_failure_limit",
+            ),
+            (
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .blocked_after(Duration::ZERO),
+                "blocked_after",
+            ),
+            (
+                AgentPool::builder()
+                    .agent("echo", idle())
+                    .restart_after(Some(Duration::ZERO)),
+                "restart_after",
             ),
         ] {
             check_refused(

@@ -28,6 +28,8 @@ pub(crate) enum DrainCause {
     MemoryLimit,
     /// Sessions failed in a row up to the consecutive failure limit.
     FailureBudget,
+    /// A worker thread was blocked in one poll past `restart_after`.
+    BlockedWorker,
 }
 
 impl DrainCause {
@@ -39,6 +41,7 @@ impl DrainCause {
             Self::Shutdown => "shutdown",
             Self::MemoryLimit => "memory_limit",
             Self::FailureBudget => "failure_budget",
+            Self::BlockedWorker => "blocked_worker",
         }
     }
 }
@@ -262,6 +265,7 @@ pub(super) async fn next_input(
                 Control::Shutdown => DrainCause::Shutdown,
                 Control::MemoryLimit { .. } => DrainCause::MemoryLimit,
                 Control::FailureBudget { .. } => DrainCause::FailureBudget,
+                Control::BlockedWorker { .. } => DrainCause::BlockedWorker,
             };
             (received, cause)
         }

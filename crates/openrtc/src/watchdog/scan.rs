@@ -151,6 +151,11 @@ pub(super) struct SlotScanner {
     runtime: Option<tokio::runtime::Handle>,
     /// Diagnoses left in this CPU window.
     diagnoses_left: u32,
+    /// How long a poll runs before the worker gives up on its thread (`restart_after`), in
+    /// clock ticks.
+    restart_ticks: Option<u64>,
+    /// Whether the worker has given up on a blocked thread (it does so once).
+    gave_up: bool,
 }
 
 impl SlotScanner {
@@ -165,6 +170,11 @@ impl SlotScanner {
             handoff_ticks,
             runtime: None,
             diagnoses_left: DIAGNOSES_PER_WINDOW,
+            restart_ticks: shared
+                .config
+                .restart_after
+                .map(|after| shared.probe().clock.nanos_to_ticks(duration_ns(after))),
+            gave_up: false,
         }
     }
 
@@ -188,6 +198,14 @@ impl SlotScanner {
             }
             if running_ticks >= self.handoff_ticks {
                 watch.note_thread_time(slot, poll.seq, probe.clock.raw());
+            }
+            if !self.gave_up
+                && self
+                    .restart_ticks
+                    .is_some_and(|restart_ticks| running_ticks >= restart_ticks)
+            {
+                self.gave_up = true;
+                give_up_on_blocked_thread(shared, slot, watch, poll, running_ticks);
             }
             if watch.marked.is_some() || running_ticks < probe.threshold_ticks {
                 continue;
@@ -264,6 +282,61 @@ impl SlotScanner {
             slot.unmark_if(|_| true);
         }
     }
+}
+
+/// Logs the session whose poll has held `slot`'s thread past `restart_after`, with the stack
+/// the watchdog captured while it stalled (if it did), and drains the worker: a thread stuck
+/// inside a poll cannot be taken back, so its supervisor must restart the worker.
+fn give_up_on_blocked_thread(
+    shared: &PoolShared,
+    slot: &crate::probe::PollSlot,
+    watch: &SlotWatch,
+    poll: crate::probe::PollInProgress,
+    running_ticks: u64,
+) {
+    let blocked_ms = shared.probe().clock.ticks_to_nanos(running_ticks) / crate::units::NS_PER_MS;
+    let session_id = crate::session::session_id(poll.session_key);
+    let cell = shared.session(poll.session_key);
+    let stack = watch
+        .diagnosed
+        .as_ref()
+        .filter(|diagnosed| diagnosed.seq == poll.seq)
+        .and_then(|diagnosed| diagnosed.stack.as_ref())
+        .and_then(|stack| stack.as_ref().ok())
+        .map(|raw| {
+            crate::stack::symbols::symbolize(raw)
+                .frames
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" <- ")
+        });
+    let stack = stack.unwrap_or_else(|| "(no stack was captured)".to_owned());
+    let (agent, tenant) = cell
+        .as_ref()
+        .map_or(("?", "?"), |cell| (cell.agent(), cell.tenant()));
+    tracing::error!(
+        target: "openrtc::watchdog",
+        event = "worker_blocked",
+        worker = shared.config.worker_name.as_str(),
+        worker_thread = slot.worker(),
+        tid = slot.tid(),
+        session_id = %session_id,
+        agent,
+        tenant,
+        blocked_ms,
+        stack = stack.as_str(),
+        "[blocked-worker] worker thread {} (tid {}) has been inside a poll of session {session_id} \
+         (agent {agent}, tenant {tenant}) for {blocked_ms} ms, past restart_after: draining, then \
+         exiting for the supervisor to restart the worker; stack: {stack}",
+        slot.worker(),
+        slot.tid(),
+    );
+    shared.begin_drain(crate::pool::Control::BlockedWorker {
+        worker: slot.worker(),
+        session_key: poll.session_key,
+        blocked_ms,
+    });
 }
 
 /// Wakes a parked worker thread, if one is parked, by giving it a no-op task: when it parks

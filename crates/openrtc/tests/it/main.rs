@@ -9,6 +9,7 @@ mod drain_log;
 mod events;
 mod failure_budget;
 mod handles;
+mod http;
 mod lifecycle;
 mod memory;
 mod prewarm;

@@ -9,7 +9,9 @@ use openrtc::{AgentPool, JobRequest, Session, agent_fn};
 
 use crate::support::{RunningPool, TestPool as _, complete_last_stall, row_of, wait_for};
 
+mod blocked;
 mod calls;
+mod health_http;
 mod log_file;
 mod panics;
 

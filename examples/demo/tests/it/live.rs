@@ -29,6 +29,7 @@ impl Demo {
         let stderr_path = dir.join("demo.stderr");
         let child = Command::new(env!("CARGO_BIN_EXE_openrtc-demo"))
             .args(["--threads", "2", "--seed", "3", "--drain-timeout-secs", "0"])
+            .args(["--http-addr", "off"])
             .arg("--socket")
             .arg(dir.join("demo.sock"))
             .args(args)
@@ -196,7 +197,7 @@ fn log_of_a_redirected_demo(no_color: Option<&str>) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_openrtc-demo"));
     command
         .args(["--threads", "2", "--only", "blocker", "--callers", "1"])
-        .args(["--drain-timeout-secs", "0"])
+        .args(["--drain-timeout-secs", "0", "--http-addr", "off"])
         .arg("--socket")
         .arg(&socket)
         .current_dir(dir.path())

@@ -151,6 +151,8 @@ impl Worker {
         // The seed's first sessions include every agent the runbooks look for.
         let child = Command::new(demo)
             .args(["--threads", "2", "--seed", "2"])
+            // Any free port: the runbooks find it in the snapshot (`worker.http_addr`).
+            .args(["--http-addr", "127.0.0.1:0"])
             .args(extra_args)
             .current_dir(dir.path())
             .env("XDG_RUNTIME_DIR", &runtime)
