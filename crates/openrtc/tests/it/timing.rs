@@ -1094,11 +1094,17 @@ fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
     let row = pool.row(id).expect("live");
     let threshold_ns = pool.snapshot().worker.slow_threshold_ms * 1_000_000;
     assert!(stall.duration_ns >= threshold_ns, "{stall:?}");
-    assert_eq!(row.stall_count, 1, "it still counts as a stall");
+    assert!(row.stall_count >= 1, "it still counts as a stall");
     assert_eq!(stall.class, Some(StallClass::Preempted), "{stall:#?}");
     assert!(stall.is_host_caused());
-    assert_eq!(row.preempted_stall_count, 1);
-    assert_eq!(pool.snapshot().worker.stalls_preempted_count, 1);
+    // On a busy machine another poll of this session (its waiting ticks) may also be held
+    // off the CPU past the threshold: every stall it has is then the host's too, and none is
+    // blamed on it.
+    assert_eq!(row.preempted_stall_count, row.stall_count, "{row:#?}");
+    assert_eq!(
+        pool.snapshot().worker.stalls_preempted_count,
+        row.preempted_stall_count
+    );
     let time = stall.thread_time.expect("the stall was watched");
     assert!(
         time.watched_ns > 0 && time.watched_ns <= stall.duration_ns,
