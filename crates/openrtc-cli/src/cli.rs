@@ -58,6 +58,69 @@ pub enum Command {
     /// or text, print them readably (or as they are, with --json), and follow the file as it
     /// grows and rotates with --follow.
     Logs(LogsArgs),
+    /// Ask a worker's HTTP health endpoint (`GET /health`) how it is: a summary, or the
+    /// report as JSON; once, or whenever it changes with --continuous.
+    Health(HealthArgs),
+}
+
+/// The exit statuses of `openrtc health`, shown at the end of its `--help`.
+pub const HEALTH_EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  ok (and when --continuous is stopped by SIGINT or SIGTERM)
+  1  degraded or critical; an answer slower than 2s counts as degraded (slow_response)
+  2  usage error, the endpoint is unreachable, or its answer is not a health report (not
+     JSON, not a HealthReport, or an HTTP status other than 200 and 503)
+
+--continuous prints one line the first time and one whenever the status changes (ok,
+degraded, critical, unreachable, bad_answer), polling every --interval, and keeps going
+through worker restarts. With --json each changed report is printed as one line of JSON.";
+
+/// The options of `openrtc health`.
+#[derive(Debug, Args)]
+#[command(after_help = HEALTH_EXIT_STATUS_HELP)]
+pub struct HealthArgs {
+    /// The health endpoint: a base (`http://host:port`, or `host:port`) or the full URL
+    /// (`http://host:port/health`); plain http:// only. Without it, the address the running
+    /// worker's snapshot names (`worker.http_addr`), else http://127.0.0.1:14159/health.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Keep polling every --interval and print a line whenever the status changes, until
+    /// SIGINT or SIGTERM (exit status 0).
+    #[arg(long)]
+    pub continuous: bool,
+
+    /// How often --continuous polls (100ms, 30s, 5m).
+    #[arg(
+        long,
+        default_value = "30s",
+        value_parser = crate::health::url::parse_duration,
+        value_name = "DURATION",
+        requires = "continuous"
+    )]
+    pub interval: std::time::Duration,
+
+    /// Print the report as received, one line of JSON (NDJSON with --continuous), instead of
+    /// a summary.
+    #[arg(long)]
+    pub json: bool,
+
+    /// How long connecting, and then the whole answer, may take.
+    #[arg(
+        long,
+        default_value = "2s",
+        value_parser = crate::health::url::parse_duration,
+        value_name = "DURATION"
+    )]
+    pub timeout: std::time::Duration,
+
+    /// Without --url: ask only the worker listening on this socket for its health address.
+    #[arg(long, value_name = "PATH", conflicts_with = "url")]
+    pub socket: Option<PathBuf>,
+
+    /// Without --url: ask only the worker with this name for its health address.
+    #[arg(long, value_name = "NAME", conflicts_with = "url")]
+    pub worker: Option<String>,
 }
 
 /// The options of `openrtc logs`.
@@ -310,6 +373,32 @@ mod tests {
     }
 
     #[test]
+    fn health_defaults_to_a_two_second_timeout_and_thirty_second_interval() {
+        let cli = Cli::try_parse_from(["openrtc", "health"]).expect("valid arguments");
+        let Command::Health(args) = cli.command else {
+            panic!("health parses as health");
+        };
+        assert_eq!(args.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(args.interval, std::time::Duration::from_secs(30));
+        assert!(args.url.is_none() && !args.continuous && !args.json);
+        let cli = Cli::try_parse_from([
+            "openrtc",
+            "health",
+            "--url",
+            "127.0.0.1:9",
+            "--continuous",
+            "--interval",
+            "100ms",
+        ])
+        .expect("valid arguments");
+        let Command::Health(args) = cli.command else {
+            panic!("health parses as health");
+        };
+        assert_eq!(args.interval, std::time::Duration::from_millis(100));
+        assert_eq!(args.url.as_deref(), Some("127.0.0.1:9"));
+    }
+
+    #[test]
     fn logs_takes_files_and_filters() {
         let cli = Cli::try_parse_from([
             "openrtc",
@@ -340,7 +429,10 @@ mod tests {
         );
         assert!(args.follow && !args.json);
         for refused in [
-            &["openrtc", "logs", "--since", "soon"][..],
+            &["openrtc", "health", "--interval", "1s"][..],
+            &["openrtc", "health", "--timeout", "0s"],
+            &["openrtc", "health", "--url", "h:1", "--worker", "demo"],
+            &["openrtc", "logs", "--since", "soon"],
             &["openrtc", "logs", "--level", "loud"],
             &["openrtc", "logs", "f.jsonl", "--socket", "/s.sock"],
             &["openrtc", "logs", "f.jsonl", "--worker", "demo"],

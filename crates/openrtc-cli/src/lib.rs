@@ -11,10 +11,15 @@
 //!   running worker for its log file. Exit status 0 with a match, 1 without, 2 when the input
 //!   cannot be read.
 //!
+//! - `openrtc health` ([`health`]): a worker's HTTP health report (`GET /health`), summarised
+//!   or as JSON, once or whenever it changes (`--continuous`). Exit status 0 ok, 1 degraded
+//!   or critical, 2 unreachable or not a health report.
+//!
 //! This crate talks to workers only through `openrtc-proto`; it never links the runtime.
 
 pub mod cli;
 pub mod discover;
+pub mod health;
 pub mod logs;
 pub mod top;
 
@@ -30,6 +35,8 @@ pub enum Exit {
     Failure,
     /// `openrtc logs` read its input and no record matched (exit status 1).
     NoMatch,
+    /// `openrtc health` got a report saying `degraded` or `critical` (exit status 1).
+    Unhealthy,
 }
 
 impl Exit {
@@ -38,7 +45,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Self::Success => 0,
-            Self::NoWorker | Self::NoMatch => 1,
+            Self::NoWorker | Self::NoMatch | Self::Unhealthy => 1,
             Self::Failure => 2,
         }
     }
@@ -55,5 +62,6 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         cli::Command::Top(args) => top::run(args),
         cli::Command::Logs(args) => logs::run(args),
+        cli::Command::Health(args) => health::run(args),
     }
 }
