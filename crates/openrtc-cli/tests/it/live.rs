@@ -20,7 +20,7 @@ use crate::binary::{run, stderr, stdout};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `openrtc-demo` process; killed if the test ends without stopping it.
-struct DemoWorker {
+pub(crate) struct DemoWorker {
     child: Child,
     stderr_path: PathBuf,
 }
@@ -37,7 +37,8 @@ fn demo_binary() -> PathBuf {
 }
 
 impl DemoWorker {
-    /// Starts a demo worker keeping `callers` sessions of `agent` live for ten minutes each.
+    /// Starts a demo worker keeping `callers` sessions of `agent` live for ten minutes each,
+    /// without HTTP endpoints.
     fn start(
         runtime_dir: &Path,
         name: &str,
@@ -45,11 +46,24 @@ impl DemoWorker {
         callers: u32,
         socket: Option<&Path>,
     ) -> Self {
+        Self::start_with_http(runtime_dir, name, agent, callers, socket, "off")
+    }
+
+    /// As [`Self::start`], serving the HTTP health endpoints on `http_addr` (`127.0.0.1:0`
+    /// for any free port, `off` for none).
+    pub(crate) fn start_with_http(
+        runtime_dir: &Path,
+        name: &str,
+        agent: &str,
+        callers: u32,
+        socket: Option<&Path>,
+        http_addr: &str,
+    ) -> Self {
         let stderr_path = runtime_dir.join(format!("{name}.stderr"));
         let mut command = Command::new(demo_binary());
         command
             .args(["--worker-name", name, "--only", agent, "--threads", "2"])
-            .args(["--http-addr", "off"])
+            .args(["--http-addr", http_addr])
             // In the test's directory: the demo's default log file is relative to its own.
             .arg("--log-file")
             .arg(runtime_dir.join(format!("{name}.jsonl")))
@@ -123,7 +137,7 @@ fn mode_of(path: &Path) -> u32 {
 
 /// Polls `top --once --format json` until `accept` likes every worker's snapshot.
 #[track_caller]
-fn wait_for_snapshots(
+pub(crate) fn wait_for_snapshots(
     runtime_dir: &Path,
     extra: &[&str],
     what: &str,

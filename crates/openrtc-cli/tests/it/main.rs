@@ -1,10 +1,12 @@
 //! Integration tests of the `openrtc` CLI, in one test binary: rendered text fixtures (insta
 //! snapshots), the live view's screens and keys, the built binary run against stand-in worker
-//! sockets, the real worker under a real terminal (`live`), and `openrtc logs` on generated
-//! log files (`logs`).
+//! sockets, the real worker under a real terminal (`live`), `openrtc logs` on generated log
+//! files (`logs`), and `openrtc health` against the demo worker's HTTP endpoint and stand-in
+//! HTTP servers (`health`).
 
 mod binary;
 mod fixtures;
+mod health;
 mod live;
 mod logs;
 mod render;
