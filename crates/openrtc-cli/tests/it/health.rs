@@ -27,6 +27,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct StandInHttp {
     addr: SocketAddr,
     answer: Arc<Mutex<String>>,
+    delay: Arc<Mutex<Duration>>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
@@ -37,9 +38,11 @@ impl StandInHttp {
         let listener = TcpListener::bind(addr).expect("bind the stand-in HTTP server");
         let addr = listener.local_addr().expect("local address");
         let answer = Arc::new(Mutex::new(answer));
+        let delay = Arc::new(Mutex::new(Duration::ZERO));
         let stop = Arc::new(AtomicBool::new(false));
         let handle = {
             let answer = Arc::clone(&answer);
+            let delay = Arc::clone(&delay);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -56,6 +59,9 @@ impl StandInHttp {
                             _ => break,
                         }
                     }
+                    // A slow endpoint is the behaviour under test, not synchronisation.
+                    let delay = *delay.lock().expect("delay lock");
+                    std::thread::sleep(delay);
                     let text = answer.lock().expect("answer lock").clone();
                     let _ = stream.write_all(text.as_bytes());
                 }
@@ -64,6 +70,7 @@ impl StandInHttp {
         Self {
             addr,
             answer,
+            delay,
             stop,
             handle: Some(handle),
         }
@@ -75,6 +82,11 @@ impl StandInHttp {
 
     fn set(&self, answer: String) {
         *self.answer.lock().expect("answer lock") = answer;
+    }
+
+    /// Makes every later answer wait `delay` first.
+    fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().expect("delay lock") = delay;
     }
 
     /// Stops listening: the port is closed when this returns.
@@ -226,6 +238,36 @@ fn a_critical_answer_exits_1_and_names_the_issue() {
     let output = run(dir.path(), &["health", "--url", &url]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert!(stdout(&output).starts_with("status: ok"));
+}
+
+#[test]
+fn a_slow_ok_answer_is_degraded_with_slow_response() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = StandInHttp::start("127.0.0.1:0", answer_of(HealthStatus::Ok));
+    server.set_delay(Duration::from_millis(2300));
+    let output = run(
+        dir.path(),
+        &["health", "--url", &server.url(), "--timeout", "20s"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let shown = stdout(&output);
+    assert!(shown.starts_with("status: degraded"), "{shown}");
+    assert!(
+        shown.contains("slow_response  the health endpoint took"),
+        "{shown}"
+    );
+
+    // --timeout shorter than the answer: unreachable, exit 2.
+    let output = run(
+        dir.path(),
+        &["health", "--url", &server.url(), "--timeout", "200ms"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        stdout(&output).contains("no complete answer"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]
