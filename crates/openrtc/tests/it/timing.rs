@@ -1035,8 +1035,24 @@ fn own_cpu_ns() -> u64 {
 /// A session that computes only 8 ms, on a worker thread sharing its CPU with nine busy
 /// loops, takes about ten times as long: a stall, but the host's, not the session's. It is
 /// counted as a stall and classed `preempted`, with how little the thread ran.
+///
+/// The watchdog can judge a stall only if it watched it while it ran; on a busy machine the
+/// watchdog thread itself may be kept off a CPU for the whole stall (no thread-time reading).
+/// The scenario then runs again, up to three times; a stall that was watched must be judged
+/// right every time.
 #[test]
 fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
+    for attempt in 1..=3 {
+        if preempted_scenario() {
+            return;
+        }
+        eprintln!("attempt {attempt}: the watchdog did not watch the stall; running it again");
+    }
+    panic!("the watchdog watched none of three stalls");
+}
+
+/// One run of the preempted scenario: `false` if the watchdog never watched the stall.
+fn preempted_scenario() -> bool {
     const CPU: u32 = 0;
     const WORK_NS: u64 = 8_000_000;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1091,6 +1107,9 @@ fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
     let stall = wait_for("the stall to be recorded and explained", || {
         complete_last_stall(&pool.snapshot(), id)
     });
+    if stall.thread_time.is_none() {
+        return false;
+    }
     let row = pool.row(id).expect("live");
     let threshold_ns = pool.snapshot().worker.slow_threshold_ms * 1_000_000;
     assert!(stall.duration_ns >= threshold_ns, "{stall:?}");
@@ -1116,4 +1135,5 @@ fn a_short_computation_kept_off_the_cpu_by_the_host_is_classed_preempted() {
     assert!(time.on_cpu_ns < threshold_ns / 2, "{time:?}");
     assert!(time.on_cpu_pct() < 50.0, "{time:?}");
     assert!(time.run_queue_ns > time.on_cpu_ns, "{time:?}");
+    true
 }
