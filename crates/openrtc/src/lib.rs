@@ -155,7 +155,7 @@ pub mod __bench {
         /// A session of `pool`, whose tracked calls count in its tables.
         #[must_use]
         pub fn new(pool: &AgentPool) -> Self {
-            Self(pool.bench_cell())
+            Self(pool.unregistered_cell(u64::MAX, "bench"))
         }
 
         /// `future` as a tracked call under `label`, as `Session::track` wraps it.

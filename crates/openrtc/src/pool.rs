@@ -702,27 +702,14 @@ impl AgentPool {
         &self.shared
     }
 
-    /// A session cell of this pool that runs nothing, for unit tests of what reads cells.
-    #[cfg(test)]
-    pub(crate) fn test_cell(&self, key: u64) -> Arc<SessionCell> {
+    /// A session cell of this pool registered nowhere and running nothing, named `name` for
+    /// its agent and tenant: for unit tests and benchmarks of what reads or runs in cells.
+    #[cfg(any(test, feature = "bench"))]
+    pub(crate) fn unregistered_cell(&self, key: u64, name: &str) -> Arc<SessionCell> {
         Arc::new(SessionCell::new(
             key,
-            "agent".into(),
-            "tenant".into(),
-            serde_json::Value::Null,
-            None,
-            None,
-            Arc::clone(&self.shared),
-        ))
-    }
-
-    /// A session cell registered nowhere, for benchmarks of what runs inside a session.
-    #[cfg(feature = "bench")]
-    pub(crate) fn bench_cell(&self) -> Arc<SessionCell> {
-        Arc::new(SessionCell::new(
-            u64::MAX,
-            "bench".into(),
-            "bench".into(),
+            name.into(),
+            name.into(),
             serde_json::Value::Null,
             None,
             None,

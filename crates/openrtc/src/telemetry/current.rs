@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn scopes_nest_and_restore_on_return_and_on_unwind() {
         let pool = test_pool();
-        let (outer, inner) = (pool.test_cell(3), pool.test_cell(4));
+        let (outer, inner) = (
+            pool.unregistered_cell(3, "t"),
+            pool.unregistered_cell(4, "t"),
+        );
         let key = || with_current(|cell| cell.map(SessionCell::key));
         scope(&outer, || {
             assert_eq!(key(), Some(3));
@@ -88,7 +91,7 @@ mod tests {
 
     #[test]
     fn another_thread_sees_no_session() {
-        let cell = test_pool().test_cell(9);
+        let cell = test_pool().unregistered_cell(9, "t");
         scope(&cell, || {
             let elsewhere = std::thread::spawn(|| with_current(|cell| cell.is_none()))
                 .join()

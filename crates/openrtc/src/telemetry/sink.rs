@@ -236,18 +236,11 @@ impl Writer {
             }
             Err(error) => {
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.broken {
-                    self.broken = true;
-                    tracing::error!(
-                        target: WRITER_TARGET,
-                        event = "log_file_error",
-                        path = %self.path.display(),
-                        %error,
-                        "[log-file] cannot write {}: {error}; records are dropped until it \
-                         can be written again",
-                        self.path.display()
-                    );
-                }
+                self.report_error(
+                    "write",
+                    &error,
+                    "records are dropped until it can be written again",
+                );
             }
         }
     }
@@ -307,20 +300,24 @@ impl Writer {
                 self.identity = identity(&file);
                 self.file = BufWriter::with_capacity(64 * 1024, file);
             }
-            Err(error) => {
-                if !self.broken {
-                    self.broken = true;
-                    tracing::error!(
-                        target: WRITER_TARGET,
-                        event = "log_file_error",
-                        path = %self.path.display(),
-                        %error,
-                        "[log-file] cannot reopen {}: {error}; still writing to the old file",
-                        self.path.display()
-                    );
-                }
-            }
+            Err(error) => self.report_error("reopen", &error, "still writing to the old file"),
         }
+    }
+
+    /// Logs a failure to `doing` the file, once until a write succeeds again.
+    fn report_error(&mut self, doing: &str, error: &io::Error, meanwhile: &str) {
+        if self.broken {
+            return;
+        }
+        self.broken = true;
+        tracing::error!(
+            target: WRITER_TARGET,
+            event = "log_file_error",
+            path = %self.path.display(),
+            %error,
+            "[log-file] cannot {doing} {}: {error}; {meanwhile}",
+            self.path.display()
+        );
     }
 }
 
