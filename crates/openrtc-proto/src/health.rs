@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{SessionId, SessionState, WorkerThreadSnapshot};
+use crate::{CallStatsSnapshot, SessionId, SessionState, TaskCountsSnapshot, WorkerThreadSnapshot};
 
 /// The version of the [`HealthReport`] layout; bumped on any incompatible change.
 pub const HEALTH_VERSION: u32 = 1;
@@ -67,6 +67,15 @@ pub enum HealthIssueCode {
     BreakerOpen,
     /// Open file descriptors are over 80 % of the limit (degraded).
     FdsHigh,
+    /// Child tasks failed (panicked) over a share of those that ended within the last minute
+    /// (degraded).
+    ChildTaskFailures,
+    /// Tracked calls of one label blocked a worker thread within the last minute (degraded):
+    /// a synchronous call made on a worker thread.
+    BlockingCalls,
+    /// The hypervisor stole CPU time from this host over the last CPU window (degraded): the
+    /// host's trouble, not a session's.
+    HostSteal,
 }
 
 /// One finding of a health evaluation.
@@ -135,6 +144,11 @@ pub struct HealthReport {
     pub workers: Vec<WorkerThreadSnapshot>,
     /// Live sessions, by state.
     pub sessions: BTreeMap<SessionState, u64>,
+    /// Child tasks (`Session::spawn`) of every session, live and ended.
+    pub tasks: TaskCountsSnapshot,
+    /// Tracked calls (`Session::track`) of every session, live and ended, by label.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub calls: BTreeMap<String, CallStatsSnapshot>,
     /// The process's resources.
     pub resources: HealthResources,
     /// Seconds since the worker's runtime started.

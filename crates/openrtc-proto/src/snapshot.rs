@@ -155,6 +155,19 @@ pub struct WorkerSnapshot {
     pub ended_busy_ns: u64,
     /// Child tasks (`Session::spawn`) of every session, live and ended.
     pub tasks: TaskCountsSnapshot,
+    /// Child tasks that ended (completed, failed or cancelled) over the last minute.
+    pub tasks_ended_last_minute_count: u64,
+    /// Of those, the ones that failed (panicked).
+    pub tasks_failed_last_minute_count: u64,
+    /// Tracked calls that blocked a worker thread over the last minute, by label (only labels
+    /// with at least one).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub calls_blocking_last_minute: BTreeMap<String, u64>,
+    /// CPU time the hypervisor gave to other guests while this host's CPUs wanted to run
+    /// (`steal` in `/proc/stat`), over the last CPU window, in % of all the host's CPU time;
+    /// `None` where the kernel does not report it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_steal_pct: Option<f64>,
 }
 
 /// Child tasks (from `Session::spawn`), by how they ended.

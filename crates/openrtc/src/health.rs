@@ -4,10 +4,13 @@
 //! Rules, worst first:
 //! - `critical`: a worker thread polling one session for at least `blocked_after` (the issue
 //!   names the session and its tenant); RSS at or over the worker's memory limit.
-//! - `degraded`: stalls within the last minute, named by session for the live ones and
-//!   reported as the host's when classed `preempted` (the thread was runnable but the host did
-//!   not run it); a tenant's breaker open (named); RSS at or over the warning level; open file
-//!   descriptors over 80 % of the limit.
+//! - `degraded`: stalls within the last minute, named by session for the live ones (with the
+//!   sessions they made late) and reported as the host's when classed `preempted` (the thread
+//!   was runnable but the host did not run it); CPU steal over 10 % (the host's too); a
+//!   tenant's breaker open (named); RSS at or over the warning level; open file descriptors
+//!   over 80 % of the limit; child tasks failing (panicking) over 5 % of those that ended in
+//!   the last minute; tracked calls that blocked a worker thread in the last minute, per label,
+//!   with the live sessions that made them.
 //!
 //! `status` is the worst severity among the issues, `ok` with none.
 
@@ -30,17 +33,24 @@ pub struct HealthThresholds {
     pub stall_window_ms: u64,
     /// Open file descriptors over this share of the limit make the worker degraded.
     pub fd_warn_ratio: f64,
+    /// Child tasks failing at least this share of those that ended in the last minute make the
+    /// worker degraded.
+    pub task_failure_ratio: f64,
+    /// CPU steal at least this high (% of the host's CPU time) makes the worker degraded.
+    pub steal_warn_pct: f64,
 }
 
 impl HealthThresholds {
     /// The thresholds a worker applies to its own snapshot: its `blocked_after`, a minute of
-    /// stalls, 80 % of the fd limit.
+    /// stalls, 80 % of the fd limit, 5 % of child tasks failing, 10 % CPU steal.
     #[must_use]
     pub fn for_snapshot(snapshot: &PoolSnapshot) -> Self {
         Self {
             blocked_after_ms: snapshot.worker.blocked_after_ms,
             stall_window_ms: 60_000,
             fd_warn_ratio: 0.8,
+            task_failure_ratio: 0.05,
+            steal_warn_pct: 10.0,
         }
     }
 }
@@ -53,6 +63,9 @@ pub fn evaluate(snapshot: &PoolSnapshot, thresholds: &HealthThresholds) -> Healt
     blocked_threads(snapshot, thresholds, &mut issues);
     memory(snapshot, &mut issues);
     stalls(snapshot, thresholds, &mut issues);
+    host_steal(snapshot, thresholds, &mut issues);
+    child_task_failures(snapshot, thresholds, &mut issues);
+    blocking_calls(snapshot, &mut issues);
     for (tenant, figures) in &snapshot.tenants {
         if figures.breaker.state == BreakerState::Open {
             let retry = figures
@@ -101,6 +114,8 @@ pub fn evaluate(snapshot: &PoolSnapshot, thresholds: &HealthThresholds) -> Healt
     for row in &snapshot.sessions {
         *report.sessions.entry(row.state).or_default() += 1;
     }
+    report.tasks = worker.tasks;
+    report.calls.clone_from(&snapshot.calls);
     let mut resources = HealthResources::default();
     resources.rss_bytes = worker.rss_bytes;
     resources.cpu_percent = worker.process_cpu_pct;
@@ -171,11 +186,12 @@ fn stalls(snapshot: &PoolSnapshot, thresholds: &HealthThresholds, issues: &mut V
         .taken_at_unix_ms
         .saturating_sub(thresholds.stall_window_ms);
     let mut host_count = 0_u64;
-    // Per live session: (stalls, longest in ns, id, tenant).
-    let mut stalled: Vec<(u64, u64, SessionId, &str)> = Vec::new();
+    // Per live session: (stalls, longest in ns, id, tenant, sessions delayed).
+    let mut stalled: Vec<(u64, u64, SessionId, &str, u64)> = Vec::new();
     for row in &snapshot.sessions {
         let mut count = 0_u64;
         let mut longest_ns = 0_u64;
+        let mut delayed = 0_u64;
         for stall in row
             .recent_stalls
             .iter()
@@ -186,10 +202,11 @@ fn stalls(snapshot: &PoolSnapshot, thresholds: &HealthThresholds, issues: &mut V
             } else {
                 count += 1;
                 longest_ns = longest_ns.max(stall.duration_ns);
+                delayed += stall.victim_count;
             }
         }
         if count > 0 {
-            stalled.push((count, longest_ns, row.id, &row.tenant));
+            stalled.push((count, longest_ns, row.id, &row.tenant, delayed));
         }
     }
     let window_s = thresholds.stall_window_ms / 1000;
@@ -213,12 +230,17 @@ fn stalls(snapshot: &PoolSnapshot, thresholds: &HealthThresholds, issues: &mut V
         .skip(NAMED_STALLED_SESSIONS)
         .map(|(count, ..)| count)
         .sum();
-    for (count, longest_ns, id, tenant) in stalled.iter().take(NAMED_STALLED_SESSIONS) {
+    for (count, longest_ns, id, tenant, delayed) in stalled.iter().take(NAMED_STALLED_SESSIONS) {
+        let late = if *delayed > 0 {
+            format!("; other sessions were made late {delayed} time(s)")
+        } else {
+            String::new()
+        };
         let mut issue = HealthIssue::new(
             HealthIssueCode::SessionStalls,
             HealthStatus::Degraded,
             format!(
-                "session {id} (tenant {tenant}) blocked a worker thread {count} time(s) in the last {window_s} s, longest {} ms",
+                "session {id} (tenant {tenant}) blocked a worker thread {count} time(s) in the last {window_s} s, longest {} ms{late}",
                 longest_ns / 1_000_000
             ),
         );
@@ -242,6 +264,115 @@ fn stalls(snapshot: &PoolSnapshot, thresholds: &HealthThresholds, issues: &mut V
             ),
         ));
     }
+}
+
+/// CPU steal over the threshold: the host's trouble.
+fn host_steal(
+    snapshot: &PoolSnapshot,
+    thresholds: &HealthThresholds,
+    issues: &mut Vec<HealthIssue>,
+) {
+    let Some(steal_pct) = snapshot
+        .worker
+        .host_steal_pct
+        .filter(|pct| *pct >= thresholds.steal_warn_pct)
+    else {
+        return;
+    };
+    issues.push(HealthIssue::new(
+        HealthIssueCode::HostSteal,
+        HealthStatus::Degraded,
+        format!(
+            "host: the hypervisor stole {steal_pct:.1} % of this host's CPU time over the last second (at or over {:.0} %): every session runs late, through no fault of its own",
+            thresholds.steal_warn_pct
+        ),
+    ));
+}
+
+/// Child tasks failing (panicking) over the threshold share of those that ended in the last
+/// minute; names the live sessions with the most failed child tasks.
+fn child_task_failures(
+    snapshot: &PoolSnapshot,
+    thresholds: &HealthThresholds,
+    issues: &mut Vec<HealthIssue>,
+) {
+    let worker = &snapshot.worker;
+    let (failed, ended) = (
+        worker.tasks_failed_last_minute_count,
+        worker.tasks_ended_last_minute_count,
+    );
+    if failed == 0 || (failed as f64) < ended as f64 * thresholds.task_failure_ratio {
+        return;
+    }
+    let mut sessions: Vec<(u64, SessionId, &str)> = snapshot
+        .sessions
+        .iter()
+        .filter(|row| row.tasks.failed_count > 0)
+        .map(|row| (row.tasks.failed_count, row.id, row.tenant.as_str()))
+        .collect();
+    sessions.sort_by_key(|session| std::cmp::Reverse(session.0));
+    let mut issue = HealthIssue::new(
+        HealthIssueCode::ChildTaskFailures,
+        HealthStatus::Degraded,
+        format!(
+            "{failed} of {ended} child task(s) that ended in the last minute failed (panicked), at or over {:.0} %{}",
+            thresholds.task_failure_ratio * 100.0,
+            named_sessions(&sessions, "failed child task(s)")
+        ),
+    );
+    if let Some((_, id, tenant)) = sessions.first() {
+        issue.session_id = Some(*id);
+        issue.tenant = Some((*tenant).to_owned());
+    }
+    issues.push(issue);
+}
+
+/// Tracked calls that blocked a worker thread in the last minute, one issue per label; names
+/// the live sessions with the most blocking calls of it.
+fn blocking_calls(snapshot: &PoolSnapshot, issues: &mut Vec<HealthIssue>) {
+    for (label, count) in &snapshot.worker.calls_blocking_last_minute {
+        let mut sessions: Vec<(u64, SessionId, &str)> = snapshot
+            .sessions
+            .iter()
+            .filter_map(|row| {
+                let blocking = row.calls.get(label)?.blocking_count;
+                (blocking > 0).then_some((blocking, row.id, row.tenant.as_str()))
+            })
+            .collect();
+        sessions.sort_by_key(|session| std::cmp::Reverse(session.0));
+        let mut issue = HealthIssue::new(
+            HealthIssueCode::BlockingCalls,
+            HealthStatus::Degraded,
+            format!(
+                "{count} tracked call(s) labelled {label} blocked a worker thread in the last minute: synchronous work on a worker thread (move it to track_blocking or spawn_blocking){}",
+                named_sessions(&sessions, "blocking call(s)")
+            ),
+        );
+        if let Some((_, id, tenant)) = sessions.first() {
+            issue.session_id = Some(*id);
+            issue.tenant = Some((*tenant).to_owned());
+        }
+        issues.push(issue);
+    }
+}
+
+/// "; live sessions: s-1 (tenant acme, 3 what), …" for the first three, or nothing.
+fn named_sessions(sessions: &[(u64, SessionId, &str)], what: &str) -> String {
+    if sessions.is_empty() {
+        return String::new();
+    }
+    let named: Vec<String> = sessions
+        .iter()
+        .take(3)
+        .map(|(count, id, tenant)| format!("{id} (tenant {tenant}, {count} {what})"))
+        .collect();
+    let more = sessions.len().saturating_sub(3);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("; live sessions: {}{more}", named.join(", "))
 }
 
 #[cfg(test)]

@@ -3,13 +3,15 @@
 //! `GET /metrics` (Prometheus text). Served by axum on a thread of its own with a
 //! current-thread Tokio runtime, never on a worker thread: every answer is built from a
 //! snapshot, which needs no worker thread, so the endpoints answer while every worker thread
-//! is blocked.
+//! is blocked. A `/health` verdict answers for [`HEALTH_REUSE`]: a burst of probes (a fleet's
+//! load balancers asking at once) costs one snapshot, not one each.
 
 mod metrics;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -19,6 +21,19 @@ use tokio::sync::oneshot;
 
 use crate::error::RunError;
 use crate::pool::PoolShared;
+
+/// How long one `/health` verdict is served again before a new one is taken: far under any
+/// probe's interval, and each answer says when its snapshot was taken (`taken_at_unix_ms`).
+const HEALTH_REUSE: Duration = Duration::from_millis(100);
+
+/// What the handlers share: the pool, and the latest `/health` answer.
+struct Endpoints {
+    shared: Arc<PoolShared>,
+    /// The latest verdict: when it was made, its status code and JSON body. Only the HTTP
+    /// thread touches it, one handler at a time (a current-thread runtime), so the lock is
+    /// never contended.
+    health: Mutex<Option<(Instant, StatusCode, axum::body::Bytes)>>,
+}
 
 /// The running HTTP server: its thread, and the means to stop it.
 pub(crate) struct HttpServer {
@@ -86,7 +101,10 @@ fn serve(shared: Arc<PoolShared>, listener: std::net::TcpListener, stopped: ones
             .route("/health", get(health))
             .route("/ready", get(ready))
             .route("/metrics", get(metrics))
-            .with_state(shared);
+            .with_state(Arc::new(Endpoints {
+                shared,
+                health: Mutex::new(None),
+            }));
         let shutdown = async move {
             let _ = stopped.await;
         };
@@ -99,10 +117,31 @@ fn serve(shared: Arc<PoolShared>, listener: std::net::TcpListener, stopped: ones
     });
 }
 
-/// `GET /health`: the verdict on a snapshot taken now; 200 for ok and degraded, 503 for
-/// critical.
-async fn health(State(shared): State<Arc<PoolShared>>) -> Response {
-    let snapshot = crate::introspect::snapshot(&shared);
+/// `GET /health`: the verdict on a snapshot taken now (or within [`HEALTH_REUSE`]); 200 for
+/// ok and degraded, 503 for critical.
+async fn health(State(endpoints): State<Arc<Endpoints>>) -> Response {
+    let mut latest = endpoints
+        .health
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let fresh = latest
+        .as_ref()
+        .filter(|(at, ..)| at.elapsed() < HEALTH_REUSE);
+    let (status, body) = match fresh {
+        Some((_, status, body)) => (*status, body.clone()),
+        None => {
+            let (status, body) = verdict(&endpoints.shared);
+            *latest = Some((Instant::now(), status, body.clone()));
+            (status, body)
+        }
+    };
+    drop(latest);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The verdict on a snapshot taken now: its status code and JSON body.
+fn verdict(shared: &PoolShared) -> (StatusCode, axum::body::Bytes) {
+    let snapshot = crate::introspect::snapshot(shared);
     let report = crate::health::evaluate(
         &snapshot,
         &crate::health::HealthThresholds::for_snapshot(&snapshot),
@@ -111,11 +150,18 @@ async fn health(State(shared): State<Arc<PoolShared>>) -> Response {
         openrtc_proto::HealthStatus::Critical => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
     };
-    (status, axum::Json(report)).into_response()
+    match serde_json::to_vec(&report) {
+        Ok(body) => (status, body.into()),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the health report: {error}\n").into(),
+        ),
+    }
 }
 
 /// `GET /ready`: 200 while the worker accepts sessions, else 503 saying why.
-async fn ready(State(shared): State<Arc<PoolShared>>) -> Response {
+async fn ready(State(endpoints): State<Arc<Endpoints>>) -> Response {
+    let shared = &endpoints.shared;
     let verdict = readiness(
         shared.runtime_started_ns() != 0,
         shared.is_draining(),
@@ -146,8 +192,8 @@ fn readiness(running: bool, draining: bool, active: u32, max: u32) -> Result<(),
 }
 
 /// `GET /metrics`: Prometheus text exposition of a snapshot taken now.
-async fn metrics(State(shared): State<Arc<PoolShared>>) -> Response {
-    let snapshot = crate::introspect::snapshot(&shared);
+async fn metrics(State(endpoints): State<Arc<Endpoints>>) -> Response {
+    let snapshot = crate::introspect::snapshot(&endpoints.shared);
     (
         [(
             header::CONTENT_TYPE,

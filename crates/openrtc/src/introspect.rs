@@ -346,6 +346,20 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
         .map(|stream| stream.path.display().to_string());
     worker.event_stream_dropped_count = shared.events.dropped_count();
     worker.tasks = shared.tasks.snapshot();
+    let recent = &shared.recent;
+    worker.tasks_ended_last_minute_count = recent.tasks_ended.load(Ordering::Relaxed);
+    worker.tasks_failed_last_minute_count = recent.tasks_failed.load(Ordering::Relaxed);
+    for (slot, count) in recent.calls_blocking.iter().enumerate() {
+        let count = count.load(Ordering::Relaxed);
+        if let Some(label) = shared.calls.label_of_slot(slot).filter(|_| count > 0) {
+            // An application label named `other` shares its row with the overflow.
+            *worker
+                .calls_blocking_last_minute
+                .entry(label.to_owned())
+                .or_default() += count;
+        }
+    }
+    worker.host_steal_pct = recent.host_steal_pct();
     worker.open_fds_limit_count = crate::os::open_fd_limit();
     worker.blocked_after_ms = duration_ms(config.blocked_after);
     worker.restart_after_ms = config.restart_after.map(duration_ms);

@@ -150,6 +150,29 @@ pub(crate) fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The host's CPU time in clock ticks, all CPUs together: `(total, steal)` from the `cpu`
+/// line of `/proc/stat` (pure). `None` for a text without one, or without the steal column
+/// (kernels before 2.6.11).
+pub(crate) fn host_cpu_ticks(proc_stat: &str) -> Option<(u64, u64)> {
+    let line = proc_stat.lines().find(|line| line.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is
+    // already counted in user and nice, so the total stops at steal.
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let steal = *ticks.get(7)?;
+    Some((ticks.iter().sum(), steal))
+}
+
+/// [`host_cpu_ticks`] of this host now; `None` if `/proc/stat` is unreadable.
+pub(crate) fn read_host_cpu_ticks() -> Option<(u64, u64)> {
+    host_cpu_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +206,15 @@ mod tests {
             &std::fs::metadata("/proc/self").expect("/proc is mounted"),
         );
         assert_eq!(current_uid(), proc_owner);
+    }
+
+    #[test]
+    fn host_cpu_ticks_sum_the_columns_up_to_steal() {
+        let stat = "cpu  100 5 50 800 10 1 2 30 40 0\ncpu0 50 2 25 400 5 0 1 15 20 0\n";
+        assert_eq!(host_cpu_ticks(stat), Some((998, 30)));
+        assert_eq!(host_cpu_ticks("cpu  100 5 50 800 10 1 2\n"), None);
+        assert_eq!(host_cpu_ticks("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(host_cpu_ticks("cpu  1 x 3 4 5 6 7 8\n"), None);
+        assert!(read_host_cpu_ticks().is_some_and(|(total, steal)| total > 0 && steal <= total));
     }
 }

@@ -198,6 +198,9 @@ pub(crate) struct PoolShared {
     pub(crate) calls: crate::calls::CallTable,
     /// Child tasks of every session.
     pub(crate) tasks: crate::session::TaskCounters,
+    /// Child task ends, blocking calls and CPU steal over the last minute or window (by the
+    /// watchdog).
+    pub(crate) recent: crate::watchdog::RecentFigures,
     /// The address the HTTP health endpoints were bound to, once they are.
     http_addr: OnceLock<std::net::SocketAddr>,
 }
@@ -674,6 +677,7 @@ impl AgentPool {
             events,
             calls: crate::calls::CallTable::default(),
             tasks: crate::session::TaskCounters::default(),
+            recent: crate::watchdog::RecentFigures::default(),
             http_addr: OnceLock::new(),
         });
         shared.note_named_tenants();

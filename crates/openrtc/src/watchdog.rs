@@ -42,7 +42,7 @@ use report::{Report, ReportSender};
 use scan::SlotScanner;
 use victims::Victims;
 
-pub(crate) use housekeeping::CPU_WINDOW;
+pub(crate) use housekeeping::{CPU_WINDOW, RecentFigures};
 
 /// How often the watchdog reads the poll slots: a stall is seen at most this late.
 pub(crate) const SCAN_INTERVAL: Duration = Duration::from_millis(4);

@@ -79,6 +79,14 @@ pub(crate) struct Args {
     /// free port; the bound address is logged). An empty value or `off` serves none.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:14159")]
     pub(crate) http_addr: String,
+    /// How long each blocking call of the `blocker` agent holds its worker thread, in ms
+    /// (over 5000, past `blocked_after`, the worker reports the thread blocked: critical).
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub(crate) block_ms: u64,
+    /// The stall threshold, in ms: a poll at least this long is a stall (default: the
+    /// runtime's).
+    #[arg(long, value_name = "MS")]
+    pub(crate) slow_ms: Option<u64>,
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -109,7 +117,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut builder = AgentPool::builder()
         .agent("echo", agents::Echo)
         .agent("hot", agents::Hot)
-        .agent("blocker", agents::Blocker)
+        .agent(
+            "blocker",
+            agents::Blocker {
+                block: Duration::from_millis(args.block_ms),
+            },
+        )
         .agent("crashy", agents::Crashy)
         .agent("leaky", agents::Leaky)
         .agent(
@@ -125,6 +138,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .max_concurrent_sessions(args.max_sessions)
         .drain_timeout(Duration::from_secs(args.drain_timeout_secs))
         .cancel_grace(Duration::from_secs(2));
+    if let Some(slow_ms) = args.slow_ms {
+        builder = builder.slow_session_threshold(Duration::from_millis(slow_ms));
+    }
     if let Some(threads) = args.threads {
         builder = builder.worker_threads(threads);
     }

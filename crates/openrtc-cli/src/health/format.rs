@@ -1,5 +1,6 @@
-//! The readable text of `openrtc health`: the summary of one report ([`summary`]) and the one
-//! line per change of `--continuous` ([`change_line`]). Pure: colour is decided by the caller.
+//! The readable text of `openrtc health`: the summary of one report ([`summary`]: status,
+//! issues, busiest sessions, resources, child tasks and tracked calls) and the one line per
+//! change of `--continuous` ([`change_line`]). Pure: colour is decided by the caller.
 
 use std::fmt::Write as _;
 
@@ -10,6 +11,9 @@ use crate::top::format::clean_text;
 
 /// How many busy worker threads the summary lists at most.
 const MAX_BUSY_LISTED: usize = 5;
+
+/// How many tracked call labels the summary lists at most.
+const MAX_CALLS_LISTED: usize = 8;
 
 /// A state's name, in colour when `color` (green ok, yellow degraded, red otherwise).
 #[must_use]
@@ -134,7 +138,65 @@ pub fn summary(observation: &Observation, url: &str, color: bool) -> String {
         resources.cpu_percent,
         resources.threads
     );
+    let tasks = &report.tasks;
+    if !tasks.is_empty() {
+        let _ = writeln!(
+            text,
+            "child tasks: {} spawned, {} running, {} completed, {} failed, {} cancelled",
+            tasks.spawned_count,
+            tasks.running_count,
+            tasks.completed_count,
+            tasks.failed_count,
+            tasks.cancelled_count
+        );
+    }
+    calls(&mut text, report);
     text
+}
+
+/// The tracked calls, worst first (blocking, then failed, then most made), at most
+/// [`MAX_CALLS_LISTED`] labels.
+fn calls(text: &mut String, report: &openrtc_proto::HealthReport) {
+    let mut labels: Vec<_> = report.calls.iter().collect();
+    labels.sort_by_key(|(_, stats)| {
+        std::cmp::Reverse((stats.blocking_count, stats.failed_count, stats.count))
+    });
+    if !labels.is_empty() {
+        let _ = writeln!(text, "tracked calls:");
+    }
+    for (label, stats) in labels.iter().take(MAX_CALLS_LISTED) {
+        let _ = writeln!(
+            text,
+            "  {}: {} calls, {} failed, {} slow, {} blocking; p50 {} p99 {} max {}",
+            clean_text(label, 64),
+            stats.count,
+            stats.failed_count,
+            stats.slow_count,
+            stats.blocking_count,
+            duration_us(stats.p50_us),
+            duration_us(stats.p99_us),
+            duration_us(stats.max_us)
+        );
+    }
+    if labels.len() > MAX_CALLS_LISTED {
+        let _ = writeln!(
+            text,
+            "  and {} more label(s)",
+            labels.len() - MAX_CALLS_LISTED
+        );
+    }
+}
+
+/// `850 µs`, `12 ms`, `2.5 s`.
+#[expect(clippy::cast_precision_loss, reason = "a figure for people")]
+fn duration_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us} µs")
+    } else if us < 10_000_000 {
+        format!("{} ms", us / 1_000)
+    } else {
+        format!("{:.1} s", us as f64 / 1e6)
+    }
 }
 
 /// The one line `--continuous` prints when the state changes (without newline): the time
@@ -211,7 +273,8 @@ pub fn uptime(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use openrtc_proto::{
-        HEALTH_VERSION, HealthIssue, HealthReport, SessionId, SessionState, WorkerThreadSnapshot,
+        CallStatsSnapshot, HEALTH_VERSION, HealthIssue, HealthReport, SessionId, SessionState,
+        WorkerThreadSnapshot,
     };
 
     use super::super::judge::ClientIssue;
@@ -247,6 +310,20 @@ mod tests {
         report.resources.open_fds = 20;
         report.resources.fd_limit = Some(1024);
         report.resources.threads = 9;
+        report.tasks.spawned_count = 5;
+        report.tasks.running_count = 2;
+        report.tasks.completed_count = 1;
+        report.tasks.failed_count = 1;
+        report.tasks.cancelled_count = 1;
+        for (label, count, blocking, p50_us) in [("llm", 40, 0, 850), ("db.query", 3, 2, 81_000)] {
+            let mut stats = CallStatsSnapshot::default();
+            stats.count = count;
+            stats.blocking_count = blocking;
+            stats.p50_us = p50_us;
+            stats.p99_us = p50_us * 2;
+            stats.max_us = 12_500_000;
+            report.calls.insert(label.to_owned(), stats);
+        }
         Verdict {
             report,
             raw: String::new(),
@@ -273,7 +350,11 @@ mod tests {
              worker_blocked critical session s-7 tenant acme: worker thread 1 has polled s-7 for 6000 ms\n\
              busiest sessions:\n  \
              s-7 tenant acme agent stall: polled for 6000 ms on worker thread 1, blocked\n\
-             resources: rss 64.0 MiB, cpu 12.5%, fds 20/1024, threads 9; sessions: active 3\n"
+             resources: rss 64.0 MiB, cpu 12.5%, fds 20/1024, threads 9; sessions: active 3\n\
+             child tasks: 5 spawned, 2 running, 1 completed, 1 failed, 1 cancelled\n\
+             tracked calls:\n  \
+             db.query: 3 calls, 0 failed, 0 slow, 2 blocking; p50 81 ms p99 162 ms max 12.5 s\n  \
+             llm: 40 calls, 0 failed, 0 slow, 0 blocking; p50 850 µs p99 1 ms max 12.5 s\n"
         );
     }
 

@@ -4,6 +4,7 @@
 //! The demo binary is built by the same `cargo` invocation (the workspace's test command
 //! builds every binary) and sits next to the `openrtc` binary.
 
+mod blocked;
 mod tui;
 
 use std::fs::File;
@@ -59,6 +60,19 @@ impl DemoWorker {
         socket: Option<&Path>,
         http_addr: &str,
     ) -> Self {
+        Self::start_with_args(runtime_dir, name, agent, callers, socket, http_addr, &[])
+    }
+
+    /// As [`Self::start_with_http`], with more of the demo's arguments.
+    pub(crate) fn start_with_args(
+        runtime_dir: &Path,
+        name: &str,
+        agent: &str,
+        callers: u32,
+        socket: Option<&Path>,
+        http_addr: &str,
+        more: &[&str],
+    ) -> Self {
         let stderr_path = runtime_dir.join(format!("{name}.stderr"));
         let mut command = Command::new(demo_binary());
         command
@@ -87,6 +101,7 @@ impl DemoWorker {
         if let Some(socket) = socket {
             command.arg("--socket").arg(socket);
         }
+        command.args(more);
         let child = command.spawn().expect("start openrtc-demo");
         Self { child, stderr_path }
     }

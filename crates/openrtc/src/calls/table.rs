@@ -163,6 +163,26 @@ impl CallTable {
         self.stats(label).record(call);
     }
 
+    /// Blocking calls so far of each slot, in slot order, `other` last: the running totals the
+    /// watchdog turns into counts of the last minute (a slot keeps its label for good).
+    pub(crate) fn blocking_by_slot(&self) -> [u64; MAX_LABELS + 1] {
+        std::array::from_fn(|index| {
+            let stats = match self.slots.get(index) {
+                Some(slot) => slot.get().map(|entry| &entry.stats),
+                None => Some(&self.other),
+            };
+            stats.map_or(0, |stats| stats.blocking_count.load(Ordering::Relaxed))
+        })
+    }
+
+    /// The label of a slot of [`Self::blocking_by_slot`]; `other` for the last.
+    pub(crate) fn label_of_slot(&self, index: usize) -> Option<&str> {
+        match self.slots.get(index) {
+            Some(slot) => slot.get().map(|entry| &*entry.label),
+            None => (index == MAX_LABELS).then_some(OTHER_LABEL),
+        }
+    }
+
     /// Every label with calls, in wire form (`other` when any call counted there).
     pub(crate) fn snapshot(&self) -> BTreeMap<String, CallStatsSnapshot> {
         let mut calls: BTreeMap<String, CallStatsSnapshot> = self

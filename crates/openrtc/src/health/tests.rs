@@ -1,6 +1,6 @@
 use openrtc_proto::{
-    BreakerState, HealthIssueCode as Code, HealthStatus, PoolSnapshot, SessionSnapshot,
-    SessionState, StallClass, StallSnapshot, TenantSnapshot, WorkerThreadSnapshot,
+    BreakerState, CallStatsSnapshot, HealthIssueCode as Code, HealthStatus, PoolSnapshot,
+    SessionSnapshot, SessionState, StallClass, StallSnapshot, TenantSnapshot, WorkerThreadSnapshot,
 };
 
 use super::{HealthThresholds, evaluate};
@@ -12,6 +12,8 @@ fn thresholds() -> HealthThresholds {
         blocked_after_ms: 5_000,
         stall_window_ms: 60_000,
         fd_warn_ratio: 0.8,
+        task_failure_ratio: 0.05,
+        steal_warn_pct: 10.0,
     }
 }
 
@@ -283,4 +285,138 @@ fn thresholds_for_a_snapshot_use_its_blocked_after() {
         evaluate(&snapshot, &thresholds).status,
         HealthStatus::Critical
     );
+}
+
+#[test]
+fn child_task_failures_over_the_ratio_are_degraded_and_name_the_worst_session() {
+    let mut snapshot = base();
+    snapshot.worker.tasks_ended_last_minute_count = 100;
+    snapshot.worker.tasks_failed_last_minute_count = 4;
+    assert!(codes(&snapshot).is_empty(), "4 % is under 5 %");
+    snapshot.worker.tasks_failed_last_minute_count = 5;
+    let mut quiet = row(1, "acme", &[]);
+    quiet.tasks.failed_count = 1;
+    let mut worst = row(2, "globex", &[]);
+    worst.tasks.failed_count = 3;
+    snapshot.sessions = vec![quiet, worst];
+    let report = evaluate(&snapshot, &thresholds());
+    assert_eq!(report.status, HealthStatus::Degraded);
+    let issue = &report.issues[0];
+    assert_eq!(issue.code, Code::ChildTaskFailures);
+    assert_eq!(issue.session_id, Some(crate::session::session_id(2)));
+    assert_eq!(issue.tenant.as_deref(), Some("globex"));
+    assert!(
+        issue.message.starts_with("5 of 100 child task(s)"),
+        "{}",
+        issue.message
+    );
+    assert!(
+        issue
+            .message
+            .contains("s-2 (tenant globex, 3 failed child task(s)), s-1"),
+        "{}",
+        issue.message
+    );
+    // A failure with nothing else ended is 100 %.
+    let mut lone = base();
+    lone.worker.tasks_ended_last_minute_count = 1;
+    lone.worker.tasks_failed_last_minute_count = 1;
+    assert_eq!(codes(&lone), vec![Code::ChildTaskFailures]);
+}
+
+#[test]
+fn blocking_calls_of_the_last_minute_are_degraded_per_label() {
+    let mut snapshot = base();
+    snapshot
+        .worker
+        .calls_blocking_last_minute
+        .insert("db.query".into(), 3);
+    snapshot
+        .worker
+        .calls_blocking_last_minute
+        .insert("llm.openai".into(), 1);
+    let mut blocking = CallStatsSnapshot::default();
+    blocking.count = 5;
+    blocking.blocking_count = 3;
+    let mut offender = row(7, "acme", &[]);
+    offender.calls.insert("db.query".into(), blocking);
+    let mut clean = CallStatsSnapshot::default();
+    clean.count = 9;
+    let mut bystander = row(8, "acme", &[]);
+    bystander.calls.insert("db.query".into(), clean);
+    snapshot.sessions = vec![bystander, offender];
+    let report = evaluate(&snapshot, &thresholds());
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert_eq!(
+        codes(&snapshot),
+        vec![Code::BlockingCalls, Code::BlockingCalls]
+    );
+    let db = &report.issues[0];
+    assert!(
+        db.message
+            .starts_with("3 tracked call(s) labelled db.query"),
+        "{}",
+        db.message
+    );
+    assert_eq!(db.session_id, Some(crate::session::session_id(7)));
+    assert!(!db.message.contains("s-8"), "{}", db.message);
+    // The session that made the other label's call has ended: none is named.
+    let llm = &report.issues[1];
+    assert_eq!(llm.session_id, None);
+    assert!(!llm.message.contains("live sessions"), "{}", llm.message);
+}
+
+#[test]
+fn cpu_steal_over_ten_percent_is_the_hosts_trouble() {
+    let mut snapshot = base();
+    snapshot.worker.host_steal_pct = Some(9.9);
+    assert!(codes(&snapshot).is_empty());
+    snapshot.worker.host_steal_pct = Some(12.5);
+    let report = evaluate(&snapshot, &thresholds());
+    assert_eq!(report.issues[0].code, Code::HostSteal);
+    assert!(
+        report.issues[0].message.starts_with("host: "),
+        "{}",
+        report.issues[0].message
+    );
+    assert!(
+        report.issues[0].message.contains("12.5 %"),
+        "{}",
+        report.issues[0].message
+    );
+    assert_eq!(report.issues[0].session_id, None);
+}
+
+#[test]
+fn a_stall_issue_counts_the_sessions_it_made_late() {
+    let mut snapshot = base();
+    let mut offender = row(
+        3,
+        "acme",
+        &[(StallClass::Cpu, 1_000, 300), (StallClass::Cpu, 2_000, 200)],
+    );
+    offender.recent_stalls[0].victim_count = 4;
+    offender.recent_stalls[1].victim_count = 2;
+    snapshot.sessions = vec![offender];
+    let report = evaluate(&snapshot, &thresholds());
+    assert!(
+        report.issues[0]
+            .message
+            .ends_with("longest 300 ms; other sessions were made late 6 time(s)"),
+        "{}",
+        report.issues[0].message
+    );
+}
+
+#[test]
+fn the_report_carries_the_workers_tasks_and_calls() {
+    let mut snapshot = base();
+    snapshot.worker.tasks.spawned_count = 4;
+    snapshot.worker.tasks.running_count = 1;
+    let mut stats = CallStatsSnapshot::default();
+    stats.count = 2;
+    snapshot.calls.insert("llm".into(), stats);
+    let report = evaluate(&snapshot, &thresholds());
+    assert_eq!(report.tasks, snapshot.worker.tasks);
+    assert_eq!(report.calls, snapshot.calls);
 }

@@ -1,8 +1,10 @@
-//! `blocker`: calls `std::thread::sleep` for about 300 ms every few seconds, blocking its
-//! worker thread (the classic sync call inside an async agent).
+//! `blocker`: calls `std::thread::sleep` for 300 ms (`--block-ms`) every few seconds, blocking
+//! its worker thread (the classic sync call inside an async agent).
 //!
 //! It says so at `DEBUG` before and after each call: lines the log file leaves out until the
-//! stall writes them from the session's flight recorder, as an operator would see them.
+//! stall writes them from the session's flight recorder, as an operator would see them. The
+//! call is tracked (`db.customer_lookup`), so each one also counts as a blocking call of that
+//! label.
 
 use std::time::Duration;
 
@@ -10,11 +12,11 @@ use openrtc::{Agent, AgentError, Session};
 
 use super::{Call, FRAMES_PER_SECOND, filter_frame};
 
-/// How long each blocking call lasts.
-const BLOCK: Duration = Duration::from_millis(300);
-
-/// Blocks its worker thread every 2 to 5 seconds.
-pub(crate) struct Blocker;
+/// Blocks its worker thread for `block` every 2 to 5 seconds.
+pub(crate) struct Blocker {
+    /// How long each blocking call lasts.
+    pub(crate) block: Duration,
+}
 
 impl Agent for Blocker {
     async fn run(&self, session: Session) -> Result<(), AgentError> {
@@ -33,7 +35,10 @@ impl Agent for Blocker {
                     "about to call the blocking client: customer lookup"
                 );
                 let started = std::time::Instant::now();
-                blocking_lookup();
+                // Tracked, so `/health` and `top` pin the blocking on this label.
+                session
+                    .track_value("db.customer_lookup", async { blocking_lookup(self.block) })
+                    .await;
                 tracing::debug!(
                     took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     "the blocking client returned"
@@ -51,6 +56,6 @@ fn frames_until_block(rng: &mut fastrand::Rng) -> u64 {
 
 /// A synchronous "database lookup" inside the async agent: the bug the runbook hunts.
 #[inline(never)]
-fn blocking_lookup() {
-    std::thread::sleep(BLOCK);
+fn blocking_lookup(block: Duration) {
+    std::thread::sleep(block);
 }

@@ -1,4 +1,8 @@
-//! `echo`: a well-behaved agent: a little DSP per frame, plus a light child task.
+//! `echo`: a well-behaved agent: a little DSP per frame, plus a light child task that makes
+//! one tracked call a second (`stt.transcribe`: a timer standing in for a speech-to-text
+//! request, awaited, so never a blocking call; about one in twenty fails).
+
+use std::time::Duration;
 
 use openrtc::{Agent, AgentError, Session};
 
@@ -13,11 +17,18 @@ impl Agent for Echo {
         let transcriber = session.spawn({
             let session = session.clone();
             async move {
-                let mut seconds = tokio::time::interval(std::time::Duration::from_secs(1));
+                let mut rng = fastrand::Rng::with_seed(session.id().as_u64());
+                let mut seconds = tokio::time::interval(Duration::from_secs(1));
                 let mut words = 0_u64;
                 loop {
                     tokio::select! {
-                        _ = seconds.tick() => words += 3,
+                        _ = seconds.tick() => {
+                            let latency = Duration::from_millis(rng.u64(40..=160));
+                            let fails = rng.u8(0..20) == 0;
+                            if session.track("stt.transcribe", transcribe(latency, fails)).await.is_ok() {
+                                words += 3;
+                            }
+                        }
                         () = session.cancelled() => return words,
                     }
                 }
@@ -35,6 +46,19 @@ impl Agent for Echo {
             frame_index += 1;
         }
         transcriber.abort();
+        Ok(())
+    }
+}
+
+/// A stand-in for a speech-to-text request: waits `latency`, then fails or not.
+async fn transcribe(latency: Duration, fails: bool) -> Result<(), std::io::Error> {
+    tokio::time::sleep(latency).await;
+    if fails {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "speech-to-text provider timed out",
+        ))
+    } else {
         Ok(())
     }
 }
