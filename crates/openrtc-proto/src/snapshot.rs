@@ -43,9 +43,37 @@ pub struct PoolSnapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_config: Option<TenantConfigSnapshot>,
     /// Tracked calls (`Session::track`) of every session, live and ended, by label (at most 64
-    /// labels a worker; the rest count under `other`).
+    /// labels a worker; the rest count under `other`), each with its duration histogram.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub calls: BTreeMap<String, CallStatsSnapshot>,
+    /// Sessions started, and how the ended ones ended, per tenant and agent, sorted by tenant
+    /// then agent: one entry per pair that has started a session. Each field summed over the
+    /// entries is the worker's `totals`. At most [`MAX_TENANT_AGENT_PAIRS`] pairs; the
+    /// sessions of later pairs count under tenant [`OTHER_TENANT`] with their agent. Absent
+    /// from older workers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub totals_by_tenant_agent: Vec<TenantAgentTotals>,
+}
+
+/// How many (tenant, agent) pairs a worker counts apart in
+/// [`PoolSnapshot::totals_by_tenant_agent`]; later pairs count under [`OTHER_TENANT`].
+pub const MAX_TENANT_AGENT_PAIRS: usize = 1024;
+
+/// The tenant the sessions of (tenant, agent) pairs past [`MAX_TENANT_AGENT_PAIRS`] count
+/// under (a tenant actually named `other` shares its entries).
+pub const OTHER_TENANT: &str = "other";
+
+/// One tenant's sessions of one agent: started, and how the ended ones ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TenantAgentTotals {
+    /// The tenant ([`OTHER_TENANT`] for pairs past the cap).
+    pub tenant: String,
+    /// The agent.
+    pub agent: String,
+    /// Its sessions started and ended, by outcome.
+    pub totals: SessionTotals,
 }
 
 /// The worker header of a snapshot.
@@ -206,7 +234,7 @@ impl TaskCountsSnapshot {
 ///
 /// Percentiles come from a log-bucket histogram (four buckets per power of two): each is the
 /// upper bound of its bucket, within 25 % above the true value, and never above `max_us`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct CallStatsSnapshot {
@@ -227,6 +255,32 @@ pub struct CallStatsSnapshot {
     pub p99_us: u64,
     /// Longest duration, in microseconds.
     pub max_us: u64,
+    /// The sum of every call's duration, in microseconds (each truncated to a whole
+    /// microsecond): with `count`, the mean.
+    pub duration_sum_us: u64,
+    /// Every call by duration, per bucket (not cumulative), the last bucket's bound `None`
+    /// (`+Inf`). Filled in the worker's map ([`PoolSnapshot::calls`]) only, for `/metrics`;
+    /// empty, and left out, in session rows. Absent from older workers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duration_buckets: Vec<CallBucket>,
+}
+
+/// One bucket of a label's call duration histogram.
+///
+/// Its bound is an exact edge of the histogram the calls are counted in, so no call is
+/// misplaced: a bucket holds the calls that took less than `le_us` microseconds and at least
+/// the previous bucket's bound. (A duration is measured in nanoseconds and counted in whole
+/// microseconds, truncated: only a call of exactly `le_us` microseconds, to the nanosecond,
+/// counts in the next bucket.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CallBucket {
+    /// Its upper bound in microseconds; `None` for the last bucket (`+Inf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub le_us: Option<u64>,
+    /// Calls in it (not counting those of lower buckets).
+    pub count: u64,
 }
 
 /// One bucket of the stall duration histogram.

@@ -8,13 +8,14 @@
 //! whole session's stall record shows too, but here it is pinned on the call's label. It is
 //! logged once, as `[blocking-call]`, when the call completes. The counters are written once
 //! per completed call (relaxed atomics, no lock): `calls/table` holds them, by label,
-//! bounded; `calls/histogram` is the duration histogram.
+//! bounded, with the sum of durations; `calls/histogram` is the duration histogram, which
+//! the worker's snapshot folds into fixed buckets at exact edges for `/metrics`.
 
 mod histogram;
 mod table;
 
+pub(crate) use table::{Buckets, CallRecord, CallTable};
 pub use table::{CallLabel, MAX_LABELS, OTHER_LABEL};
-pub(crate) use table::{CallRecord, CallTable};
 
 use std::future::Future;
 use std::pin::Pin;

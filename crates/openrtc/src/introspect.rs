@@ -180,7 +180,8 @@ fn owned_snapshot(shared: &PoolShared, moment: Moment) -> PoolSnapshot {
     snapshot.tenants = moment.tenants;
     snapshot.agents = moment.agents;
     snapshot.tenant_config = moment.tenant_config;
-    snapshot.calls = shared.calls.snapshot();
+    snapshot.calls = shared.calls.snapshot(crate::calls::Buckets::With);
+    snapshot.totals_by_tenant_agent = shared.tallies.snapshot();
     snapshot
 }
 
@@ -222,7 +223,8 @@ fn write_response(
             tenants: &moment.tenants,
             agents: &moment.agents,
             tenant_config: moment.tenant_config.as_ref(),
-            calls: &shared.calls.snapshot(),
+            calls: &shared.calls.snapshot(crate::calls::Buckets::With),
+            totals_by_tenant_agent: &shared.tallies.snapshot(),
         },
     };
     serde_json::to_writer(out, &envelope)
@@ -250,6 +252,8 @@ struct SnapshotView<'a> {
     tenant_config: Option<&'a TenantConfigSnapshot>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     calls: &'a BTreeMap<String, openrtc_proto::CallStatsSnapshot>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    totals_by_tenant_agent: &'a [openrtc_proto::TenantAgentTotals],
 }
 
 /// The header, with the count of stalls in progress taken from the rows written before it.
@@ -644,6 +648,22 @@ mod tests {
         assert_eq!(rows[0].state, SessionState::Slow);
         assert_eq!(rows[0].calls["db.query"].blocking_count, 1);
         assert_eq!(served.calls["db.query"].failed_count, 1);
+        assert_eq!(served.calls["db.query"].duration_sum_us, 1_500);
+        assert_eq!(served.calls["db.query"].duration_buckets[1].count, 1);
+        assert!(rows[0].calls["db.query"].duration_buckets.is_empty());
+        let pairs: Vec<(&str, &str, u64)> = served
+            .totals_by_tenant_agent
+            .iter()
+            .map(|entry| (&*entry.tenant, &*entry.agent, entry.totals.started_count))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("acme", "idle", 1),
+                (JobRequest::DEFAULT_TENANT, "idle", 1),
+                ("globex", "idle", 1)
+            ]
+        );
         assert_eq!(rows[1].tasks.panicked_count, 1);
         assert_eq!(served.worker.tasks.spawned_count, 1);
         assert_eq!(rows[1].delayed_by_stalls_count, 1);

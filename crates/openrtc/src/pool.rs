@@ -7,6 +7,7 @@ mod failure_budget;
 mod handle;
 mod prewarm;
 mod running;
+mod tallies;
 
 pub use builder::AgentPoolBuilder;
 pub use handle::PoolHandle;
@@ -196,6 +197,8 @@ pub(crate) struct PoolShared {
     pub(crate) events: Arc<EventHub>,
     /// Tracked calls of every session, by label (outlives the sessions).
     pub(crate) calls: crate::calls::CallTable,
+    /// Sessions started and ended per tenant and agent (bounded pairs).
+    pub(crate) tallies: tallies::TenantAgentTallies,
     /// Child tasks of every session.
     pub(crate) tasks: crate::session::TaskCounters,
     /// Child task ends, blocking calls and CPU steal over the last minute or window (by the
@@ -372,6 +375,7 @@ impl PoolShared {
         admitted.reservation.keep();
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         tenant.started.fetch_add(1, Ordering::Relaxed);
+        self.tallies.started(&tenant.name, &registered.name);
         let handle = SessionHandle::new(Arc::clone(&cell));
         match runtime {
             Some(runtime) => session::spawn_root(cell, Arc::clone(&registered.agent), &runtime),
@@ -438,6 +442,8 @@ impl PoolShared {
             SessionOutcome::Killed(_) => &self.counters.killed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.tallies
+            .ended(cell.tenant_name(), cell.agent_name(), &outcome);
         self.counters
             .ended_busy_ns
             .fetch_add(cell.busy_totals().busy_ns, Ordering::Relaxed);
@@ -676,6 +682,7 @@ impl AgentPool {
             failure_budget,
             events,
             calls: crate::calls::CallTable::default(),
+            tallies: tallies::TenantAgentTallies::new(openrtc_proto::MAX_TENANT_AGENT_PAIRS),
             tasks: crate::session::TaskCounters::default(),
             recent: crate::watchdog::RecentFigures::default(),
             http_addr: OnceLock::new(),

@@ -280,6 +280,8 @@ mod tests {
                     p95_us: 27,
                     p99_us: 28,
                     max_us: 29,
+                    duration_sum_us: 30,
+                    duration_buckets: Vec::new(),
                 },
             )]),
         }

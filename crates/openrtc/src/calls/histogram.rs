@@ -3,6 +3,9 @@
 //! Four buckets per power of two (values under 4 µs exactly), so a percentile is known within
 //! 25 % of the value; up to 2^32 µs (71 minutes), longer durations land in the last bucket.
 //! 128 counters, 1 KiB. Recording is one `fetch_add`; nothing locks.
+//!
+//! For `/metrics`, [`export_buckets`] folds the counts into the fixed buckets of
+//! [`EXPORT_BOUNDS_US`], each bound an exact edge between two of these buckets.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +30,46 @@ pub(crate) fn bucket_upper_us(bucket: usize) -> u64 {
     let exponent = bucket / 4 + 1;
     let sub = (bucket % 4) as u64;
     ((4 + sub + 1) << (exponent - 2)) - 1
+}
+
+/// The bounds of the buckets `/metrics` exports, in microseconds, from about 1 ms to about
+/// 60 s; a last bucket takes the rest (`+Inf`).
+///
+/// Each is an exact edge of the log buckets (`k·2^m` µs, `k` in 4..=7): the bucket below it
+/// ends at `bound - 1` µs and the one above starts at `bound`, so folding the log buckets
+/// into these misplaces no call. Durations are counted in whole microseconds truncated from
+/// nanoseconds, so the calls under a bound are those that took less than `bound` µs.
+pub(crate) const EXPORT_BOUNDS_US: [u64; 15] = [
+    1_024,      // 4·2^8: 1.024 ms
+    2_560,      // 5·2^9: 2.56 ms
+    5_120,      // 5·2^10: 5.12 ms
+    10_240,     // 5·2^11: 10.24 ms
+    24_576,     // 6·2^12: 24.576 ms
+    49_152,     // 6·2^13: 49.152 ms
+    98_304,     // 6·2^14: 98.304 ms
+    262_144,    // 4·2^16: 262.144 ms
+    524_288,    // 4·2^17: 524.288 ms
+    1_048_576,  // 4·2^18: 1.048576 s
+    2_097_152,  // 4·2^19: 2.097152 s
+    5_242_880,  // 5·2^20: 5.24288 s
+    10_485_760, // 5·2^21: 10.48576 s
+    29_360_128, // 7·2^22: 29.360128 s
+    58_720_256, // 7·2^23: 58.720256 s
+];
+
+/// The log-bucket counts folded into the [`EXPORT_BOUNDS_US`] buckets (per bucket, not
+/// cumulative), the last one `+Inf` (pure).
+pub(crate) fn export_buckets(counts: &[u64]) -> [u64; EXPORT_BOUNDS_US.len() + 1] {
+    let mut exported = [0; EXPORT_BOUNDS_US.len() + 1];
+    for (bucket, &count) in counts.iter().enumerate() {
+        // A log bucket's values are at most its upper bound: the first export bound above it.
+        let upper_us = bucket_upper_us(bucket);
+        let index = EXPORT_BOUNDS_US.partition_point(|&bound_us| bound_us <= upper_us);
+        if let Some(slot) = exported.get_mut(index) {
+            *slot += count;
+        }
+    }
+    exported
 }
 
 /// Counts of durations by bucket.
@@ -96,6 +139,51 @@ mod tests {
             }
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn every_export_bound_is_an_edge_between_two_log_buckets() {
+        for bound in EXPORT_BOUNDS_US {
+            let below = bucket_of(bound - 1);
+            assert_eq!(
+                bucket_upper_us(below),
+                bound - 1,
+                "{bound}: not a bucket's end"
+            );
+            assert_eq!(
+                bucket_of(bound),
+                below + 1,
+                "{bound}: not the next bucket's start"
+            );
+        }
+        assert!(EXPORT_BOUNDS_US.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
+    fn a_duration_lands_on_the_right_side_of_each_export_bound() {
+        for (index, bound) in EXPORT_BOUNDS_US.into_iter().enumerate() {
+            // `upper` is the last whole microsecond under the bound.
+            let upper = bound - 1;
+            let histogram = Histogram::default();
+            for value_us in [upper - 1, upper, upper + 1] {
+                histogram.record(value_us);
+            }
+            // As recorded from nanoseconds: just under the bound, and exactly on it.
+            for duration_ns in [bound * 1_000 - 1, bound * 1_000] {
+                histogram.record(duration_ns / 1_000);
+            }
+            let exported = export_buckets(&histogram.counts());
+            assert_eq!(exported[index], 3, "under {bound} µs: {exported:?}");
+            assert_eq!(exported[index + 1], 2, "from {bound} µs: {exported:?}");
+            assert_eq!(exported.iter().sum::<u64>(), 5);
+        }
+        let histogram = Histogram::default();
+        for value_us in [0, 3, 1_023, u64::MAX] {
+            histogram.record(value_us);
+        }
+        let exported = export_buckets(&histogram.counts());
+        assert_eq!(exported[0], 3);
+        assert_eq!(exported[EXPORT_BOUNDS_US.len()], 1, "+Inf: {exported:?}");
     }
 
     #[test]

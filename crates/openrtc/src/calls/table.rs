@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use openrtc_proto::CallStatsSnapshot;
+use openrtc_proto::{CallBucket, CallStatsSnapshot};
 
-use super::histogram::{Histogram, percentile_us};
+use super::histogram::{EXPORT_BOUNDS_US, Histogram, export_buckets, percentile_us};
 
 /// How many labels a session, and the worker, keep apart; the rest count under
 /// [`OTHER_LABEL`].
@@ -80,7 +80,17 @@ pub(crate) struct CallStats {
     slow_count: AtomicU64,
     blocking_count: AtomicU64,
     max_us: AtomicU64,
+    /// The sum of the durations, in whole microseconds.
+    sum_us: AtomicU64,
     histogram: Histogram,
+}
+
+/// Whether a snapshot carries the duration histogram's buckets: the worker's, for `/metrics`,
+/// does; session rows do not, to stay small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Buckets {
+    Without,
+    With,
 }
 
 impl CallStats {
@@ -93,10 +103,11 @@ impl CallStats {
         self.blocking_count
             .fetch_add(u64::from(call.blocking), Ordering::Relaxed);
         self.max_us.fetch_max(call.duration_us, Ordering::Relaxed);
+        self.sum_us.fetch_add(call.duration_us, Ordering::Relaxed);
         self.histogram.record(call.duration_us);
     }
 
-    pub(crate) fn snapshot(&self) -> CallStatsSnapshot {
+    pub(crate) fn snapshot(&self, buckets: Buckets) -> CallStatsSnapshot {
         let counts = self.histogram.counts();
         let max_us = self.max_us.load(Ordering::Relaxed);
         let mut snapshot = CallStatsSnapshot::default();
@@ -108,7 +119,43 @@ impl CallStats {
         snapshot.p95_us = percentile_us(&counts, 0.95, max_us);
         snapshot.p99_us = percentile_us(&counts, 0.99, max_us);
         snapshot.max_us = max_us;
+        snapshot.duration_sum_us = self.sum_us.load(Ordering::Relaxed);
+        if buckets == Buckets::With {
+            snapshot.duration_buckets = wire_buckets(&export_buckets(&counts));
+        }
         snapshot
+    }
+}
+
+/// Exported counts in wire form, each with its bound.
+fn wire_buckets(counts: &[u64]) -> Vec<CallBucket> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(index, &count)| {
+            let mut bucket = CallBucket::default();
+            bucket.le_us = EXPORT_BOUNDS_US.get(index).copied();
+            bucket.count = count;
+            bucket
+        })
+        .collect()
+}
+
+/// Adds `other`'s counts into `row` (two rows of one label: an application's `other` and the
+/// overflow). Percentiles cannot be added: each is the larger of the two.
+fn merge(row: &mut CallStatsSnapshot, other: CallStatsSnapshot) {
+    row.count += other.count;
+    row.failed_count += other.failed_count;
+    row.slow_count += other.slow_count;
+    row.blocking_count += other.blocking_count;
+    row.max_us = row.max_us.max(other.max_us);
+    row.p50_us = row.p50_us.max(other.p50_us);
+    row.p95_us = row.p95_us.max(other.p95_us);
+    row.p99_us = row.p99_us.max(other.p99_us);
+    row.duration_sum_us += other.duration_sum_us;
+    // Both have the same bounds, or one has none (made without buckets).
+    for (bucket, added) in row.duration_buckets.iter_mut().zip(&other.duration_buckets) {
+        bucket.count += added.count;
     }
 }
 
@@ -183,30 +230,24 @@ impl CallTable {
         }
     }
 
-    /// Every label with calls, in wire form (`other` when any call counted there).
-    pub(crate) fn snapshot(&self) -> BTreeMap<String, CallStatsSnapshot> {
+    /// Every label with calls, in wire form (`other` when any call counted there), with or
+    /// without each label's duration buckets.
+    pub(crate) fn snapshot(&self, buckets: Buckets) -> BTreeMap<String, CallStatsSnapshot> {
         let mut calls: BTreeMap<String, CallStatsSnapshot> = self
             .slots
             .iter()
             .filter_map(OnceLock::get)
-            .map(|entry| (entry.label.to_string(), entry.stats.snapshot()))
+            .map(|entry| (entry.label.to_string(), entry.stats.snapshot(buckets)))
             .filter(|(_, stats)| stats.count > 0)
             .collect();
-        let other = self.other.snapshot();
+        let other = self.other.snapshot(buckets);
         if other.count > 0 {
             // An application label named `other` shares the row with the overflow: add them.
             let row = calls.entry(OTHER_LABEL.to_owned()).or_default();
             if row.count == 0 {
                 *row = other;
             } else {
-                row.count += other.count;
-                row.failed_count += other.failed_count;
-                row.slow_count += other.slow_count;
-                row.blocking_count += other.blocking_count;
-                row.max_us = row.max_us.max(other.max_us);
-                row.p50_us = row.p50_us.max(other.p50_us);
-                row.p95_us = row.p95_us.max(other.p95_us);
-                row.p99_us = row.p99_us.max(other.p99_us);
+                merge(row, other);
             }
         }
         calls
@@ -231,7 +272,7 @@ mod tests {
             );
         }
         table.record(&CallLabel::from("label-0"), CallRecord::default());
-        let calls = table.snapshot();
+        let calls = table.snapshot(Buckets::Without);
         assert_eq!(calls.len(), MAX_LABELS + 1);
         assert_eq!(calls["other"].count, 6);
         assert_eq!(calls["label-0"].count, 2);
@@ -251,7 +292,8 @@ mod tests {
                 blocking: true,
             },
         );
-        let row = table.snapshot()["db.query"];
+        let calls = table.snapshot(Buckets::Without);
+        let row = &calls["db.query"];
         assert_eq!(
             (
                 row.count,
@@ -262,5 +304,40 @@ mod tests {
             (1, 1, 0, 1)
         );
         assert_eq!((row.p50_us, row.max_us), (5_000, 5_000));
+        assert_eq!(row.duration_sum_us, 5_000);
+        assert!(
+            row.duration_buckets.is_empty(),
+            "no buckets in a session's row"
+        );
+    }
+
+    #[test]
+    fn the_worker_s_rows_carry_buckets_and_sums_other_included() {
+        let table = CallTable::default();
+        let call = |duration_us| CallRecord {
+            duration_us,
+            ..CallRecord::default()
+        };
+        // An application label named `other` first, then the overflow past every slot.
+        table.record(&CallLabel::from(OTHER_LABEL), call(1_000));
+        for index in 1..MAX_LABELS {
+            table.record(&CallLabel::from(format!("label-{index}")), call(10));
+        }
+        table.record(&CallLabel::from("overflow"), call(2_000_000));
+        table.record(&CallLabel::from("overflow"), call(3));
+        let calls = table.snapshot(Buckets::With);
+        let other = &calls[OTHER_LABEL];
+        assert_eq!(other.count, 3);
+        assert_eq!(other.duration_sum_us, 2_001_003);
+        let counts: Vec<u64> = other.duration_buckets.iter().map(|b| b.count).collect();
+        // Under 1.024 ms: 1 000 and 3 µs; 2 s is under the 2.097152 s bound.
+        assert_eq!(counts, [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(other.duration_buckets[0].le_us, Some(1_024));
+        assert_eq!(other.duration_buckets[15].le_us, None);
+        let label = &calls["label-1"];
+        assert_eq!(
+            (label.duration_sum_us, label.duration_buckets[0].count),
+            (10, 1)
+        );
     }
 }

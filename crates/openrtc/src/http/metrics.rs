@@ -1,13 +1,18 @@
 //! `/metrics`: a snapshot rendered as Prometheus text exposition (format 0.0.4, which every
 //! Prometheus and `promtool check metrics` read), encoded by the `prometheus-client` crate
 //! (OpenMetrics text) and converted by [`to_prometheus_text`]. Pure: built from the snapshot at scrape time, nothing counted
-//! on the poll path for it. Labels are tenants, agents, outcomes and reasons, never a session
-//! id (one series per session would grow without bound).
+//! on the poll path for it. Labels are tenants, agents, outcomes, reasons and tracked calls'
+//! labels, never a session id (one series per session would grow without bound); each is
+//! bounded where it is counted (64 call labels, then `other`; 1024 tenant and agent pairs,
+//! then tenant `other`). Label values are escaped as the text format asks (a backslash, a
+//! double quote and a line feed as `\\`, `\"` and `\n`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
-use openrtc_proto::{BreakerState, PoolSnapshot, StallBucket};
+use openrtc_proto::{
+    BreakerState, CallBucket, CallStatsSnapshot, PoolSnapshot, SessionTotals, StallBucket,
+};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -18,7 +23,22 @@ use prometheus_client::registry::{Registry, Unit};
 /// Labels of one series.
 type Labels = Vec<(&'static str, String)>;
 
-/// A histogram whose buckets are already counted (the snapshot's stall buckets).
+/// A label pair, its value escaped for the text format (prometheus-client writes values as
+/// they are).
+fn label(key: &'static str, value: &str) -> (&'static str, String) {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    (key, escaped)
+}
+
+/// A histogram whose buckets are already counted (the snapshot's stall or call buckets).
 #[derive(Debug)]
 struct CountedHistogram {
     sum: f64,
@@ -40,6 +60,39 @@ impl CountedHistogram {
                 })
                 .collect(),
         }
+    }
+
+    /// A label's calls: its buckets' bounds are exact edges of the histogram the calls were
+    /// counted in, in seconds (1 024 µs is `le="0.001024"`), each holding the calls under it.
+    fn from_call_buckets(buckets: &[CallBucket], sum_us: u64) -> Self {
+        Self {
+            sum: sum_us as f64 / 1e6,
+            count: buckets.iter().map(|bucket| bucket.count).sum(),
+            buckets: buckets
+                .iter()
+                .map(|bucket| {
+                    let bound = bucket.le_us.map_or(f64::MAX, |us| us as f64 / 1e6);
+                    (bound, bucket.count)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Histograms with labels, one per label set, in the order given.
+#[derive(Debug, Default)]
+struct HistogramFamily(Vec<(Labels, CountedHistogram)>);
+
+impl EncodeMetric for HistogramFamily {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (labels, histogram) in &self.0 {
+            histogram.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -85,10 +138,7 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
     }
     for ((tenant, agent), count) in by_tenant_agent {
         active
-            .get_or_create(&vec![
-                ("tenant", tenant.to_owned()),
-                ("agent", agent.to_owned()),
-            ])
+            .get_or_create(&vec![label("tenant", tenant), label("agent", agent)])
             .set(count);
     }
     registry.register(
@@ -97,30 +147,14 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
         active,
     );
 
-    let ended = Family::<Labels, Counter>::default();
-    for (outcome, count) in [
-        ("completed", worker.totals.completed_count),
-        ("failed", worker.totals.failed_count),
-        ("panicked", worker.totals.panicked_count),
-        ("cancelled", worker.totals.cancelled_count),
-        ("killed", worker.totals.killed_count),
-    ] {
-        ended
-            .get_or_create(&vec![("outcome", outcome.to_owned())])
-            .inc_by(count);
-    }
-    registry.register(
-        "sessions_ended",
-        "Sessions ended since the worker started, by outcome",
-        ended,
-    );
+    register_session_totals(&mut registry, snapshot);
 
     let started = Family::<Labels, Counter>::default();
     let failed = Family::<Labels, Counter>::default();
     let heap = Family::<Labels, Gauge>::default();
     let breaker = Family::<Labels, Gauge>::default();
     for (tenant, figures) in &snapshot.tenants {
-        let labels = vec![("tenant", tenant.clone())];
+        let labels = vec![label("tenant", tenant)];
         started.get_or_create(&labels).inc_by(figures.started_count);
         failed.get_or_create(&labels).inc_by(figures.failed_count);
         if worker.mem_source.is_exact() {
@@ -134,10 +168,7 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
             (BreakerState::Disabled, "disabled"),
         ] {
             breaker
-                .get_or_create(&vec![
-                    ("tenant", tenant.clone()),
-                    ("state", name.to_owned()),
-                ])
+                .get_or_create(&vec![label("tenant", tenant), label("state", name)])
                 .set(i64::from(figures.breaker.state == state));
         }
     }
@@ -165,6 +196,8 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
         );
     }
 
+    register_calls(&mut registry, &snapshot.calls);
+
     let refusals = Family::<Labels, Counter>::default();
     for (reason, count) in &worker.refusals {
         let name = serde_json::to_value(reason)
@@ -172,7 +205,7 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
             .and_then(|value| value.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{reason:?}"));
         refusals
-            .get_or_create(&vec![("reason", name)])
+            .get_or_create(&vec![label("reason", &name)])
             .inc_by(*count);
     }
     registry.register("refusals", "Launches refused, by reason", refusals);
@@ -241,6 +274,104 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
     to_prometheus_text(&text)
 }
 
+/// How a pair's ended sessions ended, by outcome label.
+fn outcome_counts(totals: &SessionTotals) -> [(&'static str, u64); 5] {
+    [
+        ("completed", totals.completed_count),
+        ("failed", totals.failed_count),
+        ("panicked", totals.panicked_count),
+        ("cancelled", totals.cancelled_count),
+        ("killed", totals.killed_count),
+    ]
+}
+
+/// `sessions_started{tenant,agent}` and `sessions_ended{tenant,agent,outcome}`: every pair
+/// that started a session, every outcome listed (0 included). Summed over the series, each
+/// is the worker's `totals`.
+fn register_session_totals(registry: &mut Registry, snapshot: &PoolSnapshot) {
+    let started = Family::<Labels, Counter>::default();
+    let ended = Family::<Labels, Counter>::default();
+    for entry in &snapshot.totals_by_tenant_agent {
+        let pair = vec![label("tenant", &entry.tenant), label("agent", &entry.agent)];
+        started
+            .get_or_create(&pair)
+            .inc_by(entry.totals.started_count);
+        for (outcome, count) in outcome_counts(&entry.totals) {
+            let mut labels = pair.clone();
+            labels.push(label("outcome", outcome));
+            ended.get_or_create(&labels).inc_by(count);
+        }
+    }
+    registry.register(
+        "sessions_started",
+        "Sessions started since the worker started, by tenant and agent",
+        started,
+    );
+    registry.register(
+        "sessions_ended",
+        "Sessions ended since the worker started, by tenant, agent and outcome",
+        ended,
+    );
+}
+
+/// One of a label's counters, read from its row.
+type CallFigure = fn(&CallStatsSnapshot) -> u64;
+
+/// The tracked calls' counters and duration histograms, by call label.
+fn register_calls(registry: &mut Registry, calls: &BTreeMap<String, CallStatsSnapshot>) {
+    let families: [(&str, &str, CallFigure); 4] = [
+        ("calls", "Tracked calls completed, by call label", |stats| {
+            stats.count
+        }),
+        (
+            "calls_failed",
+            "Tracked calls whose output was a failure, by call label",
+            |stats| stats.failed_count,
+        ),
+        (
+            "calls_slow",
+            "Tracked calls over the slow call threshold, by call label",
+            |stats| stats.slow_count,
+        ),
+        (
+            "calls_blocking",
+            "Tracked calls that blocked a worker thread past the stall threshold, by call label",
+            |stats| stats.blocking_count,
+        ),
+    ];
+    for (name, help, figure) in families {
+        let family = Family::<Labels, Counter>::default();
+        for (call_label, stats) in calls {
+            family
+                .get_or_create(&vec![label("label", call_label)])
+                .inc_by(figure(stats));
+        }
+        registry.register(name, help, family);
+    }
+    let durations = HistogramFamily(
+        calls
+            .iter()
+            .filter(|(_, stats)| !stats.duration_buckets.is_empty())
+            .map(|(call_label, stats)| {
+                (
+                    vec![label("label", call_label)],
+                    CountedHistogram::from_call_buckets(
+                        &stats.duration_buckets,
+                        stats.duration_sum_us,
+                    ),
+                )
+            })
+            .collect(),
+    );
+    registry.register_with_unit(
+        "call_duration",
+        "How long tracked calls took, by call label (each bucket's bound an exact edge of the \
+         worker's histogram)",
+        Unit::Seconds,
+        durations,
+    );
+}
+
 /// OpenMetrics text to Prometheus text format 0.0.4: a counter family is named as its
 /// samples are (`x_total`) in its `# HELP` and `# TYPE` lines, and the `# UNIT` and `# EOF`
 /// lines, which that format does not have, are left out.
@@ -273,9 +404,35 @@ fn to_prometheus_text(open_metrics: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use openrtc_proto::{SessionSnapshot, TenantSnapshot};
+    use openrtc_proto::{SessionSnapshot, TenantAgentTotals, TenantSnapshot};
 
     use super::*;
+
+    /// Fails with the whole text unless every line is in it, exactly.
+    fn assert_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(
+                text.lines().any(|candidate| candidate == *line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+
+    fn pair(
+        tenant: &str,
+        agent: &str,
+        started: u64,
+        completed: u64,
+        failed: u64,
+    ) -> TenantAgentTotals {
+        let mut entry = TenantAgentTotals::default();
+        entry.tenant = tenant.into();
+        entry.agent = agent.into();
+        entry.totals.started_count = started;
+        entry.totals.completed_count = completed;
+        entry.totals.failed_count = failed;
+        entry
+    }
 
     #[test]
     fn a_snapshot_renders_every_family_without_session_ids() {
@@ -293,6 +450,7 @@ mod tests {
         tenant.started_count = 7;
         snapshot.tenants.insert("acme".into(), tenant);
         snapshot.worker.totals.completed_count = 4;
+        snapshot.totals_by_tenant_agent = vec![pair("acme", "echo", 7, 4, 0)];
         snapshot.worker.ended_busy_ns = 500_000_000;
         let (buckets, sum_ns) = {
             let histogram = crate::stall_histogram::StallHistogram::default();
@@ -304,30 +462,153 @@ mod tests {
         snapshot.worker.stall_duration_sum_ns = sum_ns;
         snapshot.worker.stalls_total_count = 2;
         let text = render(&snapshot);
-        for line in [
-            "openrtc_sessions_active{tenant=\"acme\",agent=\"echo\"} 3",
-            "openrtc_sessions_ended_total{outcome=\"completed\"} 4",
-            "openrtc_tenant_sessions_started_total{tenant=\"acme\"} 7",
-            "openrtc_tenant_breaker_state{tenant=\"acme\",state=\"open\"} 1",
-            "openrtc_tenant_breaker_state{tenant=\"acme\",state=\"closed\"} 0",
-            "openrtc_stalls_total 2",
-            "openrtc_stall_duration_seconds_bucket{le=\"0.1\"} 1",
-            "openrtc_stall_duration_seconds_bucket{le=\"60.0\"} 1",
-            "openrtc_stall_duration_seconds_bucket{le=\"+Inf\"} 2",
-            "openrtc_stall_duration_seconds_count 2",
-            "openrtc_busy_seconds_total 2.0",
-            "# TYPE openrtc_stalls_total counter",
-            "# TYPE openrtc_stall_duration_seconds histogram",
-        ] {
-            assert!(
-                text.lines().any(|candidate| candidate == line),
-                "{line} missing from:\n{text}"
-            );
-        }
+        assert_lines(
+            &text,
+            &[
+                "openrtc_sessions_active{tenant=\"acme\",agent=\"echo\"} 3",
+                "openrtc_sessions_ended_total{tenant=\"acme\",agent=\"echo\",outcome=\"completed\"} 4",
+                "openrtc_tenant_sessions_started_total{tenant=\"acme\"} 7",
+                "openrtc_tenant_breaker_state{tenant=\"acme\",state=\"open\"} 1",
+                "openrtc_tenant_breaker_state{tenant=\"acme\",state=\"closed\"} 0",
+                "openrtc_stalls_total 2",
+                "openrtc_stall_duration_seconds_bucket{le=\"0.1\"} 1",
+                "openrtc_stall_duration_seconds_bucket{le=\"60.0\"} 1",
+                "openrtc_stall_duration_seconds_bucket{le=\"+Inf\"} 2",
+                "openrtc_stall_duration_seconds_count 2",
+                "openrtc_busy_seconds_total 2.0",
+                "# TYPE openrtc_stalls_total counter",
+                "# TYPE openrtc_stall_duration_seconds histogram",
+            ],
+        );
         assert!(!text.contains("s-1"), "no session id: {text}");
         assert!(
             !text.contains("# EOF") && !text.contains("# UNIT"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped_for_the_text_format() {
+        assert_eq!(
+            label("tenant", "a\\b\"c\nd"),
+            ("tenant", "a\\\\b\\\"c\\nd".to_owned())
+        );
+        assert_eq!(label("tenant", "acme"), ("tenant", "acme".to_owned()));
+    }
+
+    #[test]
+    fn sessions_are_counted_by_tenant_agent_and_outcome_summing_to_the_totals() {
+        let mut snapshot = PoolSnapshot::default();
+        snapshot.totals_by_tenant_agent = vec![
+            pair("acme", "echo", 5, 3, 1),
+            pair("acme", "hot", 2, 0, 2),
+            pair("globex", "echo", 1, 1, 0),
+        ];
+        snapshot.totals_by_tenant_agent[1].totals.killed_count = 1;
+        let text = render(&snapshot);
+        assert_lines(
+            &text,
+            &[
+                "# TYPE openrtc_sessions_started_total counter",
+                "openrtc_sessions_started_total{tenant=\"acme\",agent=\"echo\"} 5",
+                "openrtc_sessions_started_total{tenant=\"acme\",agent=\"hot\"} 2",
+                "openrtc_sessions_started_total{tenant=\"globex\",agent=\"echo\"} 1",
+                "# TYPE openrtc_sessions_ended_total counter",
+                "openrtc_sessions_ended_total{tenant=\"acme\",agent=\"echo\",outcome=\"completed\"} 3",
+                "openrtc_sessions_ended_total{tenant=\"acme\",agent=\"echo\",outcome=\"failed\"} 1",
+                "openrtc_sessions_ended_total{tenant=\"acme\",agent=\"echo\",outcome=\"killed\"} 0",
+                "openrtc_sessions_ended_total{tenant=\"acme\",agent=\"hot\",outcome=\"failed\"} 2",
+                "openrtc_sessions_ended_total{tenant=\"acme\",agent=\"hot\",outcome=\"killed\"} 1",
+                "openrtc_sessions_ended_total{tenant=\"globex\",agent=\"echo\",outcome=\"completed\"} 1",
+            ],
+        );
+        // Every outcome of every pair, and nothing else: the sum is the worker's totals'.
+        let ended: Vec<u64> = text
+            .lines()
+            .filter(|line| line.starts_with("openrtc_sessions_ended_total{"))
+            .map(|line| {
+                line.rsplit_once(' ')
+                    .and_then(|(_, v)| v.parse().ok())
+                    .expect("a count")
+            })
+            .collect();
+        assert_eq!(ended.len(), 3 * 5);
+        assert_eq!(ended.iter().sum::<u64>(), 3 + 1 + 2 + 1 + 1);
+        assert!(
+            !text.contains("{outcome="),
+            "no outcome-only series:\n{text}"
+        );
+    }
+
+    #[test]
+    fn tracked_calls_render_counters_and_a_histogram_per_label() {
+        let table = crate::calls::CallTable::default();
+        let record = |label: &'static str, duration_us, failed, slow| {
+            table.record(
+                &crate::calls::CallLabel::from(label),
+                crate::calls::CallRecord {
+                    duration_us,
+                    failed,
+                    slow,
+                    blocking: false,
+                },
+            );
+        };
+        // `llm`: 1 023 µs (under the first bound), 1 024 µs (the next), and 3 s.
+        record("llm", 1_023, false, false);
+        record("llm", 1_024, true, false);
+        record("llm", 3_000_000, false, true);
+        record("db \"main\"", 10, false, false);
+        let mut snapshot = PoolSnapshot::default();
+        snapshot.calls = table.snapshot(crate::calls::Buckets::With);
+        let text = render(&snapshot);
+        assert_lines(
+            &text,
+            &[
+                "# TYPE openrtc_calls_total counter",
+                "openrtc_calls_total{label=\"llm\"} 3",
+                "openrtc_calls_failed_total{label=\"llm\"} 1",
+                "openrtc_calls_slow_total{label=\"llm\"} 1",
+                "openrtc_calls_blocking_total{label=\"llm\"} 0",
+                "openrtc_calls_total{label=\"db \\\"main\\\"\"} 1",
+                "# TYPE openrtc_call_duration_seconds histogram",
+                "openrtc_call_duration_seconds_sum{label=\"llm\"} 3.002047",
+                "openrtc_call_duration_seconds_count{label=\"llm\"} 3",
+                "openrtc_call_duration_seconds_bucket{le=\"0.001024\",label=\"llm\"} 1",
+                "openrtc_call_duration_seconds_bucket{le=\"0.00256\",label=\"llm\"} 2",
+                "openrtc_call_duration_seconds_bucket{le=\"2.097152\",label=\"llm\"} 2",
+                "openrtc_call_duration_seconds_bucket{le=\"5.24288\",label=\"llm\"} 3",
+                "openrtc_call_duration_seconds_bucket{le=\"58.720256\",label=\"llm\"} 3",
+                "openrtc_call_duration_seconds_bucket{le=\"+Inf\",label=\"llm\"} 3",
+                "openrtc_call_duration_seconds_bucket{le=\"0.001024\",label=\"db \\\"main\\\"\"} 1",
+            ],
+        );
+        let bounds: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains(",label=\"llm\"}"))
+            .filter_map(|line| line.strip_prefix("openrtc_call_duration_seconds_bucket{le=\""))
+            .filter_map(|rest| rest.split_once('"').map(|(le, _)| le))
+            .collect();
+        assert_eq!(
+            bounds,
+            [
+                "0.001024",
+                "0.00256",
+                "0.00512",
+                "0.01024",
+                "0.024576",
+                "0.049152",
+                "0.098304",
+                "0.262144",
+                "0.524288",
+                "1.048576",
+                "2.097152",
+                "5.24288",
+                "10.48576",
+                "29.360128",
+                "58.720256",
+                "+Inf"
+            ]
         );
     }
 }

@@ -218,7 +218,7 @@ impl SessionCell {
     ) -> std::collections::BTreeMap<String, openrtc_proto::CallStatsSnapshot> {
         self.calls
             .get()
-            .map(|calls| calls.snapshot())
+            .map(|calls| calls.snapshot(crate::calls::Buckets::Without))
             .unwrap_or_default()
     }
 

@@ -109,7 +109,7 @@ fn a_blocking_call_that_errs_or_panics_is_a_failure() {
         pool.row(id)?
             .calls
             .get("db.legacy")
-            .copied()
+            .cloned()
             .filter(|legacy| legacy.count == 3)
     });
     assert_eq!(legacy.failed_count, 2, "{legacy:?}");

@@ -1,6 +1,7 @@
 //! The HTTP health endpoints over real sockets: `/ready` flips on drain, unknown paths and
 //! methods are refused, `/metrics` is valid exposition (checked by `promtool` when it is
-//! installed) with no session id in any label.
+//! installed) with no session id in any label, tracked calls by label and sessions by
+//! tenant, agent and outcome among it.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -146,9 +147,45 @@ fn labels(series: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The value of the series `series` (its name and labels exactly as written) in `text`.
+fn value_of(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// Agents `echo` (idle until cancelled) and `caller` (two tracked calls of two labels, one
+/// failing, then done).
+fn metrics_pool(worker: &str) -> RunningPool {
+    let idle = agent_fn(|session: Session| async move {
+        session.cancelled().await;
+        Ok::<(), openrtc::AgentError>(())
+    });
+    let caller = agent_fn(|session: Session| async move {
+        let answer = session.track("llm", async { Ok::<_, ()>(42) }).await;
+        assert_eq!(answer, Ok(42));
+        let row = session
+            .track("db.query", async { Err::<(), _>("no row") })
+            .await;
+        assert!(row.is_err());
+        Ok::<(), openrtc::AgentError>(())
+    });
+    RunningPool::start(
+        AgentPool::builder()
+            .agent("echo", idle)
+            .agent("caller", caller)
+            .worker_name(worker)
+            .worker_threads(2)
+            .max_concurrent_sessions(4)
+            .drain_timeout(PATIENCE)
+            .http_addr("127.0.0.1:0".parse().expect("addr")),
+    )
+}
+
 #[test]
 fn metrics_are_valid_exposition_without_session_ids() {
-    let pool = idle_pool("http-metrics");
+    let pool = metrics_pool("http-metrics");
     let addr = http_addr(&pool);
     let sessions: Vec<_> = (0..2)
         .map(|_| {
@@ -156,14 +193,24 @@ fn metrics_are_valid_exposition_without_session_ids() {
                 .launch(JobRequest::new().tenant("acme"))
                 .expect("room")
         })
+        .chain([pool
+            .handle()
+            .launch(JobRequest::new().tenant("globex").agent("caller"))
+            .expect("room")])
         .collect();
     let ids: Vec<String> = sessions.iter().map(|s| s.id().to_string()).collect();
-    let text = wait_for("both sessions in the metrics", || {
-        let (status, text) = get(addr, "/metrics");
-        assert_eq!(status, 200);
-        text.contains("openrtc_sessions_active{tenant=\"acme\",agent=\"echo\"} 2")
+    let ended =
+        "openrtc_sessions_ended_total{tenant=\"globex\",agent=\"caller\",outcome=\"completed\"}";
+    let text = wait_for(
+        "both live sessions and the caller's end in the metrics",
+        || {
+            let (status, text) = get(addr, "/metrics");
+            assert_eq!(status, 200);
+            (text.contains("openrtc_sessions_active{tenant=\"acme\",agent=\"echo\"} 2")
+                && value_of(&text, ended) == Some(1.0))
             .then_some(text)
-    });
+        },
+    );
     for line in text.lines() {
         assert!(
             valid_exposition_line(line),
@@ -176,6 +223,68 @@ fn metrics_are_valid_exposition_without_session_ids() {
             );
         }
     }
+    // Tracked calls of two labels, each with its counters and its histogram.
+    for (series, expected) in [
+        ("openrtc_calls_total{label=\"llm\"}", 1.0),
+        ("openrtc_calls_total{label=\"db.query\"}", 1.0),
+        ("openrtc_calls_failed_total{label=\"db.query\"}", 1.0),
+        ("openrtc_calls_failed_total{label=\"llm\"}", 0.0),
+        ("openrtc_calls_blocking_total{label=\"llm\"}", 0.0),
+        ("openrtc_calls_slow_total{label=\"llm\"}", 0.0),
+        ("openrtc_call_duration_seconds_count{label=\"llm\"}", 1.0),
+        (
+            "openrtc_call_duration_seconds_count{label=\"db.query\"}",
+            1.0,
+        ),
+        (
+            "openrtc_call_duration_seconds_bucket{le=\"+Inf\",label=\"db.query\"}",
+            1.0,
+        ),
+        (
+            "openrtc_sessions_started_total{tenant=\"acme\",agent=\"echo\"}",
+            2.0,
+        ),
+        (
+            "openrtc_sessions_started_total{tenant=\"globex\",agent=\"caller\"}",
+            1.0,
+        ),
+        (
+            "openrtc_sessions_ended_total{tenant=\"acme\",agent=\"echo\",outcome=\"completed\"}",
+            0.0,
+        ),
+        (
+            "openrtc_sessions_ended_total{tenant=\"globex\",agent=\"caller\",outcome=\"failed\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            value_of(&text, series),
+            Some(expected),
+            "{series} in:\n{text}"
+        );
+    }
+    let llm_buckets = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("openrtc_call_duration_seconds_bucket{")
+                && line.contains("label=\"llm\"")
+        })
+        .count();
+    assert_eq!(llm_buckets, 16, "15 bounds and +Inf:\n{text}");
+    // The ended series add up to the worker's totals (nothing is ending now: the echo
+    // sessions wait to be cancelled).
+    let ended_sum: f64 = text
+        .lines()
+        .filter(|line| line.starts_with("openrtc_sessions_ended_total{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    let totals = pool.snapshot().worker.totals;
+    let ended_total = totals.completed_count
+        + totals.failed_count
+        + totals.panicked_count
+        + totals.cancelled_count
+        + totals.killed_count;
+    assert_eq!((ended_sum, ended_total), (1.0, 1));
     for family in [
         "openrtc_sessions_ended_total",
         "openrtc_refusals_total",

@@ -57,16 +57,16 @@ fn a_call_that_blocks_its_thread_is_a_blocking_call_and_one_that_awaits_is_not()
     let row = wait_for("the five calls", || {
         pool.row(id).filter(|row| row.calls.len() == 5)
     });
-    let blocks = row.calls["blocks"];
+    let blocks = &row.calls["blocks"];
     assert_eq!((blocks.count, blocks.blocking_count), (1, 1), "{blocks:?}");
     assert!(blocks.max_us >= 80_000, "{blocks:?}");
-    let awaits = row.calls["awaits"];
+    let awaits = &row.calls["awaits"];
     assert_eq!((awaits.count, awaits.blocking_count), (1, 0), "{awaits:?}");
     assert!(awaits.max_us >= 80_000, "{awaits:?}");
-    let fails = row.calls["fails"];
+    let fails = &row.calls["fails"];
     assert_eq!((fails.count, fails.failed_count), (1, 1), "{fails:?}");
     assert_eq!(row.calls["value"].failed_count, 0);
-    let blocking = row.calls["blocking.sleep"];
+    let blocking = &row.calls["blocking.sleep"];
     assert_eq!(
         (
             blocking.count,
@@ -141,7 +141,7 @@ fn the_histogram_holds_the_durations_of_the_calls() {
         pool.row(id)?
             .calls
             .get("llm")
-            .copied()
+            .cloned()
             .filter(|llm| llm.count == 10)
     });
     assert_eq!(llm.slow_count, 5, "{llm:?}");
