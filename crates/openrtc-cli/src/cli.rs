@@ -105,7 +105,7 @@ pub struct HealthArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// How long connecting, and then the whole answer, may take.
+    /// How long the whole exchange may take, from connecting to the answer's last byte.
     #[arg(
         long,
         default_value = "2s",

@@ -6,8 +6,8 @@
 //!   `/health` URL; plain HTTP only). Without it, the `worker.http_addr` of the running
 //!   worker's snapshot (through its socket, `--socket`/`--worker` as for `top`), else
 //!   [`url::DEFAULT_HEALTH_URL`].
-//! - **Asking** ([`client`]): a minimal HTTP/1.1 `GET` over a TCP stream, `--timeout` (2 s)
-//!   for connecting and for the whole answer.
+//! - **Asking** ([`client`]): one `GET` through `ureq` (plain HTTP, any status code is an
+//!   answer), `--timeout` (2 s) for the whole exchange.
 //! - **Judging** ([`judge`]): 200 or 503 with a health report is the report's status; an
 //!   answer slower than 2 s adds a `slow_response` issue and is at least `degraded`.
 //! - **Exit status:** 0 ok, 1 degraded or critical, 2 unreachable or not a health report;

@@ -1,16 +1,19 @@
-//! A minimal blocking HTTP/1.1 `GET` over a [`TcpStream`]: plain `http://` only,
-//! `Connection: close`, the status code and the body (by `Content-Length`, chunked, or to the
-//! end of the connection). One timeout bounds the connect and the whole exchange. Parsing the
-//! raw answer ([`parse_response`]) is pure and kept apart from the I/O ([`get`]).
+//! One blocking HTTP `GET` of a plain `http://` endpoint, through `ureq` (no TLS, no proxy,
+//! no redirects followed): the status code and the body, whatever the status (a critical
+//! `/health` answers 503 with its report). One timeout bounds the whole exchange, from name
+//! resolution to the body's last byte. `ureq`'s errors are sorted here into the few kinds
+//! `openrtc health` tells apart: nothing answered, or something answered that is not HTTP.
 
-use std::io::{self, Read as _, Write as _};
-use std::net::{TcpStream, ToSocketAddrs as _};
-use std::time::{Duration, Instant};
+use std::io;
+use std::time::Duration;
 
 use super::url::Endpoint;
 
-/// The largest answer read; a health report is a few KiB.
+/// The largest body read; a health report is a few KiB.
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The `User-Agent` sent.
+const USER_AGENT: &str = "openrtc-health";
 
 /// An HTTP answer: status code and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +37,7 @@ pub enum HttpError {
         #[source]
         error: io::Error,
     },
-    /// Nothing accepted the connection (refused, unreachable, or not within the timeout).
+    /// Nothing accepted the connection (refused, or no route to it).
     #[error("cannot connect to {authority}: {error}")]
     Connect {
         /// `host:port`.
@@ -51,7 +54,7 @@ pub enum HttpError {
         /// The timeout.
         timeout: Duration,
     },
-    /// Sending or reading failed mid-way.
+    /// Sending or reading failed mid-way, or the request could not be made.
     #[error("the connection to {authority} failed: {error}")]
     Transfer {
         /// `host:port`.
@@ -60,187 +63,84 @@ pub enum HttpError {
         #[source]
         error: io::Error,
     },
-    /// The answer is not HTTP this client understands.
+    /// The answer is not HTTP this client understands, or stops short.
     #[error("not an HTTP answer: {0}")]
     Malformed(String),
-    /// The answer is longer than [`MAX_ANSWER_BYTES`].
+    /// The body is at least [`MAX_ANSWER_BYTES`] long.
     #[error("the answer is longer than {} MiB", MAX_ANSWER_BYTES / (1024 * 1024))]
     TooLong,
 }
 
-/// `GET`s `endpoint`, within `timeout` for connecting and again for the whole exchange.
+/// `GET`s `endpoint`, all within `timeout`; any status code is an answer.
 ///
 /// # Errors
 ///
 /// See [`HttpError`].
 pub fn get(endpoint: &Endpoint, timeout: Duration) -> Result<HttpResponse, HttpError> {
     let authority = endpoint.authority();
-    let addresses: Vec<_> = authority
-        .to_socket_addrs()
-        .map_err(|error| HttpError::Resolve {
-            authority: authority.clone(),
-            error,
-        })?
-        .collect();
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
-    let mut connected = None;
-    for address in addresses {
-        match TcpStream::connect_timeout(&address, timeout) {
-            Ok(stream) => {
-                connected = Some(stream);
-                break;
-            }
-            Err(error) => last_error = error,
-        }
-    }
-    let Some(mut stream) = connected else {
-        return Err(HttpError::Connect {
-            authority,
-            error: last_error,
-        });
-    };
-    let deadline = Instant::now() + timeout;
-    let transfer = |error: io::Error| match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::Timeout {
-            authority: authority.clone(),
-            timeout,
-        },
-        _ => HttpError::Transfer {
-            authority: authority.clone(),
-            error,
-        },
-    };
-    stream.set_write_timeout(Some(timeout)).map_err(transfer)?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: openrtc-health\r\n\
-         Accept: application/json\r\nConnection: close\r\n\r\n",
-        endpoint.path
-    );
-    stream.write_all(request.as_bytes()).map_err(transfer)?;
-    let mut answer = Vec::new();
-    let mut buffer = [0_u8; 16 * 1024];
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(HttpError::Timeout {
-                authority: authority.clone(),
-                timeout,
-            });
-        }
-        stream.set_read_timeout(Some(remaining)).map_err(transfer)?;
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => {
-                answer.extend_from_slice(&buffer[..read]);
-                if answer.len() > MAX_ANSWER_BYTES {
-                    return Err(HttpError::TooLong);
-                }
-                if complete_response(&answer) {
-                    break;
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(transfer(error)),
-        }
-    }
-    parse_response(&answer)
-}
-
-/// Whether `answer` already holds a whole response with a `Content-Length` body (so the
-/// client need not wait for the server to close).
-fn complete_response(answer: &[u8]) -> bool {
-    let Some(head_end) = find(answer, b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&answer[..head_end]);
-    content_length(&head).is_some_and(|length| answer.len() >= head_end + 4 + length)
-}
-
-/// Splits a raw HTTP/1.x answer into status code and body.
-///
-/// # Errors
-///
-/// No status line, no end of headers, a bad `Content-Length` or chunk, or a body cut short.
-pub fn parse_response(answer: &[u8]) -> Result<HttpResponse, HttpError> {
-    if answer.is_empty() {
-        return Err(HttpError::Malformed(
-            "the server closed the connection without answering".to_owned(),
-        ));
-    }
-    let head_end = find(answer, b"\r\n\r\n").ok_or_else(|| {
-        HttpError::Malformed(format!("no end of headers in {:?}", excerpt(answer)))
-    })?;
-    let head = String::from_utf8_lossy(&answer[..head_end]);
-    let status_line = head.lines().next().unwrap_or_default();
-    let mut parts = status_line.split_whitespace();
-    let status = match (parts.next(), parts.next()) {
-        (Some(version), Some(code)) if version.starts_with("HTTP/1.") => code
-            .parse::<u16>()
-            .ok()
-            .filter(|code| (100..=999).contains(code)),
-        _ => None,
-    }
-    .ok_or_else(|| HttpError::Malformed(format!("bad status line {status_line:?}")))?;
-    let body = &answer[head_end + 4..];
-    let chunked = header(&head, "transfer-encoding")
-        .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        decode_chunked(body)?
-    } else if let Some(length) = content_length(&head) {
-        body.get(..length)
-            .ok_or_else(|| {
-                HttpError::Malformed(format!(
-                    "the body is cut short: {} of {length} bytes",
-                    body.len()
-                ))
-            })?
-            .to_vec()
-    } else {
-        body.to_vec()
-    };
+    let sorted = |error: ureq::Error| sort_error(error, &authority, timeout);
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent(USER_AGENT)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(endpoint.to_string())
+        .header("Accept", "application/json")
+        .call()
+        .map_err(sorted)?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES as u64)
+        .read_to_vec()
+        .map_err(sorted)?;
     Ok(HttpResponse { status, body })
 }
 
-/// The value of header `name` (case-insensitive) in `head`.
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
-/// The `Content-Length`, if present and a number.
-fn content_length(head: &str) -> Option<usize> {
-    header(head, "content-length")?.parse().ok()
-}
-
-/// Decodes a chunked body.
-fn decode_chunked(mut body: &[u8]) -> Result<Vec<u8>, HttpError> {
-    let mut decoded = Vec::new();
-    loop {
-        let line_end = find(body, b"\r\n")
-            .ok_or_else(|| HttpError::Malformed("a chunk size line is cut short".to_owned()))?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| HttpError::Malformed(format!("bad chunk size {size_text:?}")))?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(decoded);
+/// Which [`HttpError`] a `ureq` error is.
+fn sort_error(error: ureq::Error, authority: &str, timeout: Duration) -> HttpError {
+    let authority = authority.to_owned();
+    match error {
+        ureq::Error::Timeout(_) => HttpError::Timeout { authority, timeout },
+        ureq::Error::HostNotFound => HttpError::Resolve {
+            authority,
+            error: io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address"),
+        },
+        ureq::Error::Io(error) if is_connect_error(&error) => {
+            HttpError::Connect { authority, error }
         }
-        let chunk = body
-            .get(..size)
-            .ok_or_else(|| HttpError::Malformed("a chunk is cut short".to_owned()))?;
-        decoded.extend_from_slice(chunk);
-        body = body.get(size + 2..).unwrap_or_default();
+        ureq::Error::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+            HttpError::Malformed(
+                "the server closed the connection before a complete answer".to_owned(),
+            )
+        }
+        ureq::Error::Protocol(error) => HttpError::Malformed(error.to_string()),
+        ureq::Error::LargeResponseHeader(size_bytes, limit_bytes) => HttpError::Malformed(format!(
+            "the header is {size_bytes} bytes, more than {limit_bytes}"
+        )),
+        ureq::Error::BodyExceedsLimit(_) => HttpError::TooLong,
+        error => HttpError::Transfer {
+            authority,
+            error: error.into_io(),
+        },
     }
 }
 
-/// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+/// Whether an I/O error means nothing accepted the connection.
+fn is_connect_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::NetworkDown
+            | io::ErrorKind::AddrNotAvailable
+    )
 }
 
 /// The start of a byte string, as text for a message.
@@ -251,30 +151,79 @@ pub(crate) fn excerpt(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+
     use super::*;
 
+    /// Generous: nothing here should wait, but CI machines are busy.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// Serves `answer` raw to one connection, after reading the request head, then closes.
+    fn serve_once(answer: &'static [u8]) -> (Endpoint, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let port = listener.local_addr().expect("its address").port();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("one connection");
+            let mut head = Vec::new();
+            let mut byte = [0_u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let _ = stream.write_all(answer);
+        });
+        let endpoint = Endpoint {
+            host: "127.0.0.1".to_owned(),
+            port,
+            path: "/health".to_owned(),
+        };
+        (endpoint, handle)
+    }
+
+    fn get_once(answer: &'static [u8]) -> Result<HttpResponse, HttpError> {
+        let (endpoint, server) = serve_once(answer);
+        let result = get(&endpoint, PATIENCE);
+        server.join().expect("the server thread");
+        result
+    }
+
     #[test]
-    fn a_content_length_answer_is_split() {
-        let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-                       Content-Length: 2\r\n\r\n{}";
-        assert!(complete_response(answer));
-        assert!(!complete_response(&answer[..answer.len() - 1]));
-        let response = parse_response(answer).expect("parses");
+    fn an_error_status_still_gives_its_body() {
+        let response = get_once(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+              Content-Length: 2\r\n\r\n{}",
+        )
+        .expect("a 503 is an answer");
         assert_eq!(response.status, 503);
         assert_eq!(response.body, b"{}");
     }
 
     #[test]
     fn chunked_and_close_delimited_bodies_are_read() {
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).expect("chunked").body, b"abcde");
-        let closed = b"HTTP/1.0 200 OK\r\n\r\nnot json";
-        let response = parse_response(closed).expect("read to the end");
+        let chunked = get_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+        )
+        .expect("chunked");
+        assert_eq!(chunked.body, b"abcde");
+        let closed = get_once(b"HTTP/1.0 200 OK\r\n\r\nnot json").expect("read to the end");
         assert_eq!(
-            (response.status, response.body.as_slice()),
+            (closed.status, closed.body.as_slice()),
             (200, &b"not json"[..])
         );
+    }
+
+    #[test]
+    fn a_redirect_is_an_answer_not_followed() {
+        let response = get_once(
+            b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\n\
+              Content-Length: 0\r\n\r\n",
+        )
+        .expect("a 302 is an answer");
+        assert_eq!((response.status, response.body.len()), (302, 0));
     }
 
     #[test]
@@ -286,10 +235,29 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         ] {
+            let result = get_once(bad);
             assert!(
-                matches!(parse_response(bad), Err(HttpError::Malformed(_))),
-                "{bad:?}"
+                matches!(result, Err(HttpError::Malformed(_))),
+                "{bad:?}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_closed_port_cannot_be_connected_to() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let port = listener.local_addr().expect("its address").port();
+        drop(listener);
+        let endpoint = Endpoint {
+            host: "127.0.0.1".to_owned(),
+            port,
+            path: "/health".to_owned(),
+        };
+        let result = get(&endpoint, PATIENCE);
+        assert!(
+            matches!(&result, Err(HttpError::Connect { error, .. })
+                if error.kind() == io::ErrorKind::ConnectionRefused),
+            "{result:?}"
+        );
     }
 }
