@@ -51,6 +51,8 @@ mod events;
 pub mod health;
 mod http;
 mod introspect;
+/// Telephony media streams: G.711 codecs and the Twilio-style WebSocket frames (pure).
+pub mod media;
 mod os;
 mod panics;
 mod pool;
