@@ -170,6 +170,10 @@ pub struct WorkerSnapshot {
     /// The address the HTTP health endpoints are served on, once bound (`http_addr`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<String>,
+    /// The address the media WebSocket listener takes calls on, once bound
+    /// (`media_listener`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_addr: Option<String>,
     /// Each worker thread that has polled a session, in worker order: idle, or polling a
     /// session since when.
     #[serde(skip_serializing_if = "Vec::is_empty")]

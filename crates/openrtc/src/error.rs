@@ -12,6 +12,14 @@ pub enum ConfigError {
     /// No agent was registered.
     #[error("no agent registered: add one with AgentPoolBuilder::agent")]
     NoAgents,
+    /// The media WebSocket's path cannot be served as given.
+    #[error(
+        "invalid media path {path:?}: it must start with '/' and have no query, fragment, space or '{{' segment"
+    )]
+    InvalidMediaPath {
+        /// The path as given.
+        path: String,
+    },
     /// An agent or worker name has characters or a length that is not allowed.
     #[error(
         "invalid {what} name {name:?}: use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '-' or '.'"
@@ -265,6 +273,16 @@ pub enum RunError {
         /// The socket path.
         path: std::path::PathBuf,
         /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The media listener ([`crate::AgentPoolBuilder::media_listener`]) cannot listen at its
+    /// address.
+    #[error("cannot take calls at {addr}")]
+    Media {
+        /// The address as given.
+        addr: std::net::SocketAddr,
+        /// What failed (often: the address is in use).
         #[source]
         source: std::io::Error,
     },

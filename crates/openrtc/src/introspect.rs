@@ -368,6 +368,7 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     worker.blocked_after_ms = duration_ms(config.blocked_after);
     worker.restart_after_ms = config.restart_after.map(duration_ms);
     worker.http_addr = shared.http_addr().map(|addr| addr.to_string());
+    worker.media_addr = shared.media_addr().map(|addr| addr.to_string());
     worker.worker_thread_states = worker_thread_states(shared);
     worker
 }

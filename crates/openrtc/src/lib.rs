@@ -51,7 +51,8 @@ mod events;
 pub mod health;
 mod http;
 mod introspect;
-/// Telephony media streams: G.711 codecs and the Twilio-style WebSocket frames (pure).
+/// Phone calls over a Twilio-compatible media WebSocket: the listener, the agent's
+/// `CallMedia`, G.711 codecs and the providers' frames.
 pub mod media;
 mod os;
 mod panics;

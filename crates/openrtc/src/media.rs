@@ -1,21 +1,30 @@
-//! Telephony media streams: the pure parts of a Twilio-compatible media source.
+//! Phone calls over a Twilio-compatible media WebSocket.
 //!
 //! A telephony provider (Twilio Media Streams, and the look-alike protocols of Telnyx, Plivo
-//! and Exotel) opens a WebSocket to the worker and sends one JSON text frame per event: a
-//! `start` naming the call, then 20 ms `media` frames of base64 audio, `dtmf`, `mark` echoes,
-//! and a `stop`. The worker answers with `media`, `mark` and `clear` frames of its own.
+//! and Exotel) dials the worker's media listener ([`crate::AgentPoolBuilder::media_listener`])
+//! and sends one JSON text frame per event: a `start` naming the call, then 20 ms `media`
+//! frames of base64 audio, `dtmf`, `mark` echoes, and a `stop`. The worker answers with
+//! `media`, `mark` and `clear` frames of its own. Each connection's `start` launches a
+//! session, routed by its custom parameters (`agent`, `tenant`); the agent takes the call with
+//! `Session::media` and gets a [`CallMedia`]: decoded audio in, audio, marks and `clear` out.
 //!
-//! This module holds what that exchange needs that does no I/O, so the WebSocket listener that
-//! drives it stays small and every shape can be tested on its own:
-//!
-//! - [`g711`](crate::media::g711): μ-law and A-law to and from 16-bit linear PCM, the
-//!   codecs of the audio.
+//! - [`g711`](crate::media::g711): μ-law and A-law to and from 16-bit linear PCM (pure).
 //! - [`protocol`](crate::media::protocol): inbound text frames parsed into
 //!   [`Inbound`](crate::media::protocol::Inbound) (the provider told apart by the shape of its
-//!   `start`), and the outbound frames built for each provider.
+//!   `start`), and the outbound frames built for each provider (pure).
+//! - `call`: [`CallMedia`], the agent's side of a call.
+//! - `listener` (private): the axum WebSocket route on the pool's runtime, each connection's
+//!   set-up up to its session, and each call's pump, a task of its session.
 //!
-//! Neither touches the poll path: they run once per 20 ms frame of a call, may allocate, and
-//! never block.
+//! Route a call with `<Parameter name="agent" value="…"/>` in the TwiML `<Stream>`; the
+//! other parameters and the call's ids (`call.provider`, `call.stream_id`, `call.call_id`,
+//! `call.from`, `call.to`) are in the session's metadata. None of this touches the poll path:
+//! it runs once per 20 ms frame of a call, may allocate, and never blocks.
 
+mod call;
 pub mod g711;
+pub(crate) mod listener;
 pub mod protocol;
+
+pub use call::{AudioFrame, CallEnded, CallMedia, MediaEvent, SAMPLE_RATE_HZ, SAMPLES_PER_CHUNK};
+pub use listener::{DEFAULT_PATH, IDLE_TIMEOUT, MAX_CONNECTING, START_TIMEOUT};

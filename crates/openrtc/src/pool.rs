@@ -72,6 +72,10 @@ pub(crate) struct PoolConfig {
     pub(crate) restart_after: Option<Duration>,
     /// Where the HTTP health endpoints are served, if anywhere.
     pub(crate) http_addr: Option<std::net::SocketAddr>,
+    /// Where the media WebSocket listener takes calls, if anywhere.
+    pub(crate) media_addr: Option<std::net::SocketAddr>,
+    /// The media WebSocket's path.
+    pub(crate) media_path: String,
 }
 
 pub(crate) struct RegisteredAgent {
@@ -206,6 +210,8 @@ pub(crate) struct PoolShared {
     pub(crate) recent: crate::watchdog::RecentFigures,
     /// The address the HTTP health endpoints were bound to, once they are.
     http_addr: OnceLock<std::net::SocketAddr>,
+    /// The address the media listener was bound to, once it is.
+    media_addr: OnceLock<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -242,6 +248,11 @@ impl PoolShared {
     /// The address the HTTP health endpoints are bound to, once they are.
     pub(crate) fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.http_addr.get().copied()
+    }
+
+    /// The address the media listener is bound to, once it is.
+    pub(crate) fn media_addr(&self) -> Option<std::net::SocketAddr> {
+        self.media_addr.get().copied()
     }
 
     /// Records the address the HTTP health endpoints were bound to.
@@ -303,8 +314,26 @@ impl PoolShared {
     }
 
     fn launch(self: &Arc<Self>, request: JobRequest) -> Result<SessionHandle, Rejected> {
+        self.launch_with(request, None).map(SessionHandle::new)
+    }
+
+    /// Launches the session of a call from the media listener, its media in place before it
+    /// starts.
+    pub(crate) fn launch_call(
+        self: &Arc<Self>,
+        request: JobRequest,
+        media: crate::media::CallMedia,
+    ) -> Result<Arc<SessionCell>, Rejected> {
+        self.launch_with(request, Some(media))
+    }
+
+    fn launch_with(
+        self: &Arc<Self>,
+        request: JobRequest,
+        media: Option<crate::media::CallMedia>,
+    ) -> Result<Arc<SessionCell>, Rejected> {
         let tenant = self.tenants.get_or_create(&request.tenant);
-        self.try_launch(&tenant, request).map_err(|refused| {
+        self.try_launch(&tenant, request, media).map_err(|refused| {
             let admission::Refused { rejected, agent } = refused;
             self.counters.refused.count(rejected.reason());
             self.events.emit(Event::SessionRefused {
@@ -322,7 +351,8 @@ impl PoolShared {
         self: &Arc<Self>,
         tenant: &Arc<admission::TenantCounters>,
         request: JobRequest,
-    ) -> Result<SessionHandle, admission::Refused> {
+        media: Option<crate::media::CallMedia>,
+    ) -> Result<Arc<SessionCell>, admission::Refused> {
         let agent_names: Vec<&str> = self.agents.iter().map(|agent| &*agent.name).collect();
         let limits = self.limits(tenant);
         let mut lifecycle = lock(&self.lifecycle);
@@ -376,16 +406,20 @@ impl PoolShared {
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         tenant.started.fetch_add(1, Ordering::Relaxed);
         self.tallies.started(&tenant.name, &registered.name);
-        let handle = SessionHandle::new(Arc::clone(&cell));
+        if let Some(media) = media {
+            cell.set_media(media);
+        }
         match runtime {
-            Some(runtime) => session::spawn_root(cell, Arc::clone(&registered.agent), &runtime),
+            Some(runtime) => {
+                session::spawn_root(Arc::clone(&cell), Arc::clone(&registered.agent), &runtime)
+            }
             None => {
                 if let Lifecycle::NotStarted { pending } = &mut *lifecycle {
-                    pending.push((cell, Arc::clone(&registered.agent)));
+                    pending.push((Arc::clone(&cell), Arc::clone(&registered.agent)));
                 }
             }
         }
-        Ok(handle)
+        Ok(cell)
     }
 
     /// The limits in force for `tenant`.
@@ -686,6 +720,7 @@ impl AgentPool {
             tasks: crate::session::TaskCounters::default(),
             recent: crate::watchdog::RecentFigures::default(),
             http_addr: OnceLock::new(),
+            media_addr: OnceLock::new(),
         });
         shared.note_named_tenants();
         Self {
@@ -812,6 +847,18 @@ impl AgentPool {
         if let Some(addr) = shared.config.http_addr {
             helpers.http = Some(crate::http::HttpServer::start(Arc::clone(&shared), addr)?);
         }
+        // Bound now, so a taken port fails `run` before any session starts; served once the
+        // runtime runs.
+        let media_listener = match shared.config.media_addr {
+            Some(addr) => {
+                let listener = crate::media::listener::bind(addr)?;
+                if let Ok(bound) = listener.local_addr() {
+                    let _ = shared.media_addr.set(bound);
+                }
+                Some(listener)
+            }
+            None => None,
+        };
         if shared.config.enable_introspection {
             helpers.watchdog = Some(crate::watchdog::Watchdog::start(Arc::clone(&shared))?);
         }
@@ -868,6 +915,9 @@ impl AgentPool {
             .store(shared.probe.clock.now_ns(), Ordering::Relaxed);
         for (cell, agent) in pending {
             session::spawn_root(cell, agent, runtime.handle());
+        }
+        if let Some(listener) = media_listener {
+            crate::media::listener::spawn(Arc::clone(&shared), listener, runtime.handle());
         }
         let (first, counts) =
             runtime.block_on(drain::supervise(&shared, &mut self.control, stop, signals));

@@ -138,6 +138,13 @@ impl Session {
         self.cell.pool()?.shared_value::<T>()
     }
 
+    /// The session's phone call, when it came from the media listener (`.media_listener`):
+    /// the first call takes it, later ones (and sessions launched from code) get `None`.
+    #[must_use]
+    pub fn media(&self) -> Option<crate::media::CallMedia> {
+        self.cell.take_media()
+    }
+
     /// Spawns a child task on the pool's runtime, attributed to this session: its polls count
     /// in the session's busy time and stalls. It is aborted when the session ends.
     ///
@@ -292,6 +299,34 @@ impl Session {
     pub fn is_cancelled(&self) -> bool {
         self.cell.cancellation().is_cancelled()
     }
+}
+
+/// Spawns `future` on the current runtime as a task of the session of `cell`: its polls are
+/// the session's (busy time, stalls, allocations), and it counts as one of its child tasks.
+/// Unlike `Session::spawn`, it is not aborted when the session ends: it watches for that
+/// itself (a call's media pump closes its socket properly).
+pub(crate) fn spawn_task_of<F>(cell: &Arc<SessionCell>, future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (child, stats) = cell.register_child();
+    let attributed = Attributed::new(future, Arc::clone(cell), stats);
+    let caught = CatchPanic::new(attributed, Mark::session(cell.panic_backtraces()));
+    let mut guard = ChildGuard {
+        cell: Arc::clone(cell),
+        child,
+        end: ChildEnd::Cancelled,
+    };
+    tokio::spawn(async move {
+        guard.end = match caught.await {
+            Ok(()) => ChildEnd::Completed,
+            Err(mut panic) => {
+                panic.report(&guard.cell, "child");
+                ChildEnd::Panicked
+            }
+        };
+        drop(guard);
+    });
 }
 
 /// Marks a child task finished when its future completes or is dropped, and counts how it

@@ -79,6 +79,11 @@ pub(crate) struct Args {
     /// free port; the bound address is logged). An empty value or `off` serves none.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:14159")]
     pub(crate) http_addr: String,
+    /// Take phone calls over a Twilio-compatible media WebSocket at this address, path
+    /// `/media` (port 0: any free port; the bound address is logged). An empty value or
+    /// `off` takes none.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) media_addr: String,
     /// How long each blocking call of the `blocker` agent holds its worker thread, in ms
     /// (over 5000, past `blocked_after`, the worker reports the thread blocked: critical).
     #[arg(long, value_name = "MS", default_value_t = 300)]
@@ -92,13 +97,14 @@ pub(crate) struct Args {
     pub(crate) seed: Option<u64>,
 }
 
-/// `--http-addr`: an address, or none for an empty value or `off`.
-fn http_addr(value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
+/// `--http-addr` or `--media-addr` (`flag`): an address, or none for an empty value or
+/// `off`.
+fn listen_addr(flag: &str, value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
     if value.is_empty() || value == "off" {
         return Ok(None);
     }
     value.parse().map(Some).with_context(|| {
-        format!("invalid --http-addr {value:?}: use IP:PORT (127.0.0.1:14159), '' or off")
+        format!("invalid {flag} {value:?}: use IP:PORT (127.0.0.1:8080), '' or off")
     })
 }
 
@@ -165,8 +171,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.event_stream {
         builder = builder.event_stream(path, Duration::from_secs(1));
     }
-    if let Some(addr) = http_addr(&args.http_addr)? {
+    if let Some(addr) = listen_addr("--http-addr", &args.http_addr)? {
         builder = builder.http_addr(addr);
+    }
+    if let Some(addr) = listen_addr("--media-addr", &args.media_addr)? {
+        builder = builder.media_listener(addr);
     }
     let pool = builder.build().context("invalid demo configuration")?;
     if let Some(socket) = pool.socket_path() {

@@ -77,7 +77,7 @@ impl DemoWorker {
         let mut command = Command::new(demo_binary());
         command
             .args(["--worker-name", name, "--only", agent, "--threads", "2"])
-            .args(["--http-addr", http_addr])
+            .args(["--http-addr", http_addr, "--media-addr", "127.0.0.1:0"])
             // In the test's directory: the demo's default log file is relative to its own.
             .arg("--log-file")
             .arg(runtime_dir.join(format!("{name}.jsonl")))

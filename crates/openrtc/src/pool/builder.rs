@@ -43,6 +43,8 @@ pub struct AgentPoolBuilder {
     blocked_after: Duration,
     restart_after: Option<Duration>,
     http_addr: Option<std::net::SocketAddr>,
+    media_addr: Option<std::net::SocketAddr>,
+    media_path: String,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -80,6 +82,8 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("blocked_after", &self.blocked_after)
             .field("restart_after", &self.restart_after)
             .field("http_addr", &self.http_addr)
+            .field("media_addr", &self.media_addr)
+            .field("media_path", &self.media_path)
             .finish()
     }
 }
@@ -115,6 +119,8 @@ impl Default for AgentPoolBuilder {
             blocked_after: Self::DEFAULT_BLOCKED_AFTER,
             restart_after: None,
             http_addr: None,
+            media_addr: None,
+            media_path: crate::media::DEFAULT_PATH.to_owned(),
         }
     }
 }
@@ -194,6 +200,23 @@ impl AgentPoolBuilder {
     /// address is logged and shown in snapshots (`worker.http_addr`).
     pub fn http_addr(mut self, addr: std::net::SocketAddr) -> Self {
         self.http_addr = Some(addr);
+        self
+    }
+
+    /// Takes phone calls over a Twilio-compatible media WebSocket at this address (default
+    /// off), path [`Self::media_path`]: each connection's `start` launches a session routed
+    /// by its `agent` and `tenant` custom parameters, whose agent reaches the call through
+    /// `Session::media`. Served on the pool's runtime; port 0 picks a free port, shown in
+    /// snapshots (`worker.media_addr`). See [`crate::media`].
+    pub fn media_listener(mut self, addr: std::net::SocketAddr) -> Self {
+        self.media_addr = Some(addr);
+        self
+    }
+
+    /// The media WebSocket's path (default `/media`): it must start with `/` and carry no
+    /// query string (Twilio refuses stream URLs with one).
+    pub fn media_path(mut self, path: impl Into<String>) -> Self {
+        self.media_path = path.into();
         self
     }
 
@@ -457,6 +480,14 @@ impl AgentPoolBuilder {
         if self.agents.is_empty() {
             return Err(ConfigError::NoAgents);
         }
+        if !self.media_path.starts_with('/')
+            || self.media_path.contains(['?', '#', ' '])
+            || self.media_path.contains("/{")
+        {
+            return Err(ConfigError::InvalidMediaPath {
+                path: self.media_path,
+            });
+        }
         let mut seen = HashSet::new();
         for (name, _) in &self.agents {
             if !openrtc_proto::is_valid_name(name) {
@@ -618,6 +649,8 @@ impl AgentPoolBuilder {
             blocked_after: self.blocked_after,
             restart_after: self.restart_after,
             http_addr: self.http_addr,
+            media_addr: self.media_addr,
+            media_path: self.media_path,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;

@@ -149,6 +149,8 @@ pub(crate) struct SessionCell {
     recorder: FlightRecorder,
     /// Its tracked calls by label, from its first tracked call.
     calls: OnceLock<Box<crate::calls::CallTable>>,
+    /// The call's media, for a session from the media listener, until the agent takes it.
+    media: Mutex<Option<crate::media::CallMedia>>,
     /// A tracked call longer than this is slow (the pool's `slow_call_threshold`).
     slow_call_ns: u64,
     /// Its child tasks by how they ended.
@@ -202,6 +204,7 @@ impl SessionCell {
             recorder: pool.log().recorder(),
             log: Arc::clone(pool.log()),
             calls: OnceLock::new(),
+            media: Mutex::new(None),
             slow_call_ns: crate::units::duration_ns(pool.config.slow_call_threshold),
             tasks: super::tasks::TaskCounters::default(),
         }
@@ -515,6 +518,16 @@ impl SessionCell {
 
     pub(crate) fn cpu_pct(&self) -> f64 {
         f64::from_bits(self.cpu_pct_bits.load(Ordering::Relaxed))
+    }
+
+    /// Gives the session its call's media, before it starts.
+    pub(crate) fn set_media(&self, media: crate::media::CallMedia) {
+        *lock(&self.media) = Some(media);
+    }
+
+    /// Takes the call's media (once).
+    pub(crate) fn take_media(&self) -> Option<crate::media::CallMedia> {
+        lock(&self.media).take()
     }
 
     pub(crate) fn register_child(&self) -> (u64, Arc<TaskStats>) {

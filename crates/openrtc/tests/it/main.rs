@@ -11,6 +11,7 @@ mod failure_budget;
 mod handles;
 mod http;
 mod lifecycle;
+mod media;
 mod memory;
 mod prewarm;
 mod socket;

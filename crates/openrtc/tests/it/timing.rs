@@ -14,6 +14,7 @@ mod calls;
 mod health_http;
 mod log_file;
 mod panics;
+mod streamdouble;
 
 /// The injected block.
 const BLOCK: Duration = Duration::from_millis(300);

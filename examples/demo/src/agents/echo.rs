@@ -1,9 +1,14 @@
 //! `echo`: a well-behaved agent: a little DSP per frame, plus a light child task that makes
 //! one tracked call a second (`stt.transcribe`: a timer standing in for a speech-to-text
 //! request, awaited, so never a blocking call; about one in twenty fails).
+//!
+//! On a phone call (a session from the media listener) it answers the caller instead: it
+//! sends back every chunk it hears, with a mark after each half second of audio (an
+//! "utterance"), and runs the shared voice-activity model on what it hears.
 
 use std::time::Duration;
 
+use openrtc::media::{CallMedia, MediaEvent};
 use openrtc::{Agent, AgentError, Session};
 
 use super::{Call, VadModel, filter_frame};
@@ -14,6 +19,9 @@ pub(crate) struct Echo;
 
 impl Agent for Echo {
     async fn run(&self, session: Session) -> Result<(), AgentError> {
+        if let Some(call) = session.media() {
+            return answer(&session, call).await;
+        }
         let transcriber = session.spawn({
             let session = session.clone();
             async move {
@@ -61,4 +69,45 @@ async fn transcribe(latency: Duration, fails: bool) -> Result<(), std::io::Error
     } else {
         Ok(())
     }
+}
+
+/// Chunks of 20 ms in one "utterance": a mark follows each.
+const CHUNKS_PER_UTTERANCE: u64 = 25;
+
+/// Answers a phone call: echoes what the caller says, marking each utterance, until the
+/// caller hangs up or the session is cancelled.
+async fn answer(session: &Session, mut call: CallMedia) -> Result<(), AgentError> {
+    let vad = session.shared::<VadModel>();
+    let mut heard = 0_u64;
+    loop {
+        let event = tokio::select! {
+            event = call.recv() => event,
+            () = session.cancelled() => break,
+        };
+        match event {
+            Some(MediaEvent::Audio(frame)) => {
+                if let Some(vad) = &vad {
+                    let energy = frame
+                        .samples
+                        .iter()
+                        .map(|sample| f32::from(*sample) / 32_768.0)
+                        .map(|sample| sample * sample)
+                        .sum::<f32>()
+                        / frame.samples.len().max(1) as f32;
+                    std::hint::black_box(vad.speech_probability(heard, energy));
+                }
+                call.send(&frame.samples).await?;
+                heard += 1;
+                if heard % CHUNKS_PER_UTTERANCE == 0 {
+                    call.mark(&format!("utterance-{}", heard / CHUNKS_PER_UTTERANCE))
+                        .await?;
+                }
+            }
+            // Keys pressed and marks played: nothing to do for an echo.
+            Some(_) => {}
+            None => break,
+        }
+    }
+    tracing::debug!(chunks = heard, "the call ended");
+    Ok(())
 }

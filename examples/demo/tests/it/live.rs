@@ -29,7 +29,7 @@ impl Demo {
         let stderr_path = dir.join("demo.stderr");
         let child = Command::new(env!("CARGO_BIN_EXE_openrtc-demo"))
             .args(["--threads", "2", "--seed", "3", "--drain-timeout-secs", "0"])
-            .args(["--http-addr", "off"])
+            .args(["--http-addr", "off", "--media-addr", "off"])
             .arg("--socket")
             .arg(dir.join("demo.sock"))
             .args(args)
@@ -198,6 +198,7 @@ fn log_of_a_redirected_demo(no_color: Option<&str>) -> String {
     command
         .args(["--threads", "2", "--only", "blocker", "--callers", "1"])
         .args(["--drain-timeout-secs", "0", "--http-addr", "off"])
+        .args(["--media-addr", "off"])
         .arg("--socket")
         .arg(&socket)
         .current_dir(dir.path())

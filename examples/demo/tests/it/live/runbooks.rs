@@ -153,6 +153,8 @@ impl Worker {
             .args(["--threads", "2", "--seed", "2"])
             // Any free port: the runbooks find it in the snapshot (`worker.http_addr`).
             .args(["--http-addr", "127.0.0.1:0"])
+            // The same for calls (`worker.media_addr`).
+            .args(["--media-addr", "127.0.0.1:0"])
             .args(extra_args)
             .current_dir(dir.path())
             .env("XDG_RUNTIME_DIR", &runtime)
