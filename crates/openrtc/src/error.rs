@@ -20,6 +20,12 @@ pub enum ConfigError {
         /// The path as given.
         path: String,
     },
+    /// The voice webhook's configuration cannot work.
+    #[error(transparent)]
+    VoiceWebhook(#[from] crate::media::VoiceWebhookError),
+    /// A voice webhook was set without a media listener to serve it and its calls.
+    #[error("a voice webhook needs a media listener: set AgentPoolBuilder::media_listener")]
+    VoiceWebhookWithoutListener,
     /// An agent or worker name has characters or a length that is not allowed.
     #[error(
         "invalid {what} name {name:?}: use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '-' or '.'"

@@ -13,6 +13,8 @@
 //!   [`Inbound`](crate::media::protocol::Inbound) (the provider told apart by the shape of its
 //!   `start`), and the outbound frames built for each provider (pure).
 //! - `call`: [`CallMedia`], the agent's side of a call.
+//! - [`VoiceWebhook`]: `POST /voice`, answering a provider's call with TwiML that streams it
+//!   to the media WebSocket, routed by the number called, its signature checked.
 //! - `listener` (private): the axum WebSocket route on the pool's runtime, each connection's
 //!   set-up up to its session, and each call's pump, a task of its session.
 //!
@@ -25,6 +27,8 @@ mod call;
 pub mod g711;
 pub(crate) mod listener;
 pub mod protocol;
+mod webhook;
 
 pub use call::{AudioFrame, CallEnded, CallMedia, MediaEvent, SAMPLE_RATE_HZ, SAMPLES_PER_CHUNK};
-pub use listener::{DEFAULT_PATH, IDLE_TIMEOUT, MAX_CONNECTING, START_TIMEOUT};
+pub use listener::{DEFAULT_PATH, IDLE_TIMEOUT, MAX_CONNECTING, START_TIMEOUT, VOICE_PATH};
+pub use webhook::{VoiceWebhook, VoiceWebhookError};

@@ -76,6 +76,8 @@ pub(crate) struct PoolConfig {
     pub(crate) media_addr: Option<std::net::SocketAddr>,
     /// The media WebSocket's path.
     pub(crate) media_path: String,
+    /// The voice webhook beside it, if any.
+    pub(crate) voice_webhook: Option<crate::media::VoiceWebhook>,
 }
 
 pub(crate) struct RegisteredAgent {

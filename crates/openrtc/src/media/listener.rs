@@ -35,6 +35,9 @@ use crate::session::JobRequest;
 /// The media WebSocket's path unless `AgentPoolBuilder::media_path` sets another.
 pub const DEFAULT_PATH: &str = "/media";
 
+/// The voice webhook's path, beside the media WebSocket's (with `.voice_webhook`).
+pub const VOICE_PATH: &str = "/voice";
+
 /// How long a connection may take to send its `start`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -120,17 +123,54 @@ pub(crate) fn spawn(
             "[media] calls at ws://{bound}{path}"
         );
     }
-    let router = axum::Router::new()
-        .route(&path, axum::routing::get(upgrade))
-        .with_state(Arc::new(Listener {
-            shared,
-            connecting: Arc::new(Semaphore::new(MAX_CONNECTING)),
-        }));
+    let mut router = axum::Router::new().route(&path, axum::routing::get(upgrade));
+    if shared.config.voice_webhook.is_some() {
+        router = router.route(VOICE_PATH, axum::routing::post(voice));
+    }
+    let router = router.with_state(Arc::new(Listener {
+        shared,
+        connecting: Arc::new(Semaphore::new(MAX_CONNECTING)),
+    }));
     runtime.spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "the media listener stopped");
         }
     });
+}
+
+/// `POST /voice`: the provider asks what to do with a call; TwiML says stream it here.
+async fn voice(
+    State(listener): State<Arc<Listener>>,
+    headers: axum::http::HeaderMap,
+    axum::Form(params): axum::Form<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let Some(webhook) = &listener.shared.config.voice_webhook else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|value| value.to_str().ok());
+    let (status, body) = webhook.answer(&params, signature);
+    if status != 200 {
+        tracing::warn!(
+            event = "voice_webhook_refused",
+            status,
+            "[media] voice webhook request refused: {}",
+            body.trim_end()
+        );
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    let content_type = if status == StatusCode::OK {
+        "text/xml"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET <media path>` with an upgrade: a call, if there is room to set it up.

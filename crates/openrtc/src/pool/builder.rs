@@ -45,6 +45,7 @@ pub struct AgentPoolBuilder {
     http_addr: Option<std::net::SocketAddr>,
     media_addr: Option<std::net::SocketAddr>,
     media_path: String,
+    voice_webhook: Option<crate::media::VoiceWebhook>,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -84,6 +85,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("http_addr", &self.http_addr)
             .field("media_addr", &self.media_addr)
             .field("media_path", &self.media_path)
+            .field("voice_webhook", &self.voice_webhook)
             .finish()
     }
 }
@@ -121,6 +123,7 @@ impl Default for AgentPoolBuilder {
             http_addr: None,
             media_addr: None,
             media_path: crate::media::DEFAULT_PATH.to_owned(),
+            voice_webhook: None,
         }
     }
 }
@@ -217,6 +220,15 @@ impl AgentPoolBuilder {
     /// query string (Twilio refuses stream URLs with one).
     pub fn media_path(mut self, path: impl Into<String>) -> Self {
         self.media_path = path.into();
+        self
+    }
+
+    /// Answers Twilio's voice webhook at `POST /voice` on the media listener's address with
+    /// TwiML that streams each call to the media WebSocket, routed by the number called, its
+    /// `X-Twilio-Signature` checked when an auth token is set (default: no webhook). Needs
+    /// [`Self::media_listener`].
+    pub fn voice_webhook(mut self, webhook: crate::media::VoiceWebhook) -> Self {
+        self.voice_webhook = Some(webhook);
         self
     }
 
@@ -488,6 +500,12 @@ impl AgentPoolBuilder {
                 path: self.media_path,
             });
         }
+        if let Some(webhook) = &self.voice_webhook {
+            webhook.validate()?;
+            if self.media_addr.is_none() {
+                return Err(ConfigError::VoiceWebhookWithoutListener);
+            }
+        }
         let mut seen = HashSet::new();
         for (name, _) in &self.agents {
             if !openrtc_proto::is_valid_name(name) {
@@ -651,6 +669,7 @@ impl AgentPoolBuilder {
             http_addr: self.http_addr,
             media_addr: self.media_addr,
             media_path: self.media_path,
+            voice_webhook: self.voice_webhook,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;

@@ -394,3 +394,134 @@ async fn bad_input_closes_only_its_connection_while_another_call_keeps_its_caden
         (pool.snapshot().sessions.len() == 1).then_some(())
     });
 }
+
+/// The venv's python with the `twilio` package (installed by `scripts/py-tools`).
+fn twilio_python() -> std::path::PathBuf {
+    let python = std::env::var_os("OPENRTC_STREAMDOUBLE").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/py/streamdouble/bin/python")
+        },
+        |streamdouble| std::path::PathBuf::from(streamdouble).with_file_name("python"),
+    );
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/py-tools (scripts/test does) to install twilio",
+        python.display()
+    );
+    python
+}
+
+/// The signature Twilio's own library computes for a webhook request.
+fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    let params: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), serde_json::json!(value)))
+        .collect();
+    let output = std::process::Command::new(twilio_python())
+        .args([
+            "-c",
+            "import json, sys\n\
+             from twilio.request_validator import RequestValidator\n\
+             token, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n\
+             print(RequestValidator(token).compute_signature(url, params))",
+            token,
+            url,
+            &serde_json::Value::Object(params).to_string(),
+        ])
+        .output()
+        .expect("run python");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// `POST path` with a form body and an optional signature: status and body.
+fn post_form(
+    addr: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    signature: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let body: Vec<String> = params
+        .iter()
+        .map(|(key, value)| format!("{}={}", key, value.replace('+', "%2B")))
+        .collect();
+    let body = body.join("&");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let signature = signature
+        .map(|signature| format!("X-Twilio-Signature: {signature}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n{signature}\r\n{body}",
+        body.len()
+    )
+    .expect("sends");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status");
+    (status, body.to_owned())
+}
+
+#[test]
+fn the_voice_webhook_answers_signed_requests_with_twiml_that_streams_the_call_here() {
+    let token = "test-auth-token";
+    let public_url = "https://calls.example.com/voice";
+    let pool = RunningPool::start(
+        AgentPool::builder()
+            .agent("echo", echo())
+            .worker_name("media-webhook")
+            .worker_threads(2)
+            .media_listener("127.0.0.1:0".parse().expect("addr"))
+            .voice_webhook(
+                openrtc::media::VoiceWebhook::new("wss://calls.example.com/media")
+                    .public_url(public_url)
+                    .auth_token(token)
+                    .route("+15550100", [("agent", "echo"), ("tenant", "acme")]),
+            ),
+    );
+    let addr = pool
+        .snapshot()
+        .worker
+        .media_addr
+        .expect("the media address");
+    let params = [
+        ("AccountSid", "AC0001"),
+        ("CallSid", "CA0001"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+15550199"),
+        ("To", "+15550100"),
+    ];
+    let signature = twilio_signature(token, public_url, &params);
+    let (status, twiml) = post_form(&addr, "/voice", &params, Some(&signature));
+    assert_eq!(status, 200, "{twiml}");
+    assert_eq!(
+        twiml,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect>\
+         <Stream url=\"wss://calls.example.com/media\">\
+         <Parameter name=\"agent\" value=\"echo\"/>\
+         <Parameter name=\"from_number\" value=\"+15550199\"/>\
+         <Parameter name=\"tenant\" value=\"acme\"/>\
+         <Parameter name=\"to_number\" value=\"+15550100\"/>\
+         </Stream></Connect></Response>"
+    );
+    // A signature over other parameters, or none: refused, with no TwiML.
+    let forged = twilio_signature(token, public_url, &params[..5]);
+    for signature in [Some(forged.as_str()), None] {
+        let (status, body) = post_form(&addr, "/voice", &params, signature);
+        assert_eq!(status, 403, "{body}");
+        assert!(!body.contains("<Response>"), "{body}");
+    }
+}
