@@ -718,8 +718,24 @@ impl Nudges {
     }
 }
 
+/// The victims scenario runs again (up to 3 times) when more sessions were late than the
+/// stall delayed: on a busy host the other worker thread can itself be kept off the CPU
+/// during the stall, and the sessions it took over are then late through no stall at all.
+/// Every recorded victim must really have waited, every time; on the last run, the late
+/// sessions must be exactly the recorded victims.
 #[test]
 fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
+    for attempt in 1..=3 {
+        if stall_victims_scenario(attempt == 3) {
+            return;
+        }
+        eprintln!("attempt {attempt}: the host made sessions late besides the stall; again");
+    }
+}
+
+/// One run of the victims scenario; `false` when host noise made more sessions late than the
+/// stall delayed (and `last` is not set).
+fn stall_victims_scenario(last: bool) -> bool {
     const SESSIONS: usize = 20;
     const STALL: Duration = Duration::from_millis(100);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -820,6 +836,13 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
         !victims.is_empty(),
         "the nudged session left in the blocker's thread waited: {stall:#?}"
     );
+    assert!(
+        victims.iter().all(|victim| expected.contains(victim)),
+        "every recorded victim was late: {victims:?} of {expected:?}"
+    );
+    if victims != expected && !last {
+        return false;
+    }
     assert_eq!(
         victims, expected,
         "the recorded victims are the late sessions: {stall:#?}"
@@ -849,6 +872,7 @@ fn a_stall_records_the_sessions_it_delayed_and_by_how_much() {
         let row = row_of(&snapshot, *id).expect("live");
         assert_eq!(row.delayed_by_stalls_count, 0, "{id} was not late");
     }
+    true
 }
 
 #[test]
