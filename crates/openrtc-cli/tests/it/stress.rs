@@ -1,0 +1,205 @@
+//! `openrtc stress`, the built binary, against the demo worker's real media WebSocket: echo
+//! calls complete with plausible round trips and the JSON document has its keys; calls to an
+//! agent the worker does not have are counted as refusals by reason; an unreachable URL and a
+//! bad mix exit 2.
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::binary::{run, stderr, stdout};
+use crate::live::{DemoWorker, wait_for_snapshots};
+
+/// Starts a demo worker without callers or HTTP, and returns it with its media URL.
+fn demo(runtime_dir: &Path, name: &str) -> (DemoWorker, String) {
+    let worker = DemoWorker::start_with_args(runtime_dir, name, "echo", 0, None, "off", &[]);
+    let snapshots = wait_for_snapshots(runtime_dir, &[], "the media address", |all| {
+        all.len() == 1 && all[0].worker.media_addr.is_some()
+    });
+    let addr = snapshots[0]
+        .worker
+        .media_addr
+        .clone()
+        .expect("the demo's media address");
+    (worker, format!("ws://{addr}/media"))
+}
+
+#[test]
+fn echo_calls_complete_with_round_trips_and_a_json_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_worker, url) = demo(dir.path(), "stress-echo");
+    let output_path = dir.path().join("results.json");
+    let output = run(
+        dir.path(),
+        &[
+            "stress",
+            "--url",
+            &url,
+            "--calls",
+            "6",
+            "--ramp",
+            "20/s",
+            "--duration",
+            "3s",
+            "--agent-mix",
+            "echo=100",
+            "--tenants",
+            "3",
+            "--max-p99-ms",
+            "2000",
+            "--output",
+            output_path.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let shown = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{shown}\n{}",
+        stderr(&output)
+    );
+    assert!(
+        shown.contains("6 completed, 0 failed (0 refused)"),
+        "{shown}"
+    );
+
+    let text = std::fs::read_to_string(&output_path).expect("the --output document");
+    let document: Value = serde_json::from_str(&text).expect("one JSON document");
+    let keys: Vec<&str> = document
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["config", "series", "summary"]);
+    let config = &document["config"];
+    assert_eq!(config["url"], url.as_str());
+    assert_eq!(config["calls"], 6);
+    assert_eq!(config["ramp_per_s"], 20.0);
+    assert_eq!(config["duration_s"], 3.0);
+    assert_eq!(config["agent_mix"]["echo"], 100);
+    assert_eq!(config["tenants"], 3);
+
+    let summary = &document["summary"];
+    assert_eq!(summary["calls"]["planned"], 6);
+    assert_eq!(summary["calls"]["completed"], 6);
+    assert_eq!(summary["calls"]["failed"], 0);
+    assert_eq!(summary["calls"]["refused"], 0);
+    assert_eq!(summary["exit_status"], 0);
+    // 3 s of 20 ms chunks against absolute deadlines: exactly 150 a call.
+    assert_eq!(summary["chunks_sent"], 900);
+    let received = summary["chunks_received"].as_u64().expect("a count");
+    assert!(received > 0 && received <= 900, "{received}");
+    assert!(
+        summary["marks_echoed"].as_u64().expect("a count") > 0,
+        "the echo agent marks each 25 chunks: {summary}"
+    );
+    assert_eq!(summary["connect_ms"]["count"], 6);
+    let echo = &summary["echo_rtt_ms"];
+    assert_eq!(echo["count"].as_u64(), Some(received));
+    for key in ["p50_ms", "p95_ms", "p99_ms", "max_ms"] {
+        let figure = echo[key].as_f64().expect("an echo round trip figure");
+        assert!(figure > 0.0 && figure < 2000.0, "{key} {figure}");
+    }
+    assert!(summary["inbound_gap_ms"]["count"].as_u64() > Some(0));
+    assert_eq!(summary["slo"]["met"], true);
+    assert_eq!(summary["worker"]["name"], "stress-echo");
+    assert_eq!(summary["health"], Value::Null);
+
+    let series = document["series"].as_array().expect("the series");
+    assert!(series.len() >= 3, "a row a second: {series:?}");
+    let last = series.last().expect("a last row");
+    assert_eq!(last["completed"], 6);
+    assert_eq!(last["dialled"], 6);
+    assert!(
+        series
+            .iter()
+            .any(|row| row["worker_sessions"].as_u64() == Some(6)),
+        "the worker held the 6 calls: {series:?}"
+    );
+}
+
+#[test]
+fn calls_to_an_unknown_agent_are_counted_as_refusals_by_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_worker, url) = demo(dir.path(), "stress-refused");
+    let output_path = dir.path().join("results.json");
+    let output = run(
+        dir.path(),
+        &[
+            "stress",
+            "--url",
+            &url,
+            "--calls",
+            "3",
+            "--ramp",
+            "20/s",
+            "--duration",
+            "2s",
+            "--agent-mix",
+            "nobody=100",
+            "--output",
+            output_path.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let shown = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("3 × 1008 refused: unknown agent \"nobody\""),
+        "{shown}"
+    );
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(&output_path).expect("the --output document"),
+    )
+    .expect("JSON");
+    let summary = &document["summary"];
+    assert_eq!(summary["calls"]["completed"], 0);
+    assert_eq!(summary["calls"]["failed"], 3);
+    assert_eq!(summary["calls"]["refused"], 3);
+    assert_eq!(
+        summary["refusals"],
+        serde_json::json!({"1008 refused: unknown agent \"nobody\"": 3})
+    );
+    assert_eq!(summary["failures"], serde_json::json!({}));
+    assert_eq!(summary["exit_status"], 1);
+}
+
+#[test]
+fn an_unreachable_url_or_a_bad_mix_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let url = format!("ws://127.0.0.1:{port}/media");
+    let output = run(
+        dir.path(),
+        &["stress", "--url", &url, "--calls", "2", "--duration", "1s"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(&format!("openrtc stress: {url} is unreachable")),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty(), "no table for a run not made");
+
+    let output = run(
+        dir.path(),
+        &["stress", "--url", &url, "--agent-mix", "echo=80,hot=15"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("the percentages add up to 95, not 100"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(dir.path(), &["stress", "--url", "wss://example.com/media"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("only ws:// URLs are supported"),
+        "{}",
+        stderr(&output)
+    );
+}
