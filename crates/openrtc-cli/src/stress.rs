@@ -79,7 +79,7 @@ pub fn run(args: &StressArgs) -> anyhow::Result<Exit> {
         .thread_name("openrtc-stress")
         .build()
         .context("cannot start the Tokio runtime")?;
-    runtime.block_on(async move {
+    let exit = runtime.block_on(async move {
         let authority = plan.url.authority();
         if let Err(error) = preflight(&authority).await {
             report_line(&format!("{} is unreachable: {error}", plan.url));
@@ -120,7 +120,10 @@ pub fn run(args: &StressArgs) -> anyhow::Result<Exit> {
         } else {
             Exit::StressFailed
         })
-    })
+    });
+    // `/health` requests still in flight on blocking threads are not waited for.
+    runtime.shutdown_background();
+    exit
 }
 
 /// The configuration as the document records it.
@@ -165,10 +168,9 @@ fn progress_line(
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(calls), ProgressDrawTarget::stderr());
-    let style =
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ended  {msg}")
-            .map(|style| style.progress_chars("=> "))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{elapsed} [{bar:20}] {pos}/{len} ended {wide_msg}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     let ticker = tokio::spawn({
         let bar = bar.clone();
@@ -183,7 +185,7 @@ fn progress_line(
                 );
                 bar.set_position(completed + refused + failed);
                 bar.set_message(format!(
-                    "{} active, {completed} completed, {} failed ({refused} refused), {} chunks out, {} back",
+                    "{} live, {completed} done, {} failed ({refused} refused), chunks {} out {} back",
                     live.active.load(Ordering::Relaxed),
                     failed + refused,
                     live.chunks_sent.load(Ordering::Relaxed),

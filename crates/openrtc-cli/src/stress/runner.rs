@@ -144,7 +144,8 @@ pub struct RunOutput {
 /// Runs every call of `plan` and the side loads, until the last call has ended.
 pub async fn run(plan: RunPlan, live: Arc<Live>) -> RunOutput {
     let started = Instant::now();
-    let run_id = u64::from(std::process::id()) << 16 ^ crate::discover::unix_now_ms() & 0xffff;
+    // Tells this run's stream ids apart from another's in the worker's logs.
+    let run_id = (u64::from(std::process::id()) << 16) ^ (crate::discover::unix_now_ms() & 0xffff);
     let payloads: Arc<[String]> = tone_payloads().into();
     let url: Arc<str> = plan.url.text.as_str().into();
     let mut calls = JoinSet::new();
