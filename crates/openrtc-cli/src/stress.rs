@@ -94,13 +94,7 @@ pub fn run(args: &StressArgs) -> anyhow::Result<Exit> {
             ticker.abort();
             bar.finish_and_clear();
         }
-        let summary = report::summarise(
-            &config,
-            &output,
-            live.health_requests.load(Ordering::Relaxed),
-            live.health_errors.load(Ordering::Relaxed),
-            elapsed_s,
-        );
+        let summary = report::summarise(&config, &output, elapsed_s);
         if let Some(path) = &args.output {
             let document = Document {
                 config: &config,

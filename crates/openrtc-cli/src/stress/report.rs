@@ -51,7 +51,7 @@ pub struct CallCounts {
 /// `/health` under load.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct HealthSummary {
-    /// Requests made.
+    /// Requests that ended during the run (answered or failed).
     pub requests: u64,
     /// Requests without an answer, or answered with another status than 200 or 503.
     pub errors: u64,
@@ -133,13 +133,7 @@ pub struct Document<'a> {
 
 /// Summarises a run.
 #[must_use]
-pub fn summarise(
-    config: &ConfigRecord,
-    output: &RunOutput,
-    health_requests: u64,
-    health_errors: u64,
-    elapsed_s: f64,
-) -> Summary {
+pub fn summarise(config: &ConfigRecord, output: &RunOutput, elapsed_s: f64) -> Summary {
     let mut summary = Summary {
         elapsed_s: round_ms(elapsed_s),
         ..Summary::default()
@@ -160,10 +154,10 @@ pub fn summarise(
     summary.echo_rtt_ms = LatencySummary::of(&mut echo);
     summary.inbound_gap_ms = LatencySummary::of(&mut gaps);
     if config.health_url.is_some() {
-        let mut latencies = output.health_ms.clone();
+        let mut latencies = output.health.latencies_ms.clone();
         summary.health = Some(HealthSummary {
-            requests: health_requests,
-            errors: health_errors,
+            requests: latencies.len() as u64 + output.health.errors,
+            errors: output.health.errors,
             latency_ms: LatencySummary::of(&mut latencies),
         });
     }
@@ -312,4 +306,120 @@ fn percent(value: Option<f64>) -> String {
 /// Bytes in MiB with one decimal.
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::stress::config::PlannedCall;
+    use crate::stress::runner::HealthTally;
+
+    fn config(max_p99_ms: Option<f64>) -> ConfigRecord {
+        ConfigRecord {
+            url: "ws://127.0.0.1:8080/media".to_owned(),
+            calls: 3,
+            ramp_per_s: 10.0,
+            duration_s: 1.0,
+            agent_mix: BTreeMap::from([("echo".to_owned(), 100)]),
+            tenants: 1,
+            health_url: None,
+            health_rps: None,
+            max_p99_ms,
+        }
+    }
+
+    fn call(index: u32, outcome: CallOutcome, echo_rtt_ms: Vec<f64>) -> CallResult {
+        CallResult {
+            planned: PlannedCall {
+                index,
+                agent: "echo".to_owned(),
+                tenant: "tenant-1".to_owned(),
+                start_offset: Duration::ZERO,
+            },
+            outcome,
+            connect_ms: Some(1.0),
+            chunks_sent: 50,
+            chunks_received: echo_rtt_ms.len() as u64,
+            marks_received: 2,
+            bad_frames: 0,
+            echo_rtt_ms,
+            inbound_gap_ms: vec![20.0],
+        }
+    }
+
+    fn output(calls: Vec<CallResult>) -> RunOutput {
+        RunOutput {
+            calls,
+            series: Vec::new(),
+            health: HealthTally::default(),
+            worker_name: None,
+        }
+    }
+
+    #[test]
+    fn outcomes_are_counted_and_refusals_keyed_by_code_and_reason() {
+        let refused = CallOutcome::Refused {
+            code: 1013,
+            reason: "refused: worker full".to_owned(),
+        };
+        let failed = CallOutcome::Failed {
+            reason: "no audio back within 5 s".to_owned(),
+        };
+        let run = output(vec![
+            call(0, CallOutcome::Completed, vec![5.0, 7.0]),
+            call(1, refused, Vec::new()),
+            call(2, failed, Vec::new()),
+        ]);
+        let summary = summarise(&config(None), &run, 1.5);
+        assert_eq!(
+            summary.calls,
+            CallCounts {
+                planned: 3,
+                completed: 1,
+                failed: 2,
+                refused: 1
+            }
+        );
+        assert_eq!(
+            summary.refusals,
+            BTreeMap::from([("1013 refused: worker full".to_owned(), 1)])
+        );
+        assert_eq!(
+            summary.failures,
+            BTreeMap::from([("no audio back within 5 s".to_owned(), 1)])
+        );
+        assert_eq!(summary.echo_rtt_ms.count, 2);
+        assert_eq!(summary.echo_rtt_ms.max_ms, Some(7.0));
+        assert_eq!((summary.chunks_sent, summary.marks_echoed), (150, 6));
+        assert_eq!(summary.exit_status, 1);
+        let shown = table(&config(None), &summary);
+        assert!(
+            shown.contains("1 completed, 2 failed (1 refused)"),
+            "{shown}"
+        );
+        assert!(shown.contains("1 × 1013 refused: worker full"), "{shown}");
+    }
+
+    #[test]
+    fn the_slo_is_the_echo_round_trip_p99() {
+        let run = output(vec![call(
+            0,
+            CallOutcome::Completed,
+            (1..=100).map(f64::from).collect(),
+        )]);
+        let held = summarise(&config(Some(99.0)), &run, 1.0);
+        assert!(held.slo.met);
+        assert_eq!(held.exit_status, 0);
+        let missed = summarise(&config(Some(98.5)), &run, 1.0);
+        assert!(!missed.slo.met);
+        assert_eq!(missed.exit_status, 1);
+        assert!(table(&config(Some(98.5)), &missed).contains("MISSED"));
+        let nothing = summarise(&config(Some(50.0)), &output(Vec::new()), 1.0);
+        assert!(
+            !nothing.slo.met,
+            "no round trip measured cannot meet an SLO"
+        );
+    }
 }

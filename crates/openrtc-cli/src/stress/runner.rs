@@ -40,8 +40,6 @@ pub struct Live {
     pub chunks_sent: AtomicU64,
     /// `media` frames received by every call.
     pub chunks_received: AtomicU64,
-    /// `/health` requests answered and failed.
-    pub health_requests: AtomicU64,
     /// `/health` requests that failed.
     pub health_errors: AtomicU64,
     /// This second's samples, drained by each row of the series.
@@ -135,8 +133,8 @@ pub struct RunOutput {
     pub calls: Vec<CallResult>,
     /// One row a second.
     pub series: Vec<SeriesRow>,
-    /// `/health` latencies of the whole run.
-    pub health_ms: Vec<f64>,
+    /// `/health` over the whole run.
+    pub health: HealthTally,
     /// The worker sampled, by name, if one was found.
     pub worker_name: Option<String>,
 }
@@ -165,7 +163,7 @@ pub async fn run(plan: RunPlan, live: Arc<Live>) -> RunOutput {
             result
         });
     }
-    let health_all = Arc::new(Mutex::new(Vec::new()));
+    let health_all = Arc::new(Mutex::new(HealthTally::default()));
     let health = plan.health.clone().map(|(endpoint, rps)| {
         tokio::spawn(load_health(
             endpoint,
@@ -191,12 +189,17 @@ pub async fn run(plan: RunPlan, live: Arc<Live>) -> RunOutput {
     // The last, partial second.
     let t_s = started.elapsed().as_secs_f64().ceil() as u64;
     series.push_row(t_s, &live).await;
-    let health_ms = std::mem::take(&mut *health_all.lock().unwrap_or_else(PoisonError::into_inner));
+    // Requests still in flight are left out: the tally is closed here.
+    let health = {
+        let mut tally = health_all.lock().unwrap_or_else(PoisonError::into_inner);
+        tally.closed = true;
+        std::mem::take(&mut *tally)
+    };
     let worker_name = series.worker_name();
     RunOutput {
         calls: results,
         series: series.take_rows(),
-        health_ms,
+        health,
         worker_name,
     }
 }
@@ -348,33 +351,47 @@ impl WorkerSampler {
     }
 }
 
+/// The `/health` requests of a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HealthTally {
+    /// Latencies of the requests answered (200 or 503).
+    pub latencies_ms: Vec<f64>,
+    /// Requests without an answer, or answered with another status.
+    pub errors: u64,
+    /// The run is over: answers arriving now are not counted.
+    closed: bool,
+}
+
 /// Loads `/health` at `rps` requests a second, each on a blocking thread, until aborted.
-async fn load_health(endpoint: Endpoint, rps: f64, live: Arc<Live>, all_ms: Arc<Mutex<Vec<f64>>>) {
+async fn load_health(
+    endpoint: Endpoint,
+    rps: f64,
+    live: Arc<Live>,
+    tally: Arc<Mutex<HealthTally>>,
+) {
     let endpoint = Arc::new(endpoint);
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rps));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let (endpoint, live, all_ms) = (
-            Arc::clone(&endpoint),
-            Arc::clone(&live),
-            Arc::clone(&all_ms),
-        );
+        let (endpoint, live, tally) =
+            (Arc::clone(&endpoint), Arc::clone(&live), Arc::clone(&tally));
         tokio::task::spawn_blocking(move || {
             let asked = std::time::Instant::now();
             let answer = client::get(&endpoint, HEALTH_TIMEOUT);
             let latency_ms = asked.elapsed().as_secs_f64() * 1000.0;
-            live.health_requests.fetch_add(1, Ordering::Relaxed);
+            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            if tally.closed {
+                return;
+            }
             match answer {
                 Ok(response) if matches!(response.status, 200 | 503) => {
                     live.record_health(latency_ms);
-                    all_ms
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(latency_ms);
+                    tally.latencies_ms.push(latency_ms);
                 }
                 _ => {
                     live.health_errors.fetch_add(1, Ordering::Relaxed);
+                    tally.errors += 1;
                 }
             }
         });

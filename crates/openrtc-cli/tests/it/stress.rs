@@ -11,24 +11,35 @@ use serde_json::Value;
 use crate::binary::{run, stderr, stdout};
 use crate::live::{DemoWorker, wait_for_snapshots};
 
-/// Starts a demo worker without callers or HTTP, and returns it with its media URL.
-fn demo(runtime_dir: &Path, name: &str) -> (DemoWorker, String) {
-    let worker = DemoWorker::start_with_args(runtime_dir, name, "echo", 0, None, "off", &[]);
+/// Starts a demo worker without callers, and returns it with its media URL and its health
+/// URL.
+fn demo(runtime_dir: &Path, name: &str) -> (DemoWorker, String, String) {
+    let worker =
+        DemoWorker::start_with_args(runtime_dir, name, "echo", 0, None, "127.0.0.1:0", &[]);
     let snapshots = wait_for_snapshots(runtime_dir, &[], "the media address", |all| {
-        all.len() == 1 && all[0].worker.media_addr.is_some()
+        all.len() == 1 && all[0].worker.media_addr.is_some() && all[0].worker.http_addr.is_some()
     });
-    let addr = snapshots[0]
+    let media = snapshots[0]
         .worker
         .media_addr
         .clone()
         .expect("the demo's media address");
-    (worker, format!("ws://{addr}/media"))
+    let http = snapshots[0]
+        .worker
+        .http_addr
+        .clone()
+        .expect("the demo's HTTP address");
+    (
+        worker,
+        format!("ws://{media}/media"),
+        format!("http://{http}"),
+    )
 }
 
 #[test]
 fn echo_calls_complete_with_round_trips_and_a_json_document() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_worker, url) = demo(dir.path(), "stress-echo");
+    let (_worker, url, health_url) = demo(dir.path(), "stress-echo");
     let output_path = dir.path().join("results.json");
     let output = run(
         dir.path(),
@@ -48,6 +59,10 @@ fn echo_calls_complete_with_round_trips_and_a_json_document() {
             "3",
             "--max-p99-ms",
             "2000",
+            "--health-url",
+            &health_url,
+            "--health-rps",
+            "20",
             "--output",
             output_path.to_str().expect("UTF-8 path"),
         ],
@@ -80,6 +95,7 @@ fn echo_calls_complete_with_round_trips_and_a_json_document() {
     assert_eq!(config["duration_s"], 3.0);
     assert_eq!(config["agent_mix"]["echo"], 100);
     assert_eq!(config["tenants"], 3);
+    assert_eq!(config["max_p99_ms"], 2000.0);
 
     let summary = &document["summary"];
     assert_eq!(summary["calls"]["planned"], 6);
@@ -105,7 +121,11 @@ fn echo_calls_complete_with_round_trips_and_a_json_document() {
     assert!(summary["inbound_gap_ms"]["count"].as_u64() > Some(0));
     assert_eq!(summary["slo"]["met"], true);
     assert_eq!(summary["worker"]["name"], "stress-echo");
-    assert_eq!(summary["health"], Value::Null);
+    let health = &summary["health"];
+    assert!(health["requests"].as_u64() > Some(0), "{health}");
+    assert_eq!(health["errors"], 0, "{health}");
+    assert_eq!(health["latency_ms"]["count"], health["requests"]);
+    assert_eq!(config["health_rps"], 20.0);
 
     let series = document["series"].as_array().expect("the series");
     assert!(series.len() >= 3, "a row a second: {series:?}");
@@ -123,7 +143,7 @@ fn echo_calls_complete_with_round_trips_and_a_json_document() {
 #[test]
 fn calls_to_an_unknown_agent_are_counted_as_refusals_by_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_worker, url) = demo(dir.path(), "stress-refused");
+    let (_worker, url, _) = demo(dir.path(), "stress-refused");
     let output_path = dir.path().join("results.json");
     let output = run(
         dir.path(),
