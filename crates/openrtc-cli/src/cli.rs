@@ -71,8 +71,10 @@ pub enum Command {
 /// The exit statuses of `openrtc stress`, shown at the end of its `--help`.
 pub const STRESS_EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0  every call completed (and the echo round trip's p99 met --max-p99-ms, if given)
-  1  a call failed or was refused, or --max-p99-ms was missed
+  0  every call completed (and the echo round trip's p99 met --max-p99-ms, if given);
+     with --find-capacity, some number of calls held
+  1  a call failed or was refused, or --max-p99-ms was missed; with --find-capacity, no
+     number of calls held
   2  usage error, the URL is unreachable, or --output cannot be written
 
 A call is refused when the worker closes it with a code other than 1000 before any audio
@@ -133,6 +135,17 @@ pub struct StressArgs {
     /// Fail (exit status 1) when the echo round trip's p99 is over this many milliseconds.
     #[arg(long, value_name = "MS", value_parser = parse_positive_ms)]
     pub max_p99_ms: Option<f64>,
+
+    /// Find the capacity: run --calls calls, then twice as many, three times... up to
+    /// --max-calls, until a run has a failed call or misses --max-p99-ms; report the largest
+    /// number of calls that held (exit status 1 when none did).
+    #[arg(long, requires = "max_p99_ms")]
+    pub find_capacity: bool,
+
+    /// The most calls --find-capacity tries.
+    #[arg(long, default_value_t = 1000, value_name = "N", requires = "find_capacity",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_calls: u32,
 
     /// Sample the CPU, RSS and stalls of the local worker of this name (default: the one
     /// whose media address is the URL's, or the only one running).

@@ -16,11 +16,15 @@
 //! - **The results** ([`report`], pure): a progress line on standard error while it runs
 //!   (a terminal only), a summary table on standard output, and with `--output` one JSON
 //!   document: `config`, `series` (one row a second) and `summary`.
-//! - **Exit status:** 0; 1 when a call failed (refusals included) or `--max-p99-ms` (the echo
+//! - **Capacity** ([`capacity`]): `--find-capacity` runs `--calls`, twice as many, three
+//!   times..., up to `--max-calls`, until a run does not hold (a call failed, or the echo p99
+//!   missed `--max-p99-ms`), and reports the largest number of calls that held.
+//! - **Exit status:** 0 (with `--find-capacity`: some number of calls held); 1 when a call failed (refusals included) or `--max-p99-ms` (the echo
 //!   round trip's p99) was missed; 2 for bad arguments, an unreachable URL, or an output
 //!   file that cannot be written.
 
 pub mod call;
+pub mod capacity;
 pub mod config;
 pub mod frames;
 pub mod report;
@@ -39,9 +43,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::Exit;
 use crate::cli::StressArgs;
 use crate::health::url::parse_health_url;
-use config::plan;
-use report::{ConfigRecord, Document};
-use runner::{Live, RunPlan};
+
+use report::{ConfigRecord, Document, Summary};
+use runner::{Live, RunOutput, RunPlan};
 
 /// How long the reachability check of the URL may take.
 pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -69,7 +73,7 @@ pub fn run(args: &StressArgs) -> anyhow::Result<Exit> {
     let config = config_record(args);
     let plan = RunPlan {
         url: args.url.clone(),
-        calls: plan(args.calls, args.ramp, &args.agent_mix, args.tenants),
+        calls: config::plan(args.calls, args.ramp, &args.agent_mix, args.tenants),
         call_duration: args.duration,
         health,
         worker: args.worker.clone(),
@@ -83,41 +87,119 @@ pub fn run(args: &StressArgs) -> anyhow::Result<Exit> {
         let authority = plan.url.authority();
         if let Err(error) = preflight(&authority).await {
             report_line(&format!("{} is unreachable: {error}", plan.url));
-            return Ok(Exit::Failure);
+            return Exit::Failure;
         }
-        let live = Arc::new(Live::default());
-        let progress = progress_line(u64::from(args.calls), Arc::clone(&live));
-        let started = std::time::Instant::now();
-        let output = runner::run(plan, Arc::clone(&live)).await;
-        let elapsed_s = started.elapsed().as_secs_f64();
-        if let Some((bar, ticker)) = progress {
-            ticker.abort();
-            bar.finish_and_clear();
-        }
-        let summary = report::summarise(&config, &output, elapsed_s);
-        if let Some(path) = &args.output {
-            let document = Document {
-                config: &config,
-                series: &output.series,
-                summary: &summary,
-            };
-            if let Err(error) = write_document(path, &document) {
-                report_line(&format!("cannot write {}: {error}", path.display()));
-                return Ok(Exit::Failure);
-            }
-        }
-        let mut out = io::stdout().lock();
-        let _ = out.write_all(report::table(&config, &summary).as_bytes());
-        let _ = out.flush();
-        Ok(if summary.exit_status == 0 {
-            Exit::Success
+        if args.find_capacity {
+            find_capacity(args, &config, plan).await
         } else {
-            Exit::StressFailed
-        })
+            single_run(args, &config, plan).await
+        }
     });
     // `/health` requests still in flight on blocking threads are not waited for.
     runtime.shutdown_background();
-    exit
+    Ok(exit)
+}
+
+/// One run of `--calls` calls: the table, and the document with `--output`.
+async fn single_run(args: &StressArgs, config: &ConfigRecord, plan: RunPlan) -> Exit {
+    let (output, summary) = run_level(config, plan).await;
+    if let Some(path) = &args.output {
+        let document = Document {
+            config,
+            series: &output.series,
+            summary: &summary,
+        };
+        if let Err(error) = write_document(path, &document) {
+            report_line(&format!("cannot write {}: {error}", path.display()));
+            return Exit::Failure;
+        }
+    }
+    write_out(&report::table(config, &summary));
+    if summary.exit_status == 0 {
+        Exit::Success
+    } else {
+        Exit::StressFailed
+    }
+}
+
+/// `--find-capacity`: runs of `--calls`, twice as many, three times..., up to `--max-calls`,
+/// until one does not hold (a call failed, or the echo p99 missed `--max-p99-ms`); the
+/// largest number of calls that held is the capacity.
+async fn find_capacity(args: &StressArgs, config: &ConfigRecord, plan: RunPlan) -> Exit {
+    let mut levels = Vec::new();
+    let mut capacity_calls = 0;
+    for (step, calls) in capacity::levels(args.calls, args.max_calls)
+        .into_iter()
+        .enumerate()
+    {
+        if step > 0 {
+            // The previous level's sessions end as their calls close: let the worker settle.
+            tokio::time::sleep(capacity::SETTLE).await;
+        }
+        let mut level_config = config.clone();
+        level_config.calls = calls;
+        let mut level_plan = plan.clone();
+        level_plan.calls = config::plan(calls, args.ramp, &args.agent_mix, args.tenants);
+        let (output, summary) = run_level(&level_config, level_plan).await;
+        let held = summary.exit_status == 0;
+        write_out(&report::level_line(calls, &summary, held));
+        if held {
+            capacity_calls = calls;
+        }
+        levels.push(report::LevelRecord {
+            calls,
+            held,
+            series: output.series,
+            summary,
+        });
+        if !held {
+            break;
+        }
+    }
+    if let Some(path) = &args.output {
+        let document = report::CapacityDocument {
+            config,
+            levels: &levels,
+            capacity_calls,
+        };
+        if let Err(error) = write_document(path, &document) {
+            report_line(&format!("cannot write {}: {error}", path.display()));
+            return Exit::Failure;
+        }
+    }
+    if let Some(last) = levels.last() {
+        let mut last_config = config.clone();
+        last_config.calls = last.calls;
+        write_out(&report::table(&last_config, &last.summary));
+    }
+    write_out(&report::capacity_line(capacity_calls, config.max_p99_ms));
+    if capacity_calls > 0 {
+        Exit::Success
+    } else {
+        Exit::StressFailed
+    }
+}
+
+/// Runs one set of calls with the progress line, and summarises it.
+async fn run_level(config: &ConfigRecord, plan: RunPlan) -> (RunOutput, Summary) {
+    let live = Arc::new(Live::default());
+    let progress = progress_line(plan.calls.len() as u64, Arc::clone(&live));
+    let started = std::time::Instant::now();
+    let output = runner::run(plan, Arc::clone(&live)).await;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    let summary = report::summarise(config, &output, elapsed_s);
+    (output, summary)
+}
+
+/// Writes `text` to standard output (a closed pipe is ignored).
+fn write_out(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 /// The configuration as the document records it.
@@ -137,6 +219,7 @@ fn config_record(args: &StressArgs) -> ConfigRecord {
         health_url: args.health_url.clone(),
         health_rps: args.health_url.as_ref().map(|_| args.health_rps),
         max_p99_ms: args.max_p99_ms,
+        find_capacity: args.find_capacity,
     }
 }
 
@@ -192,7 +275,7 @@ fn progress_line(
 }
 
 /// Writes the JSON document to `path`.
-fn write_document(path: &std::path::Path, document: &Document<'_>) -> io::Result<()> {
+fn write_document(path: &std::path::Path, document: &impl serde::Serialize) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(document).map_err(io::Error::other)?;
     text.push('\n');
     std::fs::write(path, text)

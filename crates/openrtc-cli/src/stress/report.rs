@@ -33,6 +33,8 @@ pub struct ConfigRecord {
     pub health_rps: Option<f64>,
     /// `--max-p99-ms`.
     pub max_p99_ms: Option<f64>,
+    /// `--find-capacity`.
+    pub find_capacity: bool,
 }
 
 /// Calls by outcome.
@@ -129,6 +131,30 @@ pub struct Document<'a> {
     pub series: &'a [SeriesRow],
     /// The summary.
     pub summary: &'a Summary,
+}
+
+/// One level of `--find-capacity`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LevelRecord {
+    /// The number of calls.
+    pub calls: u32,
+    /// Whether it held: every call completed and the echo p99 met `--max-p99-ms`.
+    pub held: bool,
+    /// One row a second.
+    pub series: Vec<SeriesRow>,
+    /// The level's summary.
+    pub summary: Summary,
+}
+
+/// The document `--output` writes with `--find-capacity`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CapacityDocument<'a> {
+    /// The run's configuration.
+    pub config: &'a ConfigRecord,
+    /// Each level tried, in order; the last one did not hold unless `--max-calls` was reached.
+    pub levels: &'a [LevelRecord],
+    /// The largest number of calls that held (0: none did).
+    pub capacity_calls: u32,
 }
 
 /// Summarises a run.
@@ -280,6 +306,29 @@ pub fn table(config: &ConfigRecord, summary: &Summary) -> String {
     out
 }
 
+/// The line printed after each level of `--find-capacity`.
+#[must_use]
+pub fn level_line(calls: u32, summary: &Summary, held: bool) -> String {
+    format!(
+        "level {calls} calls: {} completed, {} failed, echo rtt p99 {} ms: {}\n",
+        summary.calls.completed,
+        summary.calls.failed,
+        figure(summary.echo_rtt_ms.p99_ms),
+        if held { "held" } else { "did not hold" }
+    )
+}
+
+/// The verdict of `--find-capacity`.
+#[must_use]
+pub fn capacity_line(capacity_calls: u32, max_p99_ms: Option<f64>) -> String {
+    let slo = max_p99_ms.map_or_else(String::new, |max| format!(", echo rtt p99 <= {max} ms"));
+    if capacity_calls == 0 {
+        format!("capacity     no level held (every call completed{slo})\n")
+    } else {
+        format!("capacity     {capacity_calls} calls held (every call completed{slo})\n")
+    }
+}
+
 /// One row of the latency table.
 fn latency_line(out: &mut String, label: &str, summary: &LatencySummary) {
     let _ = writeln!(
@@ -327,6 +376,7 @@ mod tests {
             health_url: None,
             health_rps: None,
             max_p99_ms,
+            find_capacity: false,
         }
     }
 

@@ -223,3 +223,93 @@ fn an_unreachable_url_or_a_bad_mix_exits_2() {
         stderr(&output)
     );
 }
+
+#[test]
+fn find_capacity_steps_up_until_a_level_does_not_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_worker, url, _) = demo(dir.path(), "stress-capacity");
+    let output_path = dir.path().join("capacity.json");
+    let output = run(
+        dir.path(),
+        &[
+            "stress",
+            "--url",
+            &url,
+            "--calls",
+            "2",
+            "--ramp",
+            "20/s",
+            "--duration",
+            "1s",
+            "--find-capacity",
+            "--max-calls",
+            "4",
+            "--max-p99-ms",
+            "2000",
+            "--output",
+            output_path.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let shown = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("level 2 calls: 2 completed, 0 failed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("level 4 calls: 4 completed, 0 failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("capacity     4 calls held"), "{shown}");
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(&output_path).expect("the --output document"),
+    )
+    .expect("JSON");
+    assert_eq!(document["capacity_calls"], 4);
+    let levels: Vec<(u64, bool)> = document["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|level| {
+            (
+                level["calls"].as_u64().expect("calls"),
+                level["held"].as_bool().expect("held"),
+            )
+        })
+        .collect();
+    assert_eq!(levels, [(2, true), (4, true)]);
+    assert_eq!(document["levels"][1]["summary"]["calls"]["completed"], 4);
+
+    // A level whose calls are refused does not hold: no capacity, exit status 1.
+    let output = run(
+        dir.path(),
+        &[
+            "stress",
+            "--url",
+            &url,
+            "--calls",
+            "2",
+            "--duration",
+            "1s",
+            "--agent-mix",
+            "nobody=100",
+            "--find-capacity",
+            "--max-p99-ms",
+            "2000",
+        ],
+    );
+    let shown = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("level 2 calls: 0 completed, 2 failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("capacity     no level held"), "{shown}");
+
+    let output = run(dir.path(), &["stress", "--url", &url, "--find-capacity"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "--find-capacity needs --max-p99-ms"
+    );
+}
