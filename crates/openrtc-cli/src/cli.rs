@@ -61,6 +61,116 @@ pub enum Command {
     /// Ask a worker's HTTP health endpoint (`GET /health`) how it is: a summary, or the
     /// report as JSON; once, or whenever it changes with --continuous.
     Health(HealthArgs),
+    /// Load a worker's media WebSocket with simulated phone calls (Twilio Media Streams:
+    /// 20 ms chunks of μ-law audio, marks echoed) and measure connect time, refusals, echo
+    /// round trip and inbound gaps, with `/health` under load and the worker's CPU, RSS and
+    /// stalls beside them.
+    Stress(StressArgs),
+}
+
+/// The exit statuses of `openrtc stress`, shown at the end of its `--help`.
+pub const STRESS_EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  every call completed (and the echo round trip's p99 met --max-p99-ms, if given);
+     with --find-capacity, some number of calls held
+  1  a call failed or was refused, or --max-p99-ms was missed; with --find-capacity, no
+     number of calls held
+  2  usage error, the URL is unreachable, or --output cannot be written
+
+A call is refused when the worker closes it with a code other than 1000 before any audio
+came back, within 2s of its start; it fails when the worker closes it otherwise with a code
+other than 1000, the connection breaks, or (agent echo) no audio comes back within 5s. The
+echo round trip of the n-th audio frame received is the time since the n-th chunk was sent.
+The summary table goes to standard output, a progress line to standard error (a terminal
+only), and --output writes one JSON document: config, series (one row a second), summary.";
+
+/// The options of `openrtc stress`.
+#[derive(Debug, Args)]
+#[command(after_help = STRESS_EXIT_STATUS_HELP)]
+pub struct StressArgs {
+    /// The worker's media WebSocket: ws://host:port/path (plain ws:// only).
+    #[arg(long, value_name = "URL", value_parser = crate::stress::config::parse_media_url)]
+    pub url: crate::stress::config::MediaUrl,
+
+    /// How many calls to make.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub calls: u32,
+
+    /// How fast calls start: calls a second (10/s) or a minute (600/m).
+    #[arg(long, default_value = "10/s", value_name = "RATE",
+          value_parser = crate::stress::config::parse_ramp)]
+    pub ramp: crate::stress::config::Ramp,
+
+    /// How long each call streams audio (30s, 2m).
+    #[arg(long, default_value = "60s", value_name = "DURATION",
+          value_parser = crate::health::url::parse_duration)]
+    pub duration: std::time::Duration,
+
+    /// Which agents the calls ask for, in whole percentages adding up to 100
+    /// (customParameters.agent).
+    #[arg(long, default_value = "echo=100", value_name = "AGENT=PCT,...",
+          value_parser = crate::stress::config::parse_agent_mix)]
+    pub agent_mix: crate::stress::config::AgentMix,
+
+    /// Spread the calls over this many tenants, tenant-1 to tenant-N, in turn
+    /// (customParameters.tenant).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub tenants: u32,
+
+    /// Load this health endpoint (http://host:port or the full /health URL) during the run.
+    #[arg(long, value_name = "URL")]
+    pub health_url: Option<String>,
+
+    /// Requests a second to --health-url.
+    #[arg(long, default_value_t = 50.0, value_name = "RPS", requires = "health_url",
+          value_parser = parse_rps)]
+    pub health_rps: f64,
+
+    /// Write the results as one JSON document (config, series, summary) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Fail (exit status 1) when the echo round trip's p99 is over this many milliseconds.
+    #[arg(long, value_name = "MS", value_parser = parse_positive_ms)]
+    pub max_p99_ms: Option<f64>,
+
+    /// Find the capacity: run --calls calls, then twice as many, three times... up to
+    /// --max-calls, until a run has a failed call or misses --max-p99-ms; report the largest
+    /// number of calls that held (exit status 1 when none did).
+    #[arg(long, requires = "max_p99_ms")]
+    pub find_capacity: bool,
+
+    /// The most calls --find-capacity tries.
+    #[arg(long, default_value_t = 1000, value_name = "N", requires = "find_capacity",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_calls: u32,
+
+    /// Sample the CPU, RSS and stalls of the local worker of this name (default: the one
+    /// whose media address is the URL's, or the only one running).
+    #[arg(long, value_name = "NAME")]
+    pub worker: Option<String>,
+}
+
+/// Parses `--health-rps`: more than zero, at most 10000.
+fn parse_rps(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rps) if rps > 0.0 && rps <= 10_000.0 => Ok(rps),
+        _ => Err(format!(
+            "`{text}` must be a number of requests a second, from 0 to 10000"
+        )),
+    }
+}
+
+/// Parses `--max-p99-ms`: a number of milliseconds over zero.
+fn parse_positive_ms(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => Ok(ms),
+        _ => Err(format!(
+            "`{text}` must be a number of milliseconds over zero"
+        )),
+    }
 }
 
 /// The exit statuses of `openrtc health`, shown at the end of its `--help`.

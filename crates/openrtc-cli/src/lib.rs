@@ -15,12 +15,19 @@
 //!   or as JSON, once or whenever it changes (`--continuous`). Exit status 0 ok, 1 degraded
 //!   or critical, 2 unreachable or not a health report.
 //!
-//! This crate talks to workers only through `openrtc-proto`; it never links the runtime.
+//! - `openrtc stress` ([`stress`]): simulated phone calls against a worker's media
+//!   WebSocket, with `/health` under load and the worker sampled; a summary table, and a JSON
+//!   document with `--output`. Exit status 0, 1 when a call failed or `--max-p99-ms` was
+//!   missed, 2 for bad arguments or an unreachable URL.
+//!
+//! This crate talks to workers only through `openrtc-proto` (and speaks the media protocol
+//! through `openrtc-media`); it never links the runtime.
 
 pub mod cli;
 pub mod discover;
 pub mod health;
 pub mod logs;
+pub mod stress;
 pub mod top;
 
 /// How a command ended, which decides the process exit status.
@@ -37,6 +44,9 @@ pub enum Exit {
     NoMatch,
     /// `openrtc health` got a report saying `degraded` or `critical` (exit status 1).
     Unhealthy,
+    /// `openrtc stress` saw a call fail (or be refused), or missed `--max-p99-ms` (exit
+    /// status 1).
+    StressFailed,
 }
 
 impl Exit {
@@ -45,7 +55,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Self::Success => 0,
-            Self::NoWorker | Self::NoMatch | Self::Unhealthy => 1,
+            Self::NoWorker | Self::NoMatch | Self::Unhealthy | Self::StressFailed => 1,
             Self::Failure => 2,
         }
     }
@@ -63,5 +73,6 @@ pub fn run(cli: &cli::Cli) -> anyhow::Result<Exit> {
         cli::Command::Top(args) => top::run(args),
         cli::Command::Logs(args) => logs::run(args),
         cli::Command::Health(args) => health::run(args),
+        cli::Command::Stress(args) => stress::run(args),
     }
 }

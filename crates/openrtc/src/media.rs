@@ -6,15 +6,18 @@
 //! frames of base64 audio, `dtmf`, `mark` echoes, and a `stop`. The worker answers with
 //! `media`, `mark` and `clear` frames of its own. Each connection's `start` launches a
 //! session, routed by its custom parameters (`agent`, `tenant`); the agent takes the call with
-//! `Session::media` and gets a [`CallMedia`](crate::media::CallMedia): decoded audio in, audio, marks and `clear` out.
+//! `Session::media` and gets a [`CallMedia`](crate::media::CallMedia): decoded audio in,
+//! audio, marks and `clear` out.
 //!
-//! - [`g711`](crate::media::g711): μ-law and A-law to and from 16-bit linear PCM (pure).
+//! - [`g711`](crate::media::g711): μ-law and A-law to and from 16-bit linear PCM (pure; from
+//!   the `openrtc-media` crate).
 //! - [`protocol`](crate::media::protocol): inbound text frames parsed into
 //!   [`Inbound`](crate::media::protocol::Inbound) (the provider told apart by the shape of its
-//!   `start`), and the outbound frames built for each provider (pure).
+//!   `start`), and the outbound frames built for each provider (pure; from `openrtc-media`).
 //! - `call`: [`CallMedia`](crate::media::CallMedia), the agent's side of a call.
-//! - [`VoiceWebhook`](crate::media::VoiceWebhook): `POST /voice`, answering a provider's call with TwiML that streams it
-//!   to the media WebSocket, routed by the number called, its signature checked.
+//! - [`VoiceWebhook`](crate::media::VoiceWebhook): `POST /voice`, answering a provider's call
+//!   with TwiML that streams it to the media WebSocket, routed by the number called, its
+//!   signature checked.
 //! - `listener` (private): the axum WebSocket route on the pool's runtime, each connection's
 //!   set-up up to its session, and each call's pump, a task of its session.
 //!
@@ -24,10 +27,10 @@
 //! it runs once per 20 ms frame of a call, may allocate, and never blocks.
 
 mod call;
-pub mod g711;
 pub(crate) mod listener;
-pub mod protocol;
 mod webhook;
+
+pub use openrtc_media::{g711, protocol};
 
 pub use call::{AudioFrame, CallEnded, CallMedia, MediaEvent, SAMPLE_RATE_HZ, SAMPLES_PER_CHUNK};
 pub use listener::{DEFAULT_PATH, IDLE_TIMEOUT, MAX_CONNECTING, START_TIMEOUT, VOICE_PATH};

@@ -468,21 +468,22 @@ mod tests {
     use crate::media::protocol::{AudioEncoding, Provider};
 
     fn start(params: &[(&str, &str)]) -> StreamStart {
-        StreamStart {
-            provider: Provider::Twilio,
-            stream_id: "MZ1".into(),
-            call_id: "CA1".into(),
-            account_id: Some("AC1".into()),
-            encoding: AudioEncoding::Mulaw,
-            sample_rate_hz: 8_000,
-            channels: 1,
-            custom_parameters: params
-                .iter()
-                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-                .collect::<BTreeMap<_, _>>(),
-            from: Some("+15550100".into()),
-            to: None,
-        }
+        // `StreamStart` is `#[non_exhaustive]` (from `openrtc-media`): built field by field.
+        let mut start = StreamStart::default();
+        start.provider = Provider::Twilio;
+        start.stream_id = "MZ1".into();
+        start.call_id = "CA1".into();
+        start.account_id = Some("AC1".into());
+        start.encoding = AudioEncoding::Mulaw;
+        start.sample_rate_hz = 8_000;
+        start.channels = 1;
+        start.custom_parameters = params
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect::<BTreeMap<_, _>>();
+        start.from = Some("+15550100".into());
+        start.to = None;
+        start
     }
 
     #[test]
