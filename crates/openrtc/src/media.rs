@@ -13,6 +13,8 @@
 //!   [`Inbound`](crate::media::protocol::Inbound) (the provider told apart by the shape of its
 //!   `start`), and the outbound frames built for each provider (pure).
 //! - `call`: [`CallMedia`], the agent's side of a call.
+//! - `health` (private): each call's media health over a sliding window (inbound gaps and
+//!   jitter, outbound lateness), which the snapshot, `top` and `/metrics` show.
 //! - `listener` (private): the axum WebSocket route on the pool's runtime, each connection's
 //!   set-up up to its session, and each call's pump, a task of its session.
 //!
@@ -23,8 +25,10 @@
 
 mod call;
 pub mod g711;
+pub(crate) mod health;
 pub(crate) mod listener;
 pub mod protocol;
 
 pub use call::{AudioFrame, CallEnded, CallMedia, MediaEvent, SAMPLE_RATE_HZ, SAMPLES_PER_CHUNK};
+pub use health::{DEGRADING_JITTER_P99_MS, DEGRADING_LATENESS_P99_MS, PAUSE, WINDOW};
 pub use listener::{DEFAULT_PATH, IDLE_TIMEOUT, MAX_CONNECTING, START_TIMEOUT};
