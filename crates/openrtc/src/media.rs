@@ -6,13 +6,14 @@
 //! frames of base64 audio, `dtmf`, `mark` echoes, and a `stop`. The worker answers with
 //! `media`, `mark` and `clear` frames of its own. Each connection's `start` launches a
 //! session, routed by its custom parameters (`agent`, `tenant`); the agent takes the call with
-//! `Session::media` and gets a [`CallMedia`]: decoded audio in, audio, marks and `clear` out.
+//! `Session::media` and gets a [`CallMedia`](crate::media::CallMedia): decoded audio in,
+//! audio, marks and `clear` out.
 //!
 //! - [`g711`](crate::media::g711): μ-law and A-law to and from 16-bit linear PCM (pure).
 //! - [`protocol`](crate::media::protocol): inbound text frames parsed into
 //!   [`Inbound`](crate::media::protocol::Inbound) (the provider told apart by the shape of its
 //!   `start`), and the outbound frames built for each provider (pure).
-//! - `call`: [`CallMedia`], the agent's side of a call.
+//! - `call`: [`CallMedia`](crate::media::CallMedia), the agent's side of a call.
 //! - `health` (private): each call's media health over a sliding window (inbound gaps and
 //!   jitter, outbound lateness), which the snapshot, `top` and `/metrics` show.
 //! - `listener` (private): the axum WebSocket route on the pool's runtime, each connection's

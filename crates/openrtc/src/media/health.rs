@@ -229,33 +229,65 @@ impl Windows {
         self.due_us = None;
     }
 
-    /// The figures over the window ending at `now_us`.
-    pub(crate) fn figures(&self, now_us: u64) -> WindowFigures {
+    /// The figures over the window ending at `now_us` (the tests' shorthand).
+    #[cfg(test)]
+    fn figures(&self, now_us: u64) -> WindowFigures {
+        self.collect(now_us).figures()
+    }
+
+    /// The window's samples ending at `now_us`, copied out (to be sorted outside the lock).
+    fn collect(&self, now_us: u64) -> Collected {
         let in_window = |at_us: u64| at_us.saturating_add(WINDOW_US) > now_us;
-        let mut figures = WindowFigures::default();
-        let mut jitter = [0_u32; RING_SAMPLES];
-        let mut jitter_len = 0;
+        let mut collected = Collected::default();
         for sample in self.inbound.iter().filter(|sample| in_window(sample.at_us)) {
-            figures.frames_missing_count += u64::from(sample.missing_count);
-            figures.frames_dropped_count += u64::from(sample.dropped_count);
-            figures.stream_jumps_count += u64::from(sample.jump_count);
+            let counts = &mut collected.counts;
+            counts.frames_missing_count += u64::from(sample.missing_count);
+            counts.frames_dropped_count += u64::from(sample.dropped_count);
+            counts.stream_jumps_count += u64::from(sample.jump_count);
             if let Some(value) = sample.jitter_us {
-                jitter[jitter_len] = value;
-                jitter_len += 1;
+                collected.jitter_us[collected.jitter_len] = value;
+                collected.jitter_len += 1;
             }
         }
-        let mut late = [0_u32; RING_SAMPLES];
-        let mut late_len = 0;
         for sample in self
             .outbound
             .iter()
             .filter(|sample| in_window(sample.at_us))
         {
-            late[late_len] = sample.late_us;
-            late_len += 1;
+            collected.late_us[collected.late_len] = sample.late_us;
+            collected.late_len += 1;
         }
-        figures.inbound_jitter_p99_ms = p99_ms(&mut jitter[..jitter_len]);
-        figures.outbound_lateness_p99_ms = p99_ms(&mut late[..late_len]);
+        collected
+    }
+}
+
+/// A window's samples, copied out of the rings.
+struct Collected {
+    counts: WindowFigures,
+    jitter_us: [u32; RING_SAMPLES],
+    jitter_len: usize,
+    late_us: [u32; RING_SAMPLES],
+    late_len: usize,
+}
+
+impl Default for Collected {
+    fn default() -> Self {
+        Self {
+            counts: WindowFigures::default(),
+            jitter_us: [0; RING_SAMPLES],
+            jitter_len: 0,
+            late_us: [0; RING_SAMPLES],
+            late_len: 0,
+        }
+    }
+}
+
+impl Collected {
+    /// The figures: the counts, and the p99s of the sorted samples.
+    fn figures(mut self) -> WindowFigures {
+        let mut figures = self.counts;
+        figures.inbound_jitter_p99_ms = p99_ms(&mut self.jitter_us[..self.jitter_len]);
+        figures.outbound_lateness_p99_ms = p99_ms(&mut self.late_us[..self.late_len]);
         figures
     }
 }
@@ -304,10 +336,10 @@ impl CallHealth {
         f(&mut crate::lock(&self.windows))
     }
 
-    /// The window's figures now.
+    /// The window's figures now: the samples are copied under the lock and sorted after.
     pub(crate) fn figures(&self) -> WindowFigures {
         let now_us = self.now_us();
-        self.with(|windows| windows.figures(now_us))
+        self.with(|windows| windows.collect(now_us)).figures()
     }
 }
 

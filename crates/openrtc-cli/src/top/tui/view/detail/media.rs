@@ -36,7 +36,8 @@ pub(super) fn media_lines(session: &SessionSnapshot, theme: Theme) -> Vec<Line<'
             label("audio", theme),
             Span::styled(
                 format!(
-                    "late p99 {:.0}ms · jitter p99 {:.0}ms · missing {} · dropped {} · jumps {} (last {} s){verdict}",
+                    "late p99 {:.0}ms · jitter p99 {:.0}ms · missing {} · dropped {} · jumps {} \
+                     (last {} s){verdict}",
                     media.outbound_lateness_p99_ms,
                     media.inbound_jitter_p99_ms,
                     media.window_frames_missing_count,
