@@ -1,6 +1,6 @@
 //! A call's outbound lateness as the snapshot shows it, over real sockets: an agent that
-//! sleeps 200 ms between its 20 ms chunks is late by about 180 ms a chunk, while a prompt
-//! echo of audio paced at 20 ms is about on time.
+//! sleeps 200 ms between its 20 ms chunks is late by at least 180 ms a chunk, while a prompt
+//! echo of audio paced at 20 ms is about on time (late only as much as its input was).
 
 use std::time::Duration;
 
@@ -67,8 +67,9 @@ async fn an_agent_sleeping_between_chunks_is_late_and_a_prompt_echo_is_not() {
         .send(Message::text(start("MZ-echo", &[("agent", "echo")])))
         .await
         .expect("send");
-    // One second of audio at the provider's 20 ms cadence: the echo sends each chunk back
-    // as it comes.
+    // Once its session is up (its pump reading), one second of audio at the provider's 20 ms
+    // cadence: the echo sends each chunk back as it comes.
+    call_media(&pool, "MZ-echo", |_| true);
     let mut cadence = tokio::time::interval(Duration::from_millis(20));
     for chunk in 1..=50 {
         cadence.tick().await;
@@ -79,17 +80,23 @@ async fn an_agent_sleeping_between_chunks_is_late_and_a_prompt_echo_is_not() {
     }
 
     let echo = call_media(&pool, "MZ-echo", |media| media.frames_out_count == 50);
+    // A prompt echo is late only when its input was (a hiccup of the sender or of a busy
+    // machine shows in both figures alike), and never by much.
     assert!(
-        echo.outbound_lateness_p99_ms < 100.0,
+        echo.outbound_lateness_p99_ms <= echo.inbound_jitter_p99_ms + 50.0,
+        "the echo adds no lateness of its own: {echo:?}"
+    );
+    assert!(
+        echo.outbound_lateness_p99_ms < 150.0,
         "a prompt echo is about on time: {echo:?}"
     );
     let sleepy = call_media(&pool, "MZ-sleepy", |media| {
         media.frames_out_count == SLEEPY_CHUNKS
     });
-    // Each chunk after the first is due 20 ms after the one before and sent 200 ms (or a
-    // little more) after it; a gap over 500 ms would be a pause, not lateness.
+    // Each chunk after the first is due 20 ms after the one before and sent at least 200 ms
+    // after it: at least 180 ms late (a gap over 520 ms would be a pause, not lateness).
     assert!(
-        (150.0..=500.0).contains(&sleepy.outbound_lateness_p99_ms),
+        (180.0..=500.0).contains(&sleepy.outbound_lateness_p99_ms),
         "{sleepy:?}"
     );
     assert!(sleepy.degrading, "{sleepy:?}");
