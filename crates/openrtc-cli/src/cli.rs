@@ -365,13 +365,16 @@ pub enum SortKey {
     Peak,
     /// Stalls the session caused, most first.
     Stalls,
+    /// A phone call's outbound audio lateness p99, latest first (sessions that are not calls
+    /// last).
+    Late,
     /// Most urgent first: blocking a thread now (longest first), then slow, draining, active.
     Status,
 }
 
 impl SortKey {
     /// Every sort key, in table column order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Session,
         Self::Agent,
         Self::Tenant,
@@ -380,6 +383,7 @@ impl SortKey {
         Self::Mem,
         Self::Peak,
         Self::Stalls,
+        Self::Late,
         Self::Status,
     ];
 

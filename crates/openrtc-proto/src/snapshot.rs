@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CancelReason, KillReason, RefusalReason, SessionId};
 
+mod media;
 mod row;
 mod tenant;
 
+pub use media::CallMediaSnapshot;
 pub use row::SessionSnapshotRef;
 pub use tenant::{
     AgentSnapshot, BreakerSnapshot, BreakerState, TenantConfigSnapshot, TenantSnapshot,
@@ -454,6 +456,8 @@ pub struct SessionSnapshot {
     pub tasks: TaskCountsSnapshot,
     /// Its tracked calls by label (at most 64 labels; the rest count under `other`).
     pub calls: BTreeMap<String, CallStatsSnapshot>,
+    /// Its phone call's media health, when it came from the media listener.
+    pub media: Option<CallMediaSnapshot>,
 }
 
 /// One stall: a poll that held a worker thread at least the threshold.

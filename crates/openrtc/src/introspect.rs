@@ -108,6 +108,8 @@ fn tenants(shared: &PoolShared) -> BTreeMap<String, TenantSnapshot> {
             tenant.sessions_count = counters.active.load(Ordering::Acquire);
             tenant.started_count = counters.started.load(Ordering::Relaxed);
             tenant.failed_count = counters.failed.load(Ordering::Relaxed);
+            tenant.call_frames_missing_count = counters.call_frames_missing.load(Ordering::Relaxed);
+            tenant.call_frames_dropped_count = counters.call_frames_dropped.load(Ordering::Relaxed);
             tenant.refusals = counters
                 .refused
                 .counts()
@@ -416,6 +418,7 @@ enum Memory {
 struct RowParts {
     recent_stalls: Vec<StallSnapshot>,
     calls: BTreeMap<String, openrtc_proto::CallStatsSnapshot>,
+    media: Option<openrtc_proto::CallMediaSnapshot>,
 }
 
 impl RowParts {
@@ -423,6 +426,7 @@ impl RowParts {
         let clock = &shared.probe().clock;
         Self {
             calls: cell.calls_snapshot(),
+            media: cell.call_media_snapshot(),
             recent_stalls: cell
                 .recent_stalls()
                 .into_iter()
@@ -530,6 +534,7 @@ fn row<'a>(
         children_finished_count: totals.children_finished_count,
         tasks: cell.tasks(),
         calls: &parts.calls,
+        media: parts.media.as_ref(),
     }
 }
 

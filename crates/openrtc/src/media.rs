@@ -18,6 +18,8 @@
 //! - [`VoiceWebhook`](crate::media::VoiceWebhook): `POST /voice`, answering a provider's call
 //!   with TwiML that streams it to the media WebSocket, routed by the number called, its
 //!   signature checked.
+//! - `health` (private): each call's media health over a sliding window (inbound gaps and
+//!   jitter, outbound lateness), which the snapshot, `top` and `/metrics` show.
 //! - `listener` (private): the axum WebSocket route on the pool's runtime, each connection's
 //!   set-up up to its session, and each call's pump, a task of its session.
 //!
@@ -27,11 +29,13 @@
 //! it runs once per 20 ms frame of a call, may allocate, and never blocks.
 
 mod call;
+pub(crate) mod health;
 pub(crate) mod listener;
 mod webhook;
 
 pub use openrtc_media::{g711, protocol};
 
 pub use call::{AudioFrame, CallEnded, CallMedia, MediaEvent, SAMPLE_RATE_HZ, SAMPLES_PER_CHUNK};
+pub use health::{DEGRADING_JITTER_P99_MS, DEGRADING_LATENESS_P99_MS, PAUSE, WINDOW};
 pub use listener::{DEFAULT_PATH, IDLE_TIMEOUT, MAX_CONNECTING, START_TIMEOUT, VOICE_PATH};
 pub use webhook::{VoiceWebhook, VoiceWebhookError};

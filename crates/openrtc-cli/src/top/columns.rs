@@ -5,7 +5,8 @@
 use openrtc_proto::{MemSource, SessionSnapshot};
 
 use super::format::{
-    clean_text, format_bytes_compact, format_cpu_percent, format_seconds_tenths, format_status,
+    clean_text, format_bytes_compact, format_cpu_percent, format_late, format_seconds_tenths,
+    format_status,
 };
 use super::tui::view::text::Align;
 use crate::cli::SortKey;
@@ -34,13 +35,16 @@ pub enum Column {
     Peak,
     /// Stalls the session caused.
     Stalls,
+    /// A phone call's outbound audio lateness p99 (`-` for a session that is not a call),
+    /// with `!` when its audio is degrading.
+    Late,
     /// The session's state.
     Status,
 }
 
 impl Column {
     /// The session columns, in table order; the worker column, when shown, comes first.
-    pub const SESSION_COLUMNS: [Self; 9] = [
+    pub const SESSION_COLUMNS: [Self; 10] = [
         Self::Session,
         Self::Agent,
         Self::Tenant,
@@ -49,16 +53,18 @@ impl Column {
         Self::Mem,
         Self::Peak,
         Self::Stalls,
+        Self::Late,
         Self::Status,
     ];
 
     /// The order in which a screen too narrow for every column gives them up, first given up
     /// first: the tenant (the `t` key still lists tenants), the peak (MEM tells the present),
-    /// the agent, the worker, the duration, the stall count, memory, CPU%. SESSION and STATUS
+    /// the calls' lateness (the detail pane shows it), the agent, the worker, the duration, the stall count, memory, CPU%. SESSION and STATUS
     /// are never given up, and the sort column is kept while any other can go.
-    pub const DROP_ORDER: [Self; 8] = [
+    pub const DROP_ORDER: [Self; 9] = [
         Self::Tenant,
         Self::Peak,
+        Self::Late,
         Self::Agent,
         Self::Worker,
         Self::Dur,
@@ -80,6 +86,7 @@ impl Column {
             Self::Mem => marking.memory_title(),
             Self::Peak => "PEAK",
             Self::Stalls => "STALLS",
+            Self::Late => "LATE",
             Self::Status => "STATUS",
         }
     }
@@ -89,7 +96,9 @@ impl Column {
     pub fn alignment(self) -> Align {
         match self {
             Self::Worker | Self::Session | Self::Agent | Self::Tenant | Self::Status => Align::Left,
-            Self::Dur | Self::Cpu | Self::Mem | Self::Peak | Self::Stalls => Align::Right,
+            Self::Dur | Self::Cpu | Self::Mem | Self::Peak | Self::Stalls | Self::Late => {
+                Align::Right
+            }
         }
     }
 
@@ -106,6 +115,7 @@ impl Column {
             Self::Mem => Some(SortKey::Mem),
             Self::Peak => Some(SortKey::Peak),
             Self::Stalls => Some(SortKey::Stalls),
+            Self::Late => Some(SortKey::Late),
             Self::Status => Some(SortKey::Status),
         }
     }
@@ -135,6 +145,7 @@ impl Column {
             Self::Mem => marking.memory_cell(session.mem_bytes, row.mem_source),
             Self::Peak => marking.memory_cell(session.mem_peak_bytes, row.mem_source),
             Self::Stalls => session.stall_count.to_string(),
+            Self::Late => format_late(session),
             Self::Status => format_status(session),
         }
     }

@@ -39,7 +39,32 @@ pub fn compare_by_column(
         SortKey::Mem => right.mem_bytes.cmp(&left.mem_bytes),
         SortKey::Peak => right.mem_peak_bytes.cmp(&left.mem_peak_bytes),
         SortKey::Stalls => right.stall_count.cmp(&left.stall_count),
+        SortKey::Late => late_key(right).total_cmp(&late_key(left)),
         SortKey::Status => urgency(right).cmp(&urgency(left)),
+    }
+}
+
+/// A session's outbound lateness p99 for sorting: a call's figure in ms, -1 for a session
+/// that is not a call (so calls come first, latest first).
+#[must_use]
+pub fn late_key(session: &SessionSnapshot) -> f64 {
+    session
+        .media
+        .as_ref()
+        .map_or(-1.0, |media| media.outbound_lateness_p99_ms)
+}
+
+/// The LATE cell: a call's outbound lateness p99 in whole ms, with `!` when its audio is
+/// degrading; `-` for a session that is not a call.
+#[must_use]
+pub fn format_late(session: &SessionSnapshot) -> String {
+    match &session.media {
+        None => "-".to_owned(),
+        Some(media) => format!(
+            "{:.0}{}",
+            media.outbound_lateness_p99_ms,
+            if media.degrading { "!" } else { "" }
+        ),
     }
 }
 

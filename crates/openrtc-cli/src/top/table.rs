@@ -454,7 +454,7 @@ mod tests {
     fn an_empty_table_has_titles_only() {
         assert_eq!(
             session_table("demo", &[], MemSource::Tracked),
-            "SESSION  AGENT  TENANT  DUR(s)  CPU%  MEM  PEAK  STALLS  STATUS\n"
+            "SESSION  AGENT  TENANT  DUR(s)  CPU%  MEM  PEAK  STALLS  LATE  STATUS\n"
         );
     }
 
@@ -470,10 +470,37 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "SESSION  AGENT        TENANT  DUR(s)   CPU%  MEM~  PEAK  STALLS  STATUS",
-                "s-1      transcriber  acme     123.5  187.5  9.8M  123M       0  active",
-                "s-22     a            b          0.0    3.0     0     0       0  active",
+                "SESSION  AGENT        TENANT  DUR(s)   CPU%  MEM~  PEAK  STALLS  LATE  STATUS",
+                "s-1      transcriber  acme     123.5  187.5  9.8M  123M       0     -  active",
+                "s-22     a            b          0.0    3.0     0     0       0     -  active",
             ]
+        );
+    }
+
+    #[test]
+    fn calls_show_their_lateness_flagged_when_degrading_and_sort_by_it() {
+        let call = |id: &str, late_ms: f64, degrading: bool| {
+            let mut row = session(id, "echo", "acme", 1.0);
+            let mut media = openrtc_proto::CallMediaSnapshot::default();
+            media.outbound_lateness_p99_ms = late_ms;
+            media.degrading = degrading;
+            row.media = Some(media);
+            row
+        };
+        let prompt = call("s-1", 2.4, false);
+        let late = call("s-2", 181.6, true);
+        let plain = session("s-3", "echo", "acme", 1.0);
+        let table = session_table("demo", &[&prompt, &late, &plain], MemSource::Tracked);
+        let late_cells: Vec<&str> = table
+            .lines()
+            .map(|line| line.split_whitespace().nth(8).unwrap_or(""))
+            .collect();
+        assert_eq!(late_cells, ["LATE", "2", "182!", "-"], "{table}");
+        let sessions = [prompt, late, plain];
+        assert_eq!(
+            ids(&select_sessions(&sessions, &sorted_by(SortKey::Late))),
+            ["s-2", "s-1", "s-3"],
+            "latest first, sessions that are not calls last"
         );
     }
 

@@ -102,7 +102,7 @@ fn s_cycles_the_sort_column_and_resorts() {
     let mut harness = Harness::new(&[busy_worker()], defaults());
     assert_eq!(harness.ids(), ["s-2", "s-11", "s-1", "s-10"]);
     let mut seen = vec![harness.state().settings().sort];
-    for _ in 0..9 {
+    for _ in 0..10 {
         harness.type_text("s");
         seen.push(harness.state().settings().sort);
     }
@@ -118,6 +118,7 @@ fn s_cycles_the_sort_column_and_resorts() {
             SortKey::Session,
             SortKey::Agent,
             SortKey::Tenant,
+            SortKey::Late,
             SortKey::Cpu,
         ]
     );

@@ -627,3 +627,65 @@ fn tracked_calls_and_child_tasks_in_the_detail_pane() {
     assert!(text.contains("calls     label          count"), "{text}");
     assert_snapshot!("tracked_calls_60x15", text);
 }
+
+#[test]
+fn a_degrading_call_is_flagged_in_the_late_column_and_its_figures_are_in_the_detail_pane() {
+    let mut worker = busy_worker();
+    for session in &mut worker.sessions {
+        let (late_ms, degrading) = match session.id.to_string().as_str() {
+            "s-2" => (181.6, true),
+            "s-1" => (2.4, false),
+            _ => continue,
+        };
+        let mut media = openrtc_proto::CallMediaSnapshot::default();
+        media.provider = "twilio".into();
+        media.stream_id = "MZ1".into();
+        media.frames_in_count = 500;
+        media.frames_out_count = 480;
+        media.window_ms = 10_000;
+        media.window_frames_missing_count = 3;
+        media.frames_missing_count = 7;
+        media.inbound_jitter_p99_ms = 12.0;
+        media.outbound_lateness_p99_ms = late_ms;
+        media.degrading = degrading;
+        session.media = Some(media);
+    }
+    let (mut app, _commands) = app_with(&[worker.clone()], sorted_by(SortKey::Late));
+    let buffer = draw(&mut app, 80, 24);
+    let text = text_of(&buffer);
+    assert!(title_row(&buffer).contains("LATE▼"), "{text}");
+    let late = row_starting_with(&buffer, "s-2 ");
+    let prompt = row_starting_with(&buffer, "s-1 ");
+    let plain = row_starting_with(&buffer, "s-10 ");
+    assert!(late < prompt && prompt < plain, "latest first: {text}");
+    // Unselected (sorted by session, s-1 is selected), a degrading call's LATE is in the
+    // warning style.
+    let (mut by_session, _commands) = app_with(&[worker.clone()], sorted_by(SortKey::Session));
+    let unselected = draw(&mut by_session, 80, 24);
+    let row = row_starting_with(&unselected, "s-2 ");
+    let flag = column_of(&unselected, row, "182!");
+    let warning = Theme { color: true }.warning();
+    assert_eq!(
+        unselected[(flag, row)].fg,
+        warning.fg.unwrap_or(Color::Reset),
+        "{}",
+        text_of(&unselected)
+    );
+    // LATE is right-aligned just before STATUS.
+    column_of(&buffer, prompt, "    2 active");
+    column_of(&buffer, plain, "    - active");
+    // The selection starts on the first row, the degrading call.
+    press(&mut app, "\n");
+    let text = text_of(&draw(&mut app, 120, 40));
+    assert!(
+        text.contains("twilio stream MZ1 · 500 frames in, 480 out"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "late p99 182ms · jitter p99 12ms · missing 3 · dropped 0 · jumps 0 (last 10 s) · degrading"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("since it started: 7 missing"), "{text}");
+}

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
-use super::{CallStatsSnapshot, SessionSnapshot, SessionState, StallSnapshot, TaskCountsSnapshot};
+use super::{
+    CallMediaSnapshot, CallStatsSnapshot, SessionSnapshot, SessionState, StallSnapshot,
+    TaskCountsSnapshot,
+};
 use crate::SessionId;
 
 /// One live session's row, borrowing its text, metadata and stalls: the one definition of
@@ -72,6 +75,9 @@ pub struct SessionSnapshotRef<'a> {
     /// [`SessionSnapshot::calls`].
     #[serde(skip_serializing_if = "is_empty_map")]
     pub calls: &'a BTreeMap<String, CallStatsSnapshot>,
+    /// [`SessionSnapshot::media`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<&'a CallMediaSnapshot>,
 }
 
 impl SessionSnapshotRef<'_> {
@@ -103,6 +109,7 @@ impl SessionSnapshotRef<'_> {
             children_finished_count,
             tasks,
             calls,
+            media,
         } = *self;
         SessionSnapshot {
             id,
@@ -129,6 +136,7 @@ impl SessionSnapshotRef<'_> {
             children_finished_count,
             tasks,
             calls: calls.clone(),
+            media: media.cloned(),
         }
     }
 }
@@ -162,6 +170,7 @@ impl SessionSnapshot {
             children_finished_count,
             tasks,
             calls,
+            media,
         } = self;
         SessionSnapshotRef {
             id: *id,
@@ -188,6 +197,7 @@ impl SessionSnapshot {
             children_finished_count: *children_finished_count,
             tasks: *tasks,
             calls,
+            media: media.as_ref(),
         }
     }
 }
@@ -284,6 +294,14 @@ mod tests {
                     duration_buckets: Vec::new(),
                 },
             )]),
+            media: Some(CallMediaSnapshot {
+                provider: "twilio".into(),
+                stream_id: "MZ1".into(),
+                frames_in_count: 31,
+                outbound_lateness_p99_ms: 32.5,
+                degrading: true,
+                ..CallMediaSnapshot::default()
+            }),
         }
     }
 
@@ -303,6 +321,7 @@ mod tests {
         assert_eq!(json["recent_stalls"][1]["victims"][0]["session_id"], "s-9");
         assert_eq!(json["calls"]["db.query"]["blocking_count"], 25);
         assert_eq!(json["tasks"]["cancelled_count"], 21);
+        assert_eq!(json["media"]["outbound_lateness_p99_ms"], 32.5);
         let read: SessionSnapshot = serde_json::from_value(json).expect("reads");
         assert_eq!(read, row);
     }
@@ -323,6 +342,7 @@ mod tests {
             "blocking_for_ms",
             "tasks",
             "calls",
+            "media",
         ] {
             assert!(!object.contains_key(absent), "{absent} in {json}");
         }

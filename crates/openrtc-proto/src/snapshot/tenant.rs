@@ -33,6 +33,12 @@ pub struct TenantSnapshot {
     pub failed_count: u64,
     /// Its launches refused, by reason (only reasons with at least one refusal).
     pub refusals: BTreeMap<RefusalReason, u64>,
+    /// Inbound audio frames missing from its phone calls' sequences since the worker
+    /// started.
+    pub call_frames_missing_count: u64,
+    /// Inbound events its phone calls' sessions were too slow to take (dropped) since the
+    /// worker started.
+    pub call_frames_dropped_count: u64,
     /// Its circuit breaker.
     pub breaker: BreakerSnapshot,
     /// The isolation the config asks for (kept for process isolation; sessions run in the

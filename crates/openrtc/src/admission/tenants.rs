@@ -24,6 +24,11 @@ pub(crate) struct TenantCounters {
     pub(crate) failed: AtomicU64,
     /// Its refused launches, by reason.
     pub(crate) refused: RefusalCounters,
+    /// Inbound audio frames missing from its calls' sequences, since the worker started.
+    pub(crate) call_frames_missing: AtomicU64,
+    /// Inbound events its calls' sessions were too slow to take (dropped), since the worker
+    /// started.
+    pub(crate) call_frames_dropped: AtomicU64,
     /// The allocator accounts of its live sessions, by session key: its live heap is theirs.
     members: Mutex<HashMap<u64, u32>>,
     /// The pool's event stream, told of its breaker's changes (`None` in tests of admission

@@ -196,6 +196,7 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
         );
     }
 
+    register_call_media(&mut registry, snapshot);
     register_calls(&mut registry, &snapshot.calls);
 
     let refusals = Family::<Labels, Counter>::default();
@@ -272,6 +273,59 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     to_prometheus_text(&text)
+}
+
+/// Phone calls' media health by tenant (never by call): frames missing and dropped since the
+/// worker started, and over the live calls the worst outbound lateness p99 and how many are
+/// degrading.
+fn register_call_media(registry: &mut Registry, snapshot: &PoolSnapshot) {
+    let missing = Family::<Labels, Counter>::default();
+    let dropped = Family::<Labels, Counter>::default();
+    let degrading = Family::<Labels, Gauge>::default();
+    let lateness = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for (tenant, figures) in &snapshot.tenants {
+        let labels = vec![label("tenant", tenant)];
+        missing
+            .get_or_create(&labels)
+            .inc_by(figures.call_frames_missing_count);
+        dropped
+            .get_or_create(&labels)
+            .inc_by(figures.call_frames_dropped_count);
+        degrading.get_or_create(&labels).set(0);
+    }
+    for row in &snapshot.sessions {
+        let Some(media) = &row.media else { continue };
+        let labels = vec![label("tenant", &row.tenant)];
+        degrading
+            .get_or_create(&labels)
+            .inc_by(i64::from(media.degrading));
+        let worst = lateness.get_or_create(&labels);
+        let seconds = media.outbound_lateness_p99_ms / 1e3;
+        if seconds > worst.get() {
+            worst.set(seconds);
+        }
+    }
+    registry.register(
+        "call_frames_missing",
+        "Inbound audio frames missing from phone calls' sequences since the worker started, by tenant",
+        missing,
+    );
+    registry.register(
+        "call_frames_dropped",
+        "Inbound call events dropped because the session was too slow to take them, by tenant",
+        dropped,
+    );
+    registry.register_with_unit(
+        "call_outbound_lateness",
+        "The worst outbound audio lateness p99 over each tenant's live calls (last 10 s)",
+        Unit::Seconds,
+        lateness,
+    );
+    registry.register(
+        "calls_degrading",
+        "Live calls whose audio is degrading (lateness, jitter, missing or dropped frames), by tenant",
+        degrading,
+    );
 }
 
 /// How a pair's ended sessions ended, by outcome label.
@@ -484,6 +538,49 @@ mod tests {
         assert!(
             !text.contains("# EOF") && !text.contains("# UNIT"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn call_media_health_is_exported_by_tenant_only() {
+        let mut snapshot = PoolSnapshot::default();
+        for (key, late_ms, degrading) in [(1, 12.0, false), (2, 180.0, true), (3, 30.0, true)] {
+            let mut row = SessionSnapshot::default();
+            row.id = crate::session::session_id(key);
+            row.tenant = "acme".into();
+            let mut media = openrtc_proto::CallMediaSnapshot::default();
+            media.outbound_lateness_p99_ms = late_ms;
+            media.degrading = degrading;
+            row.media = Some(media);
+            snapshot.sessions.push(row);
+        }
+        let mut row = SessionSnapshot::default();
+        row.tenant = "globex".into();
+        snapshot.sessions.push(row);
+        let mut acme = TenantSnapshot::default();
+        acme.call_frames_missing_count = 5;
+        acme.call_frames_dropped_count = 2;
+        snapshot.tenants.insert("acme".into(), acme);
+        snapshot
+            .tenants
+            .insert("globex".into(), TenantSnapshot::default());
+        let text = render(&snapshot);
+        assert_lines(
+            &text,
+            &[
+                "# TYPE openrtc_call_frames_missing_total counter",
+                "openrtc_call_frames_missing_total{tenant=\"acme\"} 5",
+                "openrtc_call_frames_dropped_total{tenant=\"acme\"} 2",
+                "openrtc_call_frames_missing_total{tenant=\"globex\"} 0",
+                "# TYPE openrtc_call_outbound_lateness_seconds gauge",
+                "openrtc_call_outbound_lateness_seconds{tenant=\"acme\"} 0.18",
+                "openrtc_calls_degrading{tenant=\"acme\"} 2",
+                "openrtc_calls_degrading{tenant=\"globex\"} 0",
+            ],
+        );
+        assert!(
+            !text.contains("openrtc_call_outbound_lateness_seconds{tenant=\"globex\"}"),
+            "no lateness for a tenant without calls: {text}"
         );
     }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+use super::health::CallHealth;
 use super::protocol::{self, AudioEncoding, StreamStart};
 
 /// Samples in 20 ms of 8 kHz audio: the chunk [`CallMedia::send`] sends audio in.
@@ -15,6 +16,9 @@ pub const SAMPLES_PER_CHUNK: usize = 160;
 
 /// The sample rate of the audio [`CallMedia`] exchanges.
 pub const SAMPLE_RATE_HZ: u32 = 8_000;
+
+/// Microseconds of audio in one sample at [`SAMPLE_RATE_HZ`].
+pub(crate) const US_PER_SAMPLE: u64 = 125;
 
 /// One chunk of the caller's audio.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +62,7 @@ pub(crate) enum Outbound {
     HangUp,
 }
 
-/// Counters shared by a call's pump and its session.
+/// Lifetime counters shared by a call's pump, its session and the snapshot.
 #[derive(Debug, Default)]
 pub(crate) struct CallCounters {
     /// Audio messages received.
@@ -69,6 +73,8 @@ pub(crate) struct CallCounters {
     pub(crate) frames_missing: AtomicU64,
     /// Audio messages sent.
     pub(crate) frames_out: AtomicU64,
+    /// Audio messages whose stream time jumped past the audio before them.
+    pub(crate) stream_jumps: AtomicU64,
 }
 
 /// A session's phone call: receive what the caller sends, send audio, marks and `clear`, and
@@ -78,7 +84,7 @@ pub struct CallMedia {
     start: Arc<StreamStart>,
     inbound: mpsc::Receiver<MediaEvent>,
     outbound: mpsc::Sender<Outbound>,
-    counters: Arc<CallCounters>,
+    health: Arc<CallHealth>,
 }
 
 impl CallMedia {
@@ -86,14 +92,24 @@ impl CallMedia {
         start: Arc<StreamStart>,
         inbound: mpsc::Receiver<MediaEvent>,
         outbound: mpsc::Sender<Outbound>,
-        counters: Arc<CallCounters>,
+        health: Arc<CallHealth>,
     ) -> Self {
         Self {
             start,
             inbound,
             outbound,
-            counters,
+            health,
         }
+    }
+
+    /// The stream's `start`, shared.
+    pub(crate) fn start_arc(&self) -> &Arc<StreamStart> {
+        &self.start
+    }
+
+    /// The call's health, which the snapshot reads for as long as the session lives.
+    pub(crate) fn health(&self) -> &Arc<CallHealth> {
+        &self.health
     }
 
     /// The stream's `start`: provider, stream and call ids, custom parameters.
@@ -121,7 +137,15 @@ impl CallMedia {
             encode(self.start.encoding, chunk, &mut encoded);
             let frame = protocol::media_frame(self.start.provider, &self.start.stream_id, &encoded);
             self.push(Outbound::Frame(frame)).await?;
-            self.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+            self.health
+                .counters
+                .frames_out
+                .fetch_add(1, Ordering::Relaxed);
+            // Measured once the chunk is queued: a full queue (a slow socket) makes it late.
+            let at_us = self.health.now_us();
+            let duration_us = chunk.len() as u64 * US_PER_SAMPLE;
+            self.health
+                .with(|windows| windows.outbound(at_us, duration_us));
         }
         Ok(())
     }
@@ -145,7 +169,9 @@ impl CallMedia {
     /// [`CallEnded`] once the stream has closed.
     pub async fn clear(&self) -> Result<(), CallEnded> {
         let frame = protocol::clear_frame(self.start.provider, &self.start.stream_id);
-        self.push(Outbound::Frame(frame)).await
+        self.push(Outbound::Frame(frame)).await?;
+        self.health.with(super::health::Windows::cleared);
+        Ok(())
     }
 
     /// Ends the call: the connection closes once what was sent before has gone out.

@@ -26,7 +26,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::call::{AudioFrame, CallCounters, CallMedia, MediaEvent, Outbound};
+use super::call::{AudioFrame, CallMedia, MediaEvent, Outbound, US_PER_SAMPLE};
+use super::health::CallHealth;
 use super::protocol::{self, Inbound, StreamStart};
 use crate::error::{Rejected, RunError};
 use crate::pool::PoolShared;
@@ -204,12 +205,12 @@ async fn connection(listener: Arc<Listener>, mut socket: WebSocket, permit: Owne
     let start = Arc::new(start);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let counters = Arc::new(CallCounters::default());
+    let health = Arc::new(CallHealth::default());
     let media = CallMedia::new(
         Arc::clone(&start),
         inbound_rx,
         outbound_tx,
-        Arc::clone(&counters),
+        Arc::clone(&health),
     );
     let cell = match listener.shared.launch_call(route(&start), media) {
         Ok(cell) => cell,
@@ -219,8 +220,8 @@ async fn connection(listener: Arc<Listener>, mut socket: WebSocket, permit: Owne
     let pump = Pump {
         start,
         inbound: inbound_tx,
-        counters,
-        last_chunk: None,
+        health,
+        tenant: listener.shared.tenants.get_or_create(cell.tenant()),
         samples: Vec::new(),
     };
     let outcome = crate::session::SessionHandle::new(Arc::clone(&cell)).outcome();
@@ -361,9 +362,10 @@ async fn close_socket(mut socket: WebSocket, close: Close) {
 struct Pump {
     start: Arc<StreamStart>,
     inbound: mpsc::Sender<MediaEvent>,
-    counters: Arc<CallCounters>,
-    /// The last audio chunk number seen, to find gaps.
-    last_chunk: Option<u64>,
+    /// The call's counters and window.
+    health: Arc<CallHealth>,
+    /// Its tenant's counters, where the call's missing and dropped frames add up.
+    tenant: Arc<crate::admission::TenantCounters>,
     samples: Vec<i16>,
 }
 
@@ -421,21 +423,27 @@ impl Pump {
 
     /// One text frame from the provider; `Some` closes the connection.
     fn inbound_text(&mut self, text: &str) -> Option<Close> {
+        let at_us = self.health.now_us();
         let event = match protocol::parse_inbound(text) {
             Ok(Inbound::Media(chunk)) => {
-                let missing = match (self.last_chunk, chunk.chunk) {
-                    (Some(last), Some(now)) if now > last + 1 => now - last - 1,
-                    _ => 0,
-                };
-                if chunk.chunk.is_some() {
-                    self.last_chunk = chunk.chunk;
-                }
-                self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .frames_missing
-                    .fetch_add(missing, Ordering::Relaxed);
                 self.samples.clear();
                 super::call::decode(self.start.encoding, &chunk.payload, &mut self.samples);
+                let duration_us = self.samples.len() as u64 * US_PER_SAMPLE;
+                let gaps = self.health.with(|windows| {
+                    windows.inbound(at_us, chunk.chunk, chunk.timestamp_ms, duration_us)
+                });
+                let missing = gaps.missing_count;
+                let counters = &self.health.counters;
+                counters.frames_in.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .frames_missing
+                    .fetch_add(missing, Ordering::Relaxed);
+                counters
+                    .stream_jumps
+                    .fetch_add(u64::from(gaps.jumped), Ordering::Relaxed);
+                self.tenant
+                    .call_frames_missing
+                    .fetch_add(missing, Ordering::Relaxed);
                 MediaEvent::Audio(AudioFrame {
                     samples: self.samples.clone(),
                     timestamp_ms: chunk.timestamp_ms,
@@ -454,7 +462,14 @@ impl Pump {
         };
         if self.inbound.try_send(event).is_err() {
             // Full (the session is not listening fast enough) or gone (it stopped listening).
-            self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            self.health
+                .counters
+                .frames_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            self.tenant
+                .call_frames_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            self.health.with(|windows| windows.dropped(at_us));
         }
         None
     }

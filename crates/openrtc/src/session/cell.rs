@@ -151,6 +151,12 @@ pub(crate) struct SessionCell {
     calls: OnceLock<Box<crate::calls::CallTable>>,
     /// The call's media, for a session from the media listener, until the agent takes it.
     media: Mutex<Option<crate::media::CallMedia>>,
+    /// The call's stream and health, for a session from the media listener, for its life
+    /// (what its snapshot row shows).
+    call: OnceLock<(
+        Arc<crate::media::protocol::StreamStart>,
+        Arc<crate::media::health::CallHealth>,
+    )>,
     /// A tracked call longer than this is slow (the pool's `slow_call_threshold`).
     slow_call_ns: u64,
     /// Its child tasks by how they ended.
@@ -205,6 +211,7 @@ impl SessionCell {
             log: Arc::clone(pool.log()),
             calls: OnceLock::new(),
             media: Mutex::new(None),
+            call: OnceLock::new(),
             slow_call_ns: crate::units::duration_ns(pool.config.slow_call_threshold),
             tasks: super::tasks::TaskCounters::default(),
         }
@@ -522,7 +529,17 @@ impl SessionCell {
 
     /// Gives the session its call's media, before it starts.
     pub(crate) fn set_media(&self, media: crate::media::CallMedia) {
+        let _ = self
+            .call
+            .set((Arc::clone(media.start_arc()), Arc::clone(media.health())));
         *lock(&self.media) = Some(media);
+    }
+
+    /// The call's media health now, for a session from the media listener.
+    pub(crate) fn call_media_snapshot(&self) -> Option<openrtc_proto::CallMediaSnapshot> {
+        self.call
+            .get()
+            .map(|(start, health)| crate::media::health::snapshot(start, health))
     }
 
     /// Takes the call's media (once).

@@ -17,11 +17,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use crate::support::{PATIENCE, RunningPool, TestPool as _, wait_for};
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Echoes every chunk it hears, with a mark after each 25 chunks (half a second); ends when
 /// the call does.
-fn echo() -> impl openrtc::Agent {
+pub(crate) fn echo() -> impl openrtc::Agent {
     agent_fn(|session: Session| async move {
         let Some(mut call) = session.media() else {
             return Err(AgentError::msg("not a call"));
@@ -52,7 +52,7 @@ fn pool(worker: &str, max_sessions: u32) -> RunningPool {
     )
 }
 
-fn media_url(pool: &RunningPool) -> String {
+pub(crate) fn media_url(pool: &RunningPool) -> String {
     let addr = pool
         .snapshot()
         .worker
@@ -61,11 +61,11 @@ fn media_url(pool: &RunningPool) -> String {
     format!("ws://{addr}/media")
 }
 
-async fn dial(url: &str) -> Client {
+pub(crate) async fn dial(url: &str) -> Client {
     connect_async(url).await.expect("the worker takes calls").0
 }
 
-fn start(stream: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn start(stream: &str, params: &[(&str, &str)]) -> String {
     let params: serde_json::Map<String, serde_json::Value> = params
         .iter()
         .map(|(key, value)| ((*key).to_owned(), serde_json::json!(value)))
@@ -88,7 +88,7 @@ fn start(stream: &str, params: &[(&str, &str)]) -> String {
 
 /// The `chunk`-th 20 ms chunk: 160 μ-law codes that round-trip through PCM unchanged (0x7F
 /// decodes to the same 0 as 0xFF, so it is left out).
-fn payload(chunk: u64) -> Vec<u8> {
+pub(crate) fn payload(chunk: u64) -> Vec<u8> {
     (0..160_u64)
         .map(|index| {
             let code = ((chunk * 7 + index) % 255) as u8;
@@ -97,14 +97,19 @@ fn payload(chunk: u64) -> Vec<u8> {
         .collect()
 }
 
-fn media(stream: &str, chunk: u64, payload: &[u8]) -> String {
+pub(crate) fn media(stream: &str, chunk: u64, payload: &[u8]) -> String {
+    media_at(stream, chunk, (chunk - 1) * 20, payload)
+}
+
+/// A `media` message with its stream time given.
+fn media_at(stream: &str, chunk: u64, timestamp_ms: u64, payload: &[u8]) -> String {
     serde_json::json!({
         "event": "media",
         "sequenceNumber": (chunk + 1).to_string(),
         "media": {
             "track": "inbound",
             "chunk": chunk.to_string(),
-            "timestamp": ((chunk - 1) * 20).to_string(),
+            "timestamp": timestamp_ms.to_string(),
             "payload": base64::engine::general_purpose::STANDARD.encode(payload),
         },
         "streamSid": stream,
@@ -524,4 +529,59 @@ fn the_voice_webhook_answers_signed_requests_with_twiml_that_streams_the_call_he
         assert_eq!(status, 403, "{body}");
         assert!(!body.contains("<Response>"), "{body}");
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sequence_gaps_and_stream_time_jumps_show_exactly_in_the_call_s_media_row() {
+    let pool = pool("media-gaps", 8);
+    let url = media_url(&pool);
+    let mut client = dial(&url).await;
+    client
+        .send(Message::text(start(
+            "MZ-gaps",
+            &[("agent", "echo"), ("tenant", "acme")],
+        )))
+        .await
+        .expect("send");
+    // Chunks 11 to 13 and 21 to 24 never come: 7 missing. Chunk 26 comes in sequence but
+    // 100 ms of stream time late: one jump.
+    let chunks = (1..=10).chain(14..=20).chain(25..=25);
+    let mut sent = 0_u64;
+    for chunk in chunks {
+        client
+            .send(Message::text(media("MZ-gaps", chunk, &payload(chunk))))
+            .await
+            .expect("send");
+        sent += 1;
+    }
+    client
+        .send(Message::text(media_at(
+            "MZ-gaps",
+            26,
+            25 * 20 + 100,
+            &payload(26),
+        )))
+        .await
+        .expect("send");
+    sent += 1;
+    let row = wait_for("every frame in the call's row", || {
+        pool.snapshot().sessions.into_iter().find(|row| {
+            row.media
+                .as_ref()
+                .is_some_and(|media| media.frames_in_count == sent)
+        })
+    });
+    let media = row.media.expect("a call's row has its media");
+    assert_eq!(media.provider, "twilio");
+    assert_eq!(media.stream_id, "MZ-gaps");
+    assert_eq!(media.frames_missing_count, 7);
+    assert_eq!(media.window_frames_missing_count, 7);
+    assert_eq!(media.stream_jumps_count, 1);
+    assert_eq!(media.window_stream_jumps_count, 1);
+    assert_eq!(media.frames_dropped_count, 0);
+    assert_eq!(media.window_ms, 10_000);
+    assert!(media.degrading, "missing frames in the window: {media:?}");
+    let tenant = &pool.snapshot().tenants["acme"];
+    assert_eq!(tenant.call_frames_missing_count, 7);
+    assert_eq!(tenant.call_frames_dropped_count, 0);
 }

@@ -13,6 +13,7 @@ mod blocked;
 mod calls;
 mod health_http;
 mod log_file;
+mod media_health;
 mod panics;
 mod streamdouble;
 

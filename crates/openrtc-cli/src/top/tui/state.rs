@@ -23,7 +23,7 @@ use rows::RowRef;
 use workers::WorkerEntry;
 
 /// The order the `s` key cycles through the sort columns: the incident views first.
-pub const SORT_CYCLE: [SortKey; 9] = [
+pub const SORT_CYCLE: [SortKey; 10] = [
     SortKey::Cpu,
     SortKey::Mem,
     SortKey::Stalls,
@@ -33,6 +33,7 @@ pub const SORT_CYCLE: [SortKey; 9] = [
     SortKey::Session,
     SortKey::Agent,
     SortKey::Tenant,
+    SortKey::Late,
 ];
 
 /// The longest search the prompt accepts, in characters.

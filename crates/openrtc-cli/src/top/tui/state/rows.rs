@@ -117,6 +117,7 @@ fn ascending_number(sort: SortKey, session: &SessionSnapshot) -> u64 {
         SortKey::Mem => session.mem_bytes,
         SortKey::Peak => session.mem_peak_bytes,
         SortKey::Stalls => session.stall_count,
+        SortKey::Late => ordered_bits(crate::top::format::late_key(session)),
         SortKey::Status => {
             let (rank, blocking_ms) = urgency(session);
             (u64::from(rank) << 60) | blocking_ms.min((1 << 60) - 1)

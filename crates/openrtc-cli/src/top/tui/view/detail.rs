@@ -1,10 +1,11 @@
 //! The detail pane of one session: what it is, its state, for a session that ended badly the
 //! last records it logged (see `logged`), CPU and memory now and over the time top has
-//! watched it, its child tasks, its tracked calls (see `calls`), its last stalls, and its
-//! metadata.
+//! watched it, its child tasks, its tracked calls (see `calls`), its phone call's audio
+//! health (see `media`), its last stalls, and its metadata.
 
 mod calls;
 mod logged;
+mod media;
 
 use openrtc_proto::{SessionSnapshot, StallClass, StallPart, StallSnapshot, WorkerSnapshot};
 use ratatui::buffer::Buffer;
@@ -196,6 +197,7 @@ pub fn detail_lines(
 
     lines.push(calls::children_line(session, theme));
     lines.extend(calls::call_lines(session, theme));
+    lines.extend(media::media_lines(session, theme));
 
     lines.extend(stall_lines(session, now_unix_ms, width, theme));
 

@@ -18,7 +18,7 @@ use super::text::{Align, bar, fit};
 use super::{Theme, describe_filters, put_line};
 use crate::cli::SortKey;
 use crate::top::columns::{Column, MemoryMarking, RowSource};
-use crate::top::format::{clean_text, format_blocking_span};
+use crate::top::format::{clean_text, format_blocking_span, format_late};
 use crate::top::tui::state::State;
 use crate::top::tui::state::workers::WorkerEntry;
 
@@ -30,6 +30,8 @@ const CPU_WIDTH: usize = 5;
 const MEMORY_WIDTH: usize = 5;
 /// The width of the STALLS figures.
 const STALLS_WIDTH: usize = 6;
+/// The width of the LATE figures: `1234!`.
+const LATE_WIDTH: usize = 5;
 /// The width of the STATUS column: fits `blocking 230ms`.
 const STATUS_WIDTH: usize = 14;
 /// The width name columns get before any goes to bars.
@@ -157,6 +159,7 @@ fn minimum_width(column: Column, sort: SortKey, marking: MemoryMarking) -> usize
         Column::Cpu => CPU_WIDTH,
         Column::Mem | Column::Peak => MEMORY_WIDTH + usize::from(marking.marks_cells()),
         Column::Stalls => STALLS_WIDTH,
+        Column::Late => LATE_WIDTH,
         Column::Status => STATUS_WIDTH,
         Column::Worker | Column::Session | Column::Agent | Column::Tenant => 0,
     };
@@ -346,6 +349,15 @@ fn session_line(
                 fit(&clean_text(row.worker_name, 64), *width, Align::Left),
                 row_style,
             ),
+            Column::Late => {
+                let degrading = session.media.as_ref().is_some_and(|media| media.degrading);
+                let style = if degrading && !selected {
+                    theme.warning()
+                } else {
+                    row_style
+                };
+                cell(fit(&format_late(session), *width, Align::Right), style);
+            }
             other => {
                 let text = other.cell_text(row, marking);
                 cell(fit(&text, *width, other.alignment()), row_style);
@@ -412,20 +424,32 @@ mod tests {
     #[test]
     fn narrow_screens_give_up_columns_in_the_documented_order() {
         let at = |width, sort| shown(&Layout::fit(width, false, sort, MemoryMarking::Exact));
-        use Column::{Agent, Cpu, Dur, Mem, Peak, Session, Stalls, Status, Tenant};
+        use Column::{Agent, Cpu, Dur, Late, Mem, Peak, Session, Stalls, Status, Tenant};
         assert_eq!(
             at(80, SortKey::Cpu),
-            [Session, Agent, Tenant, Dur, Cpu, Mem, Peak, Stalls, Status]
+            [
+                Session, Agent, Tenant, Dur, Cpu, Mem, Peak, Stalls, Late, Status
+            ]
+        );
+        assert_eq!(
+            at(73, SortKey::Cpu),
+            [Session, Agent, Dur, Cpu, Mem, Peak, Stalls, Late, Status],
+            "the tenant goes first"
         );
         assert_eq!(
             at(61, SortKey::Cpu),
-            [Session, Agent, Dur, Cpu, Mem, Peak, Stalls, Status],
-            "the tenant goes first"
+            [Session, Agent, Dur, Cpu, Mem, Stalls, Late, Status],
+            "then the peak"
         );
         assert_eq!(
             at(60, SortKey::Cpu),
             [Session, Agent, Dur, Cpu, Mem, Stalls, Status],
-            "then the peak"
+            "then the calls' lateness"
+        );
+        assert_eq!(
+            at(60, SortKey::Late),
+            [Session, Dur, Cpu, Mem, Stalls, Late, Status],
+            "unless it is the sort column"
         );
         assert_eq!(
             at(60, SortKey::Tenant),
@@ -460,7 +484,7 @@ mod tests {
             .map(|(_, width)| *width)
             .collect();
         assert_eq!(names, [24, 20, 20]);
-        let normal = Layout::fit(80, false, SortKey::Cpu, MemoryMarking::Exact);
+        let normal = Layout::fit(86, false, SortKey::Cpu, MemoryMarking::Exact);
         assert_eq!(normal.bar, 0);
         assert_eq!(
             normal.columns[..3],
