@@ -19,6 +19,7 @@ pub(crate) use model::VadModel;
 use std::time::Duration;
 
 use openrtc::Session;
+use openrtc::media::{CallMedia, MediaEvent};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 /// One audio frame: 20 ms.
@@ -34,26 +35,52 @@ const FRAME_SAMPLES: usize = 320;
 pub(crate) struct Call {
     frames: Interval,
     ends_at: Instant,
+    /// The phone call's media, for a session from the media listener: these agents do not
+    /// answer, so what the caller sends is taken and let go; the caller hanging up ends the
+    /// call.
+    media: Option<CallMedia>,
 }
 
 impl Call {
-    /// A call that lasts `life_ms` from the session's metadata (default 30 s).
+    /// A call that lasts `life_ms` from the session's metadata (a number, or a string as a
+    /// phone call's parameters are; default 30 s), or until the caller hangs up.
     pub(crate) fn new(session: &Session) -> Self {
-        let life_ms = session.metadata()["life_ms"].as_u64().unwrap_or(30_000);
+        let life = &session.metadata()["life_ms"];
+        let life_ms = life
+            .as_u64()
+            .or_else(|| life.as_str()?.parse().ok())
+            .unwrap_or(30_000);
         let mut frames = tokio::time::interval(FRAME);
         frames.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             frames,
             ends_at: Instant::now() + Duration::from_millis(life_ms),
+            media: session.media(),
         }
     }
 
-    /// Waits for the next frame; `false` when the call is over or the session is cancelled.
+    /// Waits for the next frame; `false` when the call is over (its life ran out, or the
+    /// caller hung up) or the session is cancelled.
     pub(crate) async fn next_frame(&mut self, session: &Session) -> bool {
-        tokio::select! {
-            _ = self.frames.tick() => Instant::now() < self.ends_at,
-            () = session.cancelled() => false,
+        loop {
+            tokio::select! {
+                _ = self.frames.tick() => return Instant::now() < self.ends_at,
+                () = session.cancelled() => return false,
+                heard = heard(&mut self.media) => {
+                    if heard.is_none() {
+                        return false;
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The next thing the caller sent; never, for a session that is not a phone call.
+async fn heard(media: &mut Option<CallMedia>) -> Option<MediaEvent> {
+    match media {
+        Some(media) => media.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,11 +1,20 @@
 //! Built-in callers: keep about N sessions live over a mix of agents and three tenants.
+//!
+//! With `--callers-dial`, each caller is a phone call: a WebSocket client
+//! that dials the worker's media endpoint over loopback as Twilio would (`connected`,
+//! `start` with `agent`, `tenant`, `life_ms` and `caller` as custom parameters, a 440 Hz tone
+//! as μ-law every 20 ms, every `mark` echoed back, `stop` when its life is over), so `top`
+//! shows real calls. Otherwise sessions are launched from code with the same metadata.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use base64::Engine as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use openrtc::{JobRequest, PoolHandle, Rejected};
+use tokio_tungstenite::tungstenite::Message;
 
 /// How often the callers top the pool up.
 const TOP_UP_INTERVAL: Duration = Duration::from_millis(200);
@@ -30,6 +39,8 @@ pub(crate) struct CallerConfig {
     /// Until then, the first tenant's (`acme`'s) calls go to its `flaky` agent, whose
     /// upstream is down: enough failures to open its circuit breaker.
     pub(crate) outage_ends: Option<std::time::Instant>,
+    /// Whether calls dial the media listener (else sessions are launched from code).
+    pub(crate) over_media: bool,
 }
 
 pub(crate) struct Callers {
@@ -44,7 +55,13 @@ impl Callers {
             .name("demo-callers".into())
             .spawn({
                 let stop = Arc::clone(&stop);
-                move || call(&handle, &config, &stop)
+                move || {
+                    if config.over_media {
+                        dial(&handle, &config, &stop);
+                    } else {
+                        launch(&handle, &config, &stop);
+                    }
+                }
             })
             .map_err(|error| tracing::error!(%error, "cannot start the callers"))
             .ok();
@@ -60,31 +77,49 @@ impl Callers {
     }
 }
 
-fn call(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
-    let mut rng = fastrand::Rng::with_seed(config.seed);
+/// One caller's choices: its agent, tenant, life and number.
+struct Caller {
+    agent: String,
+    tenant: &'static str,
+    life_ms: u64,
+    number: String,
+}
+
+fn next_caller(rng: &mut fastrand::Rng, config: &CallerConfig) -> Caller {
     let min_ms = u64::try_from(config.min_life.as_millis()).unwrap_or(u64::MAX);
     let max_ms = u64::try_from(config.max_life.as_millis()).unwrap_or(u64::MAX);
+    let tenant = TENANTS[rng.usize(..TENANTS.len())];
+    let in_outage = tenant == TENANTS[0]
+        && config
+            .outage_ends
+            .is_some_and(|ends| std::time::Instant::now() < ends);
+    let agent = match &config.only {
+        Some(only) => only.clone(),
+        None if in_outage => "flaky".to_owned(),
+        None => pick(rng).to_owned(),
+    };
+    Caller {
+        agent,
+        tenant,
+        life_ms: rng.u64(min_ms..=max_ms),
+        number: format!("+1555{:07}", rng.u32(..10_000_000)),
+    }
+}
+
+/// Sessions launched from code (no media listener).
+fn launch(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
+    let mut rng = fastrand::Rng::with_seed(config.seed);
     while !stop.load(Ordering::Acquire) {
         let active = handle.runtime_snapshot().worker.active_sessions;
         for _ in active..config.target {
-            let tenant = TENANTS[rng.usize(..TENANTS.len())];
-            let in_outage = tenant == TENANTS[0]
-                && config
-                    .outage_ends
-                    .is_some_and(|ends| std::time::Instant::now() < ends);
-            let agent = match &config.only {
-                Some(only) => only.clone(),
-                None if in_outage => "flaky".to_owned(),
-                None => pick(&mut rng).to_owned(),
-            };
-            let request =
-                JobRequest::new()
-                    .agent(agent)
-                    .tenant(tenant)
-                    .metadata(serde_json::json!({
-                        "life_ms": rng.u64(min_ms..=max_ms),
-                        "caller": format!("+1555{:07}", rng.u32(..10_000_000)),
-                    }));
+            let caller = next_caller(&mut rng, config);
+            let request = JobRequest::new()
+                .agent(caller.agent)
+                .tenant(caller.tenant)
+                .metadata(serde_json::json!({
+                    "life_ms": caller.life_ms,
+                    "caller": caller.number,
+                }));
             match handle.launch(request) {
                 Ok(_) => {}
                 Err(Rejected::Draining | Rejected::Stopped) => return,
@@ -99,6 +134,156 @@ fn call(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
         }
         std::thread::park_timeout(TOP_UP_INTERVAL);
     }
+}
+
+/// Phone calls over the media listener, from a runtime of the callers' own thread.
+fn dial(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the callers' runtime");
+            return;
+        }
+    };
+    let live = Arc::new(AtomicU32::new(0));
+    let mut rng = fastrand::Rng::with_seed(config.seed);
+    let mut serial = 0_u64;
+    runtime.block_on(async {
+        while !stop.load(Ordering::Acquire) {
+            let snapshot = handle.runtime_snapshot();
+            if snapshot.worker.draining {
+                return;
+            }
+            if let Some(addr) = &snapshot.worker.media_addr {
+                let url = format!("ws://{addr}{}", openrtc::media::DEFAULT_PATH);
+                for _ in live.load(Ordering::Acquire)..config.target {
+                    serial += 1;
+                    let caller = next_caller(&mut rng, config);
+                    live.fetch_add(1, Ordering::AcqRel);
+                    let live = Arc::clone(&live);
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = call(&url, serial, caller).await {
+                            tracing::debug!(%error, "demo call ended early");
+                        }
+                        live.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+            }
+            tokio::time::sleep(TOP_UP_INTERVAL).await;
+        }
+    });
+    // In-flight calls are dropped with the runtime: their sockets close, their sessions end.
+    runtime.shutdown_background();
+}
+
+/// One phone call: dial, `start`, a tone every 20 ms for the caller's life with every mark
+/// echoed back, then `stop`. Ends early when the worker closes the call.
+async fn call(url: &str, serial: u64, caller: Caller) -> Result<(), Box<dyn std::error::Error>> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let stream = format!("MZdemo{serial:026}");
+    socket
+        .send(Message::text(
+            r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+        ))
+        .await?;
+    let start = serde_json::json!({
+        "event": "start",
+        "sequenceNumber": "1",
+        "start": {
+            "accountSid": "ACdemo",
+            "streamSid": stream,
+            "callSid": format!("CAdemo{serial:026}"),
+            "tracks": ["inbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            "customParameters": {
+                "agent": caller.agent,
+                "tenant": caller.tenant,
+                "life_ms": caller.life_ms.to_string(),
+                "caller": caller.number,
+            },
+        },
+        "streamSid": stream,
+    });
+    socket.send(Message::text(start.to_string())).await?;
+    let chunks = caller.life_ms / 20;
+    let mut sequence = 1_u64;
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut chunk = 0_u64;
+    let mut encoded = Vec::with_capacity(160);
+    while chunk < chunks {
+        tokio::select! {
+            _ = ticks.tick() => {
+                chunk += 1;
+                sequence += 1;
+                encoded.clear();
+                openrtc::media::g711::encode_ulaw(&tone(chunk), &mut encoded);
+                let media = serde_json::json!({
+                    "event": "media",
+                    "sequenceNumber": sequence.to_string(),
+                    "media": {
+                        "track": "inbound",
+                        "chunk": chunk.to_string(),
+                        "timestamp": ((chunk - 1) * 20).to_string(),
+                        "payload": base64::engine::general_purpose::STANDARD.encode(&encoded),
+                    },
+                    "streamSid": stream,
+                });
+                socket.send(Message::text(media.to_string())).await?;
+            }
+            received = socket.next() => match received {
+                Some(Ok(Message::Text(text))) => {
+                    // Played at once: echo each mark back, as the provider does.
+                    let message: serde_json::Value = serde_json::from_str(&text)?;
+                    if message["event"] == "mark" {
+                        sequence += 1;
+                        let echo = serde_json::json!({
+                            "event": "mark",
+                            "sequenceNumber": sequence.to_string(),
+                            "streamSid": stream,
+                            "mark": message["mark"],
+                        });
+                        socket.send(Message::text(echo.to_string())).await?;
+                    }
+                }
+                // The worker ended the call (the session ended, or it was refused).
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.into()),
+            },
+        }
+    }
+    sequence += 1;
+    let stop = serde_json::json!({
+        "event": "stop",
+        "sequenceNumber": sequence.to_string(),
+        "stop": {"accountSid": "ACdemo", "callSid": format!("CAdemo{serial:026}")},
+        "streamSid": stream,
+    });
+    socket.send(Message::text(stop.to_string())).await?;
+    // The worker closes after `stop`: wait for it (briefly).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// The `chunk`-th 20 ms of a quiet 440 Hz tone at 8 kHz.
+fn tone(chunk: u64) -> [i16; 160] {
+    std::array::from_fn(|index| {
+        let sample = chunk * 160 + index as u64;
+        let phase = sample as f64 * 440.0 * std::f64::consts::TAU / 8_000.0;
+        (phase.sin() * 4_000.0) as i16
+    })
 }
 
 fn pick(rng: &mut fastrand::Rng) -> &'static str {

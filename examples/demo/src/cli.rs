@@ -19,6 +19,10 @@ pub(crate) struct Args {
     /// How many sessions the callers keep live (0: none).
     #[arg(long, default_value_t = 24)]
     pub(crate) callers: u32,
+    /// The callers dial the media WebSocket as phone calls (a tone every 20 ms, marks echoed)
+    /// instead of launching sessions from code. Needs the media listener (`--media-addr`).
+    #[arg(long)]
+    pub(crate) callers_dial: bool,
     /// Launch only this agent (echo, hot, blocker, crashy, leaky, flaky) instead of the usual mix.
     #[arg(long, value_parser = ["echo", "hot", "blocker", "crashy", "leaky", "flaky"])]
     pub(crate) only: Option<String>,
@@ -174,7 +178,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if let Some(addr) = listen_addr("--http-addr", &args.http_addr)? {
         builder = builder.http_addr(addr);
     }
-    if let Some(addr) = listen_addr("--media-addr", &args.media_addr)? {
+    let media_addr = listen_addr("--media-addr", &args.media_addr)?;
+    anyhow::ensure!(
+        !args.callers_dial || media_addr.is_some(),
+        "--callers-dial needs the media listener: set --media-addr"
+    );
+    if let Some(addr) = media_addr {
         builder = builder.media_listener(addr);
     }
     let pool = builder.build().context("invalid demo configuration")?;
@@ -208,6 +217,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             max_life: Duration::from_secs(args.max_secs),
             seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
             outage_ends,
+            over_media: args.callers_dial,
         },
     );
     let result = pool.run();

@@ -5,6 +5,7 @@
 //! builds every binary) and sits next to the `openrtc` binary.
 
 mod blocked;
+mod calls;
 mod tui;
 
 use std::fs::File;
