@@ -3,6 +3,7 @@
 //! protocol from the caller's side without depending on the runtime.
 //!
 //! - [`g711`]: μ-law and A-law to and from 16-bit linear PCM.
+//! - [`resample`]: 8 kHz telephony audio up to 16 kHz for speech models (`rubato`).
 //! - [`protocol`]: inbound text frames of Twilio-compatible media WebSockets parsed into
 //!   [`protocol::Inbound`] (the provider told apart by the shape of its `start`), and the
 //!   outbound frames built for each provider.
@@ -11,3 +12,4 @@
 
 pub mod g711;
 pub mod protocol;
+pub mod resample;
