@@ -74,6 +74,11 @@ pub struct WorkerSummary {
     pub rss_bytes_max: Option<u64>,
     /// Stalls recorded during the run.
     pub stalls: u64,
+    /// The worst outbound lateness p99 of any live call at any sample (the worker's own
+    /// measure), if it had calls.
+    pub call_lateness_p99_ms_max: Option<f64>,
+    /// The most calls flagged degrading at one sample.
+    pub calls_degrading_max: u64,
 }
 
 /// The SLO verdict: `--max-p99-ms` against the echo round trip's p99.
@@ -234,6 +239,15 @@ fn worker_summary(name: &str, series: &[SeriesRow]) -> WorkerSummary {
         cpu_pct_max: cpu.iter().copied().reduce(f64::max),
         rss_bytes_max: series.iter().filter_map(|row| row.worker_rss_bytes).max(),
         stalls: series.iter().filter_map(|row| row.worker_stalls).sum(),
+        call_lateness_p99_ms_max: series
+            .iter()
+            .filter_map(|row| row.worker_call_lateness_p99_ms)
+            .reduce(f64::max),
+        calls_degrading_max: series
+            .iter()
+            .filter_map(|row| row.worker_calls_degrading)
+            .max()
+            .unwrap_or(0),
     }
 }
 
@@ -290,6 +304,13 @@ pub fn table(config: &ConfigRecord, summary: &Summary) -> String {
                 worker.rss_bytes_max.map_or_else(|| "-".to_owned(), mib),
                 worker.stalls
             );
+            if let Some(lateness) = worker.call_lateness_p99_ms_max {
+                let _ = writeln!(
+                    out,
+                    "worker calls outbound lateness p99 worst {lateness:.1} ms, at most {} degrading at once",
+                    worker.calls_degrading_max
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "worker       not sampled (no local worker found)");
@@ -471,5 +492,26 @@ mod tests {
             !nothing.slo.met,
             "no round trip measured cannot meet an SLO"
         );
+    }
+
+    #[test]
+    fn the_worker_summary_keeps_the_worst_call_lateness_of_the_run() {
+        let row = |lateness: Option<f64>, degrading: u64| SeriesRow {
+            worker_cpu_pct: Some(50.0),
+            worker_call_lateness_p99_ms: lateness,
+            worker_calls_degrading: Some(degrading),
+            ..SeriesRow::default()
+        };
+        let series = [
+            row(None, 0),
+            row(Some(12.5), 0),
+            row(Some(41.0), 2),
+            row(Some(3.0), 1),
+        ];
+        let worker = worker_summary("demo", &series);
+        assert_eq!(worker.call_lateness_p99_ms_max, Some(41.0));
+        assert_eq!(worker.calls_degrading_max, 2);
+        let quiet = worker_summary("demo", &[row(None, 0)]);
+        assert_eq!(quiet.call_lateness_p99_ms_max, None);
     }
 }

@@ -124,6 +124,11 @@ pub struct SeriesRow {
     pub worker_stalls: Option<u64>,
     /// Sessions live in the worker.
     pub worker_sessions: Option<u64>,
+    /// The worst outbound lateness p99 among the worker's live calls (its own measure of
+    /// audio the agents sent after it was due, over the last 10 s), when it had calls.
+    pub worker_call_lateness_p99_ms: Option<f64>,
+    /// The worker's live calls flagged degrading.
+    pub worker_calls_degrading: Option<u64>,
 }
 
 /// What a run produced.
@@ -267,6 +272,8 @@ impl Series {
             row.worker_rss_bytes = Some(sample.rss_bytes);
             row.worker_stalls = sample.stalls;
             row.worker_sessions = Some(sample.sessions);
+            row.worker_call_lateness_p99_ms = sample.call_lateness_p99_ms;
+            row.worker_calls_degrading = Some(sample.calls_degrading);
         }
         self.rows
             .lock()
@@ -295,6 +302,10 @@ struct WorkerSample {
     /// Stalls since the previous look (none at the first).
     stalls: Option<u64>,
     sessions: u64,
+    /// The worst outbound lateness p99 among its live calls; `None` without calls.
+    call_lateness_p99_ms: Option<f64>,
+    /// Its live calls flagged degrading.
+    calls_degrading: u64,
 }
 
 /// Finds the worker to sample through its socket, and samples it.
@@ -328,11 +339,23 @@ impl WorkerSampler {
             .last_stalls
             .replace(total)
             .map(|last| total.saturating_sub(last));
+        let calls = snapshot
+            .sessions
+            .iter()
+            .filter_map(|row| row.media.as_ref());
+        let (mut call_lateness_p99_ms, mut calls_degrading) = (None::<f64>, 0_u64);
+        for media in calls {
+            let worst = call_lateness_p99_ms.unwrap_or(0.0);
+            call_lateness_p99_ms = Some(worst.max(media.outbound_lateness_p99_ms));
+            calls_degrading += u64::from(media.degrading);
+        }
         Some(WorkerSample {
             cpu_pct: snapshot.worker.process_cpu_pct,
             rss_bytes: snapshot.worker.rss_bytes,
             stalls,
             sessions: u64::from(snapshot.worker.active_sessions),
+            call_lateness_p99_ms,
+            calls_degrading,
         })
     }
 

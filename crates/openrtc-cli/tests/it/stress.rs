@@ -138,6 +138,17 @@ fn echo_calls_complete_with_round_trips_and_a_json_document() {
             .any(|row| row["worker_sessions"].as_u64() == Some(6)),
         "the worker held the 6 calls: {series:?}"
     );
+    // While it held them, it measured their outbound lateness itself.
+    assert!(
+        series
+            .iter()
+            .any(|row| row["worker_call_lateness_p99_ms"].is_number()),
+        "the worker's own lateness figure: {series:?}"
+    );
+    assert!(
+        summary["worker"]["call_lateness_p99_ms_max"].as_f64() >= Some(0.0),
+        "{summary}"
+    );
 }
 
 #[test]
