@@ -5,7 +5,7 @@
 //!   (`10/s`), each streaming for `--duration`, agents from `--agent-mix` (percentages adding
 //!   up to 100) and tenants `tenant-1` to `tenant-<--tenants>` in turn.
 //! - **A call** ([`call`]): `connected`, `start` (its agent and tenant in
-//!   `customParameters`), a 440 Hz tone as μ-law ([`frames`], through `openrtc_media::g711`)
+//!   `customParameters`), a 440 Hz tone as μ-law (`openrtc_media::caller`'s frames)
 //!   every 20 ms against absolute deadlines, every `mark` echoed, then `stop` and a 1000
 //!   close. It measures connect time, echo round trip, inbound gaps and its outcome.
 //! - **The run** ([`runner`]): the calls on a multi-thread Tokio runtime made for the
@@ -26,7 +26,6 @@
 pub mod call;
 pub mod capacity;
 pub mod config;
-pub mod frames;
 pub mod report;
 pub mod runner;
 pub mod stats;

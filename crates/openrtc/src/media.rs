@@ -14,6 +14,8 @@
 //! - [`protocol`](crate::media::protocol): inbound text frames parsed into
 //!   [`Inbound`](crate::media::protocol::Inbound) (the provider told apart by the shape of its
 //!   `start`), and the outbound frames built for each provider (pure; from `openrtc-media`).
+//! - [`caller`](crate::media::caller): the caller's side of a stream (its frames and a tone),
+//!   for simulated callers (from `openrtc-media`).
 //! - [`resample`](crate::media::resample): 8 kHz call audio up to 16 kHz for speech models
 //!   (`Upsampler`, `rubato`'s FFT resampler; from `openrtc-media`).
 //! - `call`: [`CallMedia`](crate::media::CallMedia), the agent's side of a call.
@@ -35,7 +37,7 @@ pub(crate) mod health;
 pub(crate) mod listener;
 mod webhook;
 
-pub use openrtc_media::{g711, protocol, resample};
+pub use openrtc_media::{caller, g711, protocol, resample};
 
 pub use call::{AudioFrame, CallEnded, CallMedia, MediaEvent, SAMPLE_RATE_HZ, SAMPLES_PER_CHUNK};
 pub use health::{DEGRADING_JITTER_P99_MS, DEGRADING_LATENESS_P99_MS, PAUSE, WINDOW};

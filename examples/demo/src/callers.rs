@@ -3,7 +3,8 @@
 //! With `--callers-dial`, each caller is a phone call: a WebSocket client
 //! that dials the worker's media endpoint over loopback as Twilio would (`connected`,
 //! `start` with `agent`, `tenant`, `life_ms` and `caller` as custom parameters, a 440 Hz tone
-//! as μ-law every 20 ms, every `mark` echoed back, `stop` when its life is over), so `top`
+//! as μ-law every 20 ms, every `mark` echoed back, `stop` when its life is over: the frames
+//! of `openrtc::media::caller`, as `openrtc stress` sends them), so `top`
 //! shows real calls. Otherwise sessions are launched from code with the same metadata.
 
 use std::sync::Arc;
@@ -11,8 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
+use openrtc::media::caller::{self as frames, StreamIds};
+use openrtc::media::protocol::{Inbound, parse_inbound};
 use openrtc::{JobRequest, PoolHandle, Rejected};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -184,70 +186,37 @@ fn dial(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
 /// echoed back, then `stop`. Ends early when the worker closes the call.
 async fn call(url: &str, serial: u64, caller: Caller) -> Result<(), Box<dyn std::error::Error>> {
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
-    let stream = format!("MZdemo{serial:026}");
-    socket
-        .send(Message::text(
-            r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
-        ))
-        .await?;
-    let start = serde_json::json!({
-        "event": "start",
-        "sequenceNumber": "1",
-        "start": {
-            "accountSid": "ACdemo",
-            "streamSid": stream,
-            "callSid": format!("CAdemo{serial:026}"),
-            "tracks": ["inbound"],
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            "customParameters": {
-                "agent": caller.agent,
-                "tenant": caller.tenant,
-                "life_ms": caller.life_ms.to_string(),
-                "caller": caller.number,
-            },
-        },
-        "streamSid": stream,
-    });
-    socket.send(Message::text(start.to_string())).await?;
+    let ids = StreamIds::new("demo", serial);
+    let life_ms = caller.life_ms.to_string();
+    let parameters = [
+        ("agent", caller.agent.as_str()),
+        ("tenant", caller.tenant),
+        ("life_ms", life_ms.as_str()),
+        ("caller", caller.number.as_str()),
+    ];
+    for text in [frames::connected(), frames::start(&ids, &parameters)] {
+        socket.send(Message::text(text)).await?;
+    }
+    let tone = frames::tone_payloads();
     let chunks = caller.life_ms / 20;
     let mut sequence = 1_u64;
     let mut ticks = tokio::time::interval(Duration::from_millis(20));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut chunk = 0_u64;
-    let mut encoded = Vec::with_capacity(160);
     while chunk < chunks {
         tokio::select! {
             _ = ticks.tick() => {
                 chunk += 1;
                 sequence += 1;
-                encoded.clear();
-                openrtc::media::g711::encode_ulaw(&tone(chunk), &mut encoded);
-                let media = serde_json::json!({
-                    "event": "media",
-                    "sequenceNumber": sequence.to_string(),
-                    "media": {
-                        "track": "inbound",
-                        "chunk": chunk.to_string(),
-                        "timestamp": ((chunk - 1) * 20).to_string(),
-                        "payload": base64::engine::general_purpose::STANDARD.encode(&encoded),
-                    },
-                    "streamSid": stream,
-                });
-                socket.send(Message::text(media.to_string())).await?;
+                let payload = &tone[(chunk as usize - 1) % tone.len()];
+                socket.send(Message::text(frames::media(&ids, sequence, chunk, payload))).await?;
             }
             received = socket.next() => match received {
                 Some(Ok(Message::Text(text))) => {
                     // Played at once: echo each mark back, as the provider does.
-                    let message: serde_json::Value = serde_json::from_str(&text)?;
-                    if message["event"] == "mark" {
+                    if let Ok(Inbound::Mark { name }) = parse_inbound(&text) {
                         sequence += 1;
-                        let echo = serde_json::json!({
-                            "event": "mark",
-                            "sequenceNumber": sequence.to_string(),
-                            "streamSid": stream,
-                            "mark": message["mark"],
-                        });
-                        socket.send(Message::text(echo.to_string())).await?;
+                        socket.send(Message::text(frames::mark(&ids, sequence, &name))).await?;
                     }
                 }
                 // The worker ended the call (the session ended, or it was refused).
@@ -258,13 +227,9 @@ async fn call(url: &str, serial: u64, caller: Caller) -> Result<(), Box<dyn std:
         }
     }
     sequence += 1;
-    let stop = serde_json::json!({
-        "event": "stop",
-        "sequenceNumber": sequence.to_string(),
-        "stop": {"accountSid": "ACdemo", "callSid": format!("CAdemo{serial:026}")},
-        "streamSid": stream,
-    });
-    socket.send(Message::text(stop.to_string())).await?;
+    socket
+        .send(Message::text(frames::stop(&ids, sequence)))
+        .await?;
     // The worker closes after `stop`: wait for it (briefly).
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(message)) = socket.next().await {
@@ -275,15 +240,6 @@ async fn call(url: &str, serial: u64, caller: Caller) -> Result<(), Box<dyn std:
     })
     .await;
     Ok(())
-}
-
-/// The `chunk`-th 20 ms of a quiet 440 Hz tone at 8 kHz.
-fn tone(chunk: u64) -> [i16; 160] {
-    std::array::from_fn(|index| {
-        let sample = chunk * 160 + index as u64;
-        let phase = sample as f64 * 440.0 * std::f64::consts::TAU / 8_000.0;
-        (phase.sin() * 4_000.0) as i16
-    })
 }
 
 fn pick(rng: &mut fastrand::Rng) -> &'static str {

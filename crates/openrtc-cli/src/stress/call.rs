@@ -31,8 +31,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::config::PlannedCall;
-use super::frames::{self, StreamIds};
 use super::runner::Live;
+use openrtc_media::caller::{self as frames, StreamIds};
 
 /// The cadence of the caller's audio.
 pub const CHUNK_INTERVAL: Duration = Duration::from_millis(20);
@@ -152,7 +152,7 @@ pub async fn run_call(
     let connect_ms = dialled.elapsed().as_secs_f64() * 1000.0;
     result.connect_ms = Some(connect_ms);
     live.record_connect(connect_ms);
-    let ids = StreamIds::for_call(run_id, result.planned.index);
+    let ids = StreamIds::new(&format!("stress{run_id:x}x"), result.planned.index);
     let mut state = CallState {
         ids,
         sequence: 1,
@@ -180,7 +180,7 @@ async fn converse(
     let tenant = state.result.planned.tenant.clone();
     for text in [
         frames::connected(),
-        frames::start(&state.ids, &agent, &tenant),
+        frames::start(&state.ids, &[("agent", &agent), ("tenant", &tenant)]),
     ] {
         if let Err(error) = socket.send(Message::text(text)).await {
             return CallOutcome::Failed {

@@ -14,11 +14,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::call::{CallOutcome, CallResult, run_call};
 use super::config::{MediaUrl, PlannedCall};
-use super::frames::tone_payloads;
 use super::stats::{LatencySummary, round_ms};
 use crate::discover::{self, Target};
 use crate::health::client;
 use crate::health::url::Endpoint;
+use openrtc_media::caller::tone_payloads;
 
 /// How long one `/health` request may take.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);

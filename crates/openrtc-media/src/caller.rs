@@ -1,10 +1,11 @@
-//! What a simulated caller sends, as Twilio Media Streams sends it (spec §3.2): `connected`,
+//! The caller's side of a Twilio Media Stream (what the provider sends a worker): `connected`,
 //! `start` with the call's custom parameters, 20 ms `media` chunks of μ-law audio, `mark`
-//! echoes and `stop`, each with its `sequenceNumber`; and the audio itself, a 440 Hz tone
-//! encoded with G.711 μ-law. Pure.
+//! echoes and `stop`, each with its `sequenceNumber`; and audio to send, a 440 Hz tone
+//! encoded with G.711 μ-law. Pure. Simulated callers use it: `openrtc stress` and the demo's
+//! built-in callers.
 
+use crate::g711;
 use base64::Engine as _;
-use openrtc_media::g711;
 use serde_json::json;
 
 /// Samples in one 20 ms chunk of 8 kHz audio.
@@ -56,33 +57,41 @@ pub struct StreamIds {
     pub stream_sid: String,
     /// `callSid`.
     pub call_sid: String,
+    /// `accountSid`.
+    pub account_sid: String,
 }
 
 impl StreamIds {
-    /// The ids of call `index` of run `run_id` (made unique per run so that logs tell runs
-    /// apart).
+    /// The ids of call `serial` of a caller tagged `tag` (`MZ<tag><serial>`,
+    /// `CA<tag><serial>`, `AC<tag>`), so that logs tell callers and runs apart.
     #[must_use]
-    pub fn for_call(run_id: u64, index: u32) -> Self {
+    pub fn new(tag: &str, serial: impl std::fmt::Display) -> Self {
         Self {
-            stream_sid: format!("MZstress{run_id:x}x{index}"),
-            call_sid: format!("CAstress{run_id:x}x{index}"),
+            stream_sid: format!("MZ{tag}{serial}"),
+            call_sid: format!("CA{tag}{serial}"),
+            account_sid: format!("AC{tag}"),
         }
     }
 }
 
-/// The `start` frame (sequence number 1), routing the call to `agent` of `tenant`.
+/// The `start` frame (sequence number 1), with the call's custom parameters (`agent` and
+/// `tenant` route it).
 #[must_use]
-pub fn start(ids: &StreamIds, agent: &str, tenant: &str) -> String {
+pub fn start(ids: &StreamIds, parameters: &[(&str, &str)]) -> String {
+    let parameters: serde_json::Map<String, serde_json::Value> = parameters
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), json!(value)))
+        .collect();
     json!({
         "event": "start",
         "sequenceNumber": "1",
         "start": {
-            "accountSid": "ACstress",
+            "accountSid": ids.account_sid,
             "streamSid": ids.stream_sid,
             "callSid": ids.call_sid,
             "tracks": ["inbound"],
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            "customParameters": {"agent": agent, "tenant": tenant},
+            "customParameters": parameters,
         },
         "streamSid": ids.stream_sid,
     })
@@ -125,7 +134,7 @@ pub fn stop(ids: &StreamIds, sequence: u64) -> String {
     json!({
         "event": "stop",
         "sequenceNumber": sequence.to_string(),
-        "stop": {"accountSid": "ACstress", "callSid": ids.call_sid},
+        "stop": {"accountSid": ids.account_sid, "callSid": ids.call_sid},
         "streamSid": ids.stream_sid,
     })
     .to_string()
@@ -133,18 +142,22 @@ pub fn stop(ids: &StreamIds, sequence: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use openrtc_media::protocol::{Inbound, parse_inbound};
+    use crate::protocol::{Inbound, parse_inbound};
 
     use super::*;
 
     #[test]
     fn the_worker_reads_every_frame_as_twilio_s() {
-        let ids = StreamIds::for_call(0xab, 3);
+        let ids = StreamIds::new("stressabx", 3);
         assert_eq!(parse_inbound(&connected()).ok(), Some(Inbound::Connected));
-        let Ok(Inbound::Start(start)) = parse_inbound(&start(&ids, "echo", "tenant-2")) else {
+        let Ok(Inbound::Start(start)) =
+            parse_inbound(&start(&ids, &[("agent", "echo"), ("tenant", "tenant-2")]))
+        else {
             panic!("a Twilio start");
         };
         assert_eq!(start.stream_id, "MZstressabx3");
+        assert_eq!(start.call_id, "CAstressabx3");
+        assert_eq!(start.account_id.as_deref(), Some("ACstressabx"));
         assert_eq!(start.custom_parameters["agent"], "echo");
         assert_eq!(start.custom_parameters["tenant"], "tenant-2");
         let payloads = tone_payloads();
