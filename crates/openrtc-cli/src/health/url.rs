@@ -51,6 +51,40 @@ pub enum UrlError {
     BadPort(String),
 }
 
+/// Which part of a URL's `host[:port]` is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AuthorityFault {
+    /// No host (or an unclosed `[`).
+    NoHost,
+    /// A port that is not a number from 1 to 65535.
+    BadPort,
+}
+
+/// A URL's `host[:port]`, an IPv6 host in brackets (`[::1]:8080`); port 80 when absent
+/// (pure). Shared by `--url` of `health` and of `stress`.
+pub(crate) fn host_and_port(authority: &str) -> Result<(&str, u16), AuthorityFault> {
+    let (host, port_text) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').ok_or(AuthorityFault::NoHost)?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(AuthorityFault::NoHost);
+    }
+    let port = match port_text {
+        None => 80,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(AuthorityFault::BadPort),
+        },
+    };
+    Ok((host, port))
+}
+
 /// Parses a `--url`: `http://host:port`, `http://host:port/`, `http://host:port/health`,
 /// `host:port`; a bare base (no path, or `/`) gets `/health`. Without a port, 80.
 ///
@@ -73,27 +107,10 @@ pub fn parse_health_url(text: &str) -> Result<Endpoint, UrlError> {
         path if path.starts_with('?') => format!("/health{path}"),
         path => path.to_owned(),
     };
-    let (host, port_text) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| UrlError::NoHost(trimmed.to_owned()))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(UrlError::NoHost(trimmed.to_owned()));
-    }
-    let port = match port_text {
-        None => 80,
-        Some(port) => match port.parse::<u16>() {
-            Ok(port) if port > 0 => port,
-            _ => return Err(UrlError::BadPort(trimmed.to_owned())),
-        },
-    };
+    let (host, port) = host_and_port(authority).map_err(|fault| match fault {
+        AuthorityFault::NoHost => UrlError::NoHost(trimmed.to_owned()),
+        AuthorityFault::BadPort => UrlError::BadPort(trimmed.to_owned()),
+    })?;
     Ok(Endpoint {
         host: host.to_owned(),
         port,

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::health::url::{AuthorityFault, host_and_port};
+
 /// The largest ramp accepted, in calls per second.
 pub const MAX_RAMP_PER_S: f64 = 10_000.0;
 
@@ -64,27 +66,10 @@ pub fn parse_media_url(text: &str) -> Result<MediaUrl, MediaUrlError> {
         _ => return Err(MediaUrlError::UnsupportedScheme(trimmed.to_owned())),
     };
     let authority = rest.find(['/', '?']).map_or(rest, |index| &rest[..index]);
-    let (host, port_text) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| MediaUrlError::NoHost(trimmed.to_owned()))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(MediaUrlError::NoHost(trimmed.to_owned()));
-    }
-    let port = match port_text {
-        None => 80,
-        Some(port) => match port.parse::<u16>() {
-            Ok(port) if port > 0 => port,
-            _ => return Err(MediaUrlError::BadPort(trimmed.to_owned())),
-        },
-    };
+    let (host, port) = host_and_port(authority).map_err(|fault| match fault {
+        AuthorityFault::NoHost => MediaUrlError::NoHost(trimmed.to_owned()),
+        AuthorityFault::BadPort => MediaUrlError::BadPort(trimmed.to_owned()),
+    })?;
     Ok(MediaUrl {
         text: trimmed.to_owned(),
         host: host.to_owned(),
