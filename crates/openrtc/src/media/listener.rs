@@ -222,7 +222,6 @@ async fn connection(listener: Arc<Listener>, mut socket: WebSocket, permit: Owne
         inbound: inbound_tx,
         health,
         tenant: listener.shared.tenants.get_or_create(cell.tenant()),
-        samples: Vec::new(),
     };
     let outcome = crate::session::SessionHandle::new(Arc::clone(&cell)).outcome();
     let ended = async move {
@@ -366,7 +365,6 @@ struct Pump {
     health: Arc<CallHealth>,
     /// Its tenant's counters, where the call's missing and dropped frames add up.
     tenant: Arc<crate::admission::TenantCounters>,
-    samples: Vec<i16>,
 }
 
 impl Pump {
@@ -426,9 +424,10 @@ impl Pump {
         let at_us = self.health.now_us();
         let event = match protocol::parse_inbound(text) {
             Ok(Inbound::Media(chunk)) => {
-                self.samples.clear();
-                super::call::decode(self.start.encoding, &chunk.payload, &mut self.samples);
-                let duration_us = self.samples.len() as u64 * US_PER_SAMPLE;
+                // Decoded straight into the frame the session gets.
+                let mut samples = Vec::with_capacity(chunk.payload.len());
+                super::call::decode(self.start.encoding, &chunk.payload, &mut samples);
+                let duration_us = samples.len() as u64 * US_PER_SAMPLE;
                 let gaps = self.health.with(|windows| {
                     windows.inbound(at_us, chunk.chunk, chunk.timestamp_ms, duration_us)
                 });
@@ -445,7 +444,7 @@ impl Pump {
                     .call_frames_missing
                     .fetch_add(missing, Ordering::Relaxed);
                 MediaEvent::Audio(AudioFrame {
-                    samples: self.samples.clone(),
+                    samples,
                     timestamp_ms: chunk.timestamp_ms,
                     sequence: chunk.sequence,
                     missing_before_count: missing,
