@@ -48,34 +48,32 @@ struct CountedHistogram {
 }
 
 impl CountedHistogram {
-    fn from_stall_buckets(buckets: &[StallBucket], sum_ns: u64) -> Self {
+    /// From per-bucket counts, each bucket's bound in seconds (`None`: `+Inf`).
+    fn new(sum_s: f64, buckets: impl Iterator<Item = (Option<f64>, u64)>) -> Self {
+        let buckets: Vec<(f64, u64)> = buckets
+            .map(|(le_s, count)| (le_s.unwrap_or(f64::MAX), count))
+            .collect();
         Self {
-            sum: sum_ns as f64 / 1e9,
-            count: buckets.iter().map(|bucket| bucket.count).sum(),
-            buckets: buckets
-                .iter()
-                .map(|bucket| {
-                    let bound = bucket.le_ms.map_or(f64::MAX, |ms| ms as f64 / 1e3);
-                    (bound, bucket.count)
-                })
-                .collect(),
+            sum: sum_s,
+            count: buckets.iter().map(|(_, count)| count).sum(),
+            buckets,
         }
+    }
+
+    fn from_stall_buckets(buckets: &[StallBucket], sum_ns: u64) -> Self {
+        let bounds = buckets
+            .iter()
+            .map(|bucket| (bucket.le_ms.map(|ms| ms as f64 / 1e3), bucket.count));
+        Self::new(sum_ns as f64 / 1e9, bounds)
     }
 
     /// A label's calls: its buckets' bounds are exact edges of the histogram the calls were
     /// counted in, in seconds (1 024 µs is `le="0.001024"`), each holding the calls under it.
     fn from_call_buckets(buckets: &[CallBucket], sum_us: u64) -> Self {
-        Self {
-            sum: sum_us as f64 / 1e6,
-            count: buckets.iter().map(|bucket| bucket.count).sum(),
-            buckets: buckets
-                .iter()
-                .map(|bucket| {
-                    let bound = bucket.le_us.map_or(f64::MAX, |us| us as f64 / 1e6);
-                    (bound, bucket.count)
-                })
-                .collect(),
-        }
+        let bounds = buckets
+            .iter()
+            .map(|bucket| (bucket.le_us.map(|us| us as f64 / 1e6), bucket.count));
+        Self::new(sum_us as f64 / 1e6, bounds)
     }
 }
 
