@@ -41,7 +41,8 @@ pub(crate) fn echo() -> impl openrtc::Agent {
     })
 }
 
-fn pool(worker: &str, max_sessions: u32) -> RunningPool {
+/// A pool of the `echo` agent taking calls on any free port.
+pub(crate) fn pool(worker: &str, max_sessions: u32) -> RunningPool {
     RunningPool::start(
         AgentPool::builder()
             .agent("echo", echo())
@@ -400,30 +401,13 @@ async fn bad_input_closes_only_its_connection_while_another_call_keeps_its_caden
     });
 }
 
-/// The venv's python with the `twilio` package (installed by `scripts/py-tools`).
-fn twilio_python() -> std::path::PathBuf {
-    let python = std::env::var_os("OPENRTC_STREAMDOUBLE").map_or_else(
-        || {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/py/streamdouble/bin/python")
-        },
-        |streamdouble| std::path::PathBuf::from(streamdouble).with_file_name("python"),
-    );
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/py-tools (scripts/test does) to install twilio",
-        python.display()
-    );
-    python
-}
-
 /// The signature Twilio's own library computes for a webhook request.
 fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
     let params: serde_json::Map<String, serde_json::Value> = params
         .iter()
         .map(|(key, value)| ((*key).to_owned(), serde_json::json!(value)))
         .collect();
-    let output = std::process::Command::new(twilio_python())
+    let output = std::process::Command::new(crate::support::py_tool("python"))
         .args([
             "-c",
             "import json, sys\n\

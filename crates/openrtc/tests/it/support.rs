@@ -148,3 +148,24 @@ impl Client {
             .response
     }
 }
+
+/// An executable of the Python tools' venv (`streamdouble`, and `python` with `twilio`):
+/// beside `$OPENRTC_STREAMDOUBLE` (set by `scripts/test`), else where `scripts/py-tools` puts
+/// them.
+#[track_caller]
+pub(crate) fn py_tool(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("OPENRTC_STREAMDOUBLE").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/py/streamdouble/bin")
+                .join(name)
+        },
+        |streamdouble| std::path::PathBuf::from(streamdouble).with_file_name(name),
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/py-tools (scripts/test does) to install the Python tools",
+        path.display()
+    );
+    path
+}

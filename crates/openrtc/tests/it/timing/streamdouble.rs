@@ -3,30 +3,10 @@
 //! `OPENRTC_STREAMDOUBLE`): a call routed by `--param agent=echo` is echoed with its marks
 //! echoed back and no protocol violation, and 50 simultaneous calls all pass.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use openrtc::media::MediaEvent;
-use openrtc::{AgentError, AgentPool, Session, agent_fn};
-
-use crate::support::{RunningPool, TestPool as _, wait_for};
-
-/// The simulator's executable: `OPENRTC_STREAMDOUBLE`, else where `scripts/py-tools` puts it.
-fn streamdouble() -> PathBuf {
-    let path = std::env::var_os("OPENRTC_STREAMDOUBLE").map_or_else(
-        || {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/py/streamdouble/bin/streamdouble")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/py-tools (scripts/test does) to install streamdouble",
-        path.display()
-    );
-    path
-}
+use crate::support::{RunningPool, TestPool as _, py_tool, wait_for};
 
 /// Writes `seconds` of a 440 Hz tone as a 16-bit mono 8 kHz PCM WAV.
 fn tone_wav(path: &Path, seconds: u32) {
@@ -53,46 +33,16 @@ fn tone_wav(path: &Path, seconds: u32) {
     std::fs::write(path, wav).expect("write the caller's audio");
 }
 
-/// Echoes every chunk, with a mark after each 25 (half a second).
-fn echo() -> impl openrtc::Agent {
-    agent_fn(|session: Session| async move {
-        let mut call = session
-            .media()
-            .ok_or_else(|| AgentError::msg("not a call"))?;
-        let mut heard = 0_u64;
-        while let Some(event) = call.recv().await {
-            if let MediaEvent::Audio(frame) = event {
-                call.send(&frame.samples).await?;
-                heard += 1;
-                if heard % 25 == 0 {
-                    call.mark(&format!("utterance-{}", heard / 25)).await?;
-                }
-            }
-        }
-        Ok(())
-    })
-}
-
+/// A pool of the media tests' `echo` agent, and its media URL.
 fn echo_pool(worker: &str) -> (RunningPool, String) {
-    let pool = RunningPool::start(
-        AgentPool::builder()
-            .agent("echo", echo())
-            .worker_name(worker)
-            .worker_threads(2)
-            .max_concurrent_sessions(64)
-            .media_listener("127.0.0.1:0".parse().expect("addr")),
-    );
-    let addr = pool
-        .snapshot()
-        .worker
-        .media_addr
-        .expect("the media address");
-    (pool, format!("ws://{addr}/media"))
+    let pool = crate::media::pool(worker, 64);
+    let url = crate::media::media_url(&pool);
+    (pool, url)
 }
 
 /// One simulated call of `wav` routed to `agent`; its process output and JSON report.
 fn call(url: &str, wav: &Path, agent: &str, trace: &Path) -> (Output, serde_json::Value) {
-    let output = Command::new(streamdouble())
+    let output = Command::new(py_tool("streamdouble"))
         .arg("call")
         .arg(url)
         .arg("--audio")
