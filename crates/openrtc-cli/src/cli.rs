@@ -133,13 +133,21 @@ pub struct StressArgs {
     pub output: Option<PathBuf>,
 
     /// Fail (exit status 1) when the echo round trip's p99 is over this many milliseconds.
-    #[arg(long, value_name = "MS", value_parser = parse_positive_ms)]
+    #[arg(long, value_name = "MS", value_parser = parse_positive_ms, group = "slo")]
     pub max_p99_ms: Option<f64>,
 
+    /// Fail (exit status 1) when the worker's outbound lateness p99 of its worst call (its
+    /// own measure of agent audio sent after it was due, sampled each second) is over this
+    /// many milliseconds. Needs a local worker to sample (see --worker).
+    #[arg(long, value_name = "MS", value_parser = parse_positive_ms, group = "slo")]
+    pub max_lateness_p99_ms: Option<f64>,
+
     /// Find the capacity: run --calls calls, then twice as many, three times... up to
-    /// --max-calls, until a run has a failed call or misses --max-p99-ms; report the largest
-    /// number of calls that held (exit status 1 when none did).
-    #[arg(long, requires = "max_p99_ms")]
+    /// --max-calls, until a run has a failed call or misses an SLO (--max-p99-ms,
+    /// --max-lateness-p99-ms); then bisect between the last level that held and the first
+    /// that did not, to within 10 %. Reports the largest number of calls that held (exit
+    /// status 1 when none did).
+    #[arg(long, requires = "slo")]
     pub find_capacity: bool,
 
     /// The most calls --find-capacity tries.

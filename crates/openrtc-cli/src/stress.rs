@@ -16,12 +16,16 @@
 //! - **The results** ([`report`], pure): a progress line on standard error while it runs
 //!   (a terminal only), a summary table on standard output, and with `--output` one JSON
 //!   document: `config`, `series` (one row a second) and `summary`.
+//! - **SLOs:** `--max-p99-ms` against the echo round trip's p99 (as the caller measures it),
+//!   `--max-lateness-p99-ms` against the worker's own outbound lateness p99 of its worst call
+//!   (what the unluckiest caller heard; needs a sampled worker, and is missed without one).
 //! - **Capacity** ([`capacity`]): `--find-capacity` runs `--calls`, twice as many, three
-//!   times..., up to `--max-calls`, until a run does not hold (a call failed, or the echo p99
-//!   missed `--max-p99-ms`), and reports the largest number of calls that held.
-//! - **Exit status:** 0 (with `--find-capacity`: some number of calls held); 1 when a call failed (refusals included) or `--max-p99-ms` (the echo
-//!   round trip's p99) was missed; 2 for bad arguments, an unreachable URL, or an output
-//!   file that cannot be written.
+//!   times..., up to `--max-calls`, until a run does not hold (a call failed, or an SLO was
+//!   missed), then bisects between the last level that held and the first that did not, to
+//!   within 10 %, and reports the largest number of calls that held.
+//! - **Exit status:** 0 (with `--find-capacity`: some number of calls held); 1 when a call
+//!   failed (refusals included) or an SLO was missed; 2 for bad arguments, an unreachable
+//!   URL, or an output file that cannot be written.
 
 pub mod call;
 pub mod capacity;
@@ -122,18 +126,16 @@ async fn single_run(args: &StressArgs, config: &ConfigRecord, plan: RunPlan) -> 
 }
 
 /// `--find-capacity`: runs of `--calls`, twice as many, three times..., up to `--max-calls`,
-/// until one does not hold (a call failed, or the echo p99 missed `--max-p99-ms`); the
-/// largest number of calls that held is the capacity.
+/// until one does not hold (a call failed, or an SLO was missed), then bisection to within
+/// 10 % ([`capacity::Search`]); the largest number of calls that held is the capacity.
 async fn find_capacity(args: &StressArgs, config: &ConfigRecord, plan: RunPlan) -> Exit {
     let mut levels = Vec::new();
-    let mut capacity_calls = 0;
-    for (step, calls) in capacity::levels(args.calls, args.max_calls)
-        .into_iter()
-        .enumerate()
-    {
-        if step > 0 {
-            // The previous level's sessions end as their calls close: let the worker settle.
-            tokio::time::sleep(capacity::SETTLE).await;
+    let mut search = capacity::Search::new(args.calls, args.max_calls);
+    // The worker's sessions before the first level: its own, not the search's.
+    let baseline = runner::worker_sessions(&plan).await;
+    while let Some(calls) = search.next() {
+        if !levels.is_empty() {
+            settle(&plan, baseline).await;
         }
         let mut level_config = config.clone();
         level_config.calls = calls;
@@ -142,19 +144,15 @@ async fn find_capacity(args: &StressArgs, config: &ConfigRecord, plan: RunPlan) 
         let (output, summary) = run_level(&level_config, level_plan).await;
         let held = summary.exit_status == 0;
         write_out(&report::level_line(calls, &summary, held));
-        if held {
-            capacity_calls = calls;
-        }
+        search.record(calls, held);
         levels.push(report::LevelRecord {
             calls,
             held,
             series: output.series,
             summary,
         });
-        if !held {
-            break;
-        }
     }
+    let capacity_calls = search.capacity_calls();
     if let Some(path) = &args.output {
         let document = report::CapacityDocument {
             config,
@@ -171,12 +169,31 @@ async fn find_capacity(args: &StressArgs, config: &ConfigRecord, plan: RunPlan) 
         last_config.calls = last.calls;
         write_out(&report::table(&last_config, &last.summary));
     }
-    write_out(&report::capacity_line(capacity_calls, config.max_p99_ms));
+    write_out(&report::capacity_line(config, capacity_calls));
     if capacity_calls > 0 {
         Exit::Success
     } else {
         Exit::StressFailed
     }
+}
+
+/// Between two levels: waits until the previous level's sessions have ended in the worker
+/// (its live sessions back to `baseline`), at most [`capacity::SETTLE_LIMIT`]; then
+/// [`capacity::SETTLE`] more for its figures to leave the windows. Without a worker to
+/// sample, waits [`capacity::SETTLE`].
+async fn settle(plan: &RunPlan, baseline: Option<u64>) {
+    if let Some(baseline) = baseline {
+        let deadline = tokio::time::Instant::now() + capacity::SETTLE_LIMIT;
+        while tokio::time::Instant::now() < deadline {
+            match runner::worker_sessions(plan).await {
+                Some(sessions) if sessions > baseline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => break,
+            }
+        }
+    }
+    tokio::time::sleep(capacity::SETTLE).await;
 }
 
 /// Runs one set of calls with the progress line, and summarises it.
@@ -218,6 +235,7 @@ fn config_record(args: &StressArgs) -> ConfigRecord {
         health_url: args.health_url.clone(),
         health_rps: args.health_url.as_ref().map(|_| args.health_rps),
         max_p99_ms: args.max_p99_ms,
+        max_lateness_p99_ms: args.max_lateness_p99_ms,
         find_capacity: args.find_capacity,
     }
 }

@@ -1,11 +1,12 @@
 //! Built-in callers: keep about N sessions live over a mix of agents and three tenants.
 //!
-//! With `--callers-dial`, each caller is a phone call: a WebSocket client
+//! With a media listener (the default), each caller is a phone call: a WebSocket client
 //! that dials the worker's media endpoint over loopback as Twilio would (`connected`,
 //! `start` with `agent`, `tenant`, `life_ms` and `caller` as custom parameters, a 440 Hz tone
 //! as μ-law every 20 ms, every `mark` echoed back, `stop` when its life is over: the frames
 //! of `openrtc::media::caller`, as `openrtc stress` sends them), so `top`
-//! shows real calls. Otherwise sessions are launched from code with the same metadata.
+//! shows real calls. With `--callers-launch`, or without a media listener, sessions are
+//! launched from code with the same metadata.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -16,13 +16,14 @@ use crate::callers::{CallerConfig, Callers};
 #[derive(Debug, Parser)]
 #[command(version)]
 pub(crate) struct Args {
-    /// How many sessions the callers keep live (0: none).
+    /// How many calls the callers keep live (0: none). They dial the media WebSocket as
+    /// phone calls (a tone every 20 ms, marks echoed), unless `--callers-launch`.
     #[arg(long, default_value_t = 24)]
     pub(crate) callers: u32,
-    /// The callers dial the media WebSocket as phone calls (a tone every 20 ms, marks echoed)
-    /// instead of launching sessions from code. Needs the media listener (`--media-addr`).
+    /// Launch the callers' sessions from code instead of dialling the media WebSocket (no
+    /// audio: lighter). Always so without a media listener (`--media-addr off`).
     #[arg(long)]
-    pub(crate) callers_dial: bool,
+    pub(crate) callers_launch: bool,
     /// Launch only this agent (echo, hot, blocker, crashy, leaky, flaky) instead of the usual mix.
     #[arg(long, value_parser = ["echo", "hot", "blocker", "crashy", "leaky", "flaky"])]
     pub(crate) only: Option<String>,
@@ -71,8 +72,9 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECS")]
     pub(crate) outage_secs: Option<u64>,
     /// The JSON-lines log file, every record labelled with its session (read it with
-    /// `openrtc logs FILE --session ID`); an empty value writes none.
-    #[arg(long, value_name = "PATH", default_value = "openrtc-demo.jsonl")]
+    /// `openrtc logs FILE --session ID`); an empty value or `off` writes none.
+    #[arg(long, value_name = "PATH", default_value = "openrtc-demo.jsonl",
+          value_parser = log_file_path)]
     pub(crate) log_file: PathBuf,
     /// Append the lifecycle event stream (sessions started, finished, refused, stalled;
     /// breakers, memory limits, the drain, config reloads; a snapshot every second) to this
@@ -99,6 +101,15 @@ pub(crate) struct Args {
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+}
+
+/// `--log-file`: a path, or the empty path (none) for an empty value or `off`.
+fn log_file_path(value: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(if value == "off" {
+        PathBuf::new()
+    } else {
+        PathBuf::from(value)
+    })
 }
 
 /// `--http-addr` or `--media-addr` (`flag`): an address, or none for an empty value or
@@ -179,20 +190,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         builder = builder.http_addr(addr);
     }
     let media_addr = listen_addr("--media-addr", &args.media_addr)?;
-    anyhow::ensure!(
-        !args.callers_dial || media_addr.is_some(),
-        "--callers-dial needs the media listener: set --media-addr"
-    );
     if let Some(addr) = media_addr {
         builder = builder.media_listener(addr);
     }
     let pool = builder.build().context("invalid demo configuration")?;
     if let Some(socket) = pool.socket_path() {
         println!(
-            "openrtc-demo: worker {} (pid {}) keeps {} callers live",
+            "openrtc-demo: worker {} (pid {}) keeps {} callers live ({})",
             args.worker_name,
             std::process::id(),
-            args.callers
+            args.callers,
+            match media_addr {
+                Some(addr) if !args.callers_launch && addr.port() != 0 => {
+                    format!("phone calls to ws://{addr}/media")
+                }
+                Some(_) if !args.callers_launch => "phone calls to the media WebSocket".to_owned(),
+                _ => "sessions launched from code".to_owned(),
+            }
         );
         println!("socket: {}", socket.display());
         if !args.log_file.as_os_str().is_empty() {
@@ -217,7 +231,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             max_life: Duration::from_secs(args.max_secs),
             seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
             outage_ends,
-            over_media: args.callers_dial,
+            over_media: media_addr.is_some() && !args.callers_launch,
         },
     );
     let result = pool.run();

@@ -33,6 +33,8 @@ pub struct ConfigRecord {
     pub health_rps: Option<f64>,
     /// `--max-p99-ms`.
     pub max_p99_ms: Option<f64>,
+    /// `--max-lateness-p99-ms`.
+    pub max_lateness_p99_ms: Option<f64>,
     /// `--find-capacity`.
     pub find_capacity: bool,
 }
@@ -81,15 +83,31 @@ pub struct WorkerSummary {
     pub calls_degrading_max: u64,
 }
 
-/// The SLO verdict: `--max-p99-ms` against the echo round trip's p99.
+/// The SLO verdict: `--max-p99-ms` against the echo round trip's p99, and
+/// `--max-lateness-p99-ms` against the worker's outbound call lateness p99 (its worst call
+/// at any sample: what the unluckiest caller heard).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SloVerdict {
     /// `--max-p99-ms`.
     pub max_p99_ms: Option<f64>,
     /// The echo round trip's p99.
     pub echo_rtt_p99_ms: Option<f64>,
-    /// Whether it held (true without an SLO; false when there was none to measure).
+    /// `--max-lateness-p99-ms`.
+    pub max_lateness_p99_ms: Option<f64>,
+    /// The worker's worst call lateness p99 over the run (none without a sampled worker).
+    pub call_lateness_p99_ms: Option<f64>,
+    /// Whether both held (true without an SLO; false when a figure it needs was not
+    /// measured).
     pub met: bool,
+}
+
+/// Whether `figure` meets the SLO `max`: true without one, false without the figure.
+fn within(max: Option<f64>, figure: Option<f64>) -> bool {
+    match (max, figure) {
+        (None, _) => true,
+        (Some(max), Some(figure)) => figure <= max,
+        (Some(_), None) => false,
+    }
 }
 
 /// The summary of a run.
@@ -143,7 +161,7 @@ pub struct Document<'a> {
 pub struct LevelRecord {
     /// The number of calls.
     pub calls: u32,
-    /// Whether it held: every call completed and the echo p99 met `--max-p99-ms`.
+    /// Whether it held: every call completed and every SLO was met.
     pub held: bool,
     /// One row a second.
     pub series: Vec<SeriesRow>,
@@ -156,7 +174,7 @@ pub struct LevelRecord {
 pub struct CapacityDocument<'a> {
     /// The run's configuration.
     pub config: &'a ConfigRecord,
-    /// Each level tried, in order; the last one did not hold unless `--max-calls` was reached.
+    /// Each level tried, in order: the coarse steps, then the bisection.
     pub levels: &'a [LevelRecord],
     /// The largest number of calls that held (0: none did).
     pub capacity_calls: u32,
@@ -197,14 +215,16 @@ pub fn summarise(config: &ConfigRecord, output: &RunOutput, elapsed_s: f64) -> S
         .as_ref()
         .map(|name| worker_summary(name, &output.series));
     let p99 = summary.echo_rtt_ms.p99_ms;
+    let lateness = summary
+        .worker
+        .as_ref()
+        .and_then(|worker| worker.call_lateness_p99_ms_max);
     summary.slo = SloVerdict {
         max_p99_ms: config.max_p99_ms,
         echo_rtt_p99_ms: p99,
-        met: match (config.max_p99_ms, p99) {
-            (None, _) => true,
-            (Some(max), Some(p99)) => p99 <= max,
-            (Some(_), None) => false,
-        },
+        max_lateness_p99_ms: config.max_lateness_p99_ms,
+        call_lateness_p99_ms: lateness,
+        met: within(config.max_p99_ms, p99) && within(config.max_lateness_p99_ms, lateness),
     };
     summary.exit_status = u8::from(summary.calls.failed > 0 || !summary.slo.met);
     summary
@@ -316,12 +336,26 @@ pub fn table(config: &ConfigRecord, summary: &Summary) -> String {
             let _ = writeln!(out, "worker       not sampled (no local worker found)");
         }
     }
-    if let Some(max) = summary.slo.max_p99_ms {
+    let slo = &summary.slo;
+    if let Some(max) = slo.max_p99_ms {
+        let met = within(Some(max), slo.echo_rtt_p99_ms);
         let _ = writeln!(
             out,
             "slo          echo rtt p99 {} ms against {max} ms: {}",
-            figure(summary.slo.echo_rtt_p99_ms),
-            if summary.slo.met { "met" } else { "MISSED" }
+            figure(slo.echo_rtt_p99_ms),
+            if met { "met" } else { "MISSED" }
+        );
+    }
+    if let Some(max) = slo.max_lateness_p99_ms {
+        let verdict = match slo.call_lateness_p99_ms {
+            None => "NOT MEASURED (no local worker with calls was sampled)",
+            Some(lateness) if lateness <= max => "met",
+            Some(_) => "MISSED",
+        };
+        let _ = writeln!(
+            out,
+            "slo          worst call lateness p99 {} ms against {max} ms: {verdict}",
+            figure(slo.call_lateness_p99_ms),
         );
     }
     out
@@ -331,18 +365,25 @@ pub fn table(config: &ConfigRecord, summary: &Summary) -> String {
 #[must_use]
 pub fn level_line(calls: u32, summary: &Summary, held: bool) -> String {
     format!(
-        "level {calls} calls: {} completed, {} failed, echo rtt p99 {} ms: {}\n",
+        "level {calls} calls: {} completed, {} failed, echo rtt p99 {} ms, worst call lateness p99 {} ms: {}\n",
         summary.calls.completed,
         summary.calls.failed,
         figure(summary.echo_rtt_ms.p99_ms),
+        figure(summary.slo.call_lateness_p99_ms),
         if held { "held" } else { "did not hold" }
     )
 }
 
 /// The verdict of `--find-capacity`.
 #[must_use]
-pub fn capacity_line(capacity_calls: u32, max_p99_ms: Option<f64>) -> String {
-    let slo = max_p99_ms.map_or_else(String::new, |max| format!(", echo rtt p99 <= {max} ms"));
+pub fn capacity_line(config: &ConfigRecord, capacity_calls: u32) -> String {
+    let mut slo = String::new();
+    if let Some(max) = config.max_p99_ms {
+        let _ = write!(slo, ", echo rtt p99 <= {max} ms");
+    }
+    if let Some(max) = config.max_lateness_p99_ms {
+        let _ = write!(slo, ", worst call lateness p99 <= {max} ms");
+    }
     if capacity_calls == 0 {
         format!("capacity     no level held (every call completed{slo})\n")
     } else {
@@ -397,6 +438,7 @@ mod tests {
             health_url: None,
             health_rps: None,
             max_p99_ms,
+            max_lateness_p99_ms: None,
             find_capacity: false,
         }
     }
@@ -513,5 +555,41 @@ mod tests {
         assert_eq!(worker.calls_degrading_max, 2);
         let quiet = worker_summary("demo", &[row(None, 0)]);
         assert_eq!(quiet.call_lateness_p99_ms_max, None);
+    }
+
+    #[test]
+    fn the_lateness_slo_is_the_worst_call_lateness_the_worker_measured() {
+        let sampled = |lateness: f64| {
+            let mut run = output(vec![call(0, CallOutcome::Completed, vec![5.0])]);
+            run.worker_name = Some("demo".to_owned());
+            run.series = vec![SeriesRow {
+                worker_call_lateness_p99_ms: Some(lateness),
+                ..SeriesRow::default()
+            }];
+            run
+        };
+        let mut slo = config(None);
+        slo.max_lateness_p99_ms = Some(20.0);
+        let held = summarise(&slo, &sampled(19.5), 1.0);
+        assert!(held.slo.met);
+        assert_eq!(held.slo.call_lateness_p99_ms, Some(19.5));
+        assert_eq!(held.exit_status, 0);
+        let missed = summarise(&slo, &sampled(20.5), 1.0);
+        assert!(!missed.slo.met);
+        assert_eq!(missed.exit_status, 1);
+        assert!(
+            table(&slo, &missed).contains("worst call lateness p99 20.5 ms against 20 ms: MISSED"),
+            "{}",
+            table(&slo, &missed)
+        );
+        // Without a worker to sample, the lateness cannot be measured: not met, and said so.
+        let unmeasured = output(vec![call(0, CallOutcome::Completed, vec![5.0])]);
+        let unmeasured = summarise(&slo, &unmeasured, 1.0);
+        assert!(!unmeasured.slo.met);
+        assert!(table(&slo, &unmeasured).contains("NOT MEASURED"));
+        assert_eq!(
+            capacity_line(&slo, 40),
+            "capacity     40 calls held (every call completed, worst call lateness p99 <= 20 ms)\n"
+        );
     }
 }

@@ -209,6 +209,15 @@ pub async fn run(plan: RunPlan, live: Arc<Live>) -> RunOutput {
     }
 }
 
+/// The live sessions of the worker a run of `plan` samples, when one is found.
+pub async fn worker_sessions(plan: &RunPlan) -> Option<u64> {
+    let mut sampler = WorkerSampler::new(plan.url.authority(), plan.worker.clone());
+    tokio::task::spawn_blocking(move || sampler.sample().map(|sample| sample.sessions))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Adds a row to the series every second, until aborted.
 async fn series_loop(started: Instant, live: Arc<Live>, series: Arc<Series>) {
     let mut t_s = 0;
@@ -230,13 +239,7 @@ impl Series {
     fn new(media_authority: String, worker_name: Option<String>) -> Self {
         Self {
             rows: Mutex::new(Vec::new()),
-            worker: Arc::new(Mutex::new(WorkerSampler {
-                media_authority,
-                wanted: worker_name,
-                found: None,
-                last_stalls: None,
-                gave_up: false,
-            })),
+            worker: Arc::new(Mutex::new(WorkerSampler::new(media_authority, worker_name))),
         }
     }
 
@@ -323,6 +326,16 @@ struct WorkerSampler {
 }
 
 impl WorkerSampler {
+    const fn new(media_authority: String, wanted: Option<String>) -> Self {
+        Self {
+            media_authority,
+            wanted,
+            found: None,
+            last_stalls: None,
+            gave_up: false,
+        }
+    }
+
     /// Asks the worker for its snapshot (blocking); `None` when there is none to ask.
     fn sample(&mut self) -> Option<WorkerSample> {
         if self.gave_up {

@@ -321,6 +321,91 @@ fn find_capacity_steps_up_until_a_level_does_not_hold() {
     assert_eq!(
         output.status.code(),
         Some(2),
-        "--find-capacity needs --max-p99-ms"
+        "--find-capacity needs an SLO (--max-p99-ms or --max-lateness-p99-ms)"
     );
+}
+
+#[test]
+fn find_capacity_bisects_to_the_worker_cap_and_judges_the_worker_lateness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A worker that holds 3 sessions: the 4th call of a level is refused (1013).
+    let worker = DemoWorker::start_with_args(
+        dir.path(),
+        "stress-bisect",
+        "echo",
+        0,
+        None,
+        "off",
+        &["--max-sessions", "3"],
+    );
+    let snapshots = wait_for_snapshots(dir.path(), &[], "the media address", |all| {
+        all.len() == 1 && all[0].worker.media_addr.is_some()
+    });
+    let url = format!(
+        "ws://{}/media",
+        snapshots[0].worker.media_addr.as_deref().expect("media")
+    );
+    let output_path = dir.path().join("bisect.json");
+    let output = run(
+        dir.path(),
+        &[
+            "stress",
+            "--url",
+            &url,
+            "--calls",
+            "2",
+            "--ramp",
+            "50/s",
+            // Long enough that every call of a level is live at once.
+            "--duration",
+            "2s",
+            "--find-capacity",
+            "--max-calls",
+            "8",
+            // Generous: this is about the search and the figure's source, not the machine.
+            "--max-lateness-p99-ms",
+            "1000",
+            "--output",
+            output_path.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let shown = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(&output_path).expect("the --output document"),
+    )
+    .expect("JSON");
+    let levels: Vec<(u64, bool)> = document["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|level| {
+            (
+                level["calls"].as_u64().expect("calls"),
+                level["held"].as_bool().expect("held"),
+            )
+        })
+        .collect();
+    // Coarse steps 2, 4 (refused: over the cap), then bisection finds 3.
+    assert_eq!(levels, [(2, true), (4, false), (3, true)], "{shown}");
+    assert_eq!(document["capacity_calls"], 3);
+    assert_eq!(
+        document["levels"][1]["summary"]["refusals"]["1013 refused: worker is full: 3 concurrent sessions"],
+        1,
+        "{shown}"
+    );
+    // The lateness judged is the worker's own figure, sampled through its socket.
+    let held = &document["levels"][2]["summary"];
+    assert_eq!(held["worker"]["name"], "stress-bisect");
+    let lateness = held["slo"]["call_lateness_p99_ms"]
+        .as_f64()
+        .expect("the worker's call lateness was measured");
+    assert!((0.0..=1000.0).contains(&lateness), "{lateness}");
+    assert!(
+        shown.contains(
+            "capacity     3 calls held (every call completed, worst call lateness p99 <= 1000 ms)"
+        ),
+        "{shown}"
+    );
+    drop(worker);
 }

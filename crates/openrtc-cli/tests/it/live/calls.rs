@@ -1,5 +1,5 @@
 //! The demo's built-in callers dialling its media WebSocket as phone calls
-//! (`--callers-dial`): `top` shows them as calls, each with its media row and `LATE`.
+//! (the default with a media listener): `top` shows them as calls, each with its media row and `LATE`.
 
 use crate::binary::{run, stdout};
 use crate::live::{DemoWorker, wait_for_snapshots};
@@ -7,15 +7,7 @@ use crate::live::{DemoWorker, wait_for_snapshots};
 #[test]
 fn the_demo_s_dialling_callers_are_phone_calls_in_top() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let _worker = DemoWorker::start_with_args(
-        dir.path(),
-        "dialled",
-        "echo",
-        3,
-        None,
-        "off",
-        &["--callers-dial"],
-    );
+    let _worker = DemoWorker::start_with_args(dir.path(), "dialled", "echo", 3, None, "off", &[]);
     // Three echo calls, each having heard a second of audio.
     let snapshots = wait_for_snapshots(dir.path(), &[], "three calls with audio", |all| {
         all.len() == 1
