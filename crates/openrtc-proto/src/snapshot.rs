@@ -378,7 +378,8 @@ pub enum SessionState {
     /// Running normally.
     #[default]
     Active,
-    /// Blocking a worker thread now, or did so within the slow hold.
+    /// Blocking a worker thread now, or did so within the slow hold (a stall the host caused
+    /// by preempting the thread does not count).
     Slow,
     /// The worker is draining; the session is finishing.
     Draining,

@@ -608,7 +608,7 @@ mod tests {
         let cells = shared.live_sessions();
         let (stalled, delayed, blocking) = (&cells[0], &cells[1], &cells[2]);
         stalled.push_stall(stall(delayed.id()));
-        stalled.record_stall_counters(shared.probe().clock.now_ns());
+        stalled.record_stall_counters();
         delayed.note_delayed_by_stall(7_000_000);
         delayed.note_rss_share(1 << 30);
         blocking.set_blocking_since_ns(1);

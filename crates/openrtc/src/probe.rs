@@ -486,7 +486,7 @@ impl Probe {
         duration_ns: u64,
     ) {
         let ended_ns = self.clock.since_epoch_ns(end_raw);
-        cell.record_stall_counters(ended_ns);
+        cell.record_stall_counters();
         self.stalls_total.fetch_add(1, Ordering::Relaxed);
         self.stall_histogram.observe(duration_ns);
         let event = StallEvent {

@@ -157,8 +157,11 @@ fn dial(handle: &PoolHandle, config: &CallerConfig, stop: &AtomicBool) {
     runtime.block_on(async {
         while !stop.load(Ordering::Acquire) {
             let snapshot = handle.runtime_snapshot();
+            // A draining worker takes no new call, but the live ones go on (a caller does
+            // not hang up because the worker drains) until they end or the worker stops.
             if snapshot.worker.draining {
-                return;
+                tokio::time::sleep(TOP_UP_INTERVAL).await;
+                continue;
             }
             if let Some(addr) = &snapshot.worker.media_addr {
                 let url = format!("ws://{addr}{}", openrtc::media::DEFAULT_PATH);

@@ -396,12 +396,8 @@ impl SessionCell {
     }
 
     /// Counts a finished stall (called on the poll path's cold branch: atomics only).
-    pub(crate) fn record_stall_counters(&self, ended_ns: u64) {
+    pub(crate) fn record_stall_counters(&self) {
         self.stall_count.fetch_add(1, Ordering::Relaxed);
-        self.slow_until_ns.fetch_max(
-            ended_ns.saturating_add(self.probe.hold_ns),
-            Ordering::Relaxed,
-        );
     }
 
     /// Counts a stall of another session that delayed this one by `delay_ns` (called by the
@@ -422,9 +418,18 @@ impl SessionCell {
 
     /// Keeps a finished stall, in the order they ended (called by the watchdog as soon as it
     /// sees the poll end); the oldest is forgotten past [`RECENT_STALLS`].
+    ///
+    /// The session shows `slow` for the slow hold after a stall of its own; a stall the host
+    /// caused, by preempting the thread mid-poll, does not make it `slow` (it is counted in
+    /// [`Self::preempted_stall_count`]), so a noisy host does not paint every session slow.
     pub(crate) fn push_stall(&self, record: StallRecord) {
         if record.class == Some(crate::classify::StallClass::Preempted) {
             self.preempted_stall_count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.slow_until_ns.fetch_max(
+                record.ended_ns.saturating_add(self.probe.hold_ns),
+                Ordering::Relaxed,
+            );
         }
         let mut recent = lock(&self.recent_stalls);
         let position = recent

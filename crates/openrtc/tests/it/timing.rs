@@ -1146,6 +1146,8 @@ fn preempted_scenario() -> bool {
     // off the CPU past the threshold: every stall it has is then the host's too, and none is
     // blamed on it.
     assert_eq!(row.preempted_stall_count, row.stall_count, "{row:#?}");
+    // The host's stalls do not make the session `slow`: it did nothing wrong.
+    assert_eq!(row.state, SessionState::Active, "{row:#?}");
     assert_eq!(
         pool.snapshot().worker.stalls_preempted_count,
         row.preempted_stall_count

@@ -19,42 +19,50 @@ pub(crate) struct Echo;
 
 impl Agent for Echo {
     async fn run(&self, session: Session) -> Result<(), AgentError> {
-        if let Some(call) = session.media() {
-            return answer(&session, call).await;
+        // On a call as from code, a child task "transcribes" once a second.
+        let transcriber = session.spawn(transcribe_every_second(session.clone()));
+        let result = match session.media() {
+            Some(call) => answer(&session, call).await,
+            None => listen(&session).await,
+        };
+        transcriber.abort();
+        result
+    }
+}
+
+/// A session launched from code: filters each frame the caller "says" until it hangs up.
+async fn listen(session: &Session) -> Result<(), AgentError> {
+    let vad = session.shared::<VadModel>();
+    let mut call = Call::new(session);
+    let mut state = 0.0;
+    let mut frame_index = 0;
+    while call.next_frame(session).await {
+        let energy = filter_frame(frame_index, &mut state);
+        if let Some(vad) = &vad {
+            std::hint::black_box(vad.speech_probability(frame_index, energy));
         }
-        let transcriber = session.spawn({
-            let session = session.clone();
-            async move {
-                let mut rng = fastrand::Rng::with_seed(session.id().as_u64());
-                let mut seconds = tokio::time::interval(Duration::from_secs(1));
-                let mut words = 0_u64;
-                loop {
-                    tokio::select! {
-                        _ = seconds.tick() => {
-                            let latency = Duration::from_millis(rng.u64(40..=160));
-                            let fails = rng.u8(0..20) == 0;
-                            if session.track("stt.transcribe", transcribe(latency, fails)).await.is_ok() {
-                                words += 3;
-                            }
-                        }
-                        () = session.cancelled() => return words,
-                    }
+        frame_index += 1;
+    }
+    Ok(())
+}
+
+/// The child task: one tracked `stt.transcribe` call a second until the session is
+/// cancelled; returns the words "transcribed".
+async fn transcribe_every_second(session: Session) -> u64 {
+    let mut rng = fastrand::Rng::with_seed(session.id().as_u64());
+    let mut seconds = tokio::time::interval(Duration::from_secs(1));
+    let mut words = 0_u64;
+    loop {
+        tokio::select! {
+            _ = seconds.tick() => {
+                let latency = Duration::from_millis(rng.u64(40..=160));
+                let fails = rng.u8(0..20) == 0;
+                if session.track("stt.transcribe", transcribe(latency, fails)).await.is_ok() {
+                    words += 3;
                 }
             }
-        });
-        let vad = session.shared::<VadModel>();
-        let mut call = Call::new(&session);
-        let mut state = 0.0;
-        let mut frame_index = 0;
-        while call.next_frame(&session).await {
-            let energy = filter_frame(frame_index, &mut state);
-            if let Some(vad) = &vad {
-                std::hint::black_box(vad.speech_probability(frame_index, energy));
-            }
-            frame_index += 1;
+            () = session.cancelled() => return words,
         }
-        transcriber.abort();
-        Ok(())
     }
 }
 
