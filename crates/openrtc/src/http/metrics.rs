@@ -304,23 +304,23 @@ fn register_call_media(registry: &mut Registry, snapshot: &PoolSnapshot) {
         }
     }
     registry.register(
-        "call_frames_missing",
+        "phone_call_frames_missing",
         "Inbound audio frames missing from phone calls' sequences since the worker started, by tenant",
         missing,
     );
     registry.register(
-        "call_frames_dropped",
+        "phone_call_frames_dropped",
         "Inbound call events dropped because the session was too slow to take them, by tenant",
         dropped,
     );
     registry.register_with_unit(
-        "call_outbound_lateness",
+        "phone_call_outbound_lateness",
         "The worst outbound audio lateness p99 over each tenant's live calls (last 10 s)",
         Unit::Seconds,
         lateness,
     );
     registry.register(
-        "calls_degrading",
+        "phone_calls_degrading",
         "Live calls whose audio is degrading (lateness, jitter, missing or dropped frames), by tenant",
         degrading,
     );
@@ -566,18 +566,18 @@ mod tests {
         assert_lines(
             &text,
             &[
-                "# TYPE openrtc_call_frames_missing_total counter",
-                "openrtc_call_frames_missing_total{tenant=\"acme\"} 5",
-                "openrtc_call_frames_dropped_total{tenant=\"acme\"} 2",
-                "openrtc_call_frames_missing_total{tenant=\"globex\"} 0",
-                "# TYPE openrtc_call_outbound_lateness_seconds gauge",
-                "openrtc_call_outbound_lateness_seconds{tenant=\"acme\"} 0.18",
-                "openrtc_calls_degrading{tenant=\"acme\"} 2",
-                "openrtc_calls_degrading{tenant=\"globex\"} 0",
+                "# TYPE openrtc_phone_call_frames_missing_total counter",
+                "openrtc_phone_call_frames_missing_total{tenant=\"acme\"} 5",
+                "openrtc_phone_call_frames_dropped_total{tenant=\"acme\"} 2",
+                "openrtc_phone_call_frames_missing_total{tenant=\"globex\"} 0",
+                "# TYPE openrtc_phone_call_outbound_lateness_seconds gauge",
+                "openrtc_phone_call_outbound_lateness_seconds{tenant=\"acme\"} 0.18",
+                "openrtc_phone_calls_degrading{tenant=\"acme\"} 2",
+                "openrtc_phone_calls_degrading{tenant=\"globex\"} 0",
             ],
         );
         assert!(
-            !text.contains("openrtc_call_outbound_lateness_seconds{tenant=\"globex\"}"),
+            !text.contains("openrtc_phone_call_outbound_lateness_seconds{tenant=\"globex\"}"),
             "no lateness for a tenant without calls: {text}"
         );
     }
