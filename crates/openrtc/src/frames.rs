@@ -79,14 +79,15 @@ impl Frame {
 }
 
 impl Frames {
-    /// Registers with `clocks`' clock of `period` (a zero period is taken as one
-    /// nanosecond), started on `runtime` if it is the period's first.
+    /// Registers with `clocks`' clock of `period` (a period under a millisecond is taken as
+    /// one millisecond, Tokio's timer resolution), started on `runtime` if it is the
+    /// period's first.
     pub(crate) fn new(
         clocks: &FrameClocks,
         period: Duration,
         runtime: &tokio::runtime::Handle,
     ) -> Self {
-        let period = period.max(Duration::from_nanos(1));
+        let period = period.max(schedule::SLICE_MIN);
         let registration = clocks.register(period, runtime);
         Self {
             index: 0,
@@ -211,6 +212,18 @@ mod tests {
         let frame = later.tick().await;
         assert_eq!((frame.index(), frame.due()), (0, due));
         assert_eq!(later.tick().await.due(), due + PERIOD);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_period_under_a_millisecond_is_a_millisecond() {
+        let clocks = FrameClocks::default();
+        let mut frames = Frames::new(&clocks, Duration::ZERO, &tokio::runtime::Handle::current());
+        assert_eq!(frames.period(), Duration::from_millis(1));
+        let first = frames.tick().await;
+        assert_eq!(
+            frames.tick().await.due(),
+            first.due() + Duration::from_millis(1)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -304,7 +304,8 @@ impl Session {
     /// however many sessions tick. Use it for a session's own fixed cadence (a synthetic
     /// source, a mixer, a detector); a call's audio is paced by its media socket instead,
     /// and a one-off timer or a sub-millisecond period is `tokio::time`'s. Dropping the
-    /// `Frames` releases its place in the clock.
+    /// `Frames` releases its place in the clock. A period under a millisecond (Tokio's timer
+    /// resolution) is taken as one millisecond.
     ///
     /// ```no_run
     /// # async fn agent(session: openrtc::Session) -> Result<(), openrtc::AgentError> {
