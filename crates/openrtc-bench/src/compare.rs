@@ -84,7 +84,7 @@ impl Plan {
         }
         Self {
             cpu_sessions: "10,100,200,500,750,1000,1500,2000",
-            dsp_sessions: "100,200,500,1000,2000,5000,7500,10000",
+            dsp_sessions: "100,200,500,1000,2000,5000,6000,7000,7500,8000,9000,10000",
             cost_at: 100,
             warmup_secs: 1.0,
             measure_secs: args.measure_secs,
@@ -107,6 +107,8 @@ impl Plan {
 #[serde(rename_all = "snake_case")]
 enum Side {
     Ours,
+    /// Ours with a Tokio interval per session instead of the frame clock (`dsp` only).
+    OursInterval,
     Reference,
     ReferenceAsyncio,
 }
@@ -141,7 +143,45 @@ pub(crate) struct CompareReport {
     benchmark: &'static str,
     tiny: bool,
     rows: Vec<Row>,
+    /// Figures of this runtime alone (no counterpart on the reference).
+    ours_only: Vec<OursOnly>,
     runs: Vec<Run>,
+}
+
+/// A figure of this runtime alone.
+#[derive(Debug, Serialize)]
+pub(crate) struct OursOnly {
+    figure: &'static str,
+    value: Option<f64>,
+}
+
+/// The `dsp` figures against the compute limit: the frame clock's and a Tokio interval's
+/// sustainable sessions, and the sessions the cores could hold at the measured CPU per frame.
+fn ours_only(runs: &[Run]) -> Vec<OursOnly> {
+    let pick = |side, key: &str| report(runs, "throughput-dsp", side).and_then(|r| r[key].as_f64());
+    let frames = pick(Side::Ours, "sustainable_at_20ms_p99");
+    let limit = pick(Side::Ours, "compute_limit_sessions");
+    vec![
+        OursOnly {
+            figure: "dsp: compute limit, sessions (2 cores, least CPU per frame)",
+            value: limit,
+        },
+        OursOnly {
+            figure: "dsp: sustainable sessions at 20 ms p99, frame clock",
+            value: frames,
+        },
+        OursOnly {
+            figure: "dsp: sustainable sessions at 20 ms p99, Tokio interval each",
+            value: pick(Side::OursInterval, "sustainable_at_20ms_p99"),
+        },
+        OursOnly {
+            figure: "dsp: frame clock's sustainable sessions / compute limit, %",
+            value: frames
+                .zip(limit)
+                .filter(|&(_, limit)| limit > 0.0)
+                .map(|(frames, limit)| frames / limit * 100.0),
+        },
+    ]
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
@@ -177,6 +217,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
         ]);
         let scenario = format!("throughput-{workload}");
         sides.ours(&scenario, &throughput)?;
+        if workload == "dsp" {
+            // Ours again with a Tokio interval per session instead of the frame clock.
+            let mut interval = throughput.clone();
+            interval.extend(strings(&["--clock", "interval"]));
+            sides.ours_as(&scenario, &interval, Side::OursInterval)?;
+        }
         let mut reference = throughput.clone();
         reference.push("--stop-after-overload".to_owned());
         sides.reference(&scenario, &reference, Side::Reference)?;
@@ -239,6 +285,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
         benchmark: "compare",
         tiny: args.tiny,
         rows,
+        ours_only: ours_only(&sides.runs),
         runs: sides.runs,
     })
 }
@@ -290,10 +337,14 @@ struct Sides {
 
 impl Sides {
     fn ours(&mut self, scenario: &str, args: &[String]) -> anyhow::Result<()> {
+        self.ours_as(scenario, args, Side::Ours)
+    }
+
+    fn ours_as(&mut self, scenario: &str, args: &[String], side: Side) -> anyhow::Result<()> {
         let mut command = Command::new(&self.ours);
         command.arg("--json").args(args);
         let shown = format!("openrtc-bench --json {}", args.join(" "));
-        self.run(scenario, Side::Ours, command, shown)
+        self.run(scenario, side, command, shown)
     }
 
     fn reference(&mut self, scenario: &str, args: &[String], side: Side) -> anyhow::Result<()> {
@@ -522,6 +573,15 @@ impl Report for CompareReport {
                 shown(row.reference_asyncio),
                 row.ratio
                     .map_or_else(|| "–".to_owned(), |ratio| format!("{ratio:.2}×")),
+            ));
+        }
+        table.push_str("openrtc alone:\n");
+        for figure in &self.ours_only {
+            table.push_str(&format!(
+                "{:<width$}  {:>6}  {:>10}\n",
+                figure.figure,
+                "",
+                shown(figure.value)
             ));
         }
         table

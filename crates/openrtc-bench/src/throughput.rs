@@ -1,11 +1,14 @@
 //! `throughput`: N sessions on a 20 ms frame cadence, each frame a fixed piece of work; how
-//! late do frames run, what does it cost, and how many sessions does the worker sustain?
+//! late do frames run, what does it cost, and how many sessions does the worker sustain
+//! (against the compute limit: the sessions its cores could hold at the measured CPU per
+//! frame)? Sessions pace their frames with the pool's frame clock (`Session::frames`) or
+//! with a Tokio interval each (`--clock`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use openrtc::{AgentPool, JobRequest, Session, agent_fn};
+use openrtc::{AgentPool, Frames, JobRequest, Session, agent_fn};
 use serde::Serialize;
 
 use crate::cli::{Report, counts};
@@ -14,6 +17,9 @@ use crate::stats::Spread;
 
 /// The frame cadence: 50 frames a second.
 const FRAME: Duration = Duration::from_millis(20);
+
+/// The pool's worker threads: the cores the compute limit counts.
+const WORKER_THREADS: usize = 2;
 
 /// The work each frame does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -36,12 +42,35 @@ impl Workload {
     }
 }
 
+/// What paces each session's frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Clock {
+    /// The pool's frame clock (`Session::frames`): one timer per millisecond slice.
+    Frames,
+    /// A `tokio::time::interval` per session (`Burst`), staggered over the period by hand.
+    Interval,
+}
+
+impl Clock {
+    /// The name the command line takes.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Frames => "frames",
+            Self::Interval => "interval",
+        }
+    }
+}
+
 /// Options of `throughput`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The work each frame does.
     #[arg(long, value_enum, default_value = "cpu")]
     workload: Workload,
+    /// What paces each session's frames.
+    #[arg(long, value_enum, default_value = "frames")]
+    clock: Clock,
     /// Session counts to measure, comma-separated.
     #[arg(long, default_value = "1,10,100,1000,5000", value_parser = counts)]
     sessions: std::vec::Vec<usize>,
@@ -77,12 +106,30 @@ pub(crate) struct ThroughputRow {
 pub(crate) struct ThroughputReport {
     benchmark: &'static str,
     workload: Workload,
+    clock: Clock,
     introspection: bool,
     rows: Vec<ThroughputRow>,
     /// The largest session count whose p99 lateness stayed under 20 ms (0: none).
     sustainable_at_20ms_p99: usize,
     /// The largest session count whose p99 lateness stayed under 100 ms (0: none).
     sustainable_at_100ms_p99: usize,
+    /// The least CPU seconds per 1,000 frames of any row (the cost of a frame once the
+    /// runtime's fixed costs are spread over many sessions).
+    cpu_seconds_per_1000_frames_min: f64,
+    /// The sessions the worker's cores could hold at that cost, 50 frames a second each,
+    /// with every core busy: the compute limit (0: no frames measured).
+    compute_limit_sessions: usize,
+}
+
+/// The sessions `cores` could hold at `cpu_seconds_per_1000_frames`, 50 frames a second each.
+fn compute_limit(cores: usize, cpu_seconds_per_1000_frames: f64) -> usize {
+    let frames_per_second = 1.0 / FRAME.as_secs_f64();
+    let cpu_per_session = cpu_seconds_per_1000_frames / 1000.0 * frames_per_second;
+    if cpu_per_session > 0.0 {
+        (cores as f64 / cpu_per_session).floor() as usize
+    } else {
+        0
+    }
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ThroughputReport> {
@@ -101,12 +148,21 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ThroughputReport> {
             .max()
             .unwrap_or(0)
     };
+    let cost_min = rows
+        .iter()
+        .filter(|row| row.frames > 0)
+        .map(|row| row.cpu_seconds_per_1000_frames)
+        .fold(f64::INFINITY, f64::min);
+    let cost_min = if cost_min.is_finite() { cost_min } else { 0.0 };
     Ok(ThroughputReport {
         benchmark: "throughput",
         workload: args.workload,
+        clock: args.clock,
         introspection: !args.no_introspection,
         sustainable_at_20ms_p99: sustainable(20.0),
         sustainable_at_100ms_p99: sustainable(100.0),
+        cpu_seconds_per_1000_frames_min: cost_min,
+        compute_limit_sessions: compute_limit(WORKER_THREADS, cost_min),
         rows,
     })
 }
@@ -126,6 +182,7 @@ pub(crate) fn bench_exe(tracked: bool) -> anyhow::Result<std::path::PathBuf> {
 pub(crate) fn child_args(workload: Workload, seconds: f64, no_introspection: bool) -> Args {
     Args {
         workload,
+        clock: Clock::Frames,
         sessions: Vec::new(),
         warmup_secs: 1.0,
         measure_secs: seconds,
@@ -150,6 +207,8 @@ pub(crate) fn measure_in(
         sessions.to_string(),
         "--workload".to_owned(),
         args.workload.name().to_owned(),
+        "--clock".to_owned(),
+        args.clock.name().to_owned(),
         "--warmup-secs".to_owned(),
         args.warmup_secs.to_string(),
         "--measure-secs".to_owned(),
@@ -215,7 +274,7 @@ impl FrameState {
 }
 
 fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
-    let workload = args.workload;
+    let (workload, clock) = (args.workload, args.clock);
     let warmup = Duration::from_secs_f64(args.warmup_secs);
     let window = Duration::from_secs_f64(args.measure_secs);
     let lateness: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -233,12 +292,9 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
                         let seed = session.id().as_u64() as usize;
                         let mut state = FrameState::new(seed);
                         let mut mine = Vec::new();
-                        // Stagger the sessions' frames across the 20 ms period.
-                        let offset = FRAME.mul_f64((seed % 20) as f64 / 20.0);
-                        let mut frames = tokio::time::interval_at((start + offset).into(), FRAME);
-                        frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                        let mut frames = Pacer::new(clock, &session, start, seed);
                         loop {
-                            let scheduled: Instant = frames.tick().await.into();
+                            let scheduled = frames.tick().await;
                             let now = Instant::now();
                             if scheduled >= measure_until {
                                 break;
@@ -262,7 +318,7 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
             }),
         )
         .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
-        .worker_threads(2)
+        .worker_threads(WORKER_THREADS)
         .drain_timeout(Duration::from_secs(60));
     let running = Running::start(
         builder,
@@ -301,11 +357,42 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
     })
 }
 
+/// A session's frame cadence, from the clock under test.
+enum Pacer {
+    Frames(Frames),
+    Interval(tokio::time::Interval),
+}
+
+impl Pacer {
+    /// The frame clock staggers sessions itself; intervals are staggered over the period by
+    /// hand (20 phases, by session), from `start`.
+    fn new(clock: Clock, session: &Session, start: Instant, seed: usize) -> Self {
+        match clock {
+            Clock::Frames => Self::Frames(session.frames(FRAME)),
+            Clock::Interval => {
+                let offset = FRAME.mul_f64((seed % 20) as f64 / 20.0);
+                let mut interval = tokio::time::interval_at((start + offset).into(), FRAME);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                Self::Interval(interval)
+            }
+        }
+    }
+
+    /// Waits for the next frame; returns when it was due.
+    async fn tick(&mut self) -> Instant {
+        match self {
+            Self::Frames(frames) => frames.tick().await.due().into(),
+            Self::Interval(interval) => interval.tick().await.into(),
+        }
+    }
+}
+
 impl Report for ThroughputReport {
     fn table(&self) -> String {
         let mut table = format!(
-            "throughput: {:?} work per 20 ms frame, introspection {}\n{:>9}  {:>8}  {:>20}  {:>8}  {:>14}  {:>10}\n",
+            "throughput: {:?} work per 20 ms frame, {} clock, introspection {}\n{:>9}  {:>8}  {:>20}  {:>8}  {:>14}  {:>10}\n",
             self.workload,
+            self.clock.name(),
             if self.introspection { "on" } else { "off" },
             "SESSIONS",
             "FRAMES",
@@ -329,6 +416,23 @@ impl Report for ThroughputReport {
             "sustainable sessions: {} at p99 < 20 ms, {} at p99 < 100 ms\n",
             self.sustainable_at_20ms_p99, self.sustainable_at_100ms_p99
         ));
+        table.push_str(&format!(
+            "compute limit: {} sessions on {WORKER_THREADS} cores at {:.4} CPU s/1k frames\n",
+            self.compute_limit_sessions, self.cpu_seconds_per_1000_frames_min
+        ));
         table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compute_limit_is_the_cores_over_the_cpu_per_session() {
+        // 0.0048 CPU s per 1,000 frames at 50 frames a second: 0.00024 CPU s a second per
+        // session, so 2 cores hold 8,333.
+        assert_eq!(compute_limit(2, 0.0048), 8333);
+        assert_eq!(compute_limit(2, 0.0), 0);
     }
 }

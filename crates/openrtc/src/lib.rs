@@ -48,6 +48,7 @@ pub mod calls;
 mod classify;
 mod error;
 mod events;
+mod frames;
 pub mod health;
 mod http;
 mod introspect;
@@ -70,6 +71,7 @@ mod watchdog;
 pub use agent::{Agent, AgentFn, agent_fn};
 pub use calls::{CallLabel, TrackedOutput};
 pub use error::{AgentError, ConfigError, LookupError, Rejected, RunError};
+pub use frames::{Frame, Frames};
 pub use openrtc_proto::{PoolSnapshot, RefusalReason};
 pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle, RunningPool};
 pub use session::{

@@ -205,6 +205,8 @@ pub(crate) struct PoolShared {
     pub(crate) calls: crate::calls::CallTable,
     /// Sessions started and ended per tenant and agent (bounded pairs).
     pub(crate) tallies: tallies::TenantAgentTallies,
+    /// The frame clocks of `Session::frames`, one per period in use.
+    pub(crate) frame_clocks: crate::frames::FrameClocks,
     /// Child tasks of every session.
     pub(crate) tasks: crate::session::TaskCounters,
     /// Child task ends, blocking calls and CPU steal over the last minute or window (by the
@@ -719,6 +721,7 @@ impl AgentPool {
             events,
             calls: crate::calls::CallTable::default(),
             tallies: tallies::TenantAgentTallies::new(openrtc_proto::MAX_TENANT_AGENT_PAIRS),
+            frame_clocks: crate::frames::FrameClocks::default(),
             tasks: crate::session::TaskCounters::default(),
             recent: crate::watchdog::RecentFigures::default(),
             http_addr: OnceLock::new(),

@@ -294,6 +294,43 @@ impl Session {
         self.cell.cancellation().cancelled()
     }
 
+    /// A cadence of frames every `period` on the pool's frame clock: frame `k` is due
+    /// exactly `k` periods after the first, which comes within one period; a consumer that
+    /// falls behind gets every missed frame at once, in order (like `tokio::time::interval`
+    /// with `MissedTickBehavior::Burst`).
+    ///
+    /// Every session of the pool with the same period shares one clock, which wakes its
+    /// sessions in millisecond slices spread over the period: one timer a millisecond
+    /// however many sessions tick. Use it for a session's own fixed cadence (a synthetic
+    /// source, a mixer, a detector); a call's audio is paced by its media socket instead,
+    /// and a one-off timer or a sub-millisecond period is `tokio::time`'s. Dropping the
+    /// `Frames` releases its place in the clock. A period under a millisecond (Tokio's timer
+    /// resolution) is taken as one millisecond.
+    ///
+    /// ```no_run
+    /// # async fn agent(session: openrtc::Session) -> Result<(), openrtc::AgentError> {
+    /// let mut frames = session.frames(std::time::Duration::from_millis(20));
+    /// loop {
+    ///     tokio::select! {
+    ///         frame = frames.tick() => { /* 20 ms of work for frame.index() */ }
+    ///         () = session.cancelled() => return Ok(()),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn frames(&self, period: std::time::Duration) -> crate::Frames {
+        match self.cell.pool() {
+            Some(pool) => crate::Frames::new(&pool.frame_clocks, period, &self.runtime),
+            // The pool is gone (the session is being torn down): a clock of its own.
+            None => crate::Frames::new(
+                &crate::frames::FrameClocks::default(),
+                period,
+                &self.runtime,
+            ),
+        }
+    }
+
     /// Whether the session has been asked to stop.
     #[must_use]
     pub fn is_cancelled(&self) -> bool {

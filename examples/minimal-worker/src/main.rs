@@ -22,7 +22,8 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .agent(
             "echo",
             agent_fn(|session: Session| async move {
-                let mut frames = tokio::time::interval(Duration::from_millis(20));
+                // The pool's frame clock: 20 ms frames, however many sessions tick.
+                let mut frames = session.frames(Duration::from_millis(20));
                 loop {
                     tokio::select! {
                         _ = frames.tick() => { /* one 20 ms audio frame */ }

@@ -83,6 +83,13 @@ impl PoolHandle {
         self.shared.begin_drain(Control::Shutdown);
     }
 
+    /// How many `Frames` (`Session::frames`) are registered with the pool's frame clocks:
+    /// each live one counts once, and a dropped one no longer.
+    #[must_use]
+    pub fn frame_registrations(&self) -> usize {
+        self.shared.frame_clocks.registrations()
+    }
+
     /// Whether the worker accepts no new session.
     #[must_use]
     pub fn is_draining(&self) -> bool {

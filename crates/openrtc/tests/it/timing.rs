@@ -11,6 +11,7 @@ use crate::support::{RunningPool, TestPool as _, complete_last_stall, row_of, wa
 
 mod blocked;
 mod calls;
+mod frames;
 mod health_http;
 mod log_file;
 mod media_health;
