@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::{Report, counts};
 use crate::harness::{Running, row_from_child};
 use crate::stats::Spread;
+use crate::vad_frames::{VadFrames, VadShared};
 
 /// The frame cadence: 50 frames a second.
 const FRAME: Duration = Duration::from_millis(20);
@@ -24,6 +25,9 @@ pub(crate) enum Workload {
     Cpu,
     /// A one-pole filter over 320 samples (20 ms of 16 kHz audio).
     Dsp,
+    /// 20 ms of speech-like 16 kHz audio into the session's Silero VAD stream, one inference
+    /// per 512 samples (the reference's own workload, through its Silero plugin there).
+    Vad,
 }
 
 impl Workload {
@@ -32,6 +36,7 @@ impl Workload {
         match self {
             Self::Cpu => "cpu",
             Self::Dsp => "dsp",
+            Self::Vad => "vad",
         }
     }
 }
@@ -184,6 +189,7 @@ fn frame_work(workload: Workload, state: &mut FrameState) -> f32 {
             state.phase += 320;
             energy
         }
+        Workload::Vad => state.vad.as_mut().map_or(0.0, VadFrames::run),
     }
 }
 
@@ -194,6 +200,7 @@ struct FrameState {
     product: ndarray::Array2<f32>,
     filtered: f32,
     phase: usize,
+    vad: Option<VadFrames>,
 }
 
 impl FrameState {
@@ -210,6 +217,7 @@ impl FrameState {
             product: ndarray::Array2::zeros((SIDE, SIDE)),
             filtered: 0.0,
             phase: seed,
+            vad: None,
         }
     }
 }
@@ -232,6 +240,8 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
                     async move {
                         let seed = session.id().as_u64() as usize;
                         let mut state = FrameState::new(seed);
+                        state.vad =
+                            VadFrames::for_session(workload == Workload::Vad, &session, seed)?;
                         let mut mine = Vec::new();
                         // Stagger the sessions' frames across the 20 ms period.
                         let offset = FRAME.mul_f64((seed % 20) as f64 / 20.0);
@@ -256,7 +266,10 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .extend(mine);
-                        Ok(())
+                        match state.vad.as_mut().and_then(VadFrames::take_error) {
+                            Some(error) => Err(error.into()),
+                            None => Ok(()),
+                        }
                     }
                 }
             }),
@@ -264,6 +277,10 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
         .worker_threads(2)
         .drain_timeout(Duration::from_secs(60));
+    let builder = match workload {
+        Workload::Vad => builder.prewarm(|| async { VadShared::load() }),
+        Workload::Cpu | Workload::Dsp => builder,
+    };
     let running = Running::start(
         builder,
         &format!("throughput-{sessions}"),
