@@ -17,10 +17,13 @@ def main(path: str) -> int:
         for side in ("ours", "reference"):
             if not isinstance(row.get(side), (int, float)):
                 problems.append(f"{row.get('figure')}: no {side} value")
-        if row["figure"].startswith(("cpu:", "dsp:")) and not isinstance(
+        if row["figure"].startswith(("cpu:", "dsp:", "vad:")) and not isinstance(
             row.get("reference_asyncio"), (int, float)
         ):
             problems.append(f"{row['figure']}: no asyncio value")
+    # The reference's own workload (a Silero VAD stream per session) must be compared.
+    if not any(str(row.get("figure", "")).startswith("vad:") for row in rows):
+        problems.append("no vad figures")
     sides = {(run["scenario"], run["side"]) for run in report.get("runs", [])}
     for scenario in {run["scenario"] for run in report.get("runs", [])}:
         for side in ("ours", "reference"):

@@ -18,7 +18,7 @@ OVERLOAD_P99_MS = 1000.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workload", choices=["cpu", "dsp"], default="cpu")
+    parser.add_argument("--workload", choices=["cpu", "dsp", "vad"], default="cpu")
     parser.add_argument("--sessions", type=common.counts, default=[1, 10, 100, 1000, 5000])
     parser.add_argument("--warmup-secs", type=float, default=2.0)
     parser.add_argument("--measure-secs", type=float, default=5.0)
@@ -118,6 +118,7 @@ async def measure(args: argparse.Namespace, sessions: int) -> dict[str, Any]:
     async def body(session_id: str) -> None:
         seed = index_of[session_id]
         work = frame_work(args.workload, seed)
+        is_async = getattr(work, "is_async", False)
         await go.wait()
         # Stagger the sessions' frames across the 20 ms period.
         first = timing["start"] + FRAME_S * (seed % 20) / 20.0
@@ -142,8 +143,13 @@ async def measure(args: argparse.Namespace, sessions: int) -> dict[str, Any]:
                 # such frames as on time, and say how many there were.
                 early += now < scheduled
                 mine.append(max(0.0, now - scheduled) * 1e3)
-            work()
+            if is_async:
+                await work()
+            else:
+                work()
             n += 1
+        if hasattr(work, "aclose"):
+            await work.aclose()
         lateness.extend(mine)
         counters["early"] += early
 

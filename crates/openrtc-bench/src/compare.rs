@@ -42,8 +42,10 @@ pub(crate) struct Args {
 struct Plan {
     cpu_sessions: &'static str,
     dsp_sessions: &'static str,
-    /// The session count whose CPU per 1,000 frames and lateness are compared (in both
-    /// workloads' lists).
+    /// A Silero VAD stream per session (the reference's own workload).
+    vad_sessions: &'static str,
+    /// The session count whose CPU per 1,000 frames and lateness are compared (in every
+    /// workload's list).
     cost_at: u64,
     warmup_secs: f64,
     measure_secs: f64,
@@ -67,6 +69,7 @@ impl Plan {
             return Self {
                 cpu_sessions: "2",
                 dsp_sessions: "2",
+                vad_sessions: "2",
                 cost_at: 2,
                 warmup_secs: 0.2,
                 measure_secs: 0.5,
@@ -85,6 +88,7 @@ impl Plan {
         Self {
             cpu_sessions: "10,100,200,500,750,1000,1500,2000",
             dsp_sessions: "100,200,500,1000,2000,5000,6000,7000,7500,8000,9000,10000",
+            vad_sessions: "50,100,200,400,600,800,1000,1200,1600",
             cost_at: 100,
             warmup_secs: 1.0,
             measure_secs: args.measure_secs,
@@ -203,7 +207,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
         runs: Vec::new(),
     };
 
-    for (workload, sessions) in [("cpu", plan.cpu_sessions), ("dsp", plan.dsp_sessions)] {
+    for (workload, sessions) in [
+        ("cpu", plan.cpu_sessions),
+        ("dsp", plan.dsp_sessions),
+        ("vad", plan.vad_sessions),
+    ] {
         let throughput = strings(&[
             "throughput",
             "--workload",
@@ -431,7 +439,7 @@ fn figures(plan: &Plan, runs: &[Run]) -> Vec<Row> {
         });
     };
     let cost_at = plan.cost_at;
-    for workload in ["cpu", "dsp"] {
+    for workload in ["cpu", "dsp", "vad"] {
         let scenario = format!("throughput-{workload}");
         for limit in [20, 100] {
             add(

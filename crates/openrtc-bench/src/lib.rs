@@ -10,6 +10,7 @@ mod harness;
 mod overhead;
 mod stats;
 mod throughput;
+mod vad_frames;
 
 /// Parses the command line and runs the benchmark it names.
 ///

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::cli::{Report, counts};
 use crate::harness::{Running, row_from_child};
 use crate::stats::Spread;
+use crate::vad_frames::{VadFrames, VadShared};
 
 /// The frame cadence: 50 frames a second.
 const FRAME: Duration = Duration::from_millis(20);
@@ -30,6 +31,9 @@ pub(crate) enum Workload {
     Cpu,
     /// A one-pole filter over 320 samples (20 ms of 16 kHz audio).
     Dsp,
+    /// 20 ms of speech-like 16 kHz audio into the session's Silero VAD stream, one inference
+    /// per 512 samples (the reference's own workload, through its Silero plugin there).
+    Vad,
 }
 
 impl Workload {
@@ -38,6 +42,7 @@ impl Workload {
         match self {
             Self::Cpu => "cpu",
             Self::Dsp => "dsp",
+            Self::Vad => "vad",
         }
     }
 }
@@ -243,6 +248,7 @@ fn frame_work(workload: Workload, state: &mut FrameState) -> f32 {
             state.phase += 320;
             energy
         }
+        Workload::Vad => state.vad.as_mut().map_or(0.0, VadFrames::run),
     }
 }
 
@@ -253,6 +259,7 @@ struct FrameState {
     product: ndarray::Array2<f32>,
     filtered: f32,
     phase: usize,
+    vad: Option<VadFrames>,
 }
 
 impl FrameState {
@@ -269,6 +276,7 @@ impl FrameState {
             product: ndarray::Array2::zeros((SIDE, SIDE)),
             filtered: 0.0,
             phase: seed,
+            vad: None,
         }
     }
 }
@@ -291,6 +299,8 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
                     async move {
                         let seed = session.id().as_u64() as usize;
                         let mut state = FrameState::new(seed);
+                        state.vad =
+                            VadFrames::for_session(workload == Workload::Vad, &session, seed)?;
                         let mut mine = Vec::new();
                         let mut frames = Pacer::new(clock, &session, start, seed);
                         loop {
@@ -312,7 +322,10 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .extend(mine);
-                        Ok(())
+                        match state.vad.as_mut().and_then(VadFrames::take_error) {
+                            Some(error) => Err(error.into()),
+                            None => Ok(()),
+                        }
                     }
                 }
             }),
@@ -320,6 +333,10 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
         .worker_threads(WORKER_THREADS)
         .drain_timeout(Duration::from_secs(60));
+    let builder = match workload {
+        Workload::Vad => builder.prewarm(|| async { VadShared::load() }),
+        Workload::Cpu | Workload::Dsp => builder,
+    };
     let running = Running::start(
         builder,
         &format!("throughput-{sessions}"),

@@ -107,6 +107,13 @@ pub mod process {
 /// The wire types of snapshots and the socket protocol, shared with the `openrtc` CLI.
 pub use openrtc_proto as proto;
 
+/// Silero voice activity detection per session (the `openrtc-vad` crate; feature `vad`, off by
+/// default since its inference engine takes minutes to build): load one `SileroModel` in the
+/// pool's prewarm (`.prewarm(|| async { vad::SileroModel::load() })`), and give each session
+/// its own `SileroVad` over it (`session.shared::<vad::SileroModel>()`).
+#[cfg(feature = "vad")]
+pub use openrtc_vad as vad;
+
 /// Locks one of the runtime's mutexes, going on past poison: they guard plain counters and
 /// lists that a panic elsewhere cannot leave in a state worth refusing to read.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

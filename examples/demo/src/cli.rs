@@ -101,6 +101,10 @@ pub(crate) struct Args {
     /// Seed for the callers' random choices (default: random).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+    /// Run a real Silero VAD in every `echo` session (one model for the worker, a stream per
+    /// session) and log `speech started` and `speech ended` with the session's labels.
+    #[arg(long)]
+    pub(crate) vad: bool,
 }
 
 /// `--log-file`: a path, or the empty path (none) for an empty value or `off`.
@@ -135,8 +139,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(if args.tenant_config.is_some() { 30 } else { 0 });
     let outage_ends =
         (outage_secs > 0).then(|| std::time::Instant::now() + Duration::from_secs(outage_secs));
+    // Loaded once here (tens of ms), before any session; every echo session shares it.
+    let silero = args
+        .vad
+        .then(openrtc::vad::SileroModel::load)
+        .transpose()
+        .context("loading the Silero VAD model")?;
     let mut builder = AgentPool::builder()
-        .agent("echo", agents::Echo)
+        .agent("echo", agents::Echo { silero })
         .agent("hot", agents::Hot)
         .agent(
             "blocker",

@@ -114,6 +114,33 @@ fn throughput_measures_every_frame_of_the_window() {
 }
 
 #[test]
+fn throughput_vad_runs_a_silero_stream_in_every_session() {
+    let report = bench_json(&[
+        "throughput",
+        "--workload",
+        "vad",
+        "--sessions",
+        "3",
+        "--warmup-secs",
+        "0.2",
+        "--measure-secs",
+        "0.6",
+    ]);
+    assert_eq!(report["workload"], "vad");
+    let row = &report["rows"][0];
+    assert_eq!(row["sessions"], 3);
+    // 3 sessions at 50 frames a second over 0.6 s: about 90 frames.
+    let frames = row["frames"].as_u64().expect("a number");
+    assert!((60..=120).contains(&frames), "{frames} frames");
+    assert!(
+        row["cpu_seconds_per_1000_frames"]
+            .as_f64()
+            .expect("a number")
+            > 0.0
+    );
+}
+
+#[test]
 fn overhead_runs_both_sides_in_alternation() {
     let report = bench_json(&[
         "overhead",

@@ -276,3 +276,53 @@ fn a_worker_whose_sessions_keep_failing_drains_and_exits_with_70() {
         "run's error is printed: {stderr}"
     );
 }
+
+#[test]
+fn echo_with_vad_logs_speech_start_and_end_labelled_with_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("demo.jsonl");
+    let _demo = Demo::start(
+        dir.path(),
+        &[
+            "--vad",
+            "--only",
+            "echo",
+            "--callers",
+            "2",
+            "--min-secs",
+            "60",
+            "--max-secs",
+            "60",
+            "--log-file",
+            "demo.jsonl",
+        ],
+    );
+    let records = |message: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|record| record.to_string().contains(message))
+            .collect()
+    };
+    // The generated audio talks for 1.6 s then is quiet for 0.8 s: an end within seconds.
+    let ended = wait_for("a `speech ended` record", || {
+        records("speech ended").into_iter().next()
+    });
+    let text = ended.to_string();
+    assert!(
+        text.contains("\"echo\""),
+        "not labelled with its agent: {text}"
+    );
+    let session = ["session_id", "session"]
+        .iter()
+        .find_map(|key| ended.get(*key).and_then(serde_json::Value::as_str))
+        .unwrap_or_else(|| panic!("not labelled with its session: {text}"))
+        .to_owned();
+    assert!(
+        records("speech started")
+            .iter()
+            .any(|record| record.to_string().contains(&format!("\"{session}\""))),
+        "no `speech started` of {session} before its end"
+    );
+}
