@@ -167,7 +167,7 @@ fn ours_only(runs: &[Run]) -> Vec<OursOnly> {
     let limit = pick(Side::Ours, "compute_limit_sessions");
     vec![
         OursOnly {
-            figure: "dsp: compute limit, sessions (2 cores, least CPU per frame)",
+            figure: "dsp: compute limit, sessions (2 cores, CPU per frame of the largest count held)",
             value: limit,
         },
         OursOnly {
