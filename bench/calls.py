@@ -175,6 +175,8 @@ def main():
     parser.add_argument("--slo-ms", type=float, default=20.0)
     parser.add_argument("--quiet-load", type=float, default=1.0)
     parser.add_argument("--output", type=Path, default=ROOT / "target" / "bench-calls.json")
+    parser.add_argument("--part", choices=["both", "cost", "capacity"], default="both",
+                        help="measure the cost per call, the capacity, or both")
     args = parser.parse_args()
     for binary in (DEMO, CLI):
         if not binary.exists():
@@ -184,18 +186,21 @@ def main():
     reps = []
     # Interleaved: each repetition measures the cost, then the capacity, on fresh workers.
     for rep in range(1, args.reps + 1):
-        print(f"repetition {rep}: cost at {args.cost_calls} calls", file=sys.stderr)
-        c = measured(lambda: cost(args, rep, out_dir), args.quiet_load)
-        print(f"  cpu/call {c['cpu_pct_per_call']:.3f}% rss/call {c['rss_bytes_per_call']:.0f} B"
-              f" (load {c['load_before'][0]:.2f} -> {c['load_after'][0]:.2f})", file=sys.stderr)
-        print(f"repetition {rep}: capacity at a {args.slo_ms} ms lateness p99", file=sys.stderr)
-        k = measured(lambda: capacity(args, rep, out_dir), args.quiet_load)
-        print(f"  {k['capacity_calls']} calls held, levels "
-              + ", ".join(f"{l['calls']}{'+' if l['held'] else '-'}" for l in k["levels"])
-              + f" (load {k['load_before'][0]:.2f} -> {k['load_after'][0]:.2f})", file=sys.stderr)
+        c = k = None
+        if args.part in ("both", "cost"):
+            print(f"repetition {rep}: cost at {args.cost_calls} calls", file=sys.stderr)
+            c = measured(lambda: cost(args, rep, out_dir), args.quiet_load)
+            print(f"  cpu/call {c['cpu_pct_per_call']:.3f}% rss/call {c['rss_bytes_per_call']:.0f} B"
+                  f" (load {c['load_before'][0]:.2f} -> {c['load_after'][0]:.2f})", file=sys.stderr)
+        if args.part in ("both", "capacity"):
+            print(f"repetition {rep}: capacity at a {args.slo_ms} ms lateness p99", file=sys.stderr)
+            k = measured(lambda: capacity(args, rep, out_dir), args.quiet_load)
+            print(f"  {k['capacity_calls']} calls held, levels "
+                  + ", ".join(f"{l['calls']}{'+' if l['held'] else '-'}" for l in k["levels"])
+                  + f" (load {k['load_before'][0]:.2f} -> {k['load_after'][0]:.2f})", file=sys.stderr)
         reps.append({"cost": c, "capacity": k})
-    valid_cost = [r["cost"] for r in reps if r["cost"]["valid"]]
-    valid_capacity = [r["capacity"] for r in reps if r["capacity"]["valid"]]
+    valid_cost = [r["cost"] for r in reps if r["cost"] and r["cost"]["valid"]]
+    valid_capacity = [r["capacity"] for r in reps if r["capacity"] and r["capacity"]["valid"]]
     headline = {
         "capacity_calls": spread([r["capacity_calls"] for r in valid_capacity]) if valid_capacity else None,
         "cpu_pct_per_call": spread([round(r["cpu_pct_per_call"], 4) for r in valid_cost]) if valid_cost else None,
