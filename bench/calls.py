@@ -11,8 +11,9 @@ Each repetition starts a fresh release demo worker (no built-in callers) and dri
    `--step` calls, then bisection to within 10 %, each level held when every call completed
    and the worker's outbound lateness p99 of its worst call stayed within the SLO.
 
-The load average is recorded before and after each measurement; one that starts with a
-1-minute load average over `--quiet-load` is marked invalid and run again (at most twice).
+Before each measurement the machine must be quiet: at least `--quiet-idle` % of its CPUs idle
+over 2 s (waited for up to `--quiet-wait` s). One that starts on a busy machine is marked
+invalid and run again (at most twice); the load average before and after is recorded too.
 The headline is the median of the valid repetitions with their spread (min to max). The
 stress client shares the worker's two cores, so every figure is the pair's, stated as such.
 
@@ -98,18 +99,43 @@ class Worker:
         self.dir.cleanup()
 
 
-def measured(run, quiet_load, attempts=3):
-    """Runs `run()` until one starts on a quiet machine; returns its result with the loads."""
+def idle_pct(seconds=2.0):
+    """The share of all CPUs' time spent idle over `seconds`, in %."""
+    def sample():
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+        return sum(fields), fields[3] + fields[4]  # idle + iowait
+    total1, idle1 = sample()
+    time.sleep(seconds)
+    total2, idle2 = sample()
+    return 100.0 * (idle2 - idle1) / max(total2 - total1, 1)
+
+
+def wait_quiet(quiet_idle, max_wait_s):
+    """Waits (up to `max_wait_s`) until the machine is at least `quiet_idle` % idle; returns
+    the last idle share seen. The previous measurement's own load average decays for minutes,
+    so idle time, not the load average, says whether anything else is running."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        idle = idle_pct()
+        if idle >= quiet_idle or time.monotonic() >= deadline:
+            return idle
+
+
+def measured(run, args, attempts=3):
+    """Runs `run()` until one starts on a quiet machine; returns its result with the machine's
+    idle share before it and the load average before and after."""
     for attempt in range(attempts):
+        idle = wait_quiet(args.quiet_idle, args.quiet_wait)
         before = load_average()
         result = run()
         after = load_average()
-        valid = before[0] <= quiet_load
-        record = {"load_before": before, "load_after": after, "valid": valid, **result}
+        valid = idle >= args.quiet_idle
+        record = {"idle_pct_before": round(idle, 1), "load_before": before,
+                  "load_after": after, "valid": valid, **result}
         if valid or attempt == attempts - 1:
             return record
-        print(f"  not quiet (load {before[0]:.2f} > {quiet_load}): again", file=sys.stderr)
-        time.sleep(10)
+        print(f"  not quiet ({idle:.0f} % idle < {args.quiet_idle} %): again", file=sys.stderr)
     raise AssertionError("unreachable")
 
 
@@ -173,7 +199,10 @@ def main():
     parser.add_argument("--ramp", default="100/s")
     parser.add_argument("--max-calls", type=int, default=5000)
     parser.add_argument("--slo-ms", type=float, default=20.0)
-    parser.add_argument("--quiet-load", type=float, default=1.0)
+    parser.add_argument("--quiet-idle", type=float, default=85.0,
+                        help="%% of all CPUs idle (over 2 s) that makes the machine quiet")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="seconds to wait for a quiet machine before measuring anyway")
     parser.add_argument("--output", type=Path, default=ROOT / "target" / "bench-calls.json")
     parser.add_argument("--part", choices=["both", "cost", "capacity"], default="both",
                         help="measure the cost per call, the capacity, or both")
@@ -189,12 +218,12 @@ def main():
         c = k = None
         if args.part in ("both", "cost"):
             print(f"repetition {rep}: cost at {args.cost_calls} calls", file=sys.stderr)
-            c = measured(lambda: cost(args, rep, out_dir), args.quiet_load)
+            c = measured(lambda: cost(args, rep, out_dir), args)
             print(f"  cpu/call {c['cpu_pct_per_call']:.3f}% rss/call {c['rss_bytes_per_call']:.0f} B"
                   f" (load {c['load_before'][0]:.2f} -> {c['load_after'][0]:.2f})", file=sys.stderr)
         if args.part in ("both", "capacity"):
             print(f"repetition {rep}: capacity at a {args.slo_ms} ms lateness p99", file=sys.stderr)
-            k = measured(lambda: capacity(args, rep, out_dir), args.quiet_load)
+            k = measured(lambda: capacity(args, rep, out_dir), args)
             print(f"  {k['capacity_calls']} calls held, levels "
                   + ", ".join(f"{l['calls']}{'+' if l['held'] else '-'}" for l in k["levels"])
                   + f" (load {k['load_before'][0]:.2f} -> {k['load_after'][0]:.2f})", file=sys.stderr)
