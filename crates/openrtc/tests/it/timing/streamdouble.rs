@@ -53,7 +53,10 @@ fn call(url: &str, wav: &Path, agent: &str, trace: &Path) -> (Output, serde_json
             "--param",
             "tenant=acme",
         ])
-        .args(["--response-timeout", "10", "--quiet-period", "0.5"])
+        // The simulator ends a call after this long without audio from the worker: 50 Python
+        // simulators starting at once on 2 busy cores can starve one of them (or the worker)
+        // for over half a second, which is not the call ending.
+        .args(["--response-timeout", "10", "--quiet-period", "2"])
         .args(["--max-drain", "20"])
         .arg("--trace")
         .arg(trace)
