@@ -66,8 +66,9 @@ pub(crate) struct Args {
     /// changes or on SIGHUP. `examples/demo/tenants.toml` is the runbooks' one.
     #[arg(long, value_name = "PATH")]
     pub(crate) tenant_config: Option<PathBuf>,
-    /// For this many seconds from the start, tenant `acme`'s calls go to its `flaky` agent,
-    /// whose upstream is down (its breaker opens within seconds and recovers after).
+    /// For this many seconds from the start, the upstream of tenant `acme`'s agent `flaky`
+    /// is down: its calls (all of acme's, with an outage) fail fast, its breaker opens within
+    /// seconds, and it recovers after.
     /// Default: 30 with a tenant config, else 0.
     #[arg(long, value_name = "SECS")]
     pub(crate) outage_secs: Option<u64>,
