@@ -786,6 +786,9 @@ impl Report for CompareReport {
                 *width = (*width).max(cell.chars().count());
             }
         }
+        for figure in &self.ours_only {
+            widths[0] = widths[0].max(figure.figure.chars().count());
+        }
         let pad = |cell: &str, width: usize, left: bool| {
             let fill = " ".repeat(width.saturating_sub(cell.chars().count()));
             if left {
