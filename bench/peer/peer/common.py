@@ -74,6 +74,32 @@ def cpu_seconds() -> float:
     return time.process_time()
 
 
+def machine_cpu_ticks() -> tuple[int, int, int] | None:
+    """The machine's busy and total clock ticks since boot and its CPU count, from the `cpu`
+    line of /proc/stat (busy: user, nice, system, irq, softirq, steal; total adds idle and
+    iowait); None if unreadable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            lines = stat.read().splitlines()
+        fields = [int(field) for field in lines[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    fields += [0] * (8 - len(fields))
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    busy = user + nice + system + irq + softirq + steal
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return busy, busy + idle + iowait, cpus
+
+
+def machine_cpu_pct(
+    before: tuple[int, int, int] | None, after: tuple[int, int, int] | None
+) -> float | None:
+    """Every process's CPU between two `machine_cpu_ticks`, in % of one core."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * after[2] * 100.0
+
+
 # ---------------------------------------------------------------------------------------------
 # Event loop
 

@@ -168,12 +168,15 @@ async def measure(args: argparse.Namespace, sessions: int) -> dict[str, Any]:
     timing.update(start=start, **{"from": start + warmup, "until": start + warmup + window})
 
     cpu: dict[str, float] = {}
+    machine: dict[str, tuple[int, int, int] | None] = {}
 
     def sample_cpu() -> None:
         time.sleep(max(0.0, timing["from"] - time.monotonic()))
         cpu["before"], cpu["at_from"] = common.cpu_seconds(), time.monotonic()
+        machine["before"] = common.machine_cpu_ticks()
         time.sleep(max(0.0, timing["until"] - time.monotonic()))
         cpu["after"], cpu["at_until"] = common.cpu_seconds(), time.monotonic()
+        machine["after"] = common.machine_cpu_ticks()
 
     sampler = threading.Thread(target=sample_cpu, name="peer-cpu-window", daemon=True)
     sampler.start()
@@ -193,6 +196,8 @@ async def measure(args: argparse.Namespace, sessions: int) -> dict[str, Any]:
         "frames": frames,
         "lateness_ms": common.spread(lateness),
         "process_cpu_pct": cpu_used / window * 100.0,
+        # Every process's CPU over the same window: others' is this minus process_cpu_pct.
+        "machine_cpu_pct": common.machine_cpu_pct(machine.get("before"), machine.get("after")),
         "cpu_seconds_per_1000_frames": cpu_used / frames * 1000.0 if frames else 0.0,
         "peak_rss_bytes": common.peak_rss_bytes(),
         "expected_frames": int(round(sessions * window / FRAME_S)),

@@ -3,9 +3,12 @@
 //!
 //! Each scenario runs here (this binary's own subcommands, in child processes) and then on the
 //! reference, through the harness in `bench/peer/` (its own virtual environment, created by
-//! `bench/peer/setup`), interleaved scenario by scenario so that drift of the machine touches
-//! both sides alike. Throughput also runs the reference on plain asyncio, besides its default
+//! `bench/peer/setup`), interleaved so that drift of the machine touches both sides alike.
+//! Throughput's sustainable sessions are searched on each side, in repetitions (the
+//! `sustained` submodule), and also run the reference on plain asyncio besides its default
 //! uvloop. Every command run is kept in the report.
+
+mod sustained;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +18,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::Report;
+use crate::quiet::QuietRule;
+use crate::search::Steps;
+use crate::stats::Repeated;
+use sustained::{Subject, Sustained};
 
 /// Options of `compare`.
 #[derive(Debug, clap::Args)]
@@ -36,17 +43,38 @@ pub(crate) struct Args {
     /// Seconds measured per throughput count.
     #[arg(long, default_value_t = 3.0)]
     measure_secs: f64,
+    /// Repetitions of every throughput search and fixed count, interleaved by side (default:
+    /// 3, or 1 with `--tiny`).
+    #[arg(long)]
+    repetitions: Option<usize>,
+    /// Run only these parts (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+/// The parts of `compare`, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Part {
+    Throughput,
+    Overhead,
+    Attribution,
+    Density,
 }
 
 /// One scenario's configuration, the same on both sides.
 struct Plan {
-    cpu_sessions: &'static str,
-    dsp_sessions: &'static str,
-    /// A Silero VAD stream per session (the reference's own workload).
-    vad_sessions: &'static str,
-    /// The session count whose CPU per 1,000 frames and lateness are compared (in every
-    /// workload's list).
-    cost_at: u64,
+    tiny: bool,
+    /// Repetitions of each throughput search and fixed count.
+    repetitions: usize,
+    /// Attempts at one throughput count while the machine is not quiet.
+    attempts: usize,
+    /// The wait for a quiet machine before each throughput count.
+    quiet: QuietRule,
+    /// A search's coarse steps up multiply the count by this.
+    growth: f64,
+    /// The session count whose CPU per 1,000 frames and lateness are compared.
+    cost_at: usize,
     warmup_secs: f64,
     measure_secs: f64,
     /// Overhead: this runtime's session count, then the reference's (the most it sustains).
@@ -67,9 +95,15 @@ impl Plan {
     fn new(args: &Args) -> Self {
         if args.tiny {
             return Self {
-                cpu_sessions: "2",
-                dsp_sessions: "2",
-                vad_sessions: "2",
+                tiny: true,
+                repetitions: args.repetitions.unwrap_or(1),
+                // A busy machine (a test run) is recorded, not waited for.
+                attempts: 1,
+                quiet: QuietRule {
+                    sample_secs: 0.2,
+                    patience_secs: 0.0,
+                },
+                growth: 2.0,
                 cost_at: 2,
                 warmup_secs: 0.2,
                 measure_secs: 0.5,
@@ -86,9 +120,14 @@ impl Plan {
             };
         }
         Self {
-            cpu_sessions: "10,100,200,500,750,1000,1500,2000",
-            dsp_sessions: "100,200,500,1000,2000,5000,6000,7000,7500,8000,9000,10000",
-            vad_sessions: "50,100,200,400,600,800,1000,1200,1600",
+            tiny: false,
+            repetitions: args.repetitions.unwrap_or(3),
+            attempts: 3,
+            quiet: QuietRule {
+                sample_secs: 2.0,
+                patience_secs: 60.0,
+            },
+            growth: 1.5,
             cost_at: 100,
             warmup_secs: 1.0,
             measure_secs: args.measure_secs,
@@ -103,6 +142,41 @@ impl Plan {
             density_at: 100,
             hold_mib: 5,
         }
+    }
+
+    /// Where `subject`'s searches start and how far they go: a tiny run's, one count (2, held or
+    /// not); a full run's, from the side's start count, up by the growth factor to 8 times it
+    /// or down by halves to an eighth of it.
+    fn steps(&self, subject: Subject) -> Steps {
+        if self.tiny {
+            return Steps {
+                start_count: 2,
+                growth: self.growth,
+                min_count: 2,
+                max_count: 2,
+            };
+        }
+        let start_count = sustained::start_count(subject);
+        Steps {
+            start_count,
+            growth: self.growth,
+            min_count: (start_count / 8).max(1),
+            max_count: start_count * 8,
+        }
+    }
+}
+
+/// A part's expected duration, in seconds, on a quiet 2-core machine (the other parts' as
+/// measured there).
+fn estimate_secs(plan: &Plan, part: Part) -> f64 {
+    match (part, plan.tiny) {
+        (Part::Throughput, _) => sustained::estimate_secs(plan),
+        (Part::Overhead, false) => 110.0,
+        (Part::Attribution, false) => 240.0,
+        (Part::Density, false) => 40.0,
+        (Part::Overhead, true) => 12.0,
+        (Part::Attribution, true) => 20.0,
+        (Part::Density, true) => 12.0,
     }
 }
 
@@ -133,12 +207,74 @@ pub(crate) struct Row {
     figure: String,
     /// Which way is better: `higher` or `lower`.
     better: &'static str,
+    /// Ours (the median of the repetitions, for repeated figures).
     ours: Option<f64>,
     reference: Option<f64>,
     /// The reference on plain asyncio (throughput figures only).
     reference_asyncio: Option<f64>,
     /// Ours over the reference's (default loop).
     ratio: Option<f64>,
+    /// Found by a search on each side (sustainable sessions), not measured at a set count.
+    searched: bool,
+    /// Each repetition's figure with their median, least and most (repeated figures only).
+    ours_spread: Option<Repeated>,
+    reference_spread: Option<Repeated>,
+    reference_asyncio_spread: Option<Repeated>,
+}
+
+impl Row {
+    /// A figure measured once per side.
+    fn once(
+        figure: String,
+        better: &'static str,
+        ours: Option<f64>,
+        reference: Option<f64>,
+        reference_asyncio: Option<f64>,
+    ) -> Self {
+        Self {
+            figure,
+            better,
+            ours,
+            reference,
+            reference_asyncio,
+            ratio: ratio(ours, reference),
+            searched: false,
+            ours_spread: None,
+            reference_spread: None,
+            reference_asyncio_spread: None,
+        }
+    }
+
+    /// A figure repeated on each side: the medians, with the spreads beside them.
+    fn repeated(
+        figure: String,
+        better: &'static str,
+        searched: bool,
+        [ours, reference, reference_asyncio]: [Option<Repeated>; 3],
+    ) -> Self {
+        let median = |repeated: &Option<Repeated>| repeated.as_ref().map(|r| r.median);
+        let (ours_median, reference_median) = (median(&ours), median(&reference));
+        Self {
+            figure,
+            better,
+            ours: ours_median,
+            reference: reference_median,
+            reference_asyncio: median(&reference_asyncio),
+            ratio: ratio(ours_median, reference_median),
+            searched,
+            ours_spread: ours,
+            reference_spread: reference,
+            reference_asyncio_spread: reference_asyncio,
+        }
+    }
+}
+
+/// Ours over the reference's, when both exist and the reference's is not 0.
+fn ratio(ours: Option<f64>, reference: Option<f64>) -> Option<f64> {
+    match (ours, reference) {
+        (Some(ours), Some(reference)) if reference != 0.0 => Some(ours / reference),
+        _ => None,
+    }
 }
 
 /// The `compare` report.
@@ -146,50 +282,93 @@ pub(crate) struct Row {
 pub(crate) struct CompareReport {
     benchmark: &'static str,
     tiny: bool,
+    /// The parts run (all unless `--only`).
+    parts: Vec<Part>,
+    repetitions: usize,
+    /// The duration expected at the start, and the one it took, in seconds.
+    estimated_secs: f64,
+    elapsed_secs: f64,
     rows: Vec<Row>,
     /// Figures of this runtime alone (no counterpart on the reference).
     ours_only: Vec<OursOnly>,
+    /// The other scenarios' runs: one command each.
     runs: Vec<Run>,
+    /// Throughput: every search, every fixed count, and every measurement (invalid attempts
+    /// included, flagged).
+    throughput: Sustained,
 }
 
 /// A figure of this runtime alone.
 #[derive(Debug, Serialize)]
 pub(crate) struct OursOnly {
     figure: &'static str,
+    /// The median of the repetitions.
     value: Option<f64>,
+    spread: Option<Repeated>,
+}
+
+impl OursOnly {
+    fn repeated(figure: &'static str, spread: Option<Repeated>) -> Self {
+        Self {
+            figure,
+            value: spread.as_ref().map(|spread| spread.median),
+            spread,
+        }
+    }
 }
 
 /// The `dsp` figures against the compute limit: the frame clock's and a Tokio interval's
 /// sustainable sessions, and the sessions the cores could hold at the measured CPU per frame.
-fn ours_only(runs: &[Run]) -> Vec<OursOnly> {
-    let pick = |side, key: &str| report(runs, "throughput-dsp", side).and_then(|r| r[key].as_f64());
-    let frames = pick(Side::Ours, "sustainable_at_20ms_p99");
-    let limit = pick(Side::Ours, "compute_limit_sessions");
+fn ours_only(sustained: &Sustained) -> Vec<OursOnly> {
+    let limit = sustained.compute_limit();
+    let frames = sustained.sustainable("dsp", Side::Ours, 20);
+    let of_limit = frames
+        .as_ref()
+        .zip(limit.as_ref())
+        .filter(|(_, limit)| limit.median > 0.0)
+        .map(|(frames, limit)| frames.median / limit.median * 100.0);
     vec![
+        OursOnly::repeated(
+            "dsp: compute limit, sessions (2 cores, CPU per frame of the largest count held)",
+            limit,
+        ),
+        OursOnly::repeated(
+            "dsp: sustainable sessions at 20 ms p99, frame clock",
+            frames,
+        ),
+        OursOnly::repeated(
+            "dsp: sustainable sessions at 20 ms p99, Tokio interval each",
+            sustained.sustainable("dsp", Side::OursInterval, 20),
+        ),
         OursOnly {
-            figure: "dsp: compute limit, sessions (2 cores, CPU per frame of the largest count held)",
-            value: limit,
-        },
-        OursOnly {
-            figure: "dsp: sustainable sessions at 20 ms p99, frame clock",
-            value: frames,
-        },
-        OursOnly {
-            figure: "dsp: sustainable sessions at 20 ms p99, Tokio interval each",
-            value: pick(Side::OursInterval, "sustainable_at_20ms_p99"),
-        },
-        OursOnly {
-            figure: "dsp: frame clock's sustainable sessions / compute limit, %",
-            value: frames
-                .zip(limit)
-                .filter(|&(_, limit)| limit > 0.0)
-                .map(|(frames, limit)| frames / limit * 100.0),
+            figure: "dsp: frame clock's sustainable sessions / compute limit, % (medians)",
+            value: of_limit,
+            spread: None,
         },
     ]
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
+    let started = Instant::now();
     let plan = Plan::new(args);
+    let parts = if args.only.is_empty() {
+        vec![
+            Part::Throughput,
+            Part::Overhead,
+            Part::Attribution,
+            Part::Density,
+        ]
+    } else {
+        args.only.clone()
+    };
+    let estimated_secs: f64 = parts.iter().map(|&part| estimate_secs(&plan, part)).sum();
+    eprintln!(
+        "compare: expect about {:.0} minutes on a quiet 2-core machine (throughput about {:.0}: \
+         {} repetitions of every search; more while the machine is not quiet)",
+        estimated_secs / 60.0,
+        sustained::estimate_secs(&plan) / 60.0,
+        plan.repetitions
+    );
     let python = match &args.python {
         Some(python) => python.clone(),
         None => set_up_peer(&args.peer)?,
@@ -207,94 +386,90 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
         runs: Vec::new(),
     };
 
-    for (workload, sessions) in [
-        ("cpu", plan.cpu_sessions),
-        ("dsp", plan.dsp_sessions),
-        ("vad", plan.vad_sessions),
-    ] {
-        let throughput = strings(&[
-            "throughput",
-            "--workload",
-            workload,
-            "--sessions",
-            sessions,
-            "--warmup-secs",
-            &plan.warmup_secs.to_string(),
-            "--measure-secs",
-            &plan.measure_secs.to_string(),
-        ]);
-        let scenario = format!("throughput-{workload}");
-        sides.ours(&scenario, &throughput)?;
-        if workload == "dsp" {
-            // Ours again with a Tokio interval per session instead of the frame clock.
-            let mut interval = throughput.clone();
-            interval.extend(strings(&["--clock", "interval"]));
-            sides.ours_as(&scenario, &interval, Side::OursInterval)?;
-        }
-        let mut reference = throughput.clone();
-        reference.push("--stop-after-overload".to_owned());
-        sides.reference(&scenario, &reference, Side::Reference)?;
-        reference.extend(strings(&["--loop", "asyncio"]));
-        sides.reference(&scenario, &reference, Side::ReferenceAsyncio)?;
-    }
-
-    let overhead = |sessions: u64| {
-        strings(&[
-            "overhead",
-            "--workload",
-            "dsp",
-            "--sessions",
-            &sessions.to_string(),
-            "--seconds",
-            &plan.overhead_secs.to_string(),
-            "--rounds",
-            &plan.overhead_rounds.to_string(),
-        ])
+    let throughput = if parts.contains(&Part::Throughput) {
+        Sustained::run(&plan, &sides)?
+    } else {
+        Sustained::default()
     };
-    sides.ours("overhead", &overhead(plan.overhead_sessions.0))?;
-    sides.reference(
-        "overhead",
-        &overhead(plan.overhead_sessions.1),
-        Side::Reference,
-    )?;
 
-    for (scenario, extra) in ATTRIBUTION_SCENARIOS {
-        let mut attribution = strings(&[
-            "attribution",
-            "--sessions",
-            plan.attribution_sessions,
-            "--block-ms",
-            &plan.block_ms.to_string(),
-            "--trials",
-            &plan.trials.to_string(),
-        ]);
-        attribution.extend(strings(extra));
-        sides.ours(scenario, &attribution)?;
-        sides.reference(scenario, &attribution, Side::Reference)?;
+    if parts.contains(&Part::Overhead) {
+        let overhead = |sessions: u64| {
+            strings(&[
+                "overhead",
+                "--workload",
+                "dsp",
+                "--sessions",
+                &sessions.to_string(),
+                "--seconds",
+                &plan.overhead_secs.to_string(),
+                "--rounds",
+                &plan.overhead_rounds.to_string(),
+            ])
+        };
+        sides.ours("overhead", &overhead(plan.overhead_sessions.0))?;
+        sides.reference(
+            "overhead",
+            &overhead(plan.overhead_sessions.1),
+            Side::Reference,
+        )?;
     }
 
-    for pattern in ["uniform", "skewed"] {
-        let density = strings(&[
-            "density",
-            "--sessions",
-            plan.density_sessions,
-            "--hold-mib",
-            &plan.hold_mib.to_string(),
-            "--hold-pattern",
-            pattern,
-        ]);
-        let scenario = format!("density-{pattern}");
-        sides.ours(&scenario, &density)?;
-        sides.reference(&scenario, &density, Side::Reference)?;
+    if parts.contains(&Part::Attribution) {
+        for (scenario, extra) in ATTRIBUTION_SCENARIOS {
+            let mut attribution = strings(&[
+                "attribution",
+                "--sessions",
+                plan.attribution_sessions,
+                "--block-ms",
+                &plan.block_ms.to_string(),
+                "--trials",
+                &plan.trials.to_string(),
+            ]);
+            attribution.extend(strings(extra));
+            sides.ours(scenario, &attribution)?;
+            sides.reference(scenario, &attribution, Side::Reference)?;
+        }
     }
 
-    let rows = figures(&plan, &sides.runs);
+    if parts.contains(&Part::Density) {
+        for pattern in ["uniform", "skewed"] {
+            let density = strings(&[
+                "density",
+                "--sessions",
+                plan.density_sessions,
+                "--hold-mib",
+                &plan.hold_mib.to_string(),
+                "--hold-pattern",
+                pattern,
+            ]);
+            let scenario = format!("density-{pattern}");
+            sides.ours(&scenario, &density)?;
+            sides.reference(&scenario, &density, Side::Reference)?;
+        }
+    }
+
+    let mut rows = if parts.contains(&Part::Throughput) {
+        throughput_figures(&plan, &throughput)
+    } else {
+        Vec::new()
+    };
+    rows.extend(figures(&plan, &parts, &sides.runs));
+    let ours_only = if parts.contains(&Part::Throughput) {
+        ours_only(&throughput)
+    } else {
+        Vec::new()
+    };
     Ok(CompareReport {
         benchmark: "compare",
         tiny: args.tiny,
+        parts,
+        repetitions: plan.repetitions,
+        estimated_secs,
+        elapsed_secs: started.elapsed().as_secs_f64(),
         rows,
-        ours_only: ours_only(&sides.runs),
+        ours_only,
         runs: sides.runs,
+        throughput,
     })
 }
 
@@ -345,30 +520,41 @@ struct Sides {
 
 impl Sides {
     fn ours(&mut self, scenario: &str, args: &[String]) -> anyhow::Result<()> {
-        self.ours_as(scenario, args, Side::Ours)
-    }
-
-    fn ours_as(&mut self, scenario: &str, args: &[String], side: Side) -> anyhow::Result<()> {
-        let mut command = Command::new(&self.ours);
-        command.arg("--json").args(args);
-        let shown = format!("openrtc-bench --json {}", args.join(" "));
-        self.run(scenario, side, command, shown)
+        self.record(scenario, Side::Ours, args)
     }
 
     fn reference(&mut self, scenario: &str, args: &[String], side: Side) -> anyhow::Result<()> {
-        let mut command = Command::new(&self.python);
-        command.arg(&self.harness).args(args);
-        let shown = format!("python bench/peer/harness.py {}", args.join(" "));
-        self.run(scenario, side, command, shown)
+        self.record(scenario, side, args)
     }
 
-    fn run(
-        &mut self,
-        scenario: &str,
-        side: Side,
-        mut command: Command,
-        shown: String,
-    ) -> anyhow::Result<()> {
+    /// Runs `args` on `side` and keeps the run.
+    fn record(&mut self, scenario: &str, side: Side, args: &[String]) -> anyhow::Result<()> {
+        let (report, command, seconds) = self.execute(side, args)?;
+        self.runs.push(Run {
+            scenario: scenario.to_owned(),
+            side,
+            command,
+            seconds,
+            report,
+        });
+        Ok(())
+    }
+
+    /// Runs `args` on `side`: returns its JSON report, the command as shown, and its seconds.
+    fn execute(&self, side: Side, args: &[String]) -> anyhow::Result<(Value, String, f64)> {
+        let (mut command, shown) = match side {
+            Side::Ours | Side::OursInterval => {
+                let mut command = Command::new(&self.ours);
+                command.arg("--json").args(args);
+                (command, format!("openrtc-bench --json {}", args.join(" ")))
+            }
+            Side::Reference | Side::ReferenceAsyncio => {
+                let mut command = Command::new(&self.python);
+                command.arg(&self.harness).args(args);
+                let shown = format!("python bench/peer/harness.py {}", args.join(" "));
+                (command, shown)
+            }
+        };
         eprintln!("compare: {shown}");
         let started = Instant::now();
         let output = command.stderr(std::process::Stdio::inherit()).output()?;
@@ -379,14 +565,7 @@ impl Sides {
         );
         let report: Value = serde_json::from_slice(&output.stdout)
             .map_err(|error| anyhow::anyhow!("{shown} printed no JSON report: {error}"))?;
-        self.runs.push(Run {
-            scenario: scenario.to_owned(),
-            side,
-            command: shown,
-            seconds: started.elapsed().as_secs_f64(),
-            report,
-        });
-        Ok(())
+        Ok((report, shown, started.elapsed().as_secs_f64()))
     }
 }
 
@@ -417,61 +596,76 @@ fn right_pct(report: &Value) -> Option<f64> {
     (trials > 0).then(|| right as f64 * 100.0 / trials as f64)
 }
 
-/// Builds the side-by-side figures from the runs.
-fn figures(plan: &Plan, runs: &[Run]) -> Vec<Row> {
+/// The throughput figures: each workload's sustainable sessions at both limits (searched),
+/// and its CPU per 1,000 frames and p99 lateness at the fixed count, each repeated.
+fn throughput_figures(plan: &Plan, sustained: &Sustained) -> Vec<Row> {
+    let sides = [Side::Ours, Side::Reference, Side::ReferenceAsyncio];
+    let cost_at = plan.cost_at;
+    let mut rows = Vec::new();
+    for workload in sustained::WORKLOADS {
+        for limit_ms in sustained::LIMITS_MS {
+            rows.push(Row::repeated(
+                format!("{workload}: sustainable sessions (p99 lateness < {limit_ms} ms)"),
+                "higher",
+                true,
+                sides.map(|side| sustained.sustainable(workload, side, limit_ms)),
+            ));
+        }
+        rows.push(Row::repeated(
+            format!("{workload}: CPU s per 1,000 frames, {cost_at} sessions"),
+            "lower",
+            false,
+            sides.map(|side| {
+                sustained.at_fixed_count(workload, side, |row| {
+                    row["cpu_seconds_per_1000_frames"].as_f64()
+                })
+            }),
+        ));
+        rows.push(Row::repeated(
+            format!("{workload}: p99 lateness, {cost_at} sessions, ms"),
+            "lower",
+            false,
+            sides.map(|side| {
+                sustained.at_fixed_count(workload, side, |row| row["lateness_ms"]["p99"].as_f64())
+            }),
+        ));
+    }
+    rows
+}
+
+/// Builds the other parts' side-by-side figures from their runs.
+fn figures(plan: &Plan, parts: &[Part], runs: &[Run]) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut add = |figure: String,
                    better: &'static str,
                    pick: &dyn Fn(&Value) -> Option<f64>,
                    scenario: &str| {
         let of = |side| report(runs, scenario, side).and_then(pick);
-        let (ours, reference) = (of(Side::Ours), of(Side::Reference));
-        rows.push(Row {
+        rows.push(Row::once(
             figure,
             better,
-            ours,
-            reference,
-            reference_asyncio: of(Side::ReferenceAsyncio),
-            ratio: match (ours, reference) {
-                (Some(ours), Some(reference)) if reference != 0.0 => Some(ours / reference),
-                _ => None,
-            },
-        });
+            of(Side::Ours),
+            of(Side::Reference),
+            of(Side::ReferenceAsyncio),
+        ));
     };
-    let cost_at = plan.cost_at;
-    for workload in ["cpu", "dsp", "vad"] {
-        let scenario = format!("throughput-{workload}");
-        for limit in [20, 100] {
-            add(
-                format!("{workload}: sustainable sessions (p99 lateness < {limit} ms)"),
-                "higher",
-                &|report| report[&format!("sustainable_at_{limit}ms_p99")].as_f64(),
-                &scenario,
-            );
-        }
+    if parts.contains(&Part::Overhead) {
         add(
-            format!("{workload}: CPU s per 1,000 frames, {cost_at} sessions"),
+            format!(
+                "introspection on/off CPU (dsp; {} vs {} sessions)",
+                plan.overhead_sessions.0, plan.overhead_sessions.1
+            ),
             "lower",
-            &|report| row_at(report, cost_at)?["cpu_seconds_per_1000_frames"].as_f64(),
-            &scenario,
-        );
-        add(
-            format!("{workload}: p99 lateness, {cost_at} sessions, ms"),
-            "lower",
-            &|report| row_at(report, cost_at)?["lateness_ms"]["p99"].as_f64(),
-            &scenario,
+            &|report| report["ratio"]["median"].as_f64(),
+            "overhead",
         );
     }
-    add(
-        format!(
-            "introspection on/off CPU (dsp; {} vs {} sessions)",
-            plan.overhead_sessions.0, plan.overhead_sessions.1
-        ),
-        "lower",
-        &|report| report["ratio"]["median"].as_f64(),
-        "overhead",
-    );
-    for (scenario, _) in ATTRIBUTION_SCENARIOS {
+    let attribution: &[(&str, &[&str])] = if parts.contains(&Part::Attribution) {
+        &ATTRIBUTION_SCENARIOS
+    } else {
+        &[]
+    };
+    for &(scenario, _) in attribution {
         let name = scenario
             .trim_start_matches("attribution-")
             .replace('-', " ");
@@ -504,6 +698,9 @@ fn figures(plan: &Plan, runs: &[Run]) -> Vec<Row> {
             },
             scenario,
         );
+    }
+    if !parts.contains(&Part::Density) {
+        return rows;
     }
     let at = plan.density_at;
     add(
@@ -548,50 +745,105 @@ fn shown(value: Option<f64>) -> String {
     }
 }
 
+/// A repeated figure as the table shows it: the median, and the least and most when they
+/// differ (`8250 (8000–8500)`).
+fn shown_repeated(value: Option<f64>, spread: Option<&Repeated>) -> String {
+    match spread {
+        Some(spread) if spread.min != spread.max => format!(
+            "{} ({}–{})",
+            shown(Some(spread.median)),
+            shown(Some(spread.min)),
+            shown(Some(spread.max))
+        ),
+        _ => shown(value),
+    }
+}
+
 impl Report for CompareReport {
     fn table(&self) -> String {
-        let width = self
-            .rows
-            .iter()
-            .map(|row| row.figure.chars().count())
-            .max()
-            .unwrap_or(6)
-            .max(6);
+        let mut lines = vec![[
+            "FIGURE".to_owned(),
+            "BETTER".to_owned(),
+            "OURS".to_owned(),
+            "REF uvloop".to_owned(),
+            "REF asyncio".to_owned(),
+            "OURS/REF".to_owned(),
+        ]];
+        for row in &self.rows {
+            lines.push([
+                row.figure.clone(),
+                row.better.to_owned(),
+                shown_repeated(row.ours, row.ours_spread.as_ref()),
+                shown_repeated(row.reference, row.reference_spread.as_ref()),
+                shown_repeated(row.reference_asyncio, row.reference_asyncio_spread.as_ref()),
+                row.ratio
+                    .map_or_else(|| "–".to_owned(), |ratio| format!("{ratio:.2}×")),
+            ]);
+        }
+        let mut widths = [0; 6];
+        for line in &lines {
+            for (width, cell) in widths.iter_mut().zip(line) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        for figure in &self.ours_only {
+            widths[0] = widths[0].max(figure.figure.chars().count());
+        }
+        let pad = |cell: &str, width: usize, left: bool| {
+            let fill = " ".repeat(width.saturating_sub(cell.chars().count()));
+            if left {
+                format!("{cell}{fill}")
+            } else {
+                format!("{fill}{cell}")
+            }
+        };
         let mut table = format!(
-            "compare: openrtc (ours) and the Python reference, same machine, same run{}\n{:<width$}  {:>6}  {:>10}  {:>11}  {:>11}  {:>9}\n",
+            "compare: openrtc (ours) and the Python reference, same machine, same run{}\n\
+             throughput: sustainable sessions searched on each side, median (least–most) of {} \
+             repetition(s); other throughput rows at a fixed count, median of as many\n",
             if self.tiny {
                 " (tiny configuration: not figures to quote)"
             } else {
                 ""
             },
-            "FIGURE",
-            "BETTER",
-            "OURS",
-            "REF uvloop",
-            "REF asyncio",
-            "OURS/REF",
+            self.repetitions,
         );
-        for row in &self.rows {
-            table.push_str(&format!(
-                "{:<width$}  {:>6}  {:>10}  {:>11}  {:>11}  {:>9}\n",
-                row.figure,
-                row.better,
-                shown(row.ours),
-                shown(row.reference),
-                shown(row.reference_asyncio),
-                row.ratio
-                    .map_or_else(|| "–".to_owned(), |ratio| format!("{ratio:.2}×")),
-            ));
+        for line in &lines {
+            let cells: Vec<String> = line
+                .iter()
+                .zip(widths)
+                .enumerate()
+                .map(|(column, (cell, width))| pad(cell, width, column == 0))
+                .collect();
+            table.push_str(&cells.join("  "));
+            table.push('\n');
         }
-        table.push_str("openrtc alone:\n");
+        if !self.ours_only.is_empty() {
+            table.push_str("openrtc alone:\n");
+        }
         for figure in &self.ours_only {
             table.push_str(&format!(
-                "{:<width$}  {:>6}  {:>10}\n",
-                figure.figure,
-                "",
-                shown(figure.value)
+                "{}  {}\n",
+                pad(figure.figure, widths[0], true),
+                shown_repeated(figure.value, figure.spread.as_ref())
             ));
         }
+        let invalid = self
+            .throughput
+            .measurements
+            .iter()
+            .filter(|measurement| !measurement.is_valid())
+            .count();
+        if invalid > 0 {
+            table.push_str(&format!(
+                "{invalid} throughput measurement(s) invalid (the machine was not quiet): see the JSON report\n"
+            ));
+        }
+        table.push_str(&format!(
+            "took {:.1} minutes (expected {:.1})\n",
+            self.elapsed_secs / 60.0,
+            self.estimated_secs / 60.0
+        ));
         table
     }
 }

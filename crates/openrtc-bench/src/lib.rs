@@ -8,6 +8,8 @@ mod compare;
 mod density;
 mod harness;
 mod overhead;
+mod quiet;
+mod search;
 mod stats;
 mod throughput;
 mod vad_frames;

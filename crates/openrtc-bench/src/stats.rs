@@ -39,9 +39,48 @@ impl Spread {
     }
 }
 
+/// One figure measured in several repetitions: each repetition's value, their median, least
+/// and most.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Repeated {
+    /// The middle value (of an even count, the lower of the two middle ones: always a value
+    /// that was measured).
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    /// Each repetition's value, in the order they ran.
+    pub(crate) values: Vec<f64>,
+}
+
+impl Repeated {
+    /// The repetitions' `values`; `None` when there are none.
+    pub(crate) fn of(values: Vec<f64>) -> Option<Self> {
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        Some(Self {
+            median: *sorted.get(sorted.len().checked_sub(1)? / 2)?,
+            min: *sorted.first()?,
+            max: *sorted.last()?,
+            values,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_figures_keep_their_order_and_take_a_measured_median() {
+        let repeated = Repeated::of(vec![8500.0, 8000.0, 8250.0]).expect("three values");
+        assert_eq!(
+            (repeated.median, repeated.min, repeated.max),
+            (8250.0, 8000.0, 8500.0)
+        );
+        assert_eq!(repeated.values, [8500.0, 8000.0, 8250.0]);
+        assert_eq!(Repeated::of(vec![3.0, 1.0]).map(|r| r.median), Some(1.0));
+        assert_eq!(Repeated::of(Vec::new()), None);
+    }
 
     #[test]
     fn spreads_pick_ranks_from_sorted_values() {

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::cli::{Report, counts};
 use crate::harness::{Running, row_from_child};
+use crate::quiet::CpuTicks;
 use crate::stats::Spread;
 use crate::vad_frames::{VadFrames, VadShared};
 
@@ -20,7 +21,7 @@ use crate::vad_frames::{VadFrames, VadShared};
 const FRAME: Duration = Duration::from_millis(20);
 
 /// The pool's worker threads: the cores the compute limit counts.
-const WORKER_THREADS: usize = 2;
+pub(crate) const WORKER_THREADS: usize = 2;
 
 /// The work each frame does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -100,6 +101,10 @@ pub(crate) struct ThroughputRow {
     pub(crate) lateness_ms: Spread,
     /// Process CPU over the measurement window, in % of one core.
     pub(crate) process_cpu_pct: f64,
+    /// The machine's CPU over the same window, every process's (`/proc/stat`), in % of one
+    /// core: what others used is this minus `process_cpu_pct` (`None`: unreadable).
+    #[serde(default)]
+    pub(crate) machine_cpu_pct: Option<f64>,
     /// Process CPU seconds per 1,000 frames.
     pub(crate) cpu_seconds_per_1000_frames: f64,
     /// Peak RSS of the process (VmHWM).
@@ -131,7 +136,7 @@ pub(crate) struct ThroughputReport {
 }
 
 /// The sessions `cores` could hold at `cpu_seconds_per_1000_frames`, 50 frames a second each.
-fn compute_limit(cores: usize, cpu_seconds_per_1000_frames: f64) -> usize {
+pub(crate) fn compute_limit(cores: usize, cpu_seconds_per_1000_frames: f64) -> usize {
     let frames_per_second = 1.0 / FRAME.as_secs_f64();
     let cpu_per_session = cpu_seconds_per_1000_frames / 1000.0 * frames_per_second;
     if cpu_per_session > 0.0 {
@@ -351,11 +356,14 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         running.launch(JobRequest::new())?;
     }
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
-    let cpu_before = openrtc::process::cpu_time();
+    let (cpu_before, machine_before) = (openrtc::process::cpu_time(), CpuTicks::now());
     std::thread::sleep(measure_until.saturating_duration_since(Instant::now()));
     let cpu_used = openrtc::process::cpu_time()
         .saturating_sub(cpu_before)
         .as_secs_f64();
+    let machine_cpu_pct = machine_before
+        .zip(CpuTicks::now())
+        .and_then(|(before, after)| before.busy_pct_until(after));
     // Sessions end by themselves after the window (handing over their figures); wait for them.
     running.wait_for(
         "the sessions to end",
@@ -370,6 +378,7 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         frames,
         lateness_ms: Spread::of(&values),
         process_cpu_pct: cpu_used / window.as_secs_f64() * 100.0,
+        machine_cpu_pct,
         cpu_seconds_per_1000_frames: if frames == 0 {
             0.0
         } else {

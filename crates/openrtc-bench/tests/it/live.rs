@@ -110,6 +110,8 @@ fn throughput_measures_every_frame_of_the_window() {
     assert!((80..=160).contains(&frames), "{frames} frames");
     assert!(row["lateness_ms"]["median"].as_f64().expect("a number") >= 0.0);
     assert!(row["peak_rss_bytes"].as_u64().expect("a number") > 1024 * 1024);
+    // The machine's CPU over the window, every process's (compare's judge of a quiet machine).
+    assert!(row["machine_cpu_pct"].as_f64().expect("/proc/stat read") >= 0.0);
     assert_eq!(report["introspection"], true);
 }
 
