@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::{attribution, compare, density, overhead, throughput};
+use crate::{attribution, compare, density, instructions, overhead, throughput};
 
 /// Benchmarks of the openrtc runtime. Each prints a human table, or with `--json` one JSON
 /// document on standard output. Figures are measured, never timed-test assertions: run them on
@@ -34,6 +34,10 @@ pub(crate) enum Command {
     /// The cost of introspection: CPU per 1,000 frames with it on and off, alternated in
     /// fresh processes, with the on/off ratio and its spread.
     Overhead(overhead::Args),
+    /// The cost of introspection and of the tracking allocator in instructions per frame,
+    /// counted by valgrind's callgrind over runs of F and 2F frames per session (repeatable
+    /// where CPU time is not).
+    OverheadInstructions(instructions::Args),
     /// Every scenario on this runtime and on the Python reference (`bench/peer/`), in one
     /// run, interleaved, with one side-by-side table of figures and ratios.
     Compare(compare::Args),
@@ -55,6 +59,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Density(args) => print(cli.json, &density::run(&args)?),
         Command::Throughput(args) => print(cli.json, &throughput::run(&args)?),
         Command::Overhead(args) => print(cli.json, &overhead::run(&args)?),
+        Command::OverheadInstructions(args) => print(cli.json, &instructions::run(&args)?),
         Command::Compare(args) => print(cli.json, &compare::run(&args)?),
     }
 }

@@ -96,6 +96,11 @@ pub(crate) fn row_from_child<Row: DeserializeOwned>(
         args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    first_row(&output.stdout)
+}
+
+/// The first row of a benchmark's JSON report.
+pub(crate) fn first_row<Row: DeserializeOwned>(json: &[u8]) -> anyhow::Result<Row> {
+    let mut report: serde_json::Value = serde_json::from_slice(json)?;
     Ok(serde_json::from_value(report["rows"][0].take())?)
 }

@@ -7,6 +7,7 @@ mod cli;
 mod compare;
 mod density;
 mod harness;
+mod instructions;
 mod overhead;
 mod quiet;
 mod search;

@@ -4,6 +4,7 @@
 //! frame)? Sessions pace their frames with the pool's frame clock (`Session::frames`) or
 //! with a Tokio interval each (`--clock`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,11 @@ pub(crate) struct Args {
     /// Run with introspection off (no probe, no watchdog, no socket).
     #[arg(long)]
     no_introspection: bool,
+    /// Instead of a cadence: each session runs exactly this many frames back to back,
+    /// yielding between them, then ends (one count, no warm-up or window). The work done
+    /// then does not depend on time, for counting instructions (`overhead-instructions`).
+    #[arg(long, hide = true)]
+    fixed_frames: Option<usize>,
 }
 
 /// The figures of one session count.
@@ -147,10 +153,12 @@ pub(crate) fn compute_limit(cores: usize, cpu_seconds_per_1000_frames: f64) -> u
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ThroughputReport> {
-    let rows: Vec<ThroughputRow> = match args.sessions.as_slice() {
-        [sessions] => vec![measure(args, *sessions)?],
+    let rows: Vec<ThroughputRow> = match (args.sessions.as_slice(), args.fixed_frames) {
+        ([sessions], Some(frames)) => vec![measure_fixed(args, *sessions, frames)?],
+        (_, Some(_)) => anyhow::bail!("--fixed-frames measures one session count"),
+        ([sessions], None) => vec![measure(args, *sessions)?],
         // Each count in a fresh process, so peak RSS belongs to that count alone.
-        several => several
+        (several, None) => several
             .iter()
             .map(|&sessions| measure_in_child(args, sessions))
             .collect::<anyhow::Result<_>>()?,
@@ -202,7 +210,31 @@ pub(crate) fn child_args(workload: Workload, seconds: f64, no_introspection: boo
         warmup_secs: 1.0,
         measure_secs: seconds,
         no_introspection,
+        fixed_frames: None,
     }
+}
+
+/// The command line of one `throughput` run of exactly `frames` frames per session, back to
+/// back (`--fixed-frames`), on the `workload`, with or without introspection.
+pub(crate) fn fixed_frames_args(
+    workload: Workload,
+    sessions: usize,
+    frames: usize,
+    no_introspection: bool,
+) -> Vec<String> {
+    let mut args = vec![
+        "throughput".to_owned(),
+        "--sessions".to_owned(),
+        sessions.to_string(),
+        "--workload".to_owned(),
+        workload.name().to_owned(),
+        "--fixed-frames".to_owned(),
+        frames.to_string(),
+    ];
+    if no_introspection {
+        args.push("--no-introspection".to_owned());
+    }
+    args
 }
 
 /// Runs one session count in a fresh process and reads its row.
@@ -299,54 +331,41 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
     // Every session measures the same window, from a common start.
     let start = Instant::now() + Duration::from_millis(200);
     let (measure_from, measure_until) = (start + warmup, start + warmup + window);
-    let builder = AgentPool::builder()
-        .agent(
-            "framer",
-            agent_fn({
+    let builder = framer_pool(
+        workload,
+        sessions,
+        agent_fn({
+            let lateness = Arc::clone(&lateness);
+            move |session: Session| {
                 let lateness = Arc::clone(&lateness);
-                move |session: Session| {
-                    let lateness = Arc::clone(&lateness);
-                    async move {
-                        let seed = session.id().as_u64() as usize;
-                        let mut state = FrameState::new(seed);
-                        state.vad =
-                            VadFrames::for_session(workload == Workload::Vad, &session, seed)?;
-                        let mut mine = Vec::new();
-                        let mut frames = Pacer::new(clock, &session, start, seed);
-                        loop {
-                            let scheduled = frames.tick().await;
-                            let now = Instant::now();
-                            if scheduled >= measure_until {
-                                break;
-                            }
-                            // Frames that run inside the window count, however late, so CPU per
-                            // frame stays true when the worker is overloaded.
-                            if now >= measure_from && now < measure_until {
-                                mine.push(
-                                    now.saturating_duration_since(scheduled).as_secs_f64() * 1e3,
-                                );
-                            }
-                            std::hint::black_box(frame_work(workload, &mut state));
+                async move {
+                    let seed = session.id().as_u64() as usize;
+                    let mut state = FrameState::new(seed);
+                    state.vad = VadFrames::for_session(workload == Workload::Vad, &session, seed)?;
+                    let mut mine = Vec::new();
+                    let mut frames = Pacer::new(clock, &session, start, seed);
+                    loop {
+                        let scheduled = frames.tick().await;
+                        let now = Instant::now();
+                        if scheduled >= measure_until {
+                            break;
                         }
-                        lateness
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .extend(mine);
-                        match state.vad.as_mut().and_then(VadFrames::take_error) {
-                            Some(error) => Err(error.into()),
-                            None => Ok(()),
+                        // Frames that run inside the window count, however late, so CPU per
+                        // frame stays true when the worker is overloaded.
+                        if now >= measure_from && now < measure_until {
+                            mine.push(now.saturating_duration_since(scheduled).as_secs_f64() * 1e3);
                         }
+                        std::hint::black_box(frame_work(workload, &mut state));
                     }
+                    lateness
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend(mine);
+                    vad_outcome(&mut state)
                 }
-            }),
-        )
-        .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
-        .worker_threads(WORKER_THREADS)
-        .drain_timeout(Duration::from_secs(60));
-    let builder = match workload {
-        Workload::Vad => builder.prewarm(|| async { VadShared::load() }),
-        Workload::Cpu | Workload::Dsp => builder,
-    };
+            }
+        }),
+    );
     let running = Running::start(
         builder,
         &format!("throughput-{sessions}"),
@@ -379,6 +398,117 @@ fn measure(args: &Args, sessions: usize) -> anyhow::Result<ThroughputRow> {
         lateness_ms: Spread::of(&values),
         process_cpu_pct: cpu_used / window.as_secs_f64() * 100.0,
         machine_cpu_pct,
+        cpu_seconds_per_1000_frames: if frames == 0 {
+            0.0
+        } else {
+            cpu_used / frames as f64 * 1000.0
+        },
+        peak_rss_bytes: openrtc::process::peak_resident_set_bytes(),
+    })
+}
+
+/// The pool every variant runs: the `framer` agent, room for `sessions`, the worker threads,
+/// and the VAD model loaded once when the workload needs it.
+fn framer_pool<A: openrtc::Agent>(
+    workload: Workload,
+    sessions: usize,
+    framer: A,
+) -> openrtc::AgentPoolBuilder {
+    let builder = AgentPool::builder()
+        .agent("framer", framer)
+        .max_concurrent_sessions(u32::try_from(sessions).unwrap_or(u32::MAX))
+        .worker_threads(WORKER_THREADS)
+        .drain_timeout(Duration::from_secs(60));
+    match workload {
+        Workload::Vad => builder.prewarm(|| async { VadShared::load() }),
+        Workload::Cpu | Workload::Dsp => builder,
+    }
+}
+
+/// A session's result: the first error its VAD stream met, if any.
+fn vad_outcome(state: &mut FrameState) -> Result<(), openrtc::AgentError> {
+    match state.vad.as_mut().and_then(VadFrames::take_error) {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
+}
+
+/// The stall threshold of `--fixed-frames` runs. Under valgrind a poll takes ~50x as long and
+/// threads run one at a time, so polls that take microseconds at full speed would cross the
+/// default 50 ms and send the probe and the watchdog down their stall paths, which a worker
+/// whose polls are short never takes: counted, that work would be valgrind's, not the
+/// runtime's.
+const FIXED_FRAMES_SLOW_THRESHOLD: Duration = Duration::from_secs(60);
+
+/// `--fixed-frames`: every session waits at a gate until all are launched, then runs exactly
+/// `frames` frames back to back, yielding to the scheduler between them (`yield_now`, no
+/// timer), and ends. The main thread waits on the sessions' outcomes (parked, no polling), so
+/// what runs does not depend on how fast it runs: under valgrind too. No poll is a stall
+/// (see [`FIXED_FRAMES_SLOW_THRESHOLD`]).
+fn measure_fixed(args: &Args, sessions: usize, frames: usize) -> anyhow::Result<ThroughputRow> {
+    let workload = args.workload;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let frames_run = Arc::new(AtomicUsize::new(0));
+    let builder = framer_pool(
+        workload,
+        sessions,
+        agent_fn({
+            let frames_run = Arc::clone(&frames_run);
+            move |session: Session| {
+                let (frames_run, mut gate) = (Arc::clone(&frames_run), gate.clone());
+                async move {
+                    let seed = session.id().as_u64() as usize;
+                    let mut state = FrameState::new(seed);
+                    state.vad = VadFrames::for_session(workload == Workload::Vad, &session, seed)?;
+                    // Closed only if the main thread gave up: run the frames anyway.
+                    let _ = gate.wait_for(|&open| open).await;
+                    for _ in 0..frames {
+                        std::hint::black_box(frame_work(workload, &mut state));
+                        tokio::task::yield_now().await;
+                    }
+                    frames_run.fetch_add(frames, Ordering::Relaxed);
+                    vad_outcome(&mut state)
+                }
+            }
+        }),
+    )
+    .slow_session_threshold(FIXED_FRAMES_SLOW_THRESHOLD)
+    .blocked_after(2 * FIXED_FRAMES_SLOW_THRESHOLD);
+    let started = Instant::now();
+    let cpu_before = openrtc::process::cpu_time();
+    let running = Running::start(
+        builder,
+        &format!("throughput-fixed-{sessions}"),
+        !args.no_introspection,
+    )?;
+    let handles = (0..sessions)
+        .map(|_| {
+            running
+                .handle()
+                .launch(JobRequest::new())
+                .map_err(|rejected| anyhow::anyhow!("launch refused: {rejected}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    open.send_replace(true);
+    for handle in handles {
+        let id = handle.id();
+        match handle.wait_outcome(Duration::MAX) {
+            Ok(openrtc::SessionOutcome::Completed) => {}
+            Ok(outcome) => anyhow::bail!("session {id} ended {outcome}"),
+            Err(_) => anyhow::bail!("session {id} did not end"),
+        }
+    }
+    running.stop();
+    let cpu_used = openrtc::process::cpu_time()
+        .saturating_sub(cpu_before)
+        .as_secs_f64();
+    let frames = frames_run.load(Ordering::Relaxed);
+    Ok(ThroughputRow {
+        sessions,
+        frames,
+        lateness_ms: Spread::default(),
+        process_cpu_pct: cpu_used / started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE) * 100.0,
+        // The whole run's CPU, start-up and shutdown included.
         cpu_seconds_per_1000_frames: if frames == 0 {
             0.0
         } else {

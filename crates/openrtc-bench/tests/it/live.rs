@@ -161,3 +161,66 @@ fn overhead_runs_both_sides_in_alternation() {
     assert!(round["ratio"].as_f64().is_some());
     assert!(round["allocator_ratio"].as_f64().is_some());
 }
+
+#[test]
+fn throughput_with_fixed_frames_runs_exactly_that_many() {
+    for introspection in [&[][..], &["--no-introspection"][..]] {
+        let mut args = vec![
+            "throughput",
+            "--sessions",
+            "7",
+            "--workload",
+            "dsp",
+            "--fixed-frames",
+            "13",
+        ];
+        args.extend_from_slice(introspection);
+        let report = bench_json(&args);
+        assert_eq!(report["introspection"], introspection.is_empty());
+        assert_eq!(report["rows"][0]["frames"], 7 * 13, "{args:?}");
+    }
+}
+
+/// Runs under valgrind (scripts/test installs it): each configuration twice. A debug build's
+/// start-up varies by millions of instructions between runs, far more than introspection
+/// costs on this few frames, so this checks the method, not the ratio (the README has that).
+#[test]
+fn overhead_instructions_counts_every_configuration_under_callgrind() {
+    let report = bench_json(&[
+        "overhead-instructions",
+        "--sessions",
+        "2",
+        "--frames",
+        "200",
+    ]);
+    assert_eq!(report["benchmark"], "overhead_instructions");
+    let round = &report["rounds"][0];
+    for config in ["off", "on", "tracked"] {
+        let per_frame = round[config]["instructions_per_frame"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{config}: a number"));
+        // A frame filters 320 samples: at least 10 instructions each.
+        assert!(per_frame > 3_200.0, "{config}: {per_frame} per frame");
+        let (run_f, run_2f) = (&round[config]["run_f"], &round[config]["run_2f"]);
+        assert!(
+            run_2f["instructions"].as_u64() > run_f["instructions"].as_u64(),
+            "{round}"
+        );
+    }
+    // The watchdog's thread is found with introspection on, and only then (its share per
+    // frame follows the clock, so its sign is not the test's to assert).
+    let watchdog = |config: &str| round[config]["run_f"]["watchdog_instructions"].as_u64();
+    assert!(watchdog("on") > Some(0), "{round}");
+    assert_eq!(watchdog("off"), Some(0));
+    assert!(round["on"]["run_f"]["threads"].as_u64() > round["off"]["run_f"]["threads"].as_u64());
+    for ratio in ["ratio", "ratio_without_watchdog", "allocator_ratio"] {
+        let value = round[ratio].as_f64().expect("a number");
+        assert!(value.is_finite() && value > 0.0, "{ratio} {value}");
+    }
+    let command = round["on"]["commands"][1].as_str().expect("a command");
+    assert!(
+        command.starts_with("valgrind --tool=callgrind --separate-threads=yes ")
+            && command.contains("--fixed-frames 400"),
+        "{command}"
+    );
+}
