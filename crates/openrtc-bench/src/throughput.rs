@@ -515,6 +515,8 @@ fn measure_fixed(args: &Args, sessions: usize, frames: usize) -> anyhow::Result<
             cpu_used / frames as f64 * 1000.0
         },
         peak_rss_bytes: openrtc::process::peak_resident_set_bytes(),
+        // Counted instructions, not time: the machine's other work does not touch them.
+        machine_cpu_pct: None,
     })
 }
 
