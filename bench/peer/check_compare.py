@@ -75,6 +75,18 @@ def main(path: str) -> int:
         if "%" not in figure.get("figure", "") and not isinstance(figure.get("value"), (int, float)):
             problems.append(f"{figure.get('figure')}: no value")
     check_throughput(report, problems)
+    # Introspection's overhead counted in instructions (ours alone, one value per round).
+    instruction_figures = [
+        figure for figure in report.get("ours_only", []) if "instructions per frame" in figure.get("figure", "")
+    ]
+    if len(instruction_figures) != 3:
+        problems.append(f"{len(instruction_figures)} instruction-count figures, not 3")
+    for figure in instruction_figures:
+        value = figure.get("value")
+        # A ratio of two counts of instructions per frame (a tiny run's few frames leave
+        # start-up's variation in it: only its existence is checked).
+        if not isinstance(value, (int, float)) or not value > 0:
+            problems.append(f"{figure.get('figure')}: {value!r} is not a ratio of two counts")
     # The reference's own workload (a Silero VAD stream per session) must be compared.
     if not any(str(row.get("figure", "")).startswith("vad:") for row in rows):
         problems.append("no vad figures")

@@ -60,6 +60,8 @@ pub(crate) enum Part {
     Overhead,
     Attribution,
     Density,
+    /// Introspection's overhead in instructions per frame, under callgrind (ours alone).
+    Instructions,
 }
 
 /// One scenario's configuration, the same on both sides.
@@ -89,6 +91,10 @@ struct Plan {
     density_sessions: &'static str,
     density_at: u64,
     hold_mib: u64,
+    /// Instructions: sessions, F (frames per session of the shorter run) and rounds.
+    instructions_sessions: u64,
+    instructions_frames: u64,
+    instructions_rounds: u64,
 }
 
 impl Plan {
@@ -117,6 +123,9 @@ impl Plan {
                 density_sessions: "2",
                 density_at: 2,
                 hold_mib: 1,
+                instructions_sessions: 2,
+                instructions_frames: 50,
+                instructions_rounds: 1,
             };
         }
         Self {
@@ -141,6 +150,9 @@ impl Plan {
             density_sessions: "16,50,100",
             density_at: 100,
             hold_mib: 5,
+            instructions_sessions: 1000,
+            instructions_frames: 100,
+            instructions_rounds: 3,
         }
     }
 
@@ -174,9 +186,11 @@ fn estimate_secs(plan: &Plan, part: Part) -> f64 {
         (Part::Overhead, false) => 110.0,
         (Part::Attribution, false) => 240.0,
         (Part::Density, false) => 40.0,
+        (Part::Instructions, false) => 540.0,
         (Part::Overhead, true) => 12.0,
         (Part::Attribution, true) => 20.0,
         (Part::Density, true) => 12.0,
+        (Part::Instructions, true) => 15.0,
     }
 }
 
@@ -293,6 +307,8 @@ pub(crate) struct CompareReport {
     ours_only: Vec<OursOnly>,
     /// The other scenarios' runs: one command each.
     runs: Vec<Run>,
+    /// The instruction count's run (ours alone; its figures are in `ours_only`).
+    instructions: Option<Run>,
     /// Throughput: every search, every fixed count, and every measurement (invalid attempts
     /// included, flagged).
     throughput: Sustained,
@@ -305,6 +321,9 @@ pub(crate) struct OursOnly {
     /// The median of the repetitions.
     value: Option<f64>,
     spread: Option<Repeated>,
+    /// A ratio near 1 whose fourth decimal matters (shown with four).
+    #[serde(skip)]
+    fine: bool,
 }
 
 impl OursOnly {
@@ -313,6 +332,15 @@ impl OursOnly {
             figure,
             value: spread.as_ref().map(|spread| spread.median),
             spread,
+            fine: false,
+        }
+    }
+
+    /// A ratio near 1, repeated: shown with four decimals.
+    fn fine_ratio(figure: &'static str, spread: Option<Repeated>) -> Self {
+        Self {
+            fine: true,
+            ..Self::repeated(figure, spread)
         }
     }
 }
@@ -344,6 +372,7 @@ fn ours_only(sustained: &Sustained) -> Vec<OursOnly> {
             figure: "dsp: frame clock's sustainable sessions / compute limit, % (medians)",
             value: of_limit,
             spread: None,
+            fine: false,
         },
     ]
 }
@@ -357,6 +386,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
             Part::Overhead,
             Part::Attribution,
             Part::Density,
+            Part::Instructions,
         ]
     } else {
         args.only.clone()
@@ -448,17 +478,44 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
         }
     }
 
+    let instructions = if parts.contains(&Part::Instructions) {
+        let args = strings(&[
+            "overhead-instructions",
+            "--workload",
+            "dsp",
+            "--sessions",
+            &plan.instructions_sessions.to_string(),
+            "--frames",
+            &plan.instructions_frames.to_string(),
+            "--rounds",
+            &plan.instructions_rounds.to_string(),
+        ]);
+        let (report, command, seconds) = sides.execute(Side::Ours, &args)?;
+        Some(Run {
+            scenario: "overhead-instructions".to_owned(),
+            side: Side::Ours,
+            command,
+            seconds,
+            report,
+        })
+    } else {
+        None
+    };
+
     let mut rows = if parts.contains(&Part::Throughput) {
         throughput_figures(&plan, &throughput)
     } else {
         Vec::new()
     };
     rows.extend(figures(&plan, &parts, &sides.runs));
-    let ours_only = if parts.contains(&Part::Throughput) {
+    let mut ours_only = if parts.contains(&Part::Throughput) {
         ours_only(&throughput)
     } else {
         Vec::new()
     };
+    if let Some(run) = &instructions {
+        ours_only.extend(instruction_figures(&run.report));
+    }
     Ok(CompareReport {
         benchmark: "compare",
         tiny: args.tiny,
@@ -469,8 +526,40 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<CompareReport> {
         rows,
         ours_only,
         runs: sides.runs,
+        instructions,
         throughput,
     })
+}
+
+/// The instruction count's figures, one value per round: introspection on over off (all
+/// threads, and the worker threads alone) and the tracking allocator's cost.
+fn instruction_figures(report: &Value) -> Vec<OursOnly> {
+    let per_round = |key: &str| {
+        let values = report["rounds"]
+            .as_array()
+            .map(|rounds| {
+                rounds
+                    .iter()
+                    .filter_map(|round| round[key].as_f64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Repeated::of(values)
+    };
+    vec![
+        OursOnly::fine_ratio(
+            "dsp: introspection on/off, instructions per frame (callgrind, all threads)",
+            per_round("ratio"),
+        ),
+        OursOnly::fine_ratio(
+            "dsp: introspection on/off, instructions per frame, worker threads only",
+            per_round("ratio_without_watchdog"),
+        ),
+        OursOnly::fine_ratio(
+            "dsp: tracking allocator on/off, instructions per frame",
+            per_round("allocator_ratio"),
+        ),
+    ]
 }
 
 /// The attribution scenarios: a name and the options that make it.
@@ -759,6 +848,18 @@ fn shown_repeated(value: Option<f64>, spread: Option<&Repeated>) -> String {
     }
 }
 
+/// A repeated ratio near 1 with four decimals: the median, and the least and most when they
+/// differ (`1.0085 (1.0065–1.0098)`).
+fn shown_fine(value: Option<f64>, spread: Option<&Repeated>) -> String {
+    match (value, spread) {
+        (_, Some(spread)) if spread.min != spread.max => {
+            format!("{:.4} ({:.4}–{:.4})", spread.median, spread.min, spread.max)
+        }
+        (Some(value), _) => format!("{value:.4}"),
+        (None, _) => "–".to_owned(),
+    }
+}
+
 impl Report for CompareReport {
     fn table(&self) -> String {
         let mut lines = vec![[
@@ -822,10 +923,14 @@ impl Report for CompareReport {
             table.push_str("openrtc alone:\n");
         }
         for figure in &self.ours_only {
-            table.push_str(&format!(
-                "{}  {}\n",
-                pad(figure.figure, widths[0], true),
+            let value = if figure.fine {
+                shown_fine(figure.value, figure.spread.as_ref())
+            } else {
                 shown_repeated(figure.value, figure.spread.as_ref())
+            };
+            table.push_str(&format!(
+                "{}  {value}\n",
+                pad(figure.figure, widths[0], true)
             ));
         }
         let invalid = self
