@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::{attribution, compare, density, instructions, overhead, throughput};
+use crate::{attribution, compare, density, instructions, isolation, overhead, throughput};
 
 /// Benchmarks of the openrtc runtime. Each prints a human table, or with `--json` one JSON
 /// document on standard output. Figures are measured, never timed-test assertions: run them on
@@ -38,6 +38,9 @@ pub(crate) enum Command {
     /// counted by valgrind's callgrind over runs of F and 2F frames per session (repeatable
     /// where CPU time is not).
     OverheadInstructions(instructions::Args),
+    /// What one process-isolated session costs to start: the time from the spawn to its
+    /// session running, and the child's resident memory then.
+    IsolationStartup(isolation::Args),
     /// Every scenario on this runtime and on the Python reference (`bench/peer/`), in one
     /// run, interleaved, with one side-by-side table of figures and ratios.
     Compare(compare::Args),
@@ -60,6 +63,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Throughput(args) => print(cli.json, &throughput::run(&args)?),
         Command::Overhead(args) => print(cli.json, &overhead::run(&args)?),
         Command::OverheadInstructions(args) => print(cli.json, &instructions::run(&args)?),
+        Command::IsolationStartup(args) => print(cli.json, &isolation::run(&args)?),
         Command::Compare(args) => print(cli.json, &compare::run(&args)?),
     }
 }

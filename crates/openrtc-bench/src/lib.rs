@@ -8,6 +8,7 @@ mod compare;
 mod density;
 mod harness;
 mod instructions;
+mod isolation;
 mod overhead;
 mod quiet;
 mod search;

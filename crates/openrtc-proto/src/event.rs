@@ -188,6 +188,16 @@ pub enum StreamEvent {
         /// The version now in force.
         version: String,
     },
+    /// A tenant was moved to process isolation for its offences, or back to coroutines
+    /// after its cooldown.
+    TenantIsolation {
+        /// The tenant.
+        tenant: String,
+        /// `process` (moved) or `coroutine` (back).
+        isolation: String,
+        /// Why, in words: `3 stalls in 30s`, or `no offence for 300s`.
+        why: String,
+    },
     /// Events were dropped: see [`OverflowScope`].
     StreamOverflow {
         /// Who dropped them.
@@ -213,6 +223,7 @@ impl StreamEvent {
             Self::MemoryLimit { .. } => "memory_limit",
             Self::DrainStarted { .. } => "drain_started",
             Self::ConfigReloaded { .. } => "config_reloaded",
+            Self::TenantIsolation { .. } => "tenant_isolation",
             Self::StreamOverflow { .. } => "stream_overflow",
             Self::Unknown => "unknown",
         }

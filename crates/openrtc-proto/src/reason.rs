@@ -144,6 +144,20 @@ pub enum KillReason {
         /// The cap.
         limit_bytes: u64,
     },
+    /// Its isolated process's resident memory crossed the process's limit (process
+    /// isolation: the worker killed the process).
+    RssLimit {
+        /// The process's resident bytes when it was seen over the limit.
+        rss_bytes: u64,
+        /// The limit.
+        limit_bytes: u64,
+    },
+    /// Its isolated process died of a signal (a crash such as `SIGSEGV` or `SIGABRT`, or a
+    /// `SIGKILL` from outside the worker, the kernel's OOM killer's included).
+    Signal {
+        /// The signal's number.
+        signal: i32,
+    },
 }
 
 impl KillReason {
@@ -153,6 +167,8 @@ impl KillReason {
         match self {
             Self::Operator => "operator",
             Self::MemoryLimit { .. } => "memory_limit",
+            Self::RssLimit { .. } => "rss_limit",
+            Self::Signal { .. } => "signal",
         }
     }
 }
@@ -171,8 +187,45 @@ impl fmt::Display for KillReason {
                 Mib(live_bytes),
                 Mib(limit_bytes)
             ),
+            Self::RssLimit {
+                rss_bytes,
+                limit_bytes,
+            } => write!(
+                formatter,
+                "rss_limit: its process at {} resident over its {} limit",
+                Mib(rss_bytes),
+                Mib(limit_bytes)
+            ),
+            Self::Signal { signal } => match signal_name(signal) {
+                Some(name) => write!(formatter, "signal: its process died of {name} ({signal})"),
+                None => write!(formatter, "signal: its process died of signal {signal}"),
+            },
         }
     }
+}
+
+/// The usual name of a Linux signal a crashed or killed process dies of.
+#[must_use]
+pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return None,
+    })
 }
 
 /// Bytes shown as MiB with one decimal.
@@ -351,6 +404,44 @@ mod tests {
         let value = serde_json::to_value(memory).expect("serializes");
         let back: KillReason = serde_json::from_value(value).expect("reads");
         assert_eq!(back, memory);
+        for (reason, expected) in [
+            (
+                KillReason::RssLimit {
+                    rss_bytes: 9,
+                    limit_bytes: 8,
+                },
+                json!({"kind": "rss_limit", "rss_bytes": 9, "limit_bytes": 8}),
+            ),
+            (
+                KillReason::Signal { signal: 11 },
+                json!({"kind": "signal", "signal": 11}),
+            ),
+        ] {
+            let value = serde_json::to_value(reason).expect("serializes");
+            assert_eq!(value, expected);
+            let back: KillReason = serde_json::from_value(value).expect("reads");
+            assert_eq!(back, reason);
+        }
+    }
+
+    #[test]
+    fn a_process_s_death_names_its_signal() {
+        assert_eq!(
+            KillReason::Signal { signal: 11 }.to_string(),
+            "signal: its process died of SIGSEGV (11)"
+        );
+        assert_eq!(
+            KillReason::Signal { signal: 63 }.to_string(),
+            "signal: its process died of signal 63"
+        );
+        assert_eq!(
+            KillReason::RssLimit {
+                rss_bytes: 3 * 1024 * 1024,
+                limit_bytes: 2 * 1024 * 1024,
+            }
+            .to_string(),
+            "rss_limit: its process at 3.0 MiB resident over its 2.0 MiB limit"
+        );
     }
 
     #[test]

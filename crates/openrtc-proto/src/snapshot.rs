@@ -12,13 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::{CancelReason, KillReason, RefusalReason, SessionId};
 
 mod media;
+mod process;
 mod row;
 mod tenant;
 
 pub use media::CallMediaSnapshot;
+pub use process::ProcessSnapshot;
 pub use row::SessionSnapshotRef;
 pub use tenant::{
-    AgentSnapshot, BreakerSnapshot, BreakerState, TenantConfigSnapshot, TenantSnapshot,
+    AgentSnapshot, AutoIsolationSnapshot, BreakerSnapshot, BreakerState, TenantConfigSnapshot,
+    TenantSnapshot,
 };
 
 /// Everything a worker knows about itself and its sessions at one instant.
@@ -459,6 +462,9 @@ pub struct SessionSnapshot {
     pub calls: BTreeMap<String, CallStatsSnapshot>,
     /// Its phone call's media health, when it came from the media listener.
     pub media: Option<CallMediaSnapshot>,
+    /// Its process, when it runs isolated in a process of its own (absent: a coroutine in
+    /// the worker, sharing its address space).
+    pub process: Option<ProcessSnapshot>,
 }
 
 /// One stall: a poll that held a worker thread at least the threshold.

@@ -102,6 +102,12 @@ pub(crate) enum Event {
         path: Box<Path>,
         version: Box<str>,
     },
+    TenantIsolation {
+        tenant: Arc<str>,
+        /// Moved to process isolation (`true`) or back to coroutines.
+        isolated: bool,
+        why: Box<str>,
+    },
 }
 
 /// An event with the time it was emitted.

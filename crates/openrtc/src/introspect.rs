@@ -124,6 +124,22 @@ fn tenants(shared: &PoolShared) -> BTreeMap<String, TenantSnapshot> {
                 .policy()
                 .isolation
                 .map(|isolation| isolation.as_str().to_owned());
+            if let Some(budget) = shared.config.auto_isolation {
+                let clock = &shared.probe().clock;
+                let record = crate::lock(&counters.offences);
+                let mut auto = openrtc_proto::AutoIsolationSnapshot::default();
+                auto.isolated = record.is_isolated();
+                auto.isolated_since_unix_ms =
+                    record.isolated_since_ns().map(|ns| clock.unix_ms(ns));
+                auto.release_in_ms = record
+                    .release_due_ns(&budget)
+                    .map(|due_ns| due_ns.saturating_sub(clock.now_ns()) / 1_000_000);
+                auto.offences_count = u32::try_from(record.recent_count()).unwrap_or(u32::MAX);
+                auto.offences_limit = budget.offences;
+                auto.window_s = budget.window.as_secs();
+                auto.moves_count = record.moves();
+                tenant.auto_isolation = Some(auto);
+            }
             tenant.breaker = {
                 let mut breaker = crate::lock(&counters.breaker);
                 breaker.sync(&counters, limits.breaker());
@@ -419,12 +435,35 @@ struct RowParts {
     recent_stalls: Vec<StallSnapshot>,
     calls: BTreeMap<String, openrtc_proto::CallStatsSnapshot>,
     media: Option<openrtc_proto::CallMediaSnapshot>,
+    /// An isolated session's process, and its child's last row of the session (whose
+    /// figures, its probe's inside the child, the row shows).
+    process: Option<(
+        openrtc_proto::ProcessSnapshot,
+        Option<openrtc_proto::SessionSnapshot>,
+    )>,
 }
 
 impl RowParts {
     fn new(shared: &PoolShared, cell: &SessionCell) -> Self {
+        if let Some(process) = cell.process() {
+            let child = process.row();
+            return Self {
+                recent_stalls: child
+                    .as_ref()
+                    .map(|row| row.recent_stalls.clone())
+                    .unwrap_or_default(),
+                calls: child
+                    .as_ref()
+                    .map(|row| row.calls.clone())
+                    .unwrap_or_default(),
+                // A call's media health is measured here, where its audio comes and goes.
+                media: cell.call_media_snapshot(),
+                process: Some((process.snapshot(), child)),
+            };
+        }
         let clock = &shared.probe().clock;
         Self {
+            process: None,
             calls: cell.calls_snapshot(),
             media: cell.call_media_snapshot(),
             recent_stalls: cell
@@ -490,6 +529,9 @@ fn row<'a>(
     parts: &'a RowParts,
     moment: &Moment,
 ) -> SessionSnapshotRef<'a> {
+    if let Some((process, child)) = &parts.process {
+        return isolated_row(shared, cell, parts, moment, process, child.as_ref());
+    }
     let clock = &shared.probe().clock;
     let now_ns = moment.now_ns;
     let totals = cell.busy_totals();
@@ -535,6 +577,57 @@ fn row<'a>(
         tasks: cell.tasks(),
         calls: &parts.calls,
         media: parts.media.as_ref(),
+        process: None,
+    }
+}
+
+/// An isolated session's row: the worker's identity and state of the session, its child's
+/// figures (zeros until the child's first row), and the process's own.
+fn isolated_row<'a>(
+    shared: &PoolShared,
+    cell: &'a SessionCell,
+    parts: &'a RowParts,
+    moment: &Moment,
+    process: &'a openrtc_proto::ProcessSnapshot,
+    child: Option<&'a openrtc_proto::SessionSnapshot>,
+) -> SessionSnapshotRef<'a> {
+    let clock = &shared.probe().clock;
+    let now_ns = moment.now_ns;
+    let default = openrtc_proto::SessionSnapshot::default();
+    let figures = child.unwrap_or(&default);
+    SessionSnapshotRef {
+        id: cell.id(),
+        agent: cell.agent(),
+        tenant: cell.tenant(),
+        metadata: cell.metadata(),
+        started_at_unix_ms: clock.unix_ms(cell.started_ns()),
+        duration_ms: now_ns.saturating_sub(cell.started_ns()) / NS_PER_MS,
+        state: if figures.state == SessionState::Slow {
+            SessionState::Slow
+        } else if moment.draining {
+            SessionState::Draining
+        } else {
+            SessionState::Active
+        },
+        cpu_pct: figures.cpu_pct,
+        busy_ns: figures.busy_ns,
+        poll_count: figures.poll_count,
+        stall_count: figures.stall_count,
+        preempted_stall_count: figures.preempted_stall_count,
+        last_stall: parts.recent_stalls.last(),
+        recent_stalls: &parts.recent_stalls,
+        blocking_for_ms: figures.blocking_for_ms,
+        delayed_by_stalls_ns: figures.delayed_by_stalls_ns,
+        delayed_by_stalls_count: figures.delayed_by_stalls_count,
+        mem_bytes: figures.mem_bytes,
+        mem_peak_bytes: figures.mem_peak_bytes,
+        alloc_count: figures.alloc_count,
+        children_live_count: figures.children_live_count,
+        children_finished_count: figures.children_finished_count,
+        tasks: figures.tasks,
+        calls: &parts.calls,
+        media: parts.media.as_ref(),
+        process: Some(process),
     }
 }
 

@@ -52,6 +52,7 @@ mod frames;
 pub mod health;
 mod http;
 mod introspect;
+mod isolation;
 /// Phone calls over a Twilio-compatible media WebSocket: the listener, the agent's
 /// `CallMedia`, G.711 codecs and the providers' frames.
 pub mod media;
@@ -72,6 +73,7 @@ pub use agent::{Agent, AgentFn, agent_fn};
 pub use calls::{CallLabel, TrackedOutput};
 pub use error::{AgentError, ConfigError, LookupError, Rejected, RunError};
 pub use frames::{Frame, Frames};
+pub use isolation::offences::AutoIsolation;
 pub use openrtc_proto::{PoolSnapshot, RefusalReason};
 pub use pool::{AgentPool, AgentPoolBuilder, PoolHandle, RunningPool};
 pub use session::{

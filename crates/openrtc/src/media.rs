@@ -32,7 +32,7 @@
 //! `call.from`, `call.to`) are in the session's metadata. None of this touches the poll path:
 //! it runs once per 20 ms frame of a call, may allocate, and never blocks.
 
-mod call;
+pub(crate) mod call;
 pub(crate) mod health;
 pub(crate) mod listener;
 mod webhook;

@@ -173,9 +173,80 @@ pub(crate) fn read_host_cpu_ticks() -> Option<(u64, u64)> {
     host_cpu_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
+/// Another process's resident set and CPU time (user + system, all threads), from
+/// `/proc/<pid>/status` and `/proc/<pid>/stat`; `None` once the process is gone.
+pub(crate) fn process_figures(pid: u32) -> Option<(u64, std::time::Duration)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some((bytes_of(&status, "VmRSS"), stat_cpu_time(&stat)?))
+}
+
+/// Asks the kernel to kill this process when the thread that spawned it exits, then checks
+/// that its parent is still `expected_parent`: `false` if it is not (the parent died before
+/// the request was in place, and the process would outlive it).
+pub(crate) fn die_with_parent(expected_parent: u32) -> bool {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
+    let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: getppid has no preconditions, cannot fail and touches no memory of ours.
+    let parent = unsafe { libc::getppid() };
+    set == 0 && u32::try_from(parent).is_ok_and(|parent| parent == expected_parent)
+}
+
+/// Sends SIGKILL to the process group `group` (a child started in a group of its own, whose
+/// id is its pid). `false` if there was no such group left.
+pub(crate) fn kill_process_group(group: u32) -> bool {
+    let Ok(group) = libc::pid_t::try_from(group) else {
+        return false;
+    };
+    if group <= 1 {
+        // 0 and 1 would name our own group or every process we may signal.
+        return false;
+    }
+    // SAFETY: kill takes a process group (negated) and a signal, and touches no memory of
+    // ours; the group is a child's own, never ours (checked above and by its caller).
+    unsafe { libc::kill(-group, libc::SIGKILL) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_s_figures_are_read_and_its_group_killed() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let (rss_bytes, _cpu) = process_figures(child.id()).expect("a live child's figures");
+        assert!(rss_bytes > 0, "a running process has resident pages");
+        assert!(kill_process_group(child.id()));
+        let status = child.wait().expect("reaped");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(
+            process_figures(child.id()),
+            None,
+            "a reaped child has no figures"
+        );
+        assert!(!kill_process_group(0), "never our own group");
+        assert!(!kill_process_group(1), "never every process");
+    }
+
+    #[test]
+    fn a_process_whose_parent_is_another_is_told_so() {
+        // The real parent passes the check; any other pid fails it.
+        let parent = std::os::unix::process::parent_id();
+        assert!(die_with_parent(parent));
+        assert!(!die_with_parent(parent.wrapping_add(1)));
+        // Undo the request at once: the test runner's thread that spawned this process may
+        // exit before the process does.
+        // SAFETY: as in die_with_parent; signal 0 clears the request.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) },
+            0
+        );
+    }
 
     #[test]
     fn figures_of_this_process_are_plausible() {

@@ -78,6 +78,8 @@ pub(crate) struct PoolConfig {
     pub(crate) media_path: String,
     /// The voice webhook beside it, if any.
     pub(crate) voice_webhook: Option<crate::media::VoiceWebhook>,
+    /// When a tenant is moved to process isolation, if ever.
+    pub(crate) auto_isolation: Option<crate::AutoIsolation>,
 }
 
 pub(crate) struct RegisteredAgent {
@@ -216,6 +218,8 @@ pub(crate) struct PoolShared {
     http_addr: OnceLock<std::net::SocketAddr>,
     /// The address the media listener was bound to, once it is.
     media_addr: OnceLock<std::net::SocketAddr>,
+    /// The thread that starts and reaps isolated sessions' processes, from the first.
+    spawner: Mutex<Option<Arc<crate::isolation::Spawner>>>,
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -386,15 +390,16 @@ impl PoolShared {
         };
         let registered = &self.agents[admitted.agent];
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let memory_limit_bytes = min_limit(
+            registered.memory_limit_bytes,
+            limits.policy().session_memory_limit_bytes,
+        );
         let cell = Arc::new(SessionCell::new(
             key,
             Arc::clone(&registered.name),
             Arc::clone(&tenant.name),
             request.metadata,
-            min_limit(
-                registered.memory_limit_bytes,
-                limits.policy().session_memory_limit_bytes,
-            ),
+            memory_limit_bytes,
             Some(admitted.places),
             Arc::clone(self),
         ));
@@ -413,9 +418,15 @@ impl PoolShared {
         if let Some(media) = media {
             cell.set_media(media);
         }
+        if let Some(why) = self.isolation_for(&request.isolation, tenant, &limits) {
+            cell.set_process(Arc::new(crate::isolation::ProcessState::new(
+                why,
+                memory_limit_bytes,
+            )));
+        }
         match runtime {
             Some(runtime) => {
-                session::spawn_root(Arc::clone(&cell), Arc::clone(&registered.agent), &runtime)
+                self.start_root(Arc::clone(&cell), Arc::clone(&registered.agent), &runtime);
             }
             None => {
                 if let Lifecycle::NotStarted { pending } = &mut *lifecycle {
@@ -424,6 +435,137 @@ impl PoolShared {
             }
         }
         Ok(cell)
+    }
+
+    /// Why a session about to start runs in a process of its own, if it does: its launch
+    /// asks for it, its tenant's config does, or its tenant was moved there automatically.
+    fn isolation_for(
+        &self,
+        asked: &Option<crate::Isolation>,
+        tenant: &admission::TenantCounters,
+        limits: &Limits<'_>,
+    ) -> Option<crate::isolation::Why> {
+        use crate::Isolation;
+        use crate::isolation::Why;
+        match asked {
+            Some(Isolation::Process) => return Some(Why::Request),
+            Some(Isolation::Coroutine) => return None,
+            None => {}
+        }
+        if limits.policy().isolation == Some(Isolation::Process) {
+            return Some(Why::Config);
+        }
+        tenant.is_auto_isolated().then_some(Why::Automatic)
+    }
+
+    /// Starts a session's root task: the agent itself, or for an isolated session the
+    /// proxy that runs it in a process of its own.
+    fn start_root(
+        self: &Arc<Self>,
+        cell: Arc<SessionCell>,
+        agent: Arc<dyn ErasedAgent>,
+        runtime: &tokio::runtime::Handle,
+    ) {
+        let Some(process) = cell.process().map(Arc::clone) else {
+            session::spawn_root(cell, agent, runtime);
+            return;
+        };
+        let start = crate::isolation::StartSession {
+            key: cell.key(),
+            agent: cell.agent().to_owned(),
+            tenant: cell.tenant().to_owned(),
+            metadata: cell.metadata().clone(),
+            memory_limit_bytes: process.heap_limit_bytes(),
+            // The call's start frame, set by the proxy when it takes the call's media.
+            call_start: None,
+        };
+        match self.spawner() {
+            Ok(spawner) => {
+                let proxy =
+                    crate::isolation::run_parent(Arc::clone(&cell), spawner, start, process);
+                session::spawn_isolated_root(cell, proxy, runtime);
+            }
+            Err(error) => {
+                let outcome = SessionOutcome::Failed(crate::AgentError::msg(format!(
+                    "cannot start the spawner thread of isolated sessions: {error}"
+                )));
+                session::spawn_isolated_root(cell, std::future::ready(outcome), runtime);
+            }
+        }
+    }
+
+    /// The spawner thread of isolated sessions, started with the first.
+    fn spawner(&self) -> std::io::Result<Arc<crate::isolation::Spawner>> {
+        let mut spawner = lock(&self.spawner);
+        if let Some(spawner) = &*spawner {
+            return Ok(Arc::clone(spawner));
+        }
+        let started = Arc::new(crate::isolation::Spawner::start(
+            std::path::PathBuf::from("/proc/self/exe"),
+            std::env::args_os().skip(1).collect(),
+        )?);
+        *spawner = Some(Arc::clone(&started));
+        Ok(started)
+    }
+
+    /// Counts an offence against `tenant` for automatic isolation (a cold path: a stall, a
+    /// kill or a panic); at its budget, moves it to process isolation.
+    pub(crate) fn note_offence(&self, tenant: &str, offence: crate::isolation::offences::Offence) {
+        let Some(budget) = self.config.auto_isolation else {
+            return;
+        };
+        let counters = self.tenants.get_or_create(tenant);
+        let now_ns = self.probe.clock.now_ns();
+        let change = lock(&counters.offences).offend(&budget, offence, now_ns);
+        if let Some(crate::isolation::offences::Change::Isolated(tally)) = change {
+            counters.set_auto_isolated(true);
+            let why = format!("{tally} in {}s", budget.window.as_secs());
+            tracing::warn!(
+                event = "tenant_isolation",
+                tenant,
+                isolation = "process",
+                offences = tally.total(),
+                window_s = budget.window.as_secs(),
+                cooldown_s = budget.cooldown.as_secs(),
+                "[isolation] tenant '{tenant}' moved to process isolation after {why}"
+            );
+            self.events.emit(Event::TenantIsolation {
+                tenant: Arc::clone(&counters.name),
+                isolated: true,
+                why: why.into(),
+            });
+        }
+    }
+
+    /// Returns to coroutines every tenant whose cooldown has passed without offences (the
+    /// watchdog's housekeeping, once a second).
+    pub(crate) fn release_isolated_tenants(&self) {
+        let Some(budget) = self.config.auto_isolation else {
+            return;
+        };
+        let now_ns = self.probe.clock.now_ns();
+        for counters in self.tenants.all() {
+            if !counters.is_auto_isolated() {
+                continue;
+            }
+            let change = lock(&counters.offences).tick(&budget, now_ns);
+            if change == Some(crate::isolation::offences::Change::Released) {
+                counters.set_auto_isolated(false);
+                let tenant = &*counters.name;
+                let why = format!("no offence for {}s", budget.cooldown.as_secs());
+                tracing::info!(
+                    event = "tenant_isolation",
+                    tenant,
+                    isolation = "coroutine",
+                    "[isolation] tenant '{tenant}' back to coroutines after {why}"
+                );
+                self.events.emit(Event::TenantIsolation {
+                    tenant: Arc::clone(&counters.name),
+                    isolated: false,
+                    why: why.into(),
+                });
+            }
+        }
     }
 
     /// The limits in force for `tenant`.
@@ -482,19 +624,41 @@ impl PoolShared {
         counter.fetch_add(1, Ordering::Relaxed);
         self.tallies
             .ended(cell.tenant_name(), cell.agent_name(), &outcome);
+        // An isolated session's figures are its process's, as its child last reported them.
+        let (busy_ns, stall_count, mem_peak_bytes) =
+            match cell.process().and_then(|process| process.row()) {
+                Some(row) => (row.busy_ns, row.stall_count, row.mem_peak_bytes),
+                None => (
+                    cell.busy_totals().busy_ns,
+                    cell.stall_count(),
+                    cell.peak_memory_bytes(),
+                ),
+            };
         self.counters
             .ended_busy_ns
-            .fetch_add(cell.busy_totals().busy_ns, Ordering::Relaxed);
+            .fetch_add(busy_ns, Ordering::Relaxed);
         let wire = outcome.to_wire();
         crate::telemetry::current::scope(cell, || log_session_end(cell, &outcome, &wire));
         self.note_verdict(cell, &outcome);
+        {
+            use crate::isolation::offences::Offence;
+            let offence = match &outcome {
+                SessionOutcome::Panicked { .. }
+                | SessionOutcome::Killed(KillReason::Signal { .. }) => Some(Offence::Crash),
+                SessionOutcome::Killed(
+                    KillReason::MemoryLimit { .. } | KillReason::RssLimit { .. },
+                ) => Some(Offence::MemoryKill),
+                _ => None,
+            };
+            if let Some(offence) = offence {
+                self.note_offence(cell.tenant(), offence);
+            }
+        }
         let ended_badly = matches!(
             outcome,
             SessionOutcome::Failed(_) | SessionOutcome::Panicked { .. } | SessionOutcome::Killed(_)
         );
-        let flight_recorder = self
-            .log
-            .session_ended(cell, ended_badly || cell.stall_count() > 0);
+        let flight_recorder = self.log.session_ended(cell, ended_badly || stall_count > 0);
         let ended = EndedSession {
             key: cell.key(),
             agent: Arc::clone(cell.agent_name()),
@@ -502,9 +666,9 @@ impl PoolShared {
             outcome: wire,
             ended_ns: now_ns,
             duration_ns: now_ns.saturating_sub(cell.started_ns()),
-            busy_ns: cell.busy_totals().busy_ns,
-            stall_count: cell.stall_count(),
-            mem_peak_bytes: cell.peak_memory_bytes(),
+            busy_ns,
+            stall_count,
+            mem_peak_bytes,
             flight_recorder: flight_recorder.into(),
         };
         self.events.emit(Event::SessionFinished {
@@ -726,6 +890,7 @@ impl AgentPool {
             recent: crate::watchdog::RecentFigures::default(),
             http_addr: OnceLock::new(),
             media_addr: OnceLock::new(),
+            spawner: Mutex::new(None),
         });
         shared.note_named_tenants();
         Self {
@@ -740,6 +905,12 @@ impl AgentPool {
     #[must_use]
     pub fn handle(&self) -> PoolHandle {
         PoolHandle::new(Arc::clone(&self.shared))
+    }
+
+    /// Its first session gets the key (and so the id) `key`: in an isolated session's
+    /// child, the worker's, so that the child's log lines name the same session.
+    pub(crate) fn first_key(&self, key: u64) {
+        self.shared.next_key.store(key.max(1), Ordering::Relaxed);
     }
 
     /// Where the introspection socket is served (`None` with introspection off).
@@ -919,7 +1090,7 @@ impl AgentPool {
             .runtime_started_ns
             .store(shared.probe.clock.now_ns(), Ordering::Relaxed);
         for (cell, agent) in pending {
-            session::spawn_root(cell, agent, runtime.handle());
+            shared.start_root(cell, agent, runtime.handle());
         }
         if let Some(listener) = media_listener {
             crate::media::listener::spawn(Arc::clone(&shared), listener, runtime.handle());

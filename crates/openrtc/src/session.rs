@@ -42,6 +42,10 @@ pub struct JobRequest {
     pub tenant: String,
     /// Free-form metadata handed to the agent and shown by `openrtc top`.
     pub metadata: serde_json::Value,
+    /// Runs the session in a process of its own when `Some(Isolation::Process)`, whatever
+    /// its tenant's config says; `None` follows the tenant (its config's `isolation`, or
+    /// automatic isolation of a tenant that keeps hurting its neighbours).
+    pub isolation: Option<crate::Isolation>,
 }
 
 impl JobRequest {
@@ -55,6 +59,7 @@ impl JobRequest {
             agent: None,
             tenant: Self::DEFAULT_TENANT.to_owned(),
             metadata: serde_json::Value::Null,
+            isolation: None,
         }
     }
 
@@ -76,6 +81,15 @@ impl JobRequest {
     #[must_use]
     pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Asks for this isolation, whatever the tenant's: `Isolation::Process` runs the session
+    /// in a process of its own (the worker's binary started again in its child mode),
+    /// `Isolation::Coroutine` keeps it in the worker even for an isolated tenant.
+    #[must_use]
+    pub fn isolation(mut self, isolation: crate::Isolation) -> Self {
+        self.isolation = Some(isolation);
         self
     }
 }
@@ -405,6 +419,42 @@ pub(crate) fn spawn_root(
                 .stop_request()
                 .map_or(SessionOutcome::Completed, StopRequest::outcome),
             Ok(Err(error)) => SessionOutcome::Failed(error),
+            Err(mut panic) => {
+                panic.report(&guard.cell, "root");
+                SessionOutcome::Panicked {
+                    message: panic.message,
+                    location: panic.location,
+                }
+            }
+        });
+    });
+    cell.set_abort(join.abort_handle());
+}
+
+/// Starts an isolated session's root task on `runtime`: the proxy that runs the agent in a
+/// process of its own and resolves to the session's outcome. Timed and caught like any root
+/// task (its own polls are few and short).
+pub(crate) fn spawn_isolated_root(
+    cell: Arc<SessionCell>,
+    proxy: impl Future<Output = SessionOutcome> + Send + 'static,
+    runtime: &tokio::runtime::Handle,
+) {
+    let attributed = Attributed::new(proxy, Arc::clone(&cell), cell.root_stats());
+    let caught = CatchPanic::new(attributed, Mark::session(cell.panic_backtraces()));
+    let mut guard = RootGuard {
+        cell: Arc::clone(&cell),
+        outcome: None,
+    };
+    let join = runtime.spawn(async move {
+        let result = caught.await;
+        guard.set_outcome(match result {
+            // As for any session: an end without error after a stop was asked for is that
+            // stop; every other end (a crash, a limit, a failure) is the outcome itself.
+            Ok(SessionOutcome::Completed) => guard
+                .cell
+                .stop_request()
+                .map_or(SessionOutcome::Completed, StopRequest::outcome),
+            Ok(outcome) => outcome,
             Err(mut panic) => {
                 panic.report(&guard.cell, "root");
                 SessionOutcome::Panicked {

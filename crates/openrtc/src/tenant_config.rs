@@ -6,7 +6,7 @@
 //! max_sessions = 50            # concurrent sessions of one tenant (0 refuses them all)
 //! memory_limit_mb = 256        # each of its sessions' live heap
 //! max_heap_mb = 1024           # its sessions' live heap together
-//! isolation = "coroutine"      # or "process" (kept for process isolation)
+//! isolation = "coroutine"      # or "process": each session in a process of its own
 //! [defaults.breaker]           # or `breaker = false` to disable it; `breaker = true`: defaults
 //! window_s = 60
 //! min_samples = 5
@@ -87,15 +87,23 @@ impl Default for BreakerConfig {
     }
 }
 
-/// How a tenant's sessions are to be isolated (`isolation`). Sessions run in the worker
-/// either way today; `process` is kept for process isolation.
+/// How a tenant's sessions are isolated (`isolation`): as coroutines of the worker (the
+/// default), or each in a process of its own.
+///
+/// A process-isolated session is the worker's own binary started again (`/proc/self/exe`,
+/// with the worker's arguments) in a child mode: its `main` runs as far as
+/// [`crate::AgentPoolBuilder::build`], which there runs the one session with the agents
+/// registered so far and exits. So `main` must register the same agents before `build`
+/// whatever else it does, and do nothing before `build` that a second copy must not do
+/// (bind a port, truncate a file). A phone call's media is relayed between the worker's
+/// connection and the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Isolation {
     /// Sessions are tasks of the worker's runtime.
     Coroutine,
-    /// Sessions are to run in a process of their own.
+    /// Each session runs in a process of its own.
     Process,
 }
 

@@ -106,6 +106,11 @@ pub(crate) struct Args {
     /// session) and log `speech started` and `speech ended` with the session's labels.
     #[arg(long)]
     pub(crate) vad: bool,
+    /// Move a tenant whose sessions keep stalling their thread, crashing or hitting their
+    /// memory cap to process isolation (3 offences in 30 s; back after 5 minutes without
+    /// one): its new sessions, calls included, each run in a process of their own.
+    #[arg(long)]
+    pub(crate) auto_isolation: bool,
 }
 
 /// `--log-file`: a path, or the empty path (none) for an empty value or `off`.
@@ -170,6 +175,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .max_concurrent_sessions(args.max_sessions)
         .drain_timeout(Duration::from_secs(args.drain_timeout_secs))
         .cancel_grace(Duration::from_secs(2));
+    if args.auto_isolation {
+        builder = builder.auto_isolation(Some(openrtc::AutoIsolation::default()));
+    }
     if let Some(slow_ms) = args.slow_ms {
         builder = builder.slow_session_threshold(Duration::from_millis(slow_ms));
     }

@@ -25,6 +25,9 @@ pub enum Column {
     Agent,
     /// The tenant name.
     Tenant,
+    /// How the session is isolated: `coro` (a task of the worker) or `proc` (a process of
+    /// its own).
+    Iso,
     /// Seconds since the session started.
     Dur,
     /// CPU% over the worker's CPU window.
@@ -44,10 +47,11 @@ pub enum Column {
 
 impl Column {
     /// The session columns, in table order; the worker column, when shown, comes first.
-    pub const SESSION_COLUMNS: [Self; 10] = [
+    pub const SESSION_COLUMNS: [Self; 11] = [
         Self::Session,
         Self::Agent,
         Self::Tenant,
+        Self::Iso,
         Self::Dur,
         Self::Cpu,
         Self::Mem,
@@ -58,10 +62,12 @@ impl Column {
     ];
 
     /// The order in which a screen too narrow for every column gives them up, first given up
-    /// first: the tenant (the `t` key still lists tenants), the peak (MEM tells the present),
-    /// the calls' lateness (the detail pane shows it), the agent, the worker, the duration, the stall count, memory, CPU%. SESSION and STATUS
-    /// are never given up, and the sort column is kept while any other can go.
-    pub const DROP_ORDER: [Self; 9] = [
+    /// first: the isolation (the detail pane shows a process), the tenant (the `t` key still
+    /// lists tenants), the peak (MEM tells the present), the calls' lateness (the detail pane
+    /// shows it), the agent, the worker, the duration, the stall count, memory, CPU%. SESSION
+    /// and STATUS are never given up, and the sort column is kept while any other can go.
+    pub const DROP_ORDER: [Self; 10] = [
+        Self::Iso,
         Self::Tenant,
         Self::Peak,
         Self::Late,
@@ -81,6 +87,7 @@ impl Column {
             Self::Session => "SESSION",
             Self::Agent => "AGENT",
             Self::Tenant => "TENANT",
+            Self::Iso => "ISO",
             Self::Dur => "DUR(s)",
             Self::Cpu => "CPU%",
             Self::Mem => marking.memory_title(),
@@ -95,18 +102,23 @@ impl Column {
     #[must_use]
     pub fn alignment(self) -> Align {
         match self {
-            Self::Worker | Self::Session | Self::Agent | Self::Tenant | Self::Status => Align::Left,
+            Self::Worker
+            | Self::Session
+            | Self::Agent
+            | Self::Tenant
+            | Self::Iso
+            | Self::Status => Align::Left,
             Self::Dur | Self::Cpu | Self::Mem | Self::Peak | Self::Stalls | Self::Late => {
                 Align::Right
             }
         }
     }
 
-    /// The sort key of the column (the worker column has none).
+    /// The sort key of the column (the worker and isolation columns have none).
     #[must_use]
     pub fn sort_key(self) -> Option<SortKey> {
         match self {
-            Self::Worker => None,
+            Self::Worker | Self::Iso => None,
             Self::Session => Some(SortKey::Session),
             Self::Agent => Some(SortKey::Agent),
             Self::Tenant => Some(SortKey::Tenant),
@@ -140,6 +152,7 @@ impl Column {
             Self::Session => session.id.to_string(),
             Self::Agent => clean_text(&session.agent, NAME_CELL_MAX_CHARS),
             Self::Tenant => clean_text(&session.tenant, NAME_CELL_MAX_CHARS),
+            Self::Iso => isolation_cell(session).to_owned(),
             Self::Dur => format_seconds_tenths(session.duration_ms),
             Self::Cpu => format_cpu_percent(session.cpu_pct),
             Self::Mem => marking.memory_cell(session.mem_bytes, row.mem_source),
@@ -148,6 +161,17 @@ impl Column {
             Self::Late => format_late(session),
             Self::Status => format_status(session),
         }
+    }
+}
+
+/// A session's isolation as the ISO column shows it: `proc` when it runs in a process of its
+/// own, `coro` when it is a task of the worker.
+#[must_use]
+pub fn isolation_cell(session: &SessionSnapshot) -> &'static str {
+    if session.process.is_some() {
+        "proc"
+    } else {
+        "coro"
     }
 }
 

@@ -454,7 +454,7 @@ mod tests {
     fn an_empty_table_has_titles_only() {
         assert_eq!(
             session_table("demo", &[], MemSource::Tracked),
-            "SESSION  AGENT  TENANT  DUR(s)  CPU%  MEM  PEAK  STALLS  LATE  STATUS\n"
+            "SESSION  AGENT  TENANT  ISO  DUR(s)  CPU%  MEM  PEAK  STALLS  LATE  STATUS\n"
         );
     }
 
@@ -462,6 +462,8 @@ mod tests {
     fn columns_fit_their_content_and_numbers_align_right() {
         let mut long = session("s-1", "transcriber", "acme", 187.5);
         long.duration_ms = 123_456;
+        // In a process of its own: `proc` in the ISO column.
+        long.process = Some(openrtc_proto::ProcessSnapshot::default());
         let short = session("s-22", "a", "b", 3.0);
         long.mem_bytes = 10_276_044;
         long.mem_peak_bytes = 128_974_848;
@@ -470,9 +472,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "SESSION  AGENT        TENANT  DUR(s)   CPU%  MEM~  PEAK  STALLS  LATE  STATUS",
-                "s-1      transcriber  acme     123.5  187.5  9.8M  123M       0     -  active",
-                "s-22     a            b          0.0    3.0     0     0       0     -  active",
+                "SESSION  AGENT        TENANT  ISO   DUR(s)   CPU%  MEM~  PEAK  STALLS  LATE  STATUS",
+                "s-1      transcriber  acme    proc   123.5  187.5  9.8M  123M       0     -  active",
+                "s-22     a            b       coro     0.0    3.0     0     0       0     -  active",
             ]
         );
     }
@@ -493,7 +495,7 @@ mod tests {
         let table = session_table("demo", &[&prompt, &late, &plain], MemSource::Tracked);
         let late_cells: Vec<&str> = table
             .lines()
-            .map(|line| line.split_whitespace().nth(8).unwrap_or(""))
+            .map(|line| line.split_whitespace().nth(9).unwrap_or(""))
             .collect();
         assert_eq!(late_cells, ["LATE", "2", "182!", "-"], "{table}");
         let sessions = [prompt, late, plain];

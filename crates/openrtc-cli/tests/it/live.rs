@@ -6,6 +6,7 @@
 
 mod blocked;
 mod calls;
+mod isolation;
 mod tui;
 
 use std::fs::File;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Serialize, Serializer};
 
 use super::{
-    CallMediaSnapshot, CallStatsSnapshot, SessionSnapshot, SessionState, StallSnapshot,
-    TaskCountsSnapshot,
+    CallMediaSnapshot, CallStatsSnapshot, ProcessSnapshot, SessionSnapshot, SessionState,
+    StallSnapshot, TaskCountsSnapshot,
 };
 use crate::SessionId;
 
@@ -78,6 +78,9 @@ pub struct SessionSnapshotRef<'a> {
     /// [`SessionSnapshot::media`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<&'a CallMediaSnapshot>,
+    /// [`SessionSnapshot::process`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<&'a ProcessSnapshot>,
 }
 
 impl SessionSnapshotRef<'_> {
@@ -110,6 +113,7 @@ impl SessionSnapshotRef<'_> {
             tasks,
             calls,
             media,
+            process,
         } = *self;
         SessionSnapshot {
             id,
@@ -137,6 +141,7 @@ impl SessionSnapshotRef<'_> {
             tasks,
             calls: calls.clone(),
             media: media.cloned(),
+            process: process.cloned(),
         }
     }
 }
@@ -171,6 +176,7 @@ impl SessionSnapshot {
             tasks,
             calls,
             media,
+            process,
         } = self;
         SessionSnapshotRef {
             id: *id,
@@ -198,6 +204,7 @@ impl SessionSnapshot {
             tasks: *tasks,
             calls,
             media: media.as_ref(),
+            process: process.as_ref(),
         }
     }
 }
@@ -302,6 +309,15 @@ mod tests {
                 degrading: true,
                 ..CallMediaSnapshot::default()
             }),
+            process: Some(ProcessSnapshot {
+                pid: 33,
+                why: "automatic".into(),
+                rss_bytes: 34,
+                rss_limit_bytes: Some(35),
+                cpu_ns: 36,
+                cpu_pct: 37.5,
+                start_us: 38,
+            }),
         }
     }
 
@@ -322,6 +338,8 @@ mod tests {
         assert_eq!(json["calls"]["db.query"]["blocking_count"], 25);
         assert_eq!(json["tasks"]["cancelled_count"], 21);
         assert_eq!(json["media"]["outbound_lateness_p99_ms"], 32.5);
+        assert_eq!(json["process"]["pid"], 33);
+        assert_eq!(json["process"]["rss_limit_bytes"], 35);
         let read: SessionSnapshot = serde_json::from_value(json).expect("reads");
         assert_eq!(read, row);
     }
@@ -343,6 +361,7 @@ mod tests {
             "tasks",
             "calls",
             "media",
+            "process",
         ] {
             assert!(!object.contains_key(absent), "{absent} in {json}");
         }

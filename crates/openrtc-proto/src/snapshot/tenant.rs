@@ -41,10 +41,38 @@ pub struct TenantSnapshot {
     pub call_frames_dropped_count: u64,
     /// Its circuit breaker.
     pub breaker: BreakerSnapshot,
-    /// The isolation the config asks for (kept for process isolation; sessions run in the
-    /// worker either way today).
+    /// The isolation the config asks for (`coroutine` or `process`), if it names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
+    /// Automatic isolation: whether it has been moved to process isolation for its offences,
+    /// and its offences counted towards a move. Absent when the worker does not move tenants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_isolation: Option<AutoIsolationSnapshot>,
+}
+
+/// A tenant under automatic isolation: offences within the window move it to process
+/// isolation until a cooldown passes without one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct AutoIsolationSnapshot {
+    /// Whether its new sessions run each in a process of its own now.
+    pub isolated: bool,
+    /// Since when, while it is isolated (milliseconds since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolated_since_unix_ms: Option<u64>,
+    /// In how long it returns to coroutines if it commits no more offences, while it is
+    /// isolated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_in_ms: Option<u64>,
+    /// Its offences in the current window (while it is not isolated).
+    pub offences_count: u32,
+    /// The offences within the window that move it.
+    pub offences_limit: u32,
+    /// The window, in seconds.
+    pub window_s: u64,
+    /// How many times it has been moved since the worker started.
+    pub moves_count: u64,
 }
 
 /// One registered agent: its sessions, its cap and its refusals.

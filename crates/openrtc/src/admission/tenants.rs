@@ -34,9 +34,24 @@ pub(crate) struct TenantCounters {
     /// The pool's event stream, told of its breaker's changes (`None` in tests of admission
     /// alone).
     pub(crate) events: Option<Arc<EventHub>>,
+    /// Its offences, for automatic isolation (cold: a stall, a kill, a panic).
+    pub(crate) offences: Mutex<crate::isolation::offences::Record>,
+    /// Whether it is moved to process isolation now (read at each launch).
+    auto_isolated: std::sync::atomic::AtomicBool,
 }
 
 impl TenantCounters {
+    /// Whether automatic isolation has moved it to process isolation.
+    pub(crate) fn is_auto_isolated(&self) -> bool {
+        self.auto_isolated
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_auto_isolated(&self, isolated: bool) {
+        self.auto_isolated
+            .store(isolated, std::sync::atomic::Ordering::Release);
+    }
+
     /// Counts the heap of the session `key`, charged to allocator `account`, as the tenant's.
     pub(crate) fn join(&self, key: u64, account: u32) {
         if account != 0 {

@@ -131,6 +131,15 @@ pub(super) fn to_wire(event: &Event) -> StreamEvent {
             path: path.display().to_string(),
             version: version.to_string(),
         },
+        Event::TenantIsolation {
+            tenant,
+            isolated,
+            why,
+        } => StreamEvent::TenantIsolation {
+            tenant: tenant.to_string(),
+            isolation: if *isolated { "process" } else { "coroutine" }.to_owned(),
+            why: why.to_string(),
+        },
     }
 }
 

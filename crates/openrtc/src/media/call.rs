@@ -56,10 +56,24 @@ pub struct CallEnded;
 /// What the session asks the connection's pump to do.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// A text frame, already encoded for the provider.
+    /// A text frame, already encoded for the provider (a mark).
     Frame(String),
+    /// A frame of audio, encoded for the provider, and how long the audio lasts.
+    Audio { frame: String, duration_us: u64 },
+    /// A `clear` frame.
+    Clear(String),
     /// Close the stream (the session hangs up).
     HangUp,
+}
+
+impl Outbound {
+    /// The text frame to send, if it is one (not a hang-up).
+    pub(crate) fn into_text(self) -> Option<String> {
+        match self {
+            Self::Frame(text) | Self::Audio { frame: text, .. } | Self::Clear(text) => Some(text),
+            Self::HangUp => None,
+        }
+    }
 }
 
 /// Lifetime counters shared by a call's pump, its session and the snapshot.
@@ -82,6 +96,8 @@ pub(crate) struct CallCounters {
 #[derive(Debug)]
 pub struct CallMedia {
     start: Arc<StreamStart>,
+    /// The `start` frame as it came, for an isolated session's process to parse again.
+    start_text: Arc<str>,
     inbound: mpsc::Receiver<MediaEvent>,
     outbound: mpsc::Sender<Outbound>,
     health: Arc<CallHealth>,
@@ -90,12 +106,14 @@ pub struct CallMedia {
 impl CallMedia {
     pub(crate) fn new(
         start: Arc<StreamStart>,
+        start_text: Arc<str>,
         inbound: mpsc::Receiver<MediaEvent>,
         outbound: mpsc::Sender<Outbound>,
         health: Arc<CallHealth>,
     ) -> Self {
         Self {
             start,
+            start_text,
             inbound,
             outbound,
             health,
@@ -110,6 +128,41 @@ impl CallMedia {
     /// The call's health, which the snapshot reads for as long as the session lives.
     pub(crate) fn health(&self) -> &Arc<CallHealth> {
         &self.health
+    }
+
+    /// The `start` frame's text, as the provider sent it.
+    pub(crate) fn start_text(&self) -> &Arc<str> {
+        &self.start_text
+    }
+
+    /// Queues what an isolated session's process sent, as the session's own `send`, `mark`,
+    /// `clear` or `hang_up` would have: counted and timed here, where the caller's audio
+    /// leaves.
+    pub(crate) async fn forward(&self, outbound: Outbound) -> Result<(), CallEnded> {
+        let sent = match &outbound {
+            Outbound::Audio { duration_us, .. } => Some(Some(*duration_us)),
+            Outbound::Clear(_) => Some(None),
+            Outbound::Frame(_) | Outbound::HangUp => None,
+        };
+        self.push(outbound).await?;
+        match sent {
+            Some(Some(duration_us)) => self.sent_audio(duration_us),
+            Some(None) => self.health.with(super::health::Windows::cleared),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Counts and times one chunk of audio once it is queued.
+    fn sent_audio(&self, duration_us: u64) {
+        self.health
+            .counters
+            .frames_out
+            .fetch_add(1, Ordering::Relaxed);
+        // Measured once the chunk is queued: a full queue (a slow socket) makes it late.
+        let at_us = self.health.now_us();
+        self.health
+            .with(|windows| windows.outbound(at_us, duration_us));
     }
 
     /// The stream's `start`: provider, stream and call ids, custom parameters.
@@ -136,16 +189,9 @@ impl CallMedia {
             encoded.clear();
             encode(self.start.encoding, chunk, &mut encoded);
             let frame = protocol::media_frame(self.start.provider, &self.start.stream_id, &encoded);
-            self.push(Outbound::Frame(frame)).await?;
-            self.health
-                .counters
-                .frames_out
-                .fetch_add(1, Ordering::Relaxed);
-            // Measured once the chunk is queued: a full queue (a slow socket) makes it late.
-            let at_us = self.health.now_us();
             let duration_us = chunk.len() as u64 * US_PER_SAMPLE;
-            self.health
-                .with(|windows| windows.outbound(at_us, duration_us));
+            self.push(Outbound::Audio { frame, duration_us }).await?;
+            self.sent_audio(duration_us);
         }
         Ok(())
     }
@@ -169,7 +215,7 @@ impl CallMedia {
     /// [`CallEnded`] once the stream has closed.
     pub async fn clear(&self) -> Result<(), CallEnded> {
         let frame = protocol::clear_frame(self.start.provider, &self.start.stream_id);
-        self.push(Outbound::Frame(frame)).await?;
+        self.push(Outbound::Clear(frame)).await?;
         self.health.with(super::health::Windows::cleared);
         Ok(())
     }

@@ -199,23 +199,25 @@ async fn upgrade(State(listener): State<Arc<Listener>>, upgrade: WebSocketUpgrad
 
 /// One connection: its `start`, its session, then its pump.
 async fn connection(listener: Arc<Listener>, mut socket: WebSocket, permit: OwnedSemaphorePermit) {
-    let start = match tokio::time::timeout(START_TIMEOUT, read_start(&mut socket)).await {
-        Ok(Ok(start)) => start,
-        Ok(Err(close)) => return close_socket(socket, close).await,
-        Err(_) => {
-            let close = Close::new(
-                code::POLICY,
-                format!("no start message within {} s", START_TIMEOUT.as_secs()),
-            );
-            return close_socket(socket, close).await;
-        }
-    };
+    let (start, start_text) =
+        match tokio::time::timeout(START_TIMEOUT, read_start(&mut socket)).await {
+            Ok(Ok(start)) => start,
+            Ok(Err(close)) => return close_socket(socket, close).await,
+            Err(_) => {
+                let close = Close::new(
+                    code::POLICY,
+                    format!("no start message within {} s", START_TIMEOUT.as_secs()),
+                );
+                return close_socket(socket, close).await;
+            }
+        };
     let start = Arc::new(start);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let health = Arc::new(CallHealth::default());
     let media = CallMedia::new(
         Arc::clone(&start),
+        start_text.into(),
         inbound_rx,
         outbound_tx,
         Arc::clone(&health),
@@ -238,9 +240,9 @@ async fn connection(listener: Arc<Listener>, mut socket: WebSocket, permit: Owne
     crate::session::spawn_task_of(&cell, pump.run(socket, outbound_rx, ended));
 }
 
-/// Reads messages up to the `start`; anything but `connected` or an unknown event before it
-/// closes the connection.
-async fn read_start(socket: &mut WebSocket) -> Result<StreamStart, Close> {
+/// Reads messages up to the `start` (returned with its text); anything but `connected` or an
+/// unknown event before it closes the connection.
+async fn read_start(socket: &mut WebSocket) -> Result<(StreamStart, String), Close> {
     loop {
         let text = match socket.recv().await {
             Some(Ok(Message::Text(text))) => text,
@@ -252,7 +254,7 @@ async fn read_start(socket: &mut WebSocket) -> Result<StreamStart, Close> {
             Some(Err(error)) => return Err(transport_close(&error)),
         };
         match protocol::parse_inbound(&text) {
-            Ok(Inbound::Start(start)) => return Ok(start),
+            Ok(Inbound::Start(start)) => return Ok((start, text.to_string())),
             Ok(Inbound::Connected | Inbound::Other { .. }) => {}
             Ok(Inbound::Media(_) | Inbound::Dtmf { .. } | Inbound::Mark { .. }) => {
                 return Err(Close::new(code::POLICY, "media before the start message"));
@@ -405,17 +407,17 @@ impl Pump {
                         Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
                     }
                 }
-                next = outbound.recv() => match next {
-                    Some(Outbound::Frame(text)) => {
+                next = outbound.recv() => match next.and_then(Outbound::into_text) {
+                    Some(text) => {
                         if socket.send(Message::Text(text.into())).await.is_err() {
                             return;
                         }
                     }
-                    Some(Outbound::HangUp) | None => break Close::new(code::NORMAL, "the agent hung up"),
+                    None => break Close::new(code::NORMAL, "the agent hung up"),
                 },
                 () = &mut ended => {
                     // Whatever the session sent before it ended goes out first.
-                    while let Ok(Outbound::Frame(text)) = outbound.try_recv() {
+                    while let Some(text) = outbound.try_recv().ok().and_then(Outbound::into_text) {
                         if socket.send(Message::Text(text.into())).await.is_err() {
                             return;
                         }

@@ -46,6 +46,9 @@ pub struct AgentPoolBuilder {
     media_addr: Option<std::net::SocketAddr>,
     media_path: String,
     voice_webhook: Option<crate::media::VoiceWebhook>,
+    auto_isolation: Option<crate::AutoIsolation>,
+    /// Set in an isolated session's child: the worker's key of its one session.
+    isolated_session_key: Option<u64>,
 }
 
 impl std::fmt::Debug for AgentPoolBuilder {
@@ -86,6 +89,7 @@ impl std::fmt::Debug for AgentPoolBuilder {
             .field("media_addr", &self.media_addr)
             .field("media_path", &self.media_path)
             .field("voice_webhook", &self.voice_webhook)
+            .field("auto_isolation", &self.auto_isolation)
             .finish()
     }
 }
@@ -124,6 +128,8 @@ impl Default for AgentPoolBuilder {
             media_addr: None,
             media_path: crate::media::DEFAULT_PATH.to_owned(),
             voice_webhook: None,
+            auto_isolation: None,
+            isolated_session_key: None,
         }
     }
 }
@@ -369,6 +375,21 @@ impl AgentPoolBuilder {
         self
     }
 
+    /// Moves a tenant to process isolation when its sessions keep hurting their neighbours
+    /// (default off): `budget.offences` offences within `budget.window` (a stall over the
+    /// threshold that was its own, not the host's; a kill for its memory cap; a panic; its
+    /// isolated process's crash) run its new sessions each in a process of its own, until
+    /// `budget.cooldown` passes without one; then it returns to coroutines. Each move is
+    /// logged (`[isolation] tenant 'acme' moved to process isolation after 3 stalls in 30s`),
+    /// is an event (`tenant_isolation`) and shows in snapshots. [`crate::AutoIsolation`]'s
+    /// default: 3 offences in 30 s, 5 minutes of cooldown. Running sessions are never moved.
+    /// Isolated sessions are the worker's own binary started again, so its `main` must build
+    /// the same pool whatever else it does (see [`crate::Isolation::Process`]).
+    pub fn auto_isolation(mut self, budget: Option<crate::AutoIsolation>) -> Self {
+        self.auto_isolation = budget;
+        self
+    }
+
     /// The circuit breaker every tenant gets when the pool has no tenant config file
     /// (default: [`BreakerConfig::default`]: 3 failures of 5 sessions within a minute refuse
     /// the tenant's new sessions for 30 s); `None` gives tenants no breaker. With a tenant
@@ -483,6 +504,42 @@ impl AgentPoolBuilder {
     ///
     /// A [`ConfigError`] naming the first setting that cannot work.
     pub fn build(self) -> Result<AgentPool, ConfigError> {
+        // Started by a worker to run one isolated session: this process runs that session
+        // with the agents registered here, and exits.
+        if let Some(parent) = crate::isolation::parent_from_env() {
+            crate::isolation::run_child(self, parent);
+        }
+        self.build_pool()
+    }
+
+    /// The settings of an isolated session's child pool: one worker thread, the session's
+    /// heap cap, and none of the worker's listeners, socket, tenant config, log file, event
+    /// stream or worker-wide limits (the worker keeps all of those).
+    pub(crate) fn for_isolated_session(mut self, start: &crate::isolation::StartSession) -> Self {
+        self.worker_threads = Some(1);
+        self.max_concurrent_sessions = 1;
+        self.session_memory_limit = start.memory_limit_bytes;
+        self.agent_memory_limits.clear();
+        self.memory_warn_mb = None;
+        self.memory_limit_mb = None;
+        self.consecutive_failure_limit = None;
+        self.restart_after = None;
+        self.tenant_config = None;
+        self.tenant_breaker = None;
+        self.event_stream = None;
+        self.http_addr = None;
+        self.media_addr = None;
+        self.voice_webhook = None;
+        self.socket_path = None;
+        self.log_file = None;
+        self.auto_isolation = None;
+        self.hooks = AdmissionHooks::default();
+        self.isolated_session_key = Some(start.key);
+        self
+    }
+
+    /// Checks the settings and builds the pool (what [`Self::build`] does in a worker).
+    pub(crate) fn build_pool(self) -> Result<AgentPool, ConfigError> {
         if !openrtc_proto::is_valid_name(&self.worker_name) {
             return Err(ConfigError::InvalidName {
                 what: "worker",
@@ -604,6 +661,7 @@ impl AgentPoolBuilder {
         };
         let socket_path = match (self.enable_introspection, self.socket_path) {
             (false, _) => None,
+            (true, None) if self.isolated_session_key.is_some() => None,
             (true, Some(path)) => {
                 if path.file_name().is_none() || path.as_os_str().is_empty() {
                     return Err(ConfigError::InvalidSocketPath {
@@ -615,7 +673,12 @@ impl AgentPoolBuilder {
             }
             (true, None) => Some(crate::serve::default_socket_path(&self.worker_name)),
         };
+        let isolated_session_key = self.isolated_session_key;
         let log_file = self.log_file.or_else(|| {
+            if isolated_session_key.is_some() {
+                // The worker's log file is the worker's: the child logs to stderr only.
+                return None;
+            }
             std::env::var_os(crate::telemetry::LOG_FILE_ENV)
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from)
@@ -670,9 +733,13 @@ impl AgentPoolBuilder {
             media_addr: self.media_addr,
             media_path: self.media_path,
             voice_webhook: self.voice_webhook,
+            auto_isolation: self.auto_isolation,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;
+        if let Some(key) = isolated_session_key {
+            pool.first_key(key);
+        }
         Ok(pool)
     }
 }

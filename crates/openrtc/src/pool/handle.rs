@@ -71,6 +71,24 @@ impl PoolHandle {
             .stop_session(id, StopRequest::Kill(KillReason::Operator))
     }
 
+    /// Launches the session of a phone call with its media in place (an isolated call's
+    /// process).
+    pub(crate) fn launch_call(
+        &self,
+        request: JobRequest,
+        media: crate::media::CallMedia,
+    ) -> Result<SessionHandle, Rejected> {
+        self.shared
+            .launch_call(request, media)
+            .map(SessionHandle::new)
+    }
+
+    /// Stops a session with this request (a cancel with its own reason, for an isolated
+    /// session's process passing on the worker's).
+    pub(crate) fn stop_with(&self, id: SessionId, request: StopRequest) -> Result<(), LookupError> {
+        self.shared.stop_session(id, request)
+    }
+
     /// Stops accepting sessions and lets live ones finish, up to the drain timeout; then
     /// cancels the rest. The pool's `run` returns when no session is left.
     pub fn begin_drain(&self) {

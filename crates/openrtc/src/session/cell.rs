@@ -161,6 +161,9 @@ pub(crate) struct SessionCell {
     slow_call_ns: u64,
     /// Its child tasks by how they ended.
     tasks: super::tasks::TaskCounters,
+    /// Its process, when it runs isolated in one of its own (set before its root task
+    /// starts).
+    process: OnceLock<Arc<crate::isolation::ProcessState>>,
 }
 
 impl SessionCell {
@@ -214,7 +217,18 @@ impl SessionCell {
             call: OnceLock::new(),
             slow_call_ns: crate::units::duration_ns(pool.config.slow_call_threshold),
             tasks: super::tasks::TaskCounters::default(),
+            process: OnceLock::new(),
         }
+    }
+
+    /// Marks the session as isolated in a process of its own (once, before it starts).
+    pub(crate) fn set_process(&self, process: Arc<crate::isolation::ProcessState>) {
+        let _ = self.process.set(process);
+    }
+
+    /// Its process, when it runs isolated.
+    pub(crate) fn process(&self) -> Option<&Arc<crate::isolation::ProcessState>> {
+        self.process.get()
     }
 
     /// Its tracked calls' table (made at its first tracked call).

@@ -52,7 +52,8 @@ impl fmt::Display for SessionOutcome {
 pub(crate) enum Verdict {
     /// The agent did its job.
     Success,
-    /// The agent's own failure: an error, a panic, or a kill for the session's own memory cap.
+    /// The agent's own failure: an error, a panic, a kill for the session's own memory cap, or
+    /// its isolated process's crash or memory limit.
     Failure,
     /// Says nothing of the agent: stopped by a drain, a shutdown or an operator.
     Ignored,
@@ -61,12 +62,18 @@ pub(crate) enum Verdict {
 impl SessionOutcome {
     /// What this outcome says about the agent. A drain, shutdown or operator stop is not the
     /// agent's failure (the worker draining for its RSS limit cancels sessions: also not
-    /// theirs); a session killed for crossing its own memory cap is.
+    /// theirs); a session killed for crossing its own memory cap is, and so is an isolated
+    /// session whose process crashed (a death by signal: a segfault, an abort, the OOM
+    /// killer) or crossed its memory limit.
     pub(crate) fn verdict(&self) -> Verdict {
         match self {
             Self::Completed => Verdict::Success,
             Self::Failed(_) | Self::Panicked { .. } => Verdict::Failure,
-            Self::Killed(KillReason::MemoryLimit { .. }) => Verdict::Failure,
+            Self::Killed(
+                KillReason::MemoryLimit { .. }
+                | KillReason::RssLimit { .. }
+                | KillReason::Signal { .. },
+            ) => Verdict::Failure,
             Self::Cancelled(_) | Self::Killed(_) => Verdict::Ignored,
         }
     }

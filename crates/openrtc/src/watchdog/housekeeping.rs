@@ -172,6 +172,7 @@ impl Housekeeping {
             }
         }
         self.check_worker_memory(shared, rss_bytes);
+        shared.release_isolated_tenants();
 
         let probe = Arc::clone(shared.probe());
         crate::alloc::accounts::recycle(probe.pool_id(), |session_key| {

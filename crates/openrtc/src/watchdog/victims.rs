@@ -54,6 +54,12 @@ impl Victims {
             );
             if class == Some(StallClass::Preempted) {
                 shared.stalls_preempted.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // The session's own stall: an offence of its tenant (automatic isolation).
+                shared.note_offence(
+                    stall.cell.tenant(),
+                    crate::isolation::offences::Offence::Stall,
+                );
             }
             // The record goes in at once; its cause and victims are filled in when known. A
             // stall without a slot (seq 0) can have neither.

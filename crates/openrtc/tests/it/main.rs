@@ -10,6 +10,7 @@ mod events;
 mod failure_budget;
 mod handles;
 mod http;
+mod isolation;
 mod lifecycle;
 mod media;
 mod memory;

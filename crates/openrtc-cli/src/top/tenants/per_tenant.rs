@@ -184,6 +184,13 @@ pub fn tenant_detail(
             Tone::Dim,
         ));
     }
+    if let Some(piece) = tenant
+        .auto_isolation
+        .as_ref()
+        .and_then(auto_isolation_piece)
+    {
+        usage.push(piece);
+    }
     let (refused_total, reasons) = refusal_summary(&tenant.refusals);
     let refusals = match reasons {
         Some(reasons) => Piece::new(
@@ -193,6 +200,33 @@ pub fn tenant_detail(
         None => Piece::new(format!("refused {refused_total}"), Tone::Plain),
     };
     vec![usage, vec![breaker_detail(&tenant.breaker), refusals]]
+}
+
+/// Automatic isolation, when it says something: `isolated in processes (back in 4m 10s
+/// without offences, moved 1×)` while the tenant is moved, `offences 2/3 in 30s` while it
+/// collects them, nothing with none.
+#[must_use]
+pub(super) fn auto_isolation_piece(auto: &openrtc_proto::AutoIsolationSnapshot) -> Option<Piece> {
+    if auto.isolated {
+        let back = auto
+            .release_in_ms
+            .map_or_else(String::new, |release_in_ms| {
+                format!("back in {} without offences, ", format_wait(release_in_ms))
+            });
+        return Some(Piece::new(
+            format!("isolated in processes ({back}moved {}×)", auto.moves_count),
+            Tone::Warning,
+        ));
+    }
+    (auto.offences_count > 0).then(|| {
+        Piece::new(
+            format!(
+                "offences {}/{} in {}s",
+                auto.offences_count, auto.offences_limit, auto.window_s
+            ),
+            Tone::Dim,
+        )
+    })
 }
 
 /// A breaker in full: `breaker open (retry in 24s, 3 of 5 failed in 60s, cooldown 30s,

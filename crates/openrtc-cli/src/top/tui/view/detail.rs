@@ -6,6 +6,7 @@
 mod calls;
 mod logged;
 mod media;
+mod process;
 
 use openrtc_proto::{SessionSnapshot, StallClass, StallPart, StallSnapshot, WorkerSnapshot};
 use ratatui::buffer::Buffer;
@@ -198,6 +199,7 @@ pub fn detail_lines(
     lines.push(calls::children_line(session, theme));
     lines.extend(calls::call_lines(session, theme));
     lines.extend(media::media_lines(session, theme));
+    lines.extend(process::process_lines(session, theme));
 
     lines.extend(stall_lines(session, now_unix_ms, width, theme));
 

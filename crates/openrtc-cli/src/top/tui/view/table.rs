@@ -32,6 +32,8 @@ const MEMORY_WIDTH: usize = 5;
 const STALLS_WIDTH: usize = 6;
 /// The width of the LATE figures: `1234!`.
 const LATE_WIDTH: usize = 5;
+/// `coro` or `proc`.
+const ISO_WIDTH: usize = 4;
 /// The width of the STATUS column: fits `blocking 230ms`.
 const STATUS_WIDTH: usize = 14;
 /// The width name columns get before any goes to bars.
@@ -70,6 +72,8 @@ impl Layout {
     /// the sort arrow on the sort column) and its figures, giving up whole columns in
     /// [`Column::DROP_ORDER`] until they fit (the sort column last); then spare cells go to
     /// the name columns, up to a preferred width, to the bars, and to the names again.
+    /// ISO goes first of all when keeping it would leave a name column under its preferred
+    /// width (a tenant cut to `inite…` says more than `coro` does).
     #[must_use]
     pub fn fit(
         width: usize,
@@ -77,11 +81,30 @@ impl Layout {
         sort: SortKey,
         marking: MemoryMarking,
     ) -> Self {
+        let (layout, names_squeezed) =
+            Self::fit_without(width, with_worker_column, sort, marking, None);
+        if names_squeezed && layout.shows(Column::Iso) {
+            return Self::fit_without(width, with_worker_column, sort, marking, Some(Column::Iso))
+                .0;
+        }
+        layout
+    }
+
+    /// [`Self::fit`] with one column left out from the start; also says whether a name column
+    /// ended under its preferred width.
+    fn fit_without(
+        width: usize,
+        with_worker_column: bool,
+        sort: SortKey,
+        marking: MemoryMarking,
+        left_out: Option<Column>,
+    ) -> (Self, bool) {
         let minimum = |column: Column| minimum_width(column, sort, marking);
         let mut shown: Vec<Column> = with_worker_column
             .then_some(Column::Worker)
             .into_iter()
             .chain(Column::SESSION_COLUMNS)
+            .filter(|column| Some(*column) != left_out)
             .collect();
         let needed = |shown: &[Column]| {
             shown.iter().map(|column| minimum(*column)).sum::<usize>() + shown.len() - 1
@@ -106,9 +129,11 @@ impl Layout {
             .map(|column| (*column, minimum(*column)))
             .collect();
         let mut free = width.saturating_sub(needed(&shown));
-        grow_names(&mut widths, &mut free, |column| {
-            NAME_PREFERRED_WIDTH.min(name_max_width(column))
-        });
+        let preferred = |column: Column| NAME_PREFERRED_WIDTH.min(name_max_width(column));
+        grow_names(&mut widths, &mut free, preferred);
+        let names_squeezed = widths
+            .iter()
+            .any(|(column, width)| column.is_name() && *width < preferred(*column));
         let bars_fit = shown.contains(&Column::Cpu) && shown.contains(&Column::Mem);
         let bar = if bars_fit && free >= 2 * (BAR_WIDTHS.0 + 1) {
             (free / 2 - 1).min(BAR_WIDTHS.1)
@@ -119,10 +144,13 @@ impl Layout {
             free -= 2 * (bar + 1);
         }
         grow_names(&mut widths, &mut free, name_max_width);
-        Self {
-            columns: widths,
-            bar,
-        }
+        (
+            Self {
+                columns: widths,
+                bar,
+            },
+            names_squeezed,
+        )
     }
 
     /// Whether a column is shown.
@@ -160,6 +188,7 @@ fn minimum_width(column: Column, sort: SortKey, marking: MemoryMarking) -> usize
         Column::Mem | Column::Peak => MEMORY_WIDTH + usize::from(marking.marks_cells()),
         Column::Stalls => STALLS_WIDTH,
         Column::Late => LATE_WIDTH,
+        Column::Iso => ISO_WIDTH,
         Column::Status => STATUS_WIDTH,
         Column::Worker | Column::Session | Column::Agent | Column::Tenant => 0,
     };
