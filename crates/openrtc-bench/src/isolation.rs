@@ -36,8 +36,13 @@ pub(crate) struct Args {
 pub(crate) struct Start {
     /// From the spawn request to the child's session running, in ms.
     start_ms: f64,
-    /// The child's resident memory once its session runs, in MiB.
+    /// The child's resident memory when its session started, in MiB.
+    rss_at_start_mib: f64,
+    /// The child's resident memory once its session has run a second, in MiB.
     rss_mib: f64,
+    /// Of that, what is the child's own (`RssAnon`: its heap, stacks and data; not the
+    /// binary's pages, which it shares with the worker and every other child), in MiB.
+    private_mib: f64,
     pid: u32,
 }
 
@@ -51,7 +56,9 @@ pub(crate) struct StartupReport {
     worker_rss_mib: f64,
     starts: Vec<Start>,
     start_ms: Spread,
+    rss_at_start_mib: Spread,
     rss_mib: Spread,
+    private_mib: Spread,
     /// A coroutine session's launch until its first poll, in ms, for scale.
     coroutine_start_ms: Spread,
 }
@@ -104,27 +111,17 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<StartupReport> {
         )?;
         let id = session.id();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let process = loop {
-            let row = handle
-                .runtime_snapshot()
-                .sessions
-                .into_iter()
-                .find(|row| row.id == id);
-            if let Some(process) = row.and_then(|row| row.process) {
-                if process.start_us > 0 && process.rss_bytes > 0 {
-                    break process;
-                }
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "isolated session {id} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        // Started (the worker reads the RSS as the child says so), then past a second and
+        // one more reading of `/proc` (every 200 ms).
+        let started = row_after(&handle, id, 0, deadline)?;
+        let settled = row_after(&handle, id, 1_250, deadline)?;
+        let private_mib = private_resident_bytes(settled.pid).map_or(0.0, mib);
         starts.push(Start {
-            start_ms: process.start_us as f64 / 1e3,
-            rss_mib: mib(process.rss_bytes),
-            pid: process.pid,
+            start_ms: started.start_us as f64 / 1e3,
+            rss_at_start_mib: mib(started.rss_bytes),
+            rss_mib: mib(settled.rss_bytes),
+            private_mib,
+            pid: started.pid,
         });
         handle.cancel(id)?;
         session
@@ -134,16 +131,61 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<StartupReport> {
     drop(pool);
     let start_ms: Vec<f64> = starts.iter().map(|start| start.start_ms).collect();
     let rss_mib: Vec<f64> = starts.iter().map(|start| start.rss_mib).collect();
+    let rss_at_start_mib: Vec<f64> = starts.iter().map(|start| start.rss_at_start_mib).collect();
+    let private_mib: Vec<f64> = starts.iter().map(|start| start.private_mib).collect();
     Ok(StartupReport {
         benchmark: "isolation_startup",
         sessions: args.sessions,
         hold_kib: args.hold_kib,
         worker_rss_mib,
         start_ms: Spread::of(&start_ms),
+        rss_at_start_mib: Spread::of(&rss_at_start_mib),
         rss_mib: Spread::of(&rss_mib),
+        private_mib: Spread::of(&private_mib),
         coroutine_start_ms: Spread::of(&coroutine_ms),
         starts,
     })
+}
+
+/// The row of session `id`'s process once its session has run `ran_ms` past its start.
+fn row_after(
+    handle: &openrtc::PoolHandle,
+    id: openrtc::SessionId,
+    ran_ms: u64,
+    deadline: Instant,
+) -> anyhow::Result<openrtc::proto::ProcessSnapshot> {
+    loop {
+        let row = handle
+            .runtime_snapshot()
+            .sessions
+            .into_iter()
+            .find(|row| row.id == id);
+        if let Some((process, duration_ms)) =
+            row.and_then(|row| row.process.map(|process| (process, row.duration_ms)))
+        {
+            if process.start_us > 0 && duration_ms * 1000 >= process.start_us + ran_ms * 1000 {
+                return Ok(process);
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "isolated session {id} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A process's private resident memory (`RssAnon` of `/proc/<pid>/status`), in bytes.
+fn private_resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("RssAnon:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -155,6 +197,8 @@ impl Report for StartupReport {
         format!(
             "isolation-startup: {} isolated sessions started one after another (idle agent, {} KiB held)\n\
              {:<34} {:>8} {:>8} {:>8}\n\
+             {:<34} {:>8.2} {:>8.2} {:>8.2}\n\
+             {:<34} {:>8.2} {:>8.2} {:>8.2}\n\
              {:<34} {:>8.2} {:>8.2} {:>8.2}\n\
              {:<34} {:>8.2} {:>8.2} {:>8.2}\n\
              {:<34} {:>8.3} {:>8.3} {:>8.3}\n\
@@ -169,10 +213,18 @@ impl Report for StartupReport {
             self.start_ms.median,
             self.start_ms.p99,
             self.start_ms.max,
-            "child RSS once running (MiB)",
+            "child RSS at its start (MiB)",
+            self.rss_at_start_mib.median,
+            self.rss_at_start_mib.p99,
+            self.rss_at_start_mib.max,
+            "child RSS after 1 s (MiB)",
             self.rss_mib.median,
             self.rss_mib.p99,
             self.rss_mib.max,
+            "  of which its own, RssAnon (MiB)",
+            self.private_mib.median,
+            self.private_mib.p99,
+            self.private_mib.max,
             "coroutine launch to first poll (ms)",
             self.coroutine_start_ms.median,
             self.coroutine_start_ms.p99,

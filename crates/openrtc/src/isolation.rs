@@ -116,6 +116,8 @@ impl ProcessState {
     /// The process as a snapshot shows it.
     pub(crate) fn snapshot(&self) -> ProcessSnapshot {
         let mut snapshot = ProcessSnapshot::default();
+        // First: a start seen here comes with the resident memory read at that start.
+        snapshot.start_us = self.start_us.load(Ordering::Acquire);
         snapshot.pid = self.pid();
         snapshot.why = self.why.as_str().to_owned();
         snapshot.rss_bytes = self.rss_bytes.load(Ordering::Relaxed);
@@ -124,7 +126,6 @@ impl ProcessState {
         snapshot.cpu_ns = self.cpu_ns.load(Ordering::Relaxed);
         snapshot.cpu_pct =
             (f64::from_bits(self.cpu_pct_bits.load(Ordering::Relaxed)) * 100.0).round() / 100.0;
-        snapshot.start_us = self.start_us.load(Ordering::Relaxed);
         snapshot
     }
 

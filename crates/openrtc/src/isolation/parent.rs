@@ -125,12 +125,13 @@ pub(crate) async fn run(
                 Some(Ok(body)) => match wire::decode::<ToParent>(&body) {
                     Ok(ToParent::Started) => {
                         let micros = u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        state.start_us.store(micros, Ordering::Relaxed);
-                        if let (Some(limit), Some((rss, _))) =
-                            (heap_limit_bytes, crate::os::process_figures(pid))
-                        {
-                            state.rss_limit_bytes.store(rss.saturating_add(limit), Ordering::Relaxed);
+                        if let Some((rss, _)) = crate::os::process_figures(pid) {
+                            state.rss_bytes.store(rss, Ordering::Relaxed);
+                            if let Some(limit) = heap_limit_bytes {
+                                state.rss_limit_bytes.store(rss.saturating_add(limit), Ordering::Relaxed);
+                            }
                         }
+                        state.start_us.store(micros, Ordering::Release);
                     }
                     Ok(ToParent::Row { row }) => {
                         // Its own stalls (not the host's) count against its tenant, isolated
