@@ -55,6 +55,18 @@ fn steady(worst_ns: Arc<AtomicU64>) -> impl openrtc::Agent {
     })
 }
 
+/// Writes to an address no process maps (the first page), as a wild pointer would: the
+/// kernel's SIGSEGV kills the process. (A `kill -SEGV` would not do: Rust's runtime catches
+/// the first SIGSEGV to look for a stack overflow, and a signal sent without a fault does not
+/// come back once it has stepped aside.)
+#[allow(unsafe_code)]
+fn segfault() {
+    let address = std::ptr::without_provenance_mut::<u8>(8);
+    // SAFETY: none, on purpose: this runs only in an isolated session's child process, which
+    // must die of the fault; the first page is never mapped, so the write cannot land.
+    unsafe { address.write_volatile(1) };
+}
+
 fn builder(name: &str) -> AgentPoolBuilder {
     AgentPool::builder().worker_name(name).worker_threads(1)
 }
@@ -83,6 +95,13 @@ fn a_crash_in_a_process_is_a_typed_outcome_and_its_siblings_keep_their_cadence()
                 "exit",
                 agent_fn(|_session: Session| async move {
                     std::process::exit(3);
+                }),
+            )
+            .agent(
+                "segfault",
+                agent_fn(|_session: Session| async move {
+                    segfault();
+                    Ok(())
                 }),
             ),
     );
@@ -127,6 +146,21 @@ fn a_crash_in_a_process_is_a_typed_outcome_and_its_siblings_keep_their_cadence()
         Wire::Killed {
             reason: KillReason::Signal { signal: 6 }
         }
+    );
+    let segfault = pool.handle().launch(isolated("segfault")).expect("room");
+    let outcome = segfault
+        .wait_outcome(Duration::from_secs(20))
+        .expect("the segfault ends the session");
+    assert!(
+        matches!(
+            outcome,
+            SessionOutcome::Killed(KillReason::Signal { signal: 11 })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        outcome.to_string(),
+        "killed (signal: its process died of SIGSEGV (11))"
     );
     // An exit without an outcome is a failure with its code.
     let exit = pool.handle().launch(isolated("exit")).expect("room");
