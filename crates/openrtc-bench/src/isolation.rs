@@ -113,8 +113,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<StartupReport> {
         let deadline = Instant::now() + Duration::from_secs(20);
         // Started (the worker reads the RSS as the child says so), then past a second and
         // one more reading of `/proc` (every 200 ms).
-        let started = row_after(&handle, id, 0, deadline)?;
-        let settled = row_after(&handle, id, 1_250, deadline)?;
+        let started = row_after(handle, id, 0, deadline)?;
+        let settled = row_after(handle, id, 1_250, deadline)?;
         let private_mib = private_resident_bytes(settled.pid).map_or(0.0, mib);
         starts.push(Start {
             start_ms: started.start_us as f64 / 1e3,
