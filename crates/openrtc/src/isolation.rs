@@ -151,4 +151,9 @@ pub(crate) enum ProcessError {
     /// The control channel failed.
     #[error("its process's control channel failed: {0}")]
     Channel(std::io::Error),
+    /// It did not report its session running in time.
+    #[error(
+        "its process did not start its session within {secs} s (does the binary's main build the same pool before anything else?)"
+    )]
+    NoStart { secs: u64 },
 }

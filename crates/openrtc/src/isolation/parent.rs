@@ -33,6 +33,11 @@ use super::{ProcessError, ProcessState, Spawner};
 use crate::session::{SessionCell, SessionOutcome, StopRequest};
 use crate::{AgentError, KillReason};
 
+/// How long a child may take to report its session running. One that does not (its `main`
+/// never reaches the pool builder, or does something else first) is killed and its session
+/// fails with words that say so.
+const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Kills the child's process group if the session's task is dropped while the child lives
 /// (a kill, the end of a cancel grace, the runtime's shutdown). The spawner reaps it.
 struct KillOnDrop {
@@ -118,12 +123,22 @@ pub(crate) async fn run(
         since: Instant::now(),
         cpu_at_since: std::time::Duration::ZERO,
     };
+    let mut started = false;
+    let start_deadline = tokio::time::Instant::from_std(asked + START_TIMEOUT);
     let status = loop {
         tokio::select! {
             status = &mut exit => break status.ok(),
+            () = tokio::time::sleep_until(start_deadline), if !started && reported.is_none() => {
+                started = true;
+                reported = Some(failed(ProcessError::NoStart {
+                    secs: START_TIMEOUT.as_secs(),
+                }));
+                crate::os::kill_process_group(pid);
+            }
             frame = frames.next(), if channel_open => match frame {
                 Some(Ok(body)) => match wire::decode::<ToParent>(&body) {
                     Ok(ToParent::Started) => {
+                        started = true;
                         let micros = u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX);
                         if let Some((rss, _)) = crate::os::process_figures(pid) {
                             state.rss_bytes.store(rss, Ordering::Relaxed);

@@ -365,3 +365,31 @@ fn a_tenant_that_keeps_stalling_is_isolated_and_stops_delaying_the_others() {
     );
     assert!(pool.row(quiet).is_some());
 }
+
+#[test]
+fn a_child_whose_main_never_builds_the_pool_fails_its_session_with_words_that_say_so() {
+    // As a `main` that does something else before building its pool: the child (this test,
+    // started again) never reaches `build`.
+    if std::env::var_os("OPENRTC_ISOLATION_PARENT").is_some() {
+        std::thread::sleep(Duration::from_secs(600));
+    }
+    let pool = RunningPool::start(builder("iso-nostart").agent("patient", patient()));
+    let session = pool.handle().launch(isolated("patient")).expect("room");
+    let SessionOutcome::Failed(error) = session
+        .wait_outcome(Duration::from_secs(30))
+        .expect("the start times out")
+    else {
+        panic!("a child that never starts fails its session");
+    };
+    assert_eq!(
+        error.to_string(),
+        "its process did not start its session within 10 s (does the binary's main build the \
+         same pool before anything else?)"
+    );
+    // The worker goes on.
+    assert!(
+        pool.handle()
+            .launch(JobRequest::new().agent("patient"))
+            .is_ok()
+    );
+}
