@@ -31,6 +31,10 @@ pub(crate) struct TenantCounters {
     pub(crate) call_frames_dropped: AtomicU64,
     /// The allocator accounts of its live sessions, by session key: its live heap is theirs.
     members: Mutex<HashMap<u64, u32>>,
+    /// The live heap of its isolated sessions, by session key, as their processes last
+    /// reported it (every 200 ms): heap in another process, counted as the tenant's all the
+    /// same.
+    isolated_heap: Mutex<HashMap<u64, u64>>,
     /// The pool's event stream, told of its breaker's changes (`None` in tests of admission
     /// alone).
     pub(crate) events: Option<Arc<EventHub>>,
@@ -59,18 +63,27 @@ impl TenantCounters {
         }
     }
 
+    /// The isolated session `key`'s process reported this live heap for it.
+    pub(crate) fn note_isolated_heap(&self, key: u64, bytes: u64) {
+        crate::lock(&self.isolated_heap).insert(key, bytes);
+    }
+
     /// The session `key` has ended: its heap is no longer the tenant's.
     pub(crate) fn leave(&self, key: u64) {
         crate::lock(&self.members).remove(&key);
+        crate::lock(&self.isolated_heap).remove(&key);
     }
 
     /// The live heap the tenant's live sessions hold, exact with the tracking allocator (0
-    /// without it): one atomic read per live session of the tenant.
+    /// without it): one atomic read per live session of the tenant, and for its isolated
+    /// sessions what their processes last reported.
     pub(crate) fn live_heap(&self) -> u64 {
-        crate::lock(&self.members)
+        let in_worker: u64 = crate::lock(&self.members)
             .values()
             .map(|&account| crate::alloc::accounts::account(account).live_bytes())
-            .sum()
+            .sum();
+        let isolated: u64 = crate::lock(&self.isolated_heap).values().sum();
+        in_worker.saturating_add(isolated)
     }
 }
 

@@ -152,14 +152,16 @@ pub(crate) async fn run(
                         // Its own stalls (not the host's) count against its tenant, isolated
                         // or not: they keep an automatically isolated tenant isolated.
                         let own = row.stall_count.saturating_sub(row.preempted_stall_count);
-                        if own > own_stalls_seen {
-                            if let Some(pool) = cell.pool() {
-                                for _ in own_stalls_seen..own.min(own_stalls_seen + 16) {
-                                    pool.note_offence(cell.tenant(), Offence::Stall);
-                                }
+                        if let Some(pool) = cell.pool() {
+                            // Its heap is its tenant's, for the tenant's heap budget.
+                            pool.tenants
+                                .get_or_create(cell.tenant())
+                                .note_isolated_heap(cell.key(), row.mem_bytes);
+                            for _ in own_stalls_seen..own.min(own_stalls_seen + 16) {
+                                pool.note_offence(cell.tenant(), Offence::Stall);
                             }
-                            own_stalls_seen = own;
                         }
+                        own_stalls_seen = own_stalls_seen.max(own);
                         *crate::lock(&state.row) = Some(*row);
                     }
                     Ok(ToParent::Outcome { outcome }) => reported = Some(from_wire(outcome)),

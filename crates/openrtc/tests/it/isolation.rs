@@ -393,3 +393,42 @@ fn a_child_whose_main_never_builds_the_pool_fails_its_session_with_words_that_sa
             .is_ok()
     );
 }
+
+#[test]
+fn an_isolated_session_s_heap_counts_in_its_tenant_s() {
+    let pool = RunningPool::start(builder("iso-heap").agent(
+        "holder",
+        agent_fn(|session: Session| async move {
+            // 8 MiB held for the session's life, in its process.
+            let held = vec![1_u8; 8 * 1024 * 1024];
+            session.cancelled().await;
+            drop(held);
+            Ok(())
+        }),
+    ));
+    let session = pool.handle().launch(isolated("holder")).expect("room");
+    let id = session.id();
+    let tenant = wait_for("the tenant's heap to include its process's session", || {
+        pool.snapshot()
+            .tenants
+            .get("acme")
+            .filter(|tenant| tenant.heap_live_bytes >= 8 * 1024 * 1024)
+            .cloned()
+    });
+    assert!(
+        tenant.heap_live_bytes < 9 * 1024 * 1024,
+        "about the 8 MiB held: {}",
+        tenant.heap_live_bytes
+    );
+    pool.handle().cancel(id).expect("live");
+    session
+        .wait_outcome(Duration::from_secs(20))
+        .expect("cancelled");
+    wait_for("the tenant's heap to drop it", || {
+        pool.snapshot()
+            .tenants
+            .get("acme")
+            .filter(|tenant| tenant.heap_live_bytes < 1024 * 1024)
+            .map(|_| ())
+    });
+}
