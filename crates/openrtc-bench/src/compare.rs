@@ -123,8 +123,11 @@ impl Plan {
                 density_sessions: "2",
                 density_at: 2,
                 hold_mib: 1,
-                instructions_sessions: 2,
-                instructions_frames: 50,
+                // Enough frames (4,000 in all) that start-up's variation, millions of
+                // instructions from run to run, cannot turn the difference between the runs
+                // of F and 2F negative.
+                instructions_sessions: 10,
+                instructions_frames: 400,
                 instructions_rounds: 1,
             };
         }
@@ -190,7 +193,7 @@ fn estimate_secs(plan: &Plan, part: Part) -> f64 {
         (Part::Overhead, true) => 12.0,
         (Part::Attribution, true) => 20.0,
         (Part::Density, true) => 12.0,
-        (Part::Instructions, true) => 15.0,
+        (Part::Instructions, true) => 20.0,
     }
 }
 
