@@ -311,7 +311,11 @@ fn count(
             frames,
             !config.introspection(),
         ));
-    let line = command_line(&command);
+    // As shown in reports: the temporary directory and the working directory left out, so a
+    // report kept in the repository names no path of the machine it ran on.
+    let line = command_line(&command)
+        .replace(&std::env::temp_dir().display().to_string(), "<temp dir>")
+        .replace(&format!("{}/", std::env::current_dir()?.display()), "");
     let output = command.output()?;
     let counted = read_threads(&out_dir);
     let _ = std::fs::remove_dir_all(&out_dir);
