@@ -405,41 +405,37 @@ pub(crate) fn spawn_root(
         runtime: runtime.clone(),
     };
     let future = agent.start(session);
-    let attributed = Attributed::new(future, Arc::clone(&cell), cell.root_stats());
-    let caught = CatchPanic::new(attributed, Mark::session(cell.panic_backtraces()));
-    let mut guard = RootGuard {
-        cell: Arc::clone(&cell),
-        outcome: None,
-    };
-    let join = runtime.spawn(async move {
-        let result = caught.await;
-        guard.set_outcome(match result {
-            Ok(Ok(())) => guard
-                .cell
-                .stop_request()
-                .map_or(SessionOutcome::Completed, StopRequest::outcome),
-            Ok(Err(error)) => SessionOutcome::Failed(error),
-            Err(mut panic) => {
-                panic.report(&guard.cell, "root");
-                SessionOutcome::Panicked {
-                    message: panic.message,
-                    location: panic.location,
-                }
+    spawn_root_of(
+        cell,
+        async move {
+            match future.await {
+                Ok(()) => SessionOutcome::Completed,
+                Err(error) => SessionOutcome::Failed(error),
             }
-        });
-    });
-    cell.set_abort(join.abort_handle());
+        },
+        runtime,
+    );
 }
 
 /// Starts an isolated session's root task on `runtime`: the proxy that runs the agent in a
-/// process of its own and resolves to the session's outcome. Timed and caught like any root
-/// task (its own polls are few and short).
+/// process of its own and resolves to the session's outcome.
 pub(crate) fn spawn_isolated_root(
     cell: Arc<SessionCell>,
     proxy: impl Future<Output = SessionOutcome> + Send + 'static,
     runtime: &tokio::runtime::Handle,
 ) {
-    let attributed = Attributed::new(proxy, Arc::clone(&cell), cell.root_stats());
+    spawn_root_of(cell, proxy, runtime);
+}
+
+/// Spawns a root task, timed and caught like every session's: an end without error after a
+/// stop was asked for is that stop; every other end (a failure, a crash, a limit) is the
+/// outcome itself; a panic is `Panicked`.
+fn spawn_root_of(
+    cell: Arc<SessionCell>,
+    root: impl Future<Output = SessionOutcome> + Send + 'static,
+    runtime: &tokio::runtime::Handle,
+) {
+    let attributed = Attributed::new(root, Arc::clone(&cell), cell.root_stats());
     let caught = CatchPanic::new(attributed, Mark::session(cell.panic_backtraces()));
     let mut guard = RootGuard {
         cell: Arc::clone(&cell),
@@ -448,8 +444,6 @@ pub(crate) fn spawn_isolated_root(
     let join = runtime.spawn(async move {
         let result = caught.await;
         guard.set_outcome(match result {
-            // As for any session: an end without error after a stop was asked for is that
-            // stop; every other end (a crash, a limit, a failure) is the outcome itself.
             Ok(SessionOutcome::Completed) => guard
                 .cell
                 .stop_request()
