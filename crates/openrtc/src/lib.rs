@@ -61,6 +61,7 @@ mod panics;
 mod pool;
 mod probe;
 mod serve;
+pub mod source;
 mod session;
 mod stack;
 mod stall_histogram;

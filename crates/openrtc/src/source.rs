@@ -1,0 +1,4 @@
+//! Where sessions come from besides `launch`: a LiveKit server's dispatcher (`livekit`).
+
+#[cfg(feature = "livekit")]
+pub mod livekit;
