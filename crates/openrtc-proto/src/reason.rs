@@ -103,11 +103,19 @@ pub enum CancelReason {
     DrainTimeout,
     /// The worker was shut down.
     Shutdown,
+    /// The session's job source ended it: a LiveKit server terminated its job (the dispatch
+    /// was deleted, or the room closed).
+    Terminated,
 }
 
 impl CancelReason {
     /// Every reason.
-    pub const ALL: [Self; 3] = [Self::Operator, Self::DrainTimeout, Self::Shutdown];
+    pub const ALL: [Self; 4] = [
+        Self::Operator,
+        Self::DrainTimeout,
+        Self::Shutdown,
+        Self::Terminated,
+    ];
 
     /// The stable name used on the wire and in log lines.
     #[must_use]
@@ -116,6 +124,7 @@ impl CancelReason {
             Self::Operator => "operator",
             Self::DrainTimeout => "drain_timeout",
             Self::Shutdown => "shutdown",
+            Self::Terminated => "terminated",
         }
     }
 }
@@ -254,7 +263,7 @@ impl<'de> Deserialize<'de> for CancelReason {
 
 impl TaggedReason for CancelReason {
     const EXPECTING: &'static str = "a cancel reason such as {\"kind\":\"operator\"}";
-    const NAMES: &'static [&'static str] = &["operator", "drain_timeout", "shutdown"];
+    const NAMES: &'static [&'static str] = &["operator", "drain_timeout", "shutdown", "terminated"];
 
     fn by_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|reason| reason.as_str() == name)

@@ -9,6 +9,10 @@ use openrtc_proto::RefusalReason;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The LiveKit options cannot be used.
+    #[cfg(feature = "livekit")]
+    #[error(transparent)]
+    LiveKit(crate::source::livekit::LiveKitConfigError),
     /// No agent was registered.
     #[error("no agent registered: add one with AgentPoolBuilder::agent")]
     NoAgents,

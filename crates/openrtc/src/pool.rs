@@ -78,6 +78,9 @@ pub(crate) struct PoolConfig {
     pub(crate) media_path: String,
     /// The voice webhook beside it, if any.
     pub(crate) voice_webhook: Option<crate::media::VoiceWebhook>,
+    /// The LiveKit server the worker takes jobs from, with its control WebSocket's URL.
+    #[cfg(feature = "livekit")]
+    pub(crate) livekit: Option<(crate::source::livekit::LiveKitOptions, String)>,
     /// When a tenant is moved to process isolation, if ever.
     pub(crate) auto_isolation: Option<crate::AutoIsolation>,
 }
@@ -268,6 +271,15 @@ impl PoolShared {
         let _ = self.http_addr.set(addr);
     }
 
+    /// The places taken (live sessions and launches holding a place) and the worker's cap.
+    #[cfg(feature = "livekit")]
+    pub(crate) fn session_places(&self) -> (u32, u32) {
+        (
+            self.active.load(Ordering::Acquire),
+            self.config.max_concurrent_sessions,
+        )
+    }
+
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
@@ -340,34 +352,23 @@ impl PoolShared {
         request: JobRequest,
         media: Option<crate::media::CallMedia>,
     ) -> Result<Arc<SessionCell>, Rejected> {
-        let tenant = self.tenants.get_or_create(&request.tenant);
-        self.try_launch(&tenant, request, media).map_err(|refused| {
-            let admission::Refused { rejected, agent } = refused;
-            self.counters.refused.count(rejected.reason());
-            self.events.emit(Event::SessionRefused {
-                tenant: Arc::clone(&tenant.name),
-                agent: agent
-                    .and_then(|index| self.agents.get(index))
-                    .map(|agent| Arc::clone(&agent.name)),
-                rejected: Box::new(rejected.clone()),
-            });
-            rejected
-        })
+        let extras = SessionExtras {
+            media,
+            ..SessionExtras::default()
+        };
+        self.hold(request)?.start(extras)
     }
 
-    fn try_launch(
-        self: &Arc<Self>,
-        tenant: &Arc<admission::TenantCounters>,
-        request: JobRequest,
-        media: Option<crate::media::CallMedia>,
-    ) -> Result<Arc<SessionCell>, admission::Refused> {
+    /// Runs the admission chain for `request` and holds the places it reserved, without
+    /// starting a session: [`HeldLaunch::start`] starts it, dropping the hold gives every
+    /// place back. A job source that must answer an offer before it gets the job (LiveKit)
+    /// holds its places from the answer to the assignment, so two offers racing for the last
+    /// place are never both accepted. A refusal is counted and logged like any launch's.
+    pub(crate) fn hold(self: &Arc<Self>, request: JobRequest) -> Result<HeldLaunch, Rejected> {
+        let tenant = self.tenants.get_or_create(&request.tenant);
         let agent_names: Vec<&str> = self.agents.iter().map(|agent| &*agent.name).collect();
-        let limits = self.limits(tenant);
-        let mut lifecycle = lock(&self.lifecycle);
-        let runtime = match &*lifecycle {
-            Lifecycle::Stopped | Lifecycle::NotStarted { .. } => None,
-            Lifecycle::Running(runtime) => Some(runtime.clone()),
-        };
+        let limits = self.limits(&tenant);
+        let lifecycle = lock(&self.lifecycle);
         let gate = admission::Gate {
             stopped: matches!(*lifecycle, Lifecycle::Stopped),
             draining: &self.draining,
@@ -377,18 +378,91 @@ impl PoolShared {
             agent_counters: &self.agent_counters,
             router: self.hooks.router.as_deref(),
             filter: self.hooks.filter.as_deref(),
-            tenant,
+            tenant: &tenant,
             limits: &limits,
         };
-        let admitted = match admission::admit(&gate, &request) {
-            Ok(admitted) => admitted,
-            Err(rejected) => {
-                drop(lifecycle);
-                log_refusal(&request, &rejected.rejected);
-                return Err(rejected);
+        let admitted = admission::admit(&gate, &request);
+        drop(lifecycle);
+        match admitted {
+            Ok(admitted) => {
+                // The worker's place is the hold's now: its drop or its session's end gives
+                // it back.
+                admitted.reservation.keep();
+                Ok(HeldLaunch {
+                    pool: Arc::clone(self),
+                    tenant: Arc::clone(&tenant),
+                    request,
+                    agent: admitted.agent,
+                    places: Some(admitted.places),
+                    release_on_drop: true,
+                })
             }
+            Err(refused) => {
+                log_refusal(&request, &refused.rejected);
+                Err(self.count_refusal(&tenant, refused))
+            }
+        }
+    }
+
+    /// Counts a refusal for the worker and emits its event; the chain counted it for the
+    /// tenant and agent.
+    fn count_refusal(
+        &self,
+        tenant: &Arc<admission::TenantCounters>,
+        refused: admission::Refused,
+    ) -> Rejected {
+        let admission::Refused { rejected, agent } = refused;
+        self.counters.refused.count(rejected.reason());
+        self.events.emit(Event::SessionRefused {
+            tenant: Arc::clone(&tenant.name),
+            agent: agent
+                .and_then(|index| self.agents.get(index))
+                .map(|agent| Arc::clone(&agent.name)),
+            rejected: Box::new(rejected.clone()),
+        });
+        rejected
+    }
+
+    /// Starts the session a hold admitted: registers its cell, gives it its extras, starts
+    /// its root task (or queues it until the runtime runs). A pool stopped since the hold
+    /// refuses it as `stopped`.
+    fn start_held(
+        self: &Arc<Self>,
+        mut held: HeldLaunch,
+        extras: SessionExtras,
+    ) -> Result<Arc<SessionCell>, Rejected> {
+        let mut lifecycle = lock(&self.lifecycle);
+        let runtime = match &*lifecycle {
+            Lifecycle::Stopped => {
+                drop(lifecycle);
+                let rejected = Rejected::Stopped;
+                log_refusal(&held.request, &rejected);
+                held.tenant.refused.count(rejected.reason());
+                if let Some(agent) = self.agent_counters.get(held.agent) {
+                    agent.refused.count(rejected.reason());
+                }
+                let tenant = Arc::clone(&held.tenant);
+                return Err(self.count_refusal(
+                    &tenant,
+                    admission::Refused {
+                        rejected,
+                        agent: Some(held.agent),
+                    },
+                ));
+            }
+            Lifecycle::NotStarted { .. } => None,
+            Lifecycle::Running(runtime) => Some(runtime.clone()),
         };
-        let registered = &self.agents[admitted.agent];
+        let Some(places) = held.places.take() else {
+            return Err(Rejected::Stopped);
+        };
+        let tenant = Arc::clone(&held.tenant);
+        let request = std::mem::take(&mut held.request);
+        let registered = &self.agents[held.agent];
+        // The session holds the worker's place from here; the hold gives nothing back.
+        held.release_on_drop = false;
+        drop(held);
+        let limits = self.limits(&tenant);
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let memory_limit_bytes = min_limit(
             registered.memory_limit_bytes,
@@ -400,7 +474,7 @@ impl PoolShared {
             Arc::clone(&tenant.name),
             request.metadata,
             memory_limit_bytes,
-            Some(admitted.places),
+            Some(places),
             Arc::clone(self),
         ));
         tenant.join(key, cell.account());
@@ -410,15 +484,17 @@ impl PoolShared {
             tenant: Arc::clone(&tenant.name),
             agent: Arc::clone(&registered.name),
         });
-        // The place is the session's now: its end gives it back (`session_ended`).
-        admitted.reservation.keep();
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         tenant.started.fetch_add(1, Ordering::Relaxed);
         self.tallies.started(&tenant.name, &registered.name);
-        if let Some(media) = media {
+        if let Some(media) = extras.media {
             cell.set_media(media);
         }
-        if let Some(why) = self.isolation_for(&request.isolation, tenant, &limits) {
+        #[cfg(feature = "livekit")]
+        if let Some(job) = extras.livekit {
+            cell.set_livekit(job);
+        }
+        if let Some(why) = self.isolation_for(&request.isolation, &tenant, &limits) {
             cell.set_process(Arc::new(crate::isolation::ProcessState::new(
                 why,
                 memory_limit_bytes,
@@ -1095,6 +1171,20 @@ impl AgentPool {
         if let Some(listener) = media_listener {
             crate::media::listener::spawn(Arc::clone(&shared), listener, runtime.handle());
         }
+        #[cfg(feature = "livekit")]
+        if let Some((options, url)) = &shared.config.livekit {
+            helpers.livekit = Some(
+                crate::source::livekit::LiveKitWorker::start(
+                    Arc::clone(&shared),
+                    options.clone(),
+                    url.clone(),
+                )
+                .map_err(|source| RunError::Thread {
+                    name: "openrtc-livekit",
+                    source,
+                })?,
+            );
+        }
         let (first, counts) =
             runtime.block_on(drain::supervise(&shared, &mut self.control, stop, signals));
         *lock(&shared.lifecycle) = Lifecycle::Stopped;
@@ -1155,10 +1245,73 @@ impl Drop for AgentPool {
     }
 }
 
+/// What a session gets from its source besides its request, before it starts.
+#[derive(Default)]
+pub(crate) struct SessionExtras {
+    /// A phone call's media (the media listener's sessions).
+    pub(crate) media: Option<crate::media::CallMedia>,
+    /// A LiveKit job (the LiveKit worker's sessions).
+    #[cfg(feature = "livekit")]
+    pub(crate) livekit: Option<Arc<crate::source::livekit::LiveKitJob>>,
+}
+
+/// A launch that passed admission and holds its places (the worker's, its tenant's, its
+/// agent's, a half-open breaker's probe) until it starts its session or is dropped, which
+/// gives each back exactly once.
+pub(crate) struct HeldLaunch {
+    pool: Arc<PoolShared>,
+    tenant: Arc<admission::TenantCounters>,
+    request: JobRequest,
+    /// The routed agent's position among the registered agents.
+    agent: usize,
+    /// The tenant and agent places (taken by the session when it starts).
+    places: Option<admission::SessionPlaces>,
+    /// Whether dropping the hold gives the worker's place back (until its session has it).
+    release_on_drop: bool,
+}
+
+impl std::fmt::Debug for HeldLaunch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldLaunch")
+            .field("tenant", &self.tenant.name)
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeldLaunch {
+    /// The name of the agent the launch was routed to.
+    #[cfg_attr(not(feature = "livekit"), allow(dead_code, reason = "the LiveKit worker's"))]
+    pub(crate) fn agent_name(&self) -> &str {
+        self.pool
+            .agents
+            .get(self.agent)
+            .map_or("", |agent| &*agent.name)
+    }
+
+    /// Starts the session, with what its source gives it.
+    pub(crate) fn start(self, extras: SessionExtras) -> Result<Arc<SessionCell>, Rejected> {
+        let pool = Arc::clone(&self.pool);
+        pool.start_held(self, extras)
+    }
+}
+
+impl Drop for HeldLaunch {
+    fn drop(&mut self) {
+        if self.release_on_drop {
+            self.pool.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The socket server, the watchdog, the tenant config's reloader and the event stream of a
 /// running pool, stopped when dropped (also when `run` returns early on an error).
 #[derive(Default)]
 struct HelperThreads {
+    /// The LiveKit worker: stopped first, once the sessions have ended, so that their jobs'
+    /// last statuses reach the server.
+    #[cfg(feature = "livekit")]
+    livekit: Option<crate::source::livekit::LiveKitWorker>,
     server: Option<crate::serve::SocketServer>,
     /// The HTTP health endpoints.
     http: Option<crate::http::HttpServer>,
@@ -1171,6 +1324,10 @@ struct HelperThreads {
 
 impl Drop for HelperThreads {
     fn drop(&mut self) {
+        #[cfg(feature = "livekit")]
+        if let Some(livekit) = self.livekit.take() {
+            livekit.stop();
+        }
         if let Some(server) = self.server.take() {
             server.stop();
         }

@@ -159,6 +159,14 @@ impl Session {
         self.cell.take_media()
     }
 
+    /// The LiveKit job this session runs (room, participant, dispatch metadata, the token to
+    /// join the room with), when a LiveKit server dispatched it (`AgentPoolBuilder::livekit`).
+    #[cfg(feature = "livekit")]
+    #[must_use]
+    pub fn livekit(&self) -> Option<&crate::source::livekit::LiveKitJob> {
+        self.cell.livekit().map(|job| &**job)
+    }
+
     /// Spawns a child task on the pool's runtime, attributed to this session: its polls count
     /// in the session's busy time and stalls. It is aborted when the session ends.
     ///

@@ -46,6 +46,8 @@ pub struct AgentPoolBuilder {
     media_addr: Option<std::net::SocketAddr>,
     media_path: String,
     voice_webhook: Option<crate::media::VoiceWebhook>,
+    #[cfg(feature = "livekit")]
+    livekit: Option<crate::source::livekit::LiveKitOptions>,
     auto_isolation: Option<crate::AutoIsolation>,
     /// Set in an isolated session's child: the worker's key of its one session.
     isolated_session_key: Option<u64>,
@@ -128,6 +130,8 @@ impl Default for AgentPoolBuilder {
             media_addr: None,
             media_path: crate::media::DEFAULT_PATH.to_owned(),
             voice_webhook: None,
+            #[cfg(feature = "livekit")]
+            livekit: None,
             auto_isolation: None,
             isolated_session_key: None,
         }
@@ -219,6 +223,18 @@ impl AgentPoolBuilder {
     /// snapshots (`worker.media_addr`). See [`crate::media`].
     pub fn media_listener(mut self, addr: std::net::SocketAddr) -> Self {
         self.media_addr = Some(addr);
+        self
+    }
+
+    /// Takes jobs from a LiveKit server (default off; cargo feature `livekit`): the worker
+    /// registers with its agent service, answers its offers through the admission chain (an
+    /// accepted offer holds its places until the assignment), and runs each assigned job as
+    /// a session whose agent finds its room, participant, dispatch metadata and token in
+    /// `Session::livekit`. Reports its load as sessions over capacity. See
+    /// [`crate::source::livekit`].
+    #[cfg(feature = "livekit")]
+    pub fn livekit(mut self, options: crate::source::livekit::LiveKitOptions) -> Self {
+        self.livekit = Some(options);
         self
     }
 
@@ -530,6 +546,10 @@ impl AgentPoolBuilder {
         self.http_addr = None;
         self.media_addr = None;
         self.voice_webhook = None;
+        #[cfg(feature = "livekit")]
+        {
+            self.livekit = None;
+        }
         self.socket_path = None;
         self.log_file = None;
         self.auto_isolation = None;
@@ -557,6 +577,14 @@ impl AgentPoolBuilder {
                 path: self.media_path,
             });
         }
+        #[cfg(feature = "livekit")]
+        let livekit = match &self.livekit {
+            Some(options) => {
+                let url = options.validate().map_err(ConfigError::LiveKit)?;
+                Some((options.clone(), url))
+            }
+            None => None,
+        };
         if let Some(webhook) = &self.voice_webhook {
             webhook.validate()?;
             if self.media_addr.is_none() {
@@ -734,6 +762,8 @@ impl AgentPoolBuilder {
             media_path: self.media_path,
             voice_webhook: self.voice_webhook,
             auto_isolation: self.auto_isolation,
+            #[cfg(feature = "livekit")]
+            livekit,
         };
         let mut pool = AgentPool::new(config, agents, self.hooks, tenant_config, log);
         pool.prewarm = self.prewarm;

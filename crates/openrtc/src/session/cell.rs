@@ -157,6 +157,9 @@ pub(crate) struct SessionCell {
         Arc<crate::media::protocol::StreamStart>,
         Arc<crate::media::health::CallHealth>,
     )>,
+    /// The LiveKit job it runs, for a session the LiveKit worker started.
+    #[cfg(feature = "livekit")]
+    livekit: OnceLock<Arc<crate::source::livekit::LiveKitJob>>,
     /// A tracked call longer than this is slow (the pool's `slow_call_threshold`).
     slow_call_ns: u64,
     /// Its child tasks by how they ended.
@@ -214,6 +217,8 @@ impl SessionCell {
             log: Arc::clone(pool.log()),
             calls: OnceLock::new(),
             media: Mutex::new(None),
+            #[cfg(feature = "livekit")]
+            livekit: OnceLock::new(),
             call: OnceLock::new(),
             slow_call_ns: crate::units::duration_ns(pool.config.slow_call_threshold),
             tasks: super::tasks::TaskCounters::default(),
@@ -559,6 +564,18 @@ impl SessionCell {
         self.call
             .get()
             .map(|(start, health)| crate::media::health::snapshot(start, health))
+    }
+
+    /// Gives the session its LiveKit job, before it starts.
+    #[cfg(feature = "livekit")]
+    pub(crate) fn set_livekit(&self, job: Arc<crate::source::livekit::LiveKitJob>) {
+        let _ = self.livekit.set(job);
+    }
+
+    /// The LiveKit job it runs, if the LiveKit worker started it.
+    #[cfg(feature = "livekit")]
+    pub(crate) fn livekit(&self) -> Option<&Arc<crate::source::livekit::LiveKitJob>> {
+        self.livekit.get()
     }
 
     /// Takes the call's media (once).
