@@ -6,6 +6,7 @@
 pub mod columns;
 pub mod flight_recorder;
 pub mod format;
+pub mod livekit;
 pub mod table;
 pub mod tenants;
 pub mod tui;

@@ -24,11 +24,12 @@ pub use reason::{CancelReason, KillReason, RefusalReason};
 pub use session_id::{ParseSessionIdError, SessionId};
 pub use snapshot::{
     AgentSnapshot, AutoIsolationSnapshot, BreakerSnapshot, BreakerState, CallBucket,
-    CallMediaSnapshot, CallStatsSnapshot, EndedSessionSnapshot, FrameSnapshot, LogRecordSnapshot,
-    MAX_TENANT_AGENT_PAIRS, MemSource, OTHER_TENANT, PoolSnapshot, ProcessSnapshot, SessionOutcome,
-    SessionSnapshot, SessionSnapshotRef, SessionState, SessionTotals, StallBucket, StallClass,
-    StallPart, StallSnapshot, TaskCountsSnapshot, TenantAgentTotals, TenantConfigSnapshot,
-    TenantSnapshot, ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot, WorkerThreadSnapshot,
+    CallMediaSnapshot, CallStatsSnapshot, EndedSessionSnapshot, FrameSnapshot, LiveKitJobSnapshot,
+    LiveKitWorkerSnapshot, LogRecordSnapshot, MAX_TENANT_AGENT_PAIRS, MemSource, OTHER_TENANT,
+    PoolSnapshot, ProcessSnapshot, SessionOutcome, SessionSnapshot, SessionSnapshotRef,
+    SessionState, SessionTotals, StallBucket, StallClass, StallPart, StallSnapshot,
+    TaskCountsSnapshot, TenantAgentTotals, TenantConfigSnapshot, TenantSnapshot,
+    ThreadTimeSnapshot, VictimSnapshot, WorkerSnapshot, WorkerThreadSnapshot,
 };
 
 use std::path::{Path, PathBuf};

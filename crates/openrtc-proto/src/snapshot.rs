@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CancelReason, KillReason, RefusalReason, SessionId};
 
+mod livekit;
 mod media;
 mod process;
 mod row;
 mod tenant;
 
+pub use livekit::{LiveKitJobSnapshot, LiveKitWorkerSnapshot};
 pub use media::CallMediaSnapshot;
 pub use process::ProcessSnapshot;
 pub use row::SessionSnapshotRef;
@@ -179,6 +181,9 @@ pub struct WorkerSnapshot {
     /// (`media_listener`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_addr: Option<String>,
+    /// Its registration with a LiveKit server, when it takes LiveKit jobs (`livekit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub livekit: Option<LiveKitWorkerSnapshot>,
     /// Each worker thread that has polled a session, in worker order: idle, or polling a
     /// session since when.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -465,6 +470,8 @@ pub struct SessionSnapshot {
     /// Its process, when it runs isolated in a process of its own (absent: a coroutine in
     /// the worker, sharing its address space).
     pub process: Option<ProcessSnapshot>,
+    /// Its LiveKit job, when a LiveKit server dispatched it.
+    pub livekit: Option<LiveKitJobSnapshot>,
 }
 
 /// One stall: a poll that held a worker thread at least the threshold.

@@ -387,6 +387,10 @@ fn worker(shared: &PoolShared, now_ns: u64, draining: bool) -> WorkerSnapshot {
     worker.restart_after_ms = config.restart_after.map(duration_ms);
     worker.http_addr = shared.http_addr().map(|addr| addr.to_string());
     worker.media_addr = shared.media_addr().map(|addr| addr.to_string());
+    #[cfg(feature = "livekit")]
+    {
+        worker.livekit = shared.livekit_state().map(|state| state.snapshot());
+    }
     worker.worker_thread_states = worker_thread_states(shared);
     worker
 }
@@ -578,6 +582,7 @@ fn row<'a>(
         calls: &parts.calls,
         media: parts.media.as_ref(),
         process: None,
+        livekit: cell.livekit_snapshot(),
     }
 }
 
@@ -628,6 +633,7 @@ fn isolated_row<'a>(
         calls: &parts.calls,
         media: parts.media.as_ref(),
         process: Some(process),
+        livekit: cell.livekit_snapshot(),
     }
 }
 

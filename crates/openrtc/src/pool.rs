@@ -221,6 +221,9 @@ pub(crate) struct PoolShared {
     http_addr: OnceLock<std::net::SocketAddr>,
     /// The address the media listener was bound to, once it is.
     media_addr: OnceLock<std::net::SocketAddr>,
+    /// The LiveKit worker's registration, once it has started.
+    #[cfg(feature = "livekit")]
+    livekit: OnceLock<Arc<crate::source::livekit::LiveKitState>>,
     /// The thread that starts and reaps isolated sessions' processes, from the first.
     spawner: Mutex<Option<Arc<crate::isolation::Spawner>>>,
 }
@@ -264,6 +267,18 @@ impl PoolShared {
     /// The address the media listener is bound to, once it is.
     pub(crate) fn media_addr(&self) -> Option<std::net::SocketAddr> {
         self.media_addr.get().copied()
+    }
+
+    /// The LiveKit worker's registration, as snapshots show it.
+    #[cfg(feature = "livekit")]
+    pub(crate) fn livekit_state(&self) -> Option<&Arc<crate::source::livekit::LiveKitState>> {
+        self.livekit.get()
+    }
+
+    /// Records the LiveKit worker's state, when it starts.
+    #[cfg(feature = "livekit")]
+    pub(crate) fn set_livekit_state(&self, state: Arc<crate::source::livekit::LiveKitState>) {
+        let _ = self.livekit.set(state);
     }
 
     /// Records the address the HTTP health endpoints were bound to.
@@ -966,6 +981,8 @@ impl AgentPool {
             recent: crate::watchdog::RecentFigures::default(),
             http_addr: OnceLock::new(),
             media_addr: OnceLock::new(),
+            #[cfg(feature = "livekit")]
+            livekit: OnceLock::new(),
             spawner: Mutex::new(None),
         });
         shared.note_named_tenants();
@@ -1281,7 +1298,10 @@ impl std::fmt::Debug for HeldLaunch {
 
 impl HeldLaunch {
     /// The name of the agent the launch was routed to.
-    #[cfg_attr(not(feature = "livekit"), allow(dead_code, reason = "the LiveKit worker's"))]
+    #[cfg_attr(
+        not(feature = "livekit"),
+        allow(dead_code, reason = "the LiveKit worker's")
+    )]
     pub(crate) fn agent_name(&self) -> &str {
         self.pool
             .agents

@@ -111,6 +111,12 @@ pub(crate) struct Args {
     /// one): its new sessions, calls included, each run in a process of their own.
     #[arg(long)]
     pub(crate) auto_isolation: bool,
+    /// Also take jobs from a LiveKit server: the one `LIVEKIT_URL`, `LIVEKIT_API_KEY` and
+    /// `LIVEKIT_API_SECRET` name (and `LIVEKIT_AGENT_NAME`, for explicit dispatch only). A
+    /// job's dispatch metadata routes it as a call's parameters do (`agent`, `tenant`), else
+    /// the room's name (`echo-…`).
+    #[arg(long)]
+    pub(crate) livekit: bool,
 }
 
 /// `--log-file`: a path, or the empty path (none) for an empty value or `off`.
@@ -177,6 +183,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .cancel_grace(Duration::from_secs(2));
     if args.auto_isolation {
         builder = builder.auto_isolation(Some(openrtc::AutoIsolation::default()));
+    }
+    if args.livekit {
+        let options = openrtc::source::livekit::LiveKitOptions::from_env()
+            .context("--livekit takes the LiveKit server from the environment")?;
+        builder = builder.livekit(options);
     }
     if let Some(slow_ms) = args.slow_ms {
         builder = builder.slow_session_threshold(Duration::from_millis(slow_ms));

@@ -251,6 +251,9 @@ pub fn once_lines(snapshot: &PoolSnapshot, only_tenant: Option<&str>) -> String 
     if let Some(shared) = shared_piece(&snapshot.worker) {
         let _ = writeln!(lines, "{}", shared.text);
     }
+    if let Some(livekit) = crate::top::livekit::livekit_piece(&snapshot.worker) {
+        let _ = writeln!(lines, "{}", livekit.text);
+    }
     let tracked = snapshot.worker.mem_source.is_exact();
     if let Some(name) = only_tenant.filter(|_| !snapshot.tenants.is_empty()) {
         for line in tenant_detail(name, snapshot.tenants.get(name), tracked) {

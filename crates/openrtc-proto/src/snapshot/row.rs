@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Serialize, Serializer};
 
 use super::{
-    CallMediaSnapshot, CallStatsSnapshot, ProcessSnapshot, SessionSnapshot, SessionState,
-    StallSnapshot, TaskCountsSnapshot,
+    CallMediaSnapshot, CallStatsSnapshot, LiveKitJobSnapshot, ProcessSnapshot, SessionSnapshot,
+    SessionState, StallSnapshot, TaskCountsSnapshot,
 };
 use crate::SessionId;
 
@@ -81,6 +81,9 @@ pub struct SessionSnapshotRef<'a> {
     /// [`SessionSnapshot::process`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<&'a ProcessSnapshot>,
+    /// [`SessionSnapshot::livekit`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub livekit: Option<&'a LiveKitJobSnapshot>,
 }
 
 impl SessionSnapshotRef<'_> {
@@ -114,6 +117,7 @@ impl SessionSnapshotRef<'_> {
             calls,
             media,
             process,
+            livekit,
         } = *self;
         SessionSnapshot {
             id,
@@ -142,6 +146,7 @@ impl SessionSnapshotRef<'_> {
             calls: calls.clone(),
             media: media.cloned(),
             process: process.cloned(),
+            livekit: livekit.cloned(),
         }
     }
 }
@@ -177,6 +182,7 @@ impl SessionSnapshot {
             calls,
             media,
             process,
+            livekit,
         } = self;
         SessionSnapshotRef {
             id: *id,
@@ -205,6 +211,7 @@ impl SessionSnapshot {
             calls,
             media: media.as_ref(),
             process: process.as_ref(),
+            livekit: livekit.as_ref(),
         }
     }
 }
@@ -309,6 +316,11 @@ mod tests {
                 degrading: true,
                 ..CallMediaSnapshot::default()
             }),
+            livekit: Some(LiveKitJobSnapshot {
+                job_id: "AJ_1".into(),
+                room: "support-42".into(),
+                ..LiveKitJobSnapshot::default()
+            }),
             process: Some(ProcessSnapshot {
                 pid: 33,
                 why: "automatic".into(),
@@ -340,6 +352,7 @@ mod tests {
         assert_eq!(json["media"]["outbound_lateness_p99_ms"], 32.5);
         assert_eq!(json["process"]["pid"], 33);
         assert_eq!(json["process"]["rss_limit_bytes"], 35);
+        assert_eq!(json["livekit"]["room"], "support-42");
         let read: SessionSnapshot = serde_json::from_value(json).expect("reads");
         assert_eq!(read, row);
     }
@@ -362,6 +375,7 @@ mod tests {
             "calls",
             "media",
             "process",
+            "livekit",
         ] {
             assert!(!object.contains_key(absent), "{absent} in {json}");
         }

@@ -159,7 +159,10 @@ pub(crate) struct SessionCell {
     )>,
     /// The LiveKit job it runs, for a session the LiveKit worker started.
     #[cfg(feature = "livekit")]
-    livekit: OnceLock<Arc<crate::source::livekit::LiveKitJob>>,
+    livekit: OnceLock<(
+        Arc<crate::source::livekit::LiveKitJob>,
+        openrtc_proto::LiveKitJobSnapshot,
+    )>,
     /// A tracked call longer than this is slow (the pool's `slow_call_threshold`).
     slow_call_ns: u64,
     /// Its child tasks by how they ended.
@@ -569,13 +572,22 @@ impl SessionCell {
     /// Gives the session its LiveKit job, before it starts.
     #[cfg(feature = "livekit")]
     pub(crate) fn set_livekit(&self, job: Arc<crate::source::livekit::LiveKitJob>) {
-        let _ = self.livekit.set(job);
+        let snapshot = job.snapshot();
+        let _ = self.livekit.set((job, snapshot));
     }
 
     /// The LiveKit job it runs, if the LiveKit worker started it.
     #[cfg(feature = "livekit")]
     pub(crate) fn livekit(&self) -> Option<&Arc<crate::source::livekit::LiveKitJob>> {
-        self.livekit.get()
+        self.livekit.get().map(|(job, _)| job)
+    }
+
+    /// Its LiveKit job as its snapshot row shows it.
+    pub(crate) fn livekit_snapshot(&self) -> Option<&openrtc_proto::LiveKitJobSnapshot> {
+        #[cfg(feature = "livekit")]
+        return self.livekit.get().map(|(_, snapshot)| snapshot);
+        #[cfg(not(feature = "livekit"))]
+        None
     }
 
     /// Takes the call's media (once).

@@ -26,10 +26,12 @@ mod jobs;
 mod load;
 mod options;
 mod protocol;
+mod state;
 mod url;
 mod worker;
 
 pub use job::LiveKitJob;
 pub use options::{LiveKitConfigError, LiveKitJobType, LiveKitOptions};
+pub(crate) use state::LiveKitState;
 pub use url::UrlError;
 pub(crate) use worker::LiveKitWorker;

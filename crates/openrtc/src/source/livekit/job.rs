@@ -32,6 +32,23 @@ pub struct LiveKitJob {
     pub token: String,
 }
 
+impl LiveKitJob {
+    /// The job as a session's snapshot row shows it (no token, no metadata: the row's
+    /// metadata has the dispatch's fields).
+    pub(crate) fn snapshot(&self) -> openrtc_proto::LiveKitJobSnapshot {
+        let mut snapshot = openrtc_proto::LiveKitJobSnapshot::default();
+        snapshot.job_id.clone_from(&self.job_id);
+        snapshot.dispatch_id.clone_from(&self.dispatch_id);
+        snapshot.room.clone_from(&self.room_name);
+        snapshot.room_sid.clone_from(&self.room_sid);
+        snapshot
+            .participant_identity
+            .clone_from(&self.participant_identity);
+        snapshot.agent_name.clone_from(&self.agent_name);
+        snapshot
+    }
+}
+
 impl fmt::Debug for LiveKitJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LiveKitJob")

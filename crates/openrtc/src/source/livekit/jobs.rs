@@ -12,10 +12,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use livekit_protocol::{AvailabilityRequest, AvailabilityResponse, Job, JobAssignment, JobStatus};
 use livekit_protocol::worker_message::Message as WorkerMessage;
+use livekit_protocol::{AvailabilityRequest, AvailabilityResponse, Job, JobAssignment, JobStatus};
 use tokio::sync::mpsc;
 
+use super::state::{Counted, LiveKitState};
 use super::{LiveKitJob, LiveKitOptions, protocol};
 use crate::pool::{HeldLaunch, PoolShared, SessionExtras};
 use crate::session::{CancelReason, SessionHandle, SessionOutcome, StopRequest};
@@ -43,6 +44,7 @@ struct Pending {
 pub(crate) struct Jobs {
     pool: Arc<PoolShared>,
     options: Arc<LiveKitOptions>,
+    state: Arc<LiveKitState>,
     pending: HashMap<String, Pending>,
     running: HashMap<String, SessionId>,
     /// Statuses that could not be sent yet (no connection), oldest first.
@@ -55,11 +57,13 @@ impl Jobs {
     pub(crate) fn new(
         pool: Arc<PoolShared>,
         options: Arc<LiveKitOptions>,
+        state: Arc<LiveKitState>,
     ) -> (Self, mpsc::UnboundedReceiver<Ended>) {
         let (ended_tx, ended_rx) = mpsc::unbounded_channel();
         let jobs = Self {
             pool,
             options,
+            state,
             pending: HashMap::new(),
             running: HashMap::new(),
             unsent: VecDeque::new(),
@@ -69,7 +73,21 @@ impl Jobs {
     }
 
     /// Answers an offer: routing and admission, whose places are held until the assignment.
-    pub(crate) fn offer(&mut self, request: AvailabilityRequest, now: Instant) -> AvailabilityResponse {
+    pub(crate) fn offer(
+        &mut self,
+        request: AvailabilityRequest,
+        now: Instant,
+    ) -> AvailabilityResponse {
+        let answer = self.answer(request, now);
+        self.state.count(if answer.available {
+            Counted::Accepted
+        } else {
+            Counted::Refused
+        });
+        answer
+    }
+
+    fn answer(&mut self, request: AvailabilityRequest, now: Instant) -> AvailabilityResponse {
         let Some(job) = request.job else {
             tracing::warn!(target: "openrtc::livekit", "[livekit] an offer without a job: refused");
             return refusal(String::new());
@@ -127,7 +145,11 @@ impl Jobs {
     /// or `failed` when the pool stopped meanwhile). An assignment for an offer the worker
     /// holds no place for is logged and ignored.
     pub(crate) fn assign(&mut self, assignment: JobAssignment) -> Option<WorkerMessage> {
-        let job_id = assignment.job.as_ref().map(|job| job.id.clone()).unwrap_or_default();
+        let job_id = assignment
+            .job
+            .as_ref()
+            .map(|job| job.id.clone())
+            .unwrap_or_default();
         let Some(pending) = self.pending.remove(&job_id) else {
             tracing::warn!(
                 target: "openrtc::livekit",
@@ -160,7 +182,11 @@ impl Jobs {
                     let outcome = handle.outcome().await;
                     let _ = ended_tx.send(Ended { job_id, outcome });
                 });
-                Some(protocol::update_job(&job.job_id, JobStatus::JsRunning, String::new()))
+                Some(protocol::update_job(
+                    &job.job_id,
+                    JobStatus::JsRunning,
+                    String::new(),
+                ))
             }
             Err(rejected) => Some(protocol::update_job(
                 &job_id,
@@ -184,6 +210,7 @@ impl Jobs {
             return;
         }
         let Some(&id) = self.running.get(job_id) else {
+            self.state.count(Counted::UnknownTermination);
             tracing::warn!(
                 target: "openrtc::livekit",
                 job_id,
@@ -214,6 +241,7 @@ impl Jobs {
             .collect();
         for job_id in &expired {
             if let Some(pending) = self.pending.remove(job_id) {
+                self.state.count(Counted::AssignmentTimeout);
                 tracing::warn!(
                     target: "openrtc::livekit",
                     job_id = %job_id,
@@ -378,7 +406,10 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_job_statuses() {
-        assert_eq!(job_status(&SessionOutcome::Completed).0, JobStatus::JsSuccess);
+        assert_eq!(
+            job_status(&SessionOutcome::Completed).0,
+            JobStatus::JsSuccess
+        );
         assert_eq!(
             job_status(&SessionOutcome::Cancelled(CancelReason::Terminated)).0,
             JobStatus::JsSuccess

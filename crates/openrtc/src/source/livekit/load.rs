@@ -62,7 +62,10 @@ mod tests {
         assert_eq!(half.job_count, 3);
         assert_eq!(status(10, 10, 0, 1.0, false).status, WorkerStatus::WsFull);
         assert_eq!(status(8, 10, 0, 0.8, false).status, WorkerStatus::WsFull);
-        assert_eq!(status(7, 10, 0, 0.8, false).status, WorkerStatus::WsAvailable);
+        assert_eq!(
+            status(7, 10, 0, 0.8, false).status,
+            WorkerStatus::WsAvailable
+        );
     }
 
     #[test]

@@ -85,7 +85,9 @@ impl fmt::Debug for LiveKitOptions {
 #[non_exhaustive]
 pub enum LiveKitConfigError {
     /// A required environment variable is not set.
-    #[error("{0} is not set (LiveKit's worker needs LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET)")]
+    #[error(
+        "{0} is not set (LiveKit's worker needs LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET)"
+    )]
     MissingEnv(&'static str),
     /// The URL cannot be used.
     #[error("LiveKit URL {url:?}: {reason}")]
@@ -256,7 +258,10 @@ mod tests {
         .expect("all set");
         assert_eq!(options.url, "http://127.0.0.1:7880");
         assert_eq!(options.agent_name, "override");
-        assert_eq!(options.validate().as_deref(), Ok("ws://127.0.0.1:7880/agent"));
+        assert_eq!(
+            options.validate().as_deref(),
+            Ok("ws://127.0.0.1:7880/agent")
+        );
     }
 
     #[test]
@@ -289,6 +294,9 @@ mod tests {
             base.clone().assignment_timeout(Duration::ZERO).validate(),
             Err(LiveKitConfigError::ZeroDuration("assignment timeout"))
         );
-        assert!(!format!("{base:?}").contains("\"s\""), "the secret stays out of Debug");
+        assert!(
+            !format!("{base:?}").contains("\"s\""),
+            "the secret stays out of Debug"
+        );
     }
 }

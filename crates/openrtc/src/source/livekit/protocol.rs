@@ -149,13 +149,16 @@ mod tests {
             job_count: 2,
             draining: true,
         };
-        let decoded = WorkerMessage::decode(encode(update_worker(status, 7)).as_slice())
-            .expect("decodes");
+        let decoded =
+            WorkerMessage::decode(encode(update_worker(status, 7)).as_slice()).expect("decodes");
         let Some(worker_message::Message::UpdateWorker(update)) = decoded.message else {
             panic!("not an update: {decoded:?}");
         };
         assert_eq!(update.status, Some(WorkerStatus::WsFull as i32));
-        assert_eq!((update.job_count, update.seq, update.draining), (2, 7, true));
+        assert_eq!(
+            (update.job_count, update.seq, update.draining),
+            (2, 7, true)
+        );
 
         let termination = ServerMessage {
             message: Some(server_message::Message::Termination(JobTermination {
@@ -167,6 +170,9 @@ mod tests {
             Ok(server_message::Message::Termination(t)) if t.job_id == "AJ_1"
         ));
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert!(matches!(decode(&[0xff, 0xff, 0xff]), Err(DecodeError::Protobuf(_))));
+        assert!(matches!(
+            decode(&[0xff, 0xff, 0xff]),
+            Err(DecodeError::Protobuf(_))
+        ));
     }
 }

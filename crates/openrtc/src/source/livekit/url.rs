@@ -52,7 +52,10 @@ mod tests {
             ("http://127.0.0.1:7880", "ws://127.0.0.1:7880/agent"),
             ("http://127.0.0.1:7880/", "ws://127.0.0.1:7880/agent"),
             ("https://lk.example.com", "wss://lk.example.com/agent"),
-            ("wss://lk.example.com/prefix/", "wss://lk.example.com/prefix/agent"),
+            (
+                "wss://lk.example.com/prefix/",
+                "wss://lk.example.com/prefix/agent",
+            ),
             ("ws://host/a/b", "ws://host/a/b/agent"),
             ("HTTP://host", "ws://host/agent"),
         ];

@@ -19,6 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::jobs::{Ended, Jobs};
 use super::load::{self, Status};
+use super::state::LiveKitState;
 use super::{LiveKitOptions, protocol};
 use crate::pool::PoolShared;
 
@@ -46,6 +47,8 @@ impl LiveKitWorker {
         url: String,
     ) -> std::io::Result<Self> {
         let (stop_tx, stop_rx) = oneshot::channel();
+        let state = Arc::new(LiveKitState::new(&url, &options.agent_name));
+        pool.set_livekit_state(Arc::clone(&state));
         let thread = std::thread::Builder::new()
             .name("openrtc-livekit".to_owned())
             .spawn(move || {
@@ -62,7 +65,7 @@ impl LiveKitWorker {
                         return;
                     }
                 };
-                runtime.block_on(run(pool, Arc::new(options), url, stop_rx));
+                runtime.block_on(run(pool, Arc::new(options), state, url, stop_rx));
             })?;
         Ok(Self {
             stop: Some(stop_tx),
@@ -122,10 +125,12 @@ enum End {
 async fn run(
     pool: Arc<PoolShared>,
     options: Arc<LiveKitOptions>,
+    state: Arc<LiveKitState>,
     url: String,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let (mut jobs, mut ended_rx) = Jobs::new(Arc::clone(&pool), Arc::clone(&options));
+    let (mut jobs, mut ended_rx) =
+        Jobs::new(Arc::clone(&pool), Arc::clone(&options), Arc::clone(&state));
     let mut failures: u32 = 0;
     loop {
         let attempt = tokio::select! {
@@ -136,6 +141,7 @@ async fn run(
         match attempt {
             Ok((socket, worker_id)) => {
                 failures = 0;
+                state.registered(&worker_id, unix_ms_now());
                 tracing::info!(
                     target: "openrtc::livekit",
                     worker_id = %worker_id,
@@ -153,21 +159,25 @@ async fn run(
                     last_sent: Instant::now(),
                 };
                 let end = connection
-                    .serve(&pool, &options, &mut jobs, &mut ended_rx, &mut stop)
+                    .serve(&pool, &options, &state, &mut jobs, &mut ended_rx, &mut stop)
                     .await;
                 match end {
                     End::Stop => return,
-                    End::Lost(why) => tracing::warn!(
+                    End::Lost(why) => {
+                        state.disconnected(&why, false);
+                        tracing::warn!(
                         target: "openrtc::livekit",
                         worker_id = %worker_id,
                         "[livekit] lost the connection to {url} ({why}); reconnecting, its {} \
                          jobs keep running",
                         jobs.running_count()
-                    ),
+                        );
+                    }
                 }
             }
             Err(error) => {
                 failures += 1;
+                state.disconnected(&error.to_string(), true);
                 if failures > options.max_retries {
                     tracing::error!(
                         target: "openrtc::livekit",
@@ -246,7 +256,11 @@ async fn connect(options: &LiveKitOptions, url: &str) -> Result<(Socket, String)
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => return Err(ConnectError::Socket(error)),
-                None => return Err(ConnectError::Handshake("the server closed the connection".to_owned())),
+                None => {
+                    return Err(ConnectError::Handshake(
+                        "the server closed the connection".to_owned(),
+                    ));
+                }
             }
         }
     })
@@ -277,6 +291,7 @@ impl Connection {
         &mut self,
         pool: &PoolShared,
         options: &LiveKitOptions,
+        state: &LiveKitState,
         jobs: &mut Jobs,
         ended_rx: &mut mpsc::UnboundedReceiver<Ended>,
         stop: &mut oneshot::Receiver<()>,
@@ -308,7 +323,7 @@ impl Connection {
             if let Err(why) = step {
                 return End::Lost(why);
             }
-            if let Err(why) = self.report(pool, options, jobs).await {
+            if let Err(why) = self.report(pool, options, state, jobs).await {
                 return End::Lost(why);
             }
         }
@@ -343,7 +358,10 @@ impl Connection {
             Some(Err(error)) => return Err(error.to_string()),
             Some(Ok(Message::Binary(bytes))) => bytes,
             Some(Ok(Message::Close(frame))) => {
-                return Err(format!("the server closed the connection{}", close_words(frame.as_ref())));
+                return Err(format!(
+                    "the server closed the connection{}",
+                    close_words(frame.as_ref())
+                ));
             }
             Some(Ok(Message::Text(_))) => {
                 tracing::warn!(
@@ -399,6 +417,7 @@ impl Connection {
         &mut self,
         pool: &PoolShared,
         options: &LiveKitOptions,
+        state: &LiveKitState,
         jobs: &Jobs,
     ) -> Result<(), String> {
         let now = Status::now(pool, options, jobs);
@@ -409,6 +428,7 @@ impl Connection {
         self.send(protocol::update_worker(now, self.seq)).await?;
         self.last = Some(now);
         self.last_sent = Instant::now();
+        state.reported(now);
         Ok(())
     }
 
@@ -456,6 +476,14 @@ impl Status {
             pool.is_draining(),
         )
     }
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 fn close_words(frame: Option<&CloseFrame>) -> String {

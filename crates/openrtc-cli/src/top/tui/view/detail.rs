@@ -200,6 +200,7 @@ pub fn detail_lines(
     lines.extend(calls::call_lines(session, theme));
     lines.extend(media::media_lines(session, theme));
     lines.extend(process::process_lines(session, theme));
+    lines.extend(process::livekit_lines(session, theme));
 
     lines.extend(stall_lines(session, now_unix_ms, width, theme));
 

@@ -385,6 +385,9 @@ fn lifetime_segments(worker: &openrtc_proto::WorkerSnapshot, theme: Theme) -> Ve
             )]),
         });
     }
+    if let Some(livekit) = crate::top::livekit::livekit_piece(worker) {
+        segments.push(vec![tenancy::span(livekit, theme)].into());
+    }
     for (label, bytes) in [
         ("session cap", worker.session_memory_limit_bytes),
         ("warn at", worker.memory_warn_bytes),

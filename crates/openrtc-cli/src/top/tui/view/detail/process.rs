@@ -1,5 +1,6 @@
-//! The detail pane's process: for an isolated session, the child process that runs it (its
-//! pid, why it is isolated, and the operating system's figures of the whole process).
+//! The detail pane's process and source: for an isolated session, the child process that runs
+//! it (its pid, why it is isolated, and the operating system's figures of the whole process);
+//! for a LiveKit session, its room and job.
 
 use openrtc_proto::SessionSnapshot;
 use ratatui::text::{Line, Span};
@@ -16,6 +17,17 @@ pub(super) fn process_lines(session: &SessionSnapshot, theme: Theme) -> Vec<Line
     vec![Line::from(vec![
         label("process", theme),
         Span::raw(process_text(process)),
+    ])]
+}
+
+/// The LiveKit job's line: none for a session no LiveKit server dispatched.
+pub(super) fn livekit_lines(session: &SessionSnapshot, theme: Theme) -> Vec<Line<'static>> {
+    let Some(job) = &session.livekit else {
+        return Vec::new();
+    };
+    vec![Line::from(vec![
+        label("livekit", theme),
+        Span::raw(crate::top::livekit::job_text(job)),
     ])]
 }
 
