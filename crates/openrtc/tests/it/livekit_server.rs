@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod real_protocol;
+mod worker;
 
 /// The key the server is configured with (any name works; the tokens' `iss`).
 const API_KEY: &str = "openrtc-test";
@@ -230,6 +231,33 @@ impl LiveKitServer {
     pub(crate) fn log_contains(&self, needle: &str) -> bool {
         std::fs::read_to_string(self.dir.path().join("livekit.log"))
             .is_ok_and(|log| log.contains(needle))
+    }
+
+    /// The status and error the server logged when job `job_id` ended (`job ended`, with
+    /// the status the worker reported), or `None` while it has not.
+    pub(crate) fn job_end(&self, job_id: &str) -> Option<(String, String)> {
+        let log = std::fs::read_to_string(self.dir.path().join("livekit.log")).ok()?;
+        let needle = format!("\"jobID\": \"{job_id}\"");
+        log.lines()
+            .filter(|line| line.contains("job ended") && line.contains(&needle))
+            .find_map(|line| {
+                let fields: serde_json::Value =
+                    serde_json::from_str(&line[line.find('{')?..]).ok()?;
+                Some((
+                    fields["status"].as_str()?.to_owned(),
+                    fields["error"].as_str().unwrap_or_default().to_owned(),
+                ))
+            })
+    }
+
+    /// How many jobs the server logged as ended with `status`.
+    pub(crate) fn jobs_ended_with(&self, status: &str) -> usize {
+        let needle = format!("\"status\": \"{status}\"");
+        std::fs::read_to_string(self.dir.path().join("livekit.log")).map_or(0, |log| {
+            log.lines()
+                .filter(|line| line.contains("job ended") && line.contains(&needle))
+                .count()
+        })
     }
 
     /// `RoomService.CreateRoom`: the room, as the server created it (or found it).
