@@ -10,11 +10,20 @@
 //!
 //! A runbook's `<!-- demo: ARGS -->` line gives the demo worker more arguments, as the
 //! runbook's own start command does; the working directory holds a copy of the demo's
-//! `tenants.toml`, which steps may edit.
+//! `tenants.toml`, which steps may edit. With `--livekit` among them, the worker takes its
+//! jobs from a real LiveKit server started for the runbook (the runtime's test fixture), and
+//! three rooms (`lobby-1` to `lobby-3`) are created once it has registered (automatic dispatch).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../../../../crates/openrtc/tests/it/livekit_server/fixture.rs"]
+#[allow(dead_code, reason = "the runtime's tests use the rest of the fixture")]
+mod livekit_fixture;
+
+/// The rooms dispatched to a LiveKit runbook's worker.
+const LIVEKIT_ROOMS: [&str; 3] = ["lobby-1", "lobby-2", "lobby-3"];
 
 /// How long one step may take to pass: the demo's crashes, kills and drains take seconds.
 const STEP_PATIENCE: Duration = Duration::from_secs(60);
@@ -126,6 +135,8 @@ fn runbooks() -> Vec<PathBuf> {
 struct Worker {
     child: std::process::Child,
     dir: tempfile::TempDir,
+    /// The LiveKit server the worker takes jobs from, for a runbook that asks for one.
+    livekit: Option<livekit_fixture::LiveKitServer>,
 }
 
 impl Worker {
@@ -148,8 +159,19 @@ impl Worker {
         let log = std::fs::File::create(dir.path().join("demo.log")).expect("demo.log");
         let tenants = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants.toml");
         std::fs::copy(&tenants, dir.path().join("tenants.toml")).expect("copy tenants.toml");
+        let livekit = extra_args
+            .iter()
+            .any(|arg| arg == "--livekit")
+            .then(livekit_fixture::LiveKitServer::start);
+        let mut command = Command::new(demo);
+        if let Some(server) = &livekit {
+            command
+                .env("LIVEKIT_URL", server.url())
+                .env("LIVEKIT_API_KEY", server.api_key())
+                .env("LIVEKIT_API_SECRET", server.api_secret());
+        }
         // The seed's first sessions include every agent the runbooks look for.
-        let child = Command::new(demo)
+        let child = command
             .args(["--threads", "2", "--seed", "2"])
             // Any free port: the runbooks find it in the snapshot (`worker.http_addr`).
             .args(["--http-addr", "127.0.0.1:0"])
@@ -164,7 +186,14 @@ impl Worker {
             .stderr(log)
             .spawn()
             .expect("start openrtc-demo");
-        Self { child, dir }
+        if let Some(server) = &livekit {
+            dispatch_rooms(server);
+        }
+        Self {
+            child,
+            dir,
+            livekit,
+        }
     }
 
     /// Runs one step with bash, as the operator's shell would, killed after [`RUN_LIMIT`].
@@ -202,6 +231,24 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        drop(self.livekit.take());
+    }
+}
+
+/// Once the worker has registered with `server`, dispatches [`LIVEKIT_ROOMS`] to it (rooms
+/// dispatched before any worker registers find none, and are dropped).
+fn dispatch_rooms(server: &livekit_fixture::LiveKitServer) {
+    let deadline = Instant::now() + STEP_PATIENCE;
+    while !server.log_contains("worker registered") {
+        assert!(
+            Instant::now() < deadline,
+            "the demo worker did not register with the LiveKit server; its log ends:\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for room in LIVEKIT_ROOMS {
+        server.create_room(room);
     }
 }
 
