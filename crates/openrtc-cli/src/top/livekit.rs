@@ -118,7 +118,9 @@ mod tests {
         full.reconnect_count = 1;
         let piece = super::piece(&full);
         assert!(
-            piece.text.ends_with("1 refused, 2 never assigned · 1 reconnect"),
+            piece
+                .text
+                .ends_with("1 refused, 2 never assigned · 1 reconnect"),
             "{}",
             piece.text
         );

@@ -20,7 +20,6 @@ use livekit_protocol::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-
 /// The key the server is configured with (any name works; the tokens' `iss`).
 const API_KEY: &str = "openrtc-test";
 /// Its secret: the server refuses secrets shorter than 32 characters.

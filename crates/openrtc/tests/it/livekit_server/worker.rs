@@ -81,7 +81,10 @@ fn an_automatic_dispatch_runs_as_a_session_in_its_room_until_its_dispatch_is_del
             .filter(|livekit| livekit.connected)
     });
     assert!(
-        registered.worker_id.as_deref().is_some_and(|id| id.starts_with("AW_")),
+        registered
+            .worker_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("AW_")),
         "{registered:?}"
     );
     let room = server.create_room("support-1");
@@ -137,7 +140,9 @@ fn an_automatic_dispatch_runs_as_a_session_in_its_room_until_its_dispatch_is_del
         },
         "{ended:?}"
     );
-    let (status, error) = wait_for("the job's end at the server", || server.job_end(&job.job_id));
+    let (status, error) = wait_for("the job's end at the server", || {
+        server.job_end(&job.job_id)
+    });
     assert_eq!((status.as_str(), error.as_str()), ("JS_SUCCESS", ""));
 }
 
@@ -150,7 +155,11 @@ fn an_explicit_dispatch_routes_by_its_metadata_and_the_outcome_is_the_job_status
     wait_for("the worker to register", || {
         pool.snapshot().worker.livekit.filter(|l| l.connected)
     });
-    server.create_dispatch("quick-room", "named", r#"{"agent":"quick","tenant":"acme"}"#);
+    server.create_dispatch(
+        "quick-room",
+        "named",
+        r#"{"agent":"quick","tenant":"acme"}"#,
+    );
     let agent_job = wait_for("the quick agent's job", || {
         seen.lock().expect("seen").first().cloned()
     });
@@ -196,7 +205,9 @@ fn a_draining_worker_reports_full_takes_no_new_job_and_lets_its_job_finish() {
         pool.snapshot().worker.livekit.filter(|l| l.connected)
     });
     server.create_dispatch("before-drain", "drainer", "");
-    let row = wait_for("the running job", || pool.snapshot().sessions.into_iter().next());
+    let row = wait_for("the running job", || {
+        pool.snapshot().sessions.into_iter().next()
+    });
     let job_id = row.livekit.expect("a LiveKit row").job_id;
     pool.handle().begin_drain();
     wait_for("FULL reported", || {
@@ -212,11 +223,16 @@ fn a_draining_worker_reports_full_takes_no_new_job_and_lets_its_job_finish() {
     });
     let header = pool.snapshot().worker.livekit.expect("the header");
     assert_eq!(header.offers_accepted_count, 1, "{header:?}");
-    assert_eq!(pool.snapshot().sessions.len(), 1, "the running job still runs");
+    assert_eq!(
+        pool.snapshot().sessions.len(),
+        1,
+        "the running job still runs"
+    );
     release.store(true, Ordering::Release);
     let (status, _) = wait_for("the drained job's end", || server.job_end(&job_id));
     assert_eq!(status, "JS_SUCCESS");
-    pool.drain_and_join().expect("the drain ends once the job has");
+    pool.drain_and_join()
+        .expect("the drain ends once the job has");
 }
 
 #[test]
@@ -245,7 +261,10 @@ fn two_workers_share_a_hundred_dispatches_by_load_within_their_caps() {
         server.create_dispatch(&format!("pair-{index}"), "pair", "");
     }
     let counts = wait_for("every dispatch to run", || {
-        let counts: Vec<usize> = pools.iter().map(|pool| pool.snapshot().sessions.len()).collect();
+        let counts: Vec<usize> = pools
+            .iter()
+            .map(|pool| pool.snapshot().sessions.len())
+            .collect();
         (counts.iter().sum::<usize>() == DISPATCHES).then_some(counts)
     });
     for (pool, &count) in pools.iter().zip(&counts) {
