@@ -12,6 +12,7 @@ mod handles;
 mod http;
 mod isolation;
 mod lifecycle;
+mod livekit;
 mod media;
 mod memory;
 mod prewarm;
