@@ -1065,12 +1065,13 @@ impl Shared {
                 job: Some(job.job.clone()),
                 resuming: dispatch.resuming,
             };
-            state.send(
+            // A connection that is ending leaves the registry soon: the wait sees it close.
+            let _ = state.send(
                 worker_id,
                 Outgoing::Proto(Box::new(server(server_message::Message::Availability(
                     request,
                 )))),
-            )?;
+            );
         }
         let answered = self.wait(self.options.availability_timeout, |state| {
             let job = state.jobs.get(job_id)?;
@@ -1578,15 +1579,7 @@ impl Connection {
         let Some(inner) = message.message.clone() else {
             return Err((1002, "empty WorkerMessage".to_owned()));
         };
-        {
-            let mut state = self.shared.lock();
-            let at = self.shared.elapsed();
-            state
-                .received
-                .entry(self.number)
-                .or_default()
-                .push(Logged { at, message });
-        }
+        let at = self.shared.elapsed();
         let replies = match (self.worker_id.clone(), inner) {
             (_, worker_message::Message::Ping(ping)) => {
                 let pong = WorkerPong {
@@ -1629,6 +1622,13 @@ impl Connection {
                 Ok(Vec::new())
             }
         };
+        // Logged after its effect, so whoever sees it in the log also sees what it did.
+        self.shared
+            .lock()
+            .received
+            .entry(self.number)
+            .or_default()
+            .push(Logged { at, message });
         self.shared.changed.notify_all();
         replies
     }

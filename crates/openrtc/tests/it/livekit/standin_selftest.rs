@@ -8,9 +8,10 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use livekit_api::access_token::{AccessToken, TokenVerifier, VideoGrants};
 use livekit_protocol::{
-    AvailabilityResponse, JobStatus, RegisterWorkerRequest, RegisterWorkerResponse, ServerMessage,
-    UpdateJobStatus, UpdateWorkerStatus, WorkerMessage, WorkerPing, WorkerStatus, server_info,
-    server_message, worker_message,
+    AvailabilityResponse, JobStatus, MigrateJobRequest, RegisterWorkerRequest,
+    RegisterWorkerResponse, Room, ServerMessage, SimulateJobRequest, UpdateJobStatus,
+    UpdateWorkerStatus, WorkerMessage, WorkerPing, WorkerStatus, server_info, server_message,
+    worker_message,
 };
 use prost::Message as _;
 use tokio::net::TcpStream;
@@ -19,7 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use super::standin::{Dispatch, Dispatched, JobPhase, StandIn, StandInOptions};
+use super::standin::{
+    AssignmentPolicy, Dispatch, DispatchError, Dispatched, JobPhase, StandIn, StandInOptions,
+    TerminationReason,
+};
 use crate::support::wait_for;
 
 /// How long any single step may take (a failure, never a pause: nothing here times out).
@@ -102,6 +106,18 @@ impl RawWorker {
             })
             .await
             .expect("a server message in time")
+        })
+    }
+
+    /// The next frame of any kind (control frames included).
+    fn recv_frame(&mut self) -> Message {
+        let ws = &mut self.ws;
+        self.runtime.block_on(async {
+            tokio::time::timeout(STEP, ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("the connection is open")
+                .expect("a readable frame")
         })
     }
 
@@ -450,6 +466,12 @@ fn update_job_success_ends_the_job_and_unknown_jobs_are_ignored() {
             .is_some_and(|state| state.ended_at > 0)
     );
     assert!(standin.workers()[0].running_jobs.is_empty());
+    // The log entry follows the effect: wait for it rather than race it.
+    standin.wait_for_message(
+        &registered.worker_id,
+        |message| matches!(&message.message, Some(worker_message::Message::UpdateJob(update)) if update.status == JobStatus::JsSuccess as i32 && update.job_id == job_id),
+        STEP,
+    );
     assert_eq!(standin.messages(&registered.worker_id).len(), 5);
     assert_eq!(
         standin.workers().len(),
@@ -536,4 +558,371 @@ fn ping_before_register_gets_a_pong_and_anything_else_closes() {
     assert_eq!(u16::from(frame.code), 1002);
     assert!(standin.workers().is_empty());
     assert!(standin.registrations().is_empty());
+}
+
+/// Registers a worker, dispatches one job to it, and accepts it; returns the worker and job id
+/// once the assignment has arrived.
+fn running_job(standin: &StandIn) -> (RawWorker, String, String) {
+    let (mut worker, registered) = RawWorker::registered(standin, "");
+    let job_id = std::thread::scope(|scope| {
+        let dispatching = scope.spawn(|| standin.dispatch(Dispatch::room("r")));
+        let job = worker.offer();
+        worker.answer(&job.id, true, false, "");
+        assert!(matches!(
+            worker.recv(),
+            server_message::Message::Assignment(_)
+        ));
+        dispatching
+            .join()
+            .expect("the dispatch thread")
+            .expect("accepted")
+            .job_id
+    });
+    (worker, registered.worker_id, job_id)
+}
+
+fn is_assignment(message: &ServerMessage) -> bool {
+    matches!(
+        message.message,
+        Some(server_message::Message::Assignment(_))
+    )
+}
+
+#[test]
+fn offer_keeps_an_accepted_job_pending_until_assign() {
+    let standin = StandIn::start(options());
+    let (mut worker, registered) = RawWorker::registered(&standin, "");
+    let offered = std::thread::scope(|scope| {
+        let offering =
+            scope.spawn(|| standin.offer(&registered.worker_id, Dispatch::room("later")));
+        let job = worker.offer();
+        worker.answer(&job.id, true, false, "agent-later");
+        offering
+            .join()
+            .expect("the offer thread")
+            .expect("the worker accepts")
+    });
+    assert!(offered.answer.available);
+    let pending = standin.job(&offered.job_id).expect("the job");
+    assert_eq!(pending.phase, JobPhase::Accepted);
+    assert!(pending.token.is_some(), "the token is minted on accept");
+    assert!(
+        !standin
+            .sent(&registered.worker_id)
+            .iter()
+            .any(|sent| is_assignment(&sent.message)),
+        "no assignment before assign"
+    );
+    standin
+        .assign(&offered.job_id)
+        .expect("an accepted job assigns");
+    match worker.recv() {
+        server_message::Message::Assignment(assignment) => {
+            assert_eq!(Some(assignment.token), pending.token);
+        }
+        other => panic!("expected the assignment, got {other:?}"),
+    }
+    assert_eq!(
+        standin.job(&offered.job_id).expect("the job").phase,
+        JobPhase::Running
+    );
+    assert_eq!(
+        standin.assign(&offered.job_id),
+        Err(DispatchError::UnknownJob(offered.job_id.clone())),
+        "a running job is not assigned twice"
+    );
+}
+
+#[test]
+fn the_assignment_policy_drops_or_delays_the_assignment() {
+    let standin = StandIn::start(options());
+    let (mut worker, registered) = RawWorker::registered(&standin, "");
+    let accept_one = |worker: &mut RawWorker| {
+        std::thread::scope(|scope| {
+            let dispatching = scope.spawn(|| standin.dispatch(Dispatch::room("r")));
+            let job = worker.offer();
+            worker.answer(&job.id, true, false, "");
+            dispatching
+                .join()
+                .expect("the dispatch thread")
+                .expect("accepted")
+        })
+    };
+    standin.set_assignment_policy(AssignmentPolicy::Drop);
+    let dropped = accept_one(&mut worker);
+    assert!(dropped.token.is_some());
+    assert_eq!(
+        standin.job(&dropped.job_id).expect("the job").phase,
+        JobPhase::Accepted
+    );
+    let delay = Duration::from_millis(200);
+    standin.set_assignment_policy(AssignmentPolicy::Delay(delay));
+    let delayed = accept_one(&mut worker);
+    match worker.recv() {
+        server_message::Message::Assignment(assignment) => {
+            assert_eq!(
+                assignment.job.map(|job| job.id),
+                Some(delayed.job_id.clone()),
+                "only the delayed job is assigned, not the dropped one"
+            );
+        }
+        other => panic!("expected the delayed assignment, got {other:?}"),
+    }
+    let answered_at = standin
+        .wait_for_message(
+            &registered.worker_id,
+            |message| {
+                matches!(&message.message, Some(worker_message::Message::Availability(answer)) if answer.job_id == delayed.job_id)
+            },
+            STEP,
+        )
+        .at;
+    let assigned_at = standin
+        .sent(&registered.worker_id)
+        .iter()
+        .find(|sent| is_assignment(&sent.message))
+        .expect("the assignment is logged")
+        .at;
+    assert!(
+        assigned_at >= answered_at + delay,
+        "assigned at {assigned_at:?}, answered at {answered_at:?}"
+    );
+}
+
+#[test]
+fn terminate_sends_the_termination_and_records_the_reason() {
+    let standin = StandIn::start(options());
+    let (mut worker, _, job_id) = running_job(&standin);
+    let view = standin
+        .terminate(&job_id, TerminationReason::AgentLeftRoom)
+        .expect("a running job terminates");
+    assert_eq!(view.status, JobStatus::JsFailed);
+    assert_eq!(view.error, "agent worker left the room");
+    match worker.recv() {
+        server_message::Message::Termination(termination) => {
+            assert_eq!(termination.job_id, job_id);
+        }
+        other => panic!("expected the termination, got {other:?}"),
+    }
+    assert_eq!(
+        standin
+            .terminate(&job_id, TerminationReason::Requested)
+            .map(|view| view.status),
+        Err(DispatchError::UnknownJob(job_id.clone())),
+        "an ended job is not terminated again"
+    );
+}
+
+#[test]
+fn a_closed_worker_leaves_and_its_reconnect_registers_anew() {
+    let standin = StandIn::start(options());
+    let (mut worker, first, job_id) = running_job(&standin);
+    standin
+        .close_worker(&first, 1001)
+        .expect("a connected worker closes");
+    let frame = worker.closed().expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1001);
+    wait_for("the worker to leave", || {
+        standin.workers().is_empty().then_some(())
+    });
+    let (mut again, second) = RawWorker::registered(&standin, "");
+    assert_ne!(second.worker_id, first);
+    again.send(worker_message::Message::MigrateJob(MigrateJobRequest {
+        job_ids: vec![job_id.clone()],
+    }));
+    wait_for("the migration", || {
+        (!standin.migrations().is_empty()).then_some(())
+    });
+    assert_eq!(
+        standin.migrations(),
+        vec![(second.worker_id.clone(), vec![job_id])]
+    );
+    assert_eq!(standin.workers()[0].connection, 2);
+    assert_eq!(
+        standin.registrations(),
+        vec![(1, first.clone()), (2, second.worker_id)]
+    );
+    assert_eq!(standin.connections(), 2);
+    assert!(
+        !standin.messages(&first).is_empty(),
+        "a closed registration's log stays"
+    );
+}
+
+#[test]
+fn register_must_come_within_the_register_timeout() {
+    let standin = StandIn::start(StandInOptions {
+        register_timeout: Duration::from_millis(200),
+        ..options()
+    });
+    let mut worker = RawWorker::connect(&standin);
+    let frame = worker.closed().expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert!(standin.registrations().is_empty());
+}
+
+#[test]
+fn websocket_pings_come_every_ping_interval_and_pongs_are_counted() {
+    let standin = StandIn::start(StandInOptions {
+        ping_interval: Duration::from_millis(50),
+        ..options()
+    });
+    let (mut worker, _) = RawWorker::registered(&standin, "");
+    let mut pings = 0;
+    while pings < 3 {
+        if let Message::Ping(_) = worker.recv_frame() {
+            pings += 1;
+        }
+    }
+    // Reading flushes the automatic pongs.
+    let _ = worker.recv_frame();
+    wait_for("a pong to be counted", || {
+        (standin.workers()[0].ws_pong_count >= 2).then_some(())
+    });
+}
+
+#[test]
+fn simulate_job_offers_a_job_to_the_same_worker() {
+    let standin = StandIn::start(options());
+    let (mut worker, registered) = RawWorker::registered(&standin, "sim-agent");
+    worker.send(worker_message::Message::SimulateJob(SimulateJobRequest {
+        room: Some(Room {
+            name: "simulated".to_owned(),
+            ..Room::default()
+        }),
+        ..SimulateJobRequest::default()
+    }));
+    let job = worker.offer();
+    assert_eq!(job.room.map(|room| room.name).as_deref(), Some("simulated"));
+    assert_eq!(job.agent_name, "sim-agent");
+    assert_eq!(job.r#type, livekit_protocol::JobType::JtRoom as i32);
+    worker.answer(&job.id, true, false, "");
+    assert!(matches!(
+        worker.recv(),
+        server_message::Message::Assignment(_)
+    ));
+    let view = standin.wait_for_job(&job.id, |view| view.phase == JobPhase::Running, STEP);
+    assert_eq!(view.worker_id, registered.worker_id);
+}
+
+#[test]
+fn dispatches_race_from_several_threads() {
+    const JOBS: usize = 6;
+    let standin = StandIn::start(options());
+    let (mut worker, registered) = RawWorker::registered(&standin, "");
+    let dispatched = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..JOBS)
+            .map(|index| {
+                let standin = &standin;
+                scope.spawn(move || standin.dispatch(Dispatch::room(&format!("room-{index}"))))
+            })
+            .collect();
+        let mut assigned = 0;
+        while assigned < JOBS {
+            match worker.recv() {
+                server_message::Message::Availability(request) => {
+                    let job = request.job.expect("a job");
+                    worker.answer(&job.id, true, false, "");
+                }
+                server_message::Message::Assignment(_) => assigned += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a dispatch thread").expect("accepted"))
+            .collect::<Vec<_>>()
+    });
+    let mut ids: Vec<String> = dispatched.into_iter().map(|done| done.job_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), JOBS);
+    assert_eq!(standin.workers()[0].running_jobs, ids);
+    assert_eq!(standin.jobs().len(), JOBS);
+    assert_eq!(standin.workers()[0].worker_id, registered.worker_id);
+}
+
+#[test]
+fn go_away_raw_frames_and_text_frames() {
+    let standin = StandIn::start(options());
+    let (mut worker, registered) = RawWorker::registered(&standin, "");
+    standin
+        .go_away(&registered.worker_id, "moving")
+        .expect("sent");
+    match worker.recv() {
+        server_message::Message::GoAway(go_away) => assert_eq!(go_away.reason, "moving"),
+        other => panic!("expected go_away, got {other:?}"),
+    }
+    standin
+        .send_binary(&registered.worker_id, vec![1, 2, 3])
+        .expect("sent");
+    assert_eq!(worker.recv_frame(), Message::binary(vec![1_u8, 2, 3]));
+    worker.send_frame(Message::text("{\"ping\":{}}"));
+    let frame = worker.closed().expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1003);
+    assert_eq!(
+        standin.go_away("AW_nobody", "x"),
+        Err(DispatchError::UnknownWorker("AW_nobody".to_owned()))
+    );
+}
+
+#[test]
+fn load_weights_the_choice_and_full_workers_get_no_offers() {
+    let standin = StandIn::start(options());
+    let (mut loaded, loaded_id) = RawWorker::registered(&standin, "");
+    let (mut idle, idle_id) = RawWorker::registered(&standin, "");
+    let update = |worker: &mut RawWorker, worker_id: &str, update: UpdateWorkerStatus| {
+        worker.send(worker_message::Message::UpdateWorker(update));
+        standin.wait_for_message(
+            worker_id,
+            |message| matches!(&message.message, Some(worker_message::Message::UpdateWorker(sent)) if *sent == update),
+            STEP,
+        );
+    };
+    let at_capacity = UpdateWorkerStatus {
+        load: 1.0,
+        ..UpdateWorkerStatus::default()
+    };
+    update(&mut loaded, &loaded_id.worker_id, at_capacity);
+    for index in 0..5 {
+        let dispatched = std::thread::scope(|scope| {
+            let dispatching =
+                scope.spawn(|| standin.dispatch(Dispatch::room(&format!("r{index}"))));
+            let job = idle.offer();
+            idle.answer(&job.id, true, false, "");
+            assert!(matches!(
+                idle.recv(),
+                server_message::Message::Assignment(_)
+            ));
+            dispatching.join().expect("the dispatch thread")
+        });
+        assert_eq!(
+            dispatched.expect("accepted").worker_id,
+            idle_id.worker_id,
+            "a worker at load 1 has no weight"
+        );
+    }
+    let full = UpdateWorkerStatus {
+        status: Some(WorkerStatus::WsFull as i32),
+        ..UpdateWorkerStatus::default()
+    };
+    update(&mut idle, &idle_id.worker_id, full);
+    assert!(matches!(
+        standin.dispatch(Dispatch::room("none")),
+        Err(DispatchError::NoCapacity { .. })
+    ));
+    assert!(matches!(
+        standin.dispatch(Dispatch::room("other").for_agent("someone-else")),
+        Err(DispatchError::NoWorkersAvailable { .. })
+    ));
+    assert!(
+        standin
+            .sent(&loaded_id.worker_id)
+            .iter()
+            .all(|sent| !matches!(
+                sent.message.message,
+                Some(server_message::Message::Availability(_))
+            )),
+        "the loaded worker was never offered a job"
+    );
 }
