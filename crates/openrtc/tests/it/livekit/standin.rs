@@ -5,7 +5,7 @@
 //! It runs on its own thread with its own Tokio runtime (the tests are plain `#[test]`
 //! functions, and the runtime under test owns its own runtime); its API is blocking and
 //! `&self`, so a test can offer jobs from several threads at once. Dropping it stops the thread
-//! and closes every socket.
+//! and closes every socket at once (no close frame: to a worker, a server that went away).
 //!
 //! What it does, as the real server does: authenticates before upgrading (HS256 JWT with the
 //! agent grant, else 401; a request that is not an upgrade gets 404), requires `register` first

@@ -192,6 +192,12 @@ fn refused_status(result: Result<RawWorker, WsError>) -> u16 {
     }
 }
 
+/// Tests call the stand-in from several threads at once.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<StandIn>();
+};
+
 #[test]
 fn registration_round_trip() {
     let standin = StandIn::start(options());
