@@ -1380,7 +1380,7 @@ fn admit(shared: &Shared, request: &Request) -> Admission {
     let param = |name: &str| {
         query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then(|| value.to_owned())
+            (key == name).then(|| percent_decoded(value))
         })
     };
     let header = request
@@ -1416,6 +1416,35 @@ fn admit(shared: &Shared, request: &Request) -> Admission {
         worker_token: param("worker_token"),
         protocol: param("protocol"),
     }
+}
+
+/// A query value with its `%XX` escapes (and `+` for space) decoded; a bad escape stays as is.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = bytes
+            .get(index + 1..index + 3)
+            .filter(|_| bytes[index] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[index], escaped) {
+            (_, Some(byte)) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            (b'+', None) => {
+                decoded.push(b' ');
+                index += 1;
+            }
+            (byte, None) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// Writes a plain HTTP response and closes.

@@ -260,12 +260,23 @@ fn tokens_without_the_agent_grant_or_with_a_wrong_secret_get_401_without_upgrade
     assert_eq!(refused_status(RawWorker::dial(&url, None)), 401);
     assert_eq!(standin.auth_failures(), 3);
     assert_eq!(standin.connections(), 0, "no upgrade happened");
-    // The query parameter works when there is no header.
-    let query = format!("{url}?access_token={}", standin.worker_token());
-    let _worker = RawWorker::dial(&query, None).expect("access_token in the query is accepted");
-    wait_for("the upgrade to be counted", || {
-        (standin.connections() == 1).then_some(())
-    });
+    // The query parameter works when there is no header; worker_token and protocol are kept.
+    let query = format!(
+        "{url}?worker_token=cloud%2Btoken&access_token={}&protocol=1",
+        standin.worker_token()
+    );
+    let mut worker = RawWorker::dial(&query, None).expect("access_token in the query is accepted");
+    worker.send(worker_message::Message::Register(
+        RegisterWorkerRequest::default(),
+    ));
+    assert!(matches!(
+        worker.recv(),
+        server_message::Message::Register(_)
+    ));
+    let view = &standin.workers()[0];
+    assert_eq!(view.worker_token.as_deref(), Some("cloud+token"));
+    assert_eq!(view.protocol.as_deref(), Some("1"));
+    assert_eq!(standin.connections(), 1);
     assert_eq!(standin.auth_failures(), 3);
 }
 
