@@ -12,6 +12,7 @@ mod handles;
 mod http;
 mod isolation;
 mod lifecycle;
+mod livekit;
 mod livekit_server;
 mod media;
 mod memory;
