@@ -1320,6 +1320,8 @@ impl Drop for HeldLaunch {
     fn drop(&mut self) {
         if self.release_on_drop {
             self.pool.active.fetch_sub(1, Ordering::AcqRel);
+            // A drain waits for the worker's places to empty: a released hold is one less.
+            self.pool.session_ended.notify_waiters();
         }
     }
 }

@@ -155,9 +155,17 @@ impl Jobs {
                 target: "openrtc::livekit",
                 job_id = %job_id,
                 "[livekit] an assignment for job '{job_id}', which this worker did not accept \
-                 or gave up waiting for: ignored"
+                 or stopped waiting for: told the server it failed"
             );
-            return None;
+            // Else the server would count the job as running on this worker until its
+            // dispatch is deleted (it has no timeout of its own).
+            return Some(protocol::update_job(
+                &job_id,
+                JobStatus::JsFailed,
+                "the worker did not hold this job: its assignment came after the worker stopped \
+                 waiting for it, or it was never accepted"
+                    .to_owned(),
+            ));
         };
         let job = Arc::new(live_kit_job(&pending, &assignment, &self.options.url));
         let extras = SessionExtras {
@@ -286,6 +294,22 @@ impl Jobs {
     /// Whether accepted offers wait for their assignment.
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Gives back the places of every accepted offer still waiting for its assignment: the
+    /// worker is draining, so that its drain does not wait for them (a late assignment is
+    /// then told it failed).
+    pub(crate) fn release_pending(&mut self) {
+        for (job_id, pending) in self.pending.drain() {
+            tracing::info!(
+                target: "openrtc::livekit",
+                job_id = %job_id,
+                room = room_name(&pending.job),
+                "[livekit] job {job_id} for room '{}': the worker is draining; the place held \
+                 for its assignment is released",
+                room_name(&pending.job)
+            );
+        }
     }
 }
 

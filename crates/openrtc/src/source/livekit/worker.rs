@@ -209,7 +209,11 @@ async fn run(
                 () = tokio::time::sleep_until(resume) => break,
             }
         }
-        jobs.expire(Instant::now());
+        if pool.is_draining() {
+            jobs.release_pending();
+        } else {
+            jobs.expire(Instant::now());
+        }
     }
 }
 
@@ -315,7 +319,11 @@ impl Connection {
                 }
                 _ = tick.tick() => {
                     if jobs.has_pending() {
-                        jobs.expire(Instant::now());
+                        if pool.is_draining() {
+                            jobs.release_pending();
+                        } else {
+                            jobs.expire(Instant::now());
+                        }
                     }
                     Ok(())
                 }
