@@ -97,6 +97,12 @@ pub enum LiveKitConfigError {
         /// What is wrong with it.
         reason: UrlError,
     },
+    /// The URL needs TLS (`https`, `wss`), which this build's control connection lacks.
+    #[error(
+        "LiveKit URL {0:?} needs TLS, which this build of the LiveKit worker does not include \
+         yet: use ws:// or http:// to a TLS-terminating proxy on the same host"
+    )]
+    Tls(String),
     /// The API key or secret is empty.
     #[error("the LiveKit API {0} is empty")]
     EmptyCredential(&'static str),
@@ -211,6 +217,9 @@ impl LiveKitOptions {
             url: self.url.clone(),
             reason,
         })?;
+        if url.starts_with("wss://") {
+            return Err(LiveKitConfigError::Tls(self.url.clone()));
+        }
         if self.api_key.is_empty() {
             return Err(LiveKitConfigError::EmptyCredential("key"));
         }
@@ -281,6 +290,10 @@ mod tests {
         assert!(matches!(
             LiveKitOptions::new("h:7880", "k", "s").validate(),
             Err(LiveKitConfigError::Url { .. })
+        ));
+        assert!(matches!(
+            LiveKitOptions::new("https://lk.example.com", "k", "s").validate(),
+            Err(LiveKitConfigError::Tls(url)) if url == "https://lk.example.com"
         ));
         assert_eq!(
             LiveKitOptions::new("http://h", "", "s").validate(),
