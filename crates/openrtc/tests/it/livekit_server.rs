@@ -11,4 +11,4 @@ mod fixture;
 mod real_protocol;
 mod worker;
 
-pub(crate) use fixture::LiveKitServer;
+pub(crate) use fixture::{LiveKitServer, Redis};

@@ -70,7 +70,10 @@ impl Ports {
 
 /// The server's configuration: loopback only, no Redis (single node), no TURN, rooms created
 /// on demand, one key.
-fn config_yaml(ports: &Ports) -> String {
+fn config_yaml(ports: &Ports, redis: Option<u16>) -> String {
+    let redis = redis.map_or_else(String::new, |port| {
+        format!("redis:\n  address: 127.0.0.1:{port}\n")
+    });
     format!(
         "port: {http}
 bind_addresses: [\"127.0.0.1\"]
@@ -89,7 +92,7 @@ room:
   auto_create: true
 turn:
   enabled: false
-",
+{redis}",
         http = ports.http,
         rtc_tcp = ports.rtc_tcp,
         rtc_udp = ports.rtc_udp,
@@ -116,10 +119,22 @@ impl LiveKitServer {
     /// Starts a server and waits until it answers HTTP; panics with its log tail if it does not.
     #[track_caller]
     pub(crate) fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts one node of a cluster whose nodes share `redis` (LiveKit's multi-node mode:
+    /// rooms placed on any node, jobs dispatched across nodes).
+    #[track_caller]
+    pub(crate) fn start_node(redis: &Redis) -> Self {
+        Self::start_with(Some(redis.port))
+    }
+
+    #[track_caller]
+    fn start_with(redis: Option<u16>) -> Self {
         let binary = server_binary();
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(&binary) {
+            match Self::try_start(&binary, redis) {
                 Ok(server) => return server,
                 Err(tail) if tail.contains("address already in use") => failures.push(tail),
                 Err(tail) => {
@@ -134,11 +149,11 @@ impl LiveKitServer {
     }
 
     /// One start on fresh ports; `Err` with the log tail if the process exited first.
-    fn try_start(binary: &std::path::Path) -> Result<Self, String> {
+    fn try_start(binary: &std::path::Path, redis: Option<u16>) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("a temp dir for the server");
         let ports = Ports::free();
         let config = dir.path().join("livekit.yaml");
-        std::fs::write(&config, config_yaml(&ports)).expect("the config is written");
+        std::fs::write(&config, config_yaml(&ports, redis)).expect("the config is written");
         let log = File::create(dir.path().join("livekit.log")).expect("the log file");
         let child = Command::new(binary)
             .arg("--config")
@@ -403,5 +418,68 @@ fn kill_group(pid: u32) {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// A `redis-server` (Debian's, which `scripts/test` installs) on a free loopback port, with
+/// nothing saved to disk, killed when dropped: what LiveKit's nodes share in multi-node mode.
+pub(crate) struct Redis {
+    child: Child,
+    port: u16,
+    /// Its working directory; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts one and waits until it answers `PING`.
+    #[track_caller]
+    pub(crate) fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir for redis");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free TCP port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("redis-server starts (scripts/test installs Debian's redis-server)");
+        let redis = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + START_PATIENCE;
+        while !redis.answers_ping() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING within {START_PATIENCE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read as _, Write as _};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let mut answer = [0_u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        kill_group(self.child.id());
+        let _ = self.child.wait();
     }
 }

@@ -279,3 +279,80 @@ fn two_workers_share_a_hundred_dispatches_by_load_within_their_caps() {
     });
     assert_eq!(server.jobs_ended_with("JS_FAILED"), 0);
 }
+
+/// Past one machine, simulated: two server nodes sharing one Redis, a worker on each, rooms
+/// created through both nodes' APIs. Jobs reach the workers of both nodes, no worker takes
+/// more than its cap, and a draining worker gets no new job while its node's rooms go to the
+/// other worker, as on one node.
+#[test]
+fn two_nodes_sharing_redis_place_jobs_on_both_workers_and_respect_a_drain() {
+    const CAP: u32 = 30;
+    let redis = super::Redis::start();
+    let nodes = [LiveKitServer::start_node(&redis), LiveKitServer::start_node(&redis)];
+    let seen = Seen::default();
+    let release = Arc::new(AtomicBool::new(false));
+    let sockets = tempfile::tempdir().expect("a temp dir");
+    let pools: Vec<RunningPool> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            RunningPool::start(
+                builder(node, "cluster", &seen, &release)
+                    .max_concurrent_sessions(CAP)
+                    .drain_timeout(std::time::Duration::from_secs(60))
+                    .socket_path(sockets.path().join(format!("node-{index}.sock"))),
+            )
+        })
+        .collect();
+    for pool in &pools {
+        wait_for("each worker to register with its node", || {
+            pool.snapshot().worker.livekit.filter(|l| l.connected)
+        });
+    }
+    let live = || -> Vec<usize> {
+        pools
+            .iter()
+            .map(|pool| pool.snapshot().sessions.len())
+            .collect()
+    };
+    for index in 0..20 {
+        nodes[index % 2].create_dispatch(&format!("cluster-{index}"), "cluster", "");
+    }
+    let counts = wait_for("twenty jobs running", || {
+        let counts = live();
+        (counts.iter().sum::<usize>() == 20).then_some(counts)
+    });
+    assert!(
+        counts.iter().all(|&count| count >= 1 && count <= CAP as usize),
+        "jobs on both nodes' workers, within their caps: {counts:?}"
+    );
+
+    // The first node's worker drains: FULL to its node, and through Redis to the cluster.
+    pools[0].handle().begin_drain();
+    wait_for("FULL reported", || {
+        pools[0]
+            .snapshot()
+            .worker
+            .livekit
+            .filter(|livekit| livekit.status == "full")
+    });
+    for index in 20..30 {
+        nodes[index % 2].create_dispatch(&format!("cluster-{index}"), "cluster", "");
+    }
+    let after = wait_for("ten more jobs running", || {
+        let now = live();
+        (now.iter().sum::<usize>() == 30).then_some(now)
+    });
+    assert_eq!(after[0], counts[0], "the draining worker took no new job: {after:?}");
+    assert_eq!(after[1], counts[1] + 10, "{after:?}");
+    let drained = pools[0].snapshot().worker.livekit.expect("the header");
+    assert_eq!(drained.offers_accepted_count as usize, counts[0], "{drained:?}");
+    release.store(true, Ordering::Release);
+    wait_for("every job to end as a success", || {
+        let ended: usize = nodes
+            .iter()
+            .map(|node| node.jobs_ended_with("JS_SUCCESS"))
+            .sum();
+        (ended == 30).then_some(())
+    });
+}
