@@ -76,6 +76,9 @@ pub enum HealthIssueCode {
     /// The hypervisor stole CPU time from this host over the last CPU window (degraded): the
     /// host's trouble, not a session's.
     HostSteal,
+    /// The worker takes LiveKit jobs but is not registered with the server now (degraded): no
+    /// new job comes while it reconnects; running sessions go on.
+    LivekitDisconnected,
 }
 
 /// One finding of a health evaluation.

@@ -10,7 +10,8 @@
 //!   tenant's breaker open (named); RSS at or over the warning level; open file descriptors
 //!   over 80 % of the limit; child tasks failing (panicking) over 5 % of those that ended in
 //!   the last minute; tracked calls that blocked a worker thread in the last minute, per label,
-//!   with the live sessions that made them.
+//!   with the live sessions that made them; a worker taking LiveKit jobs that is not
+//!   registered with its server (with the last error).
 //!
 //! `status` is the worst severity among the issues, `ok` with none.
 
@@ -85,6 +86,21 @@ pub fn evaluate(snapshot: &PoolSnapshot, thresholds: &HealthThresholds) -> Healt
             issue.tenant = Some(tenant.clone());
             issues.push(issue);
         }
+    }
+    if let Some(livekit) = worker.livekit.as_ref().filter(|livekit| !livekit.connected) {
+        let why = livekit
+            .last_error
+            .as_deref()
+            .map_or_else(String::new, |error| format!(": {error}"));
+        issues.push(HealthIssue::new(
+            HealthIssueCode::LivekitDisconnected,
+            HealthStatus::Degraded,
+            format!(
+                "not registered with the LiveKit server at {} ({} failed attempts in a row{why}); \
+                 no new LiveKit job comes until it is",
+                livekit.url, livekit.failed_attempt_count
+            ),
+        ));
     }
     if let Some(limit) = worker.open_fds_limit_count.filter(|limit| *limit > 0) {
         let open = u64::from(worker.open_fds_count);

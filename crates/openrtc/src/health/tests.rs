@@ -420,3 +420,26 @@ fn the_report_carries_the_workers_tasks_and_calls() {
     assert_eq!(report.tasks, snapshot.worker.tasks);
     assert_eq!(report.calls, snapshot.calls);
 }
+
+#[test]
+fn a_worker_not_registered_with_its_livekit_server_is_degraded_with_the_reason() {
+    let mut snapshot = base();
+    let mut livekit = openrtc_proto::LiveKitWorkerSnapshot::default();
+    livekit.url = "ws://127.0.0.1:7880/agent".into();
+    livekit.connected = true;
+    snapshot.worker.livekit = Some(livekit.clone());
+    assert!(codes(&snapshot).is_empty(), "registered: no issue");
+    livekit.connected = false;
+    livekit.failed_attempt_count = 3;
+    livekit.last_error = Some("the server refused the worker's token (HTTP 401)".into());
+    snapshot.worker.livekit = Some(livekit);
+    let report = evaluate(&snapshot, &thresholds());
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert_eq!(report.issues[0].code, Code::LivekitDisconnected);
+    assert_eq!(
+        report.issues[0].message,
+        "not registered with the LiveKit server at ws://127.0.0.1:7880/agent (3 failed attempts \
+         in a row: the server refused the worker's token (HTTP 401)); no new LiveKit job comes \
+         until it is"
+    );
+}

@@ -266,6 +266,9 @@ pub(crate) fn render(snapshot: &PoolSnapshot) -> String {
         "The worker's cap on concurrent sessions",
         gauge(u64::from(worker.max_sessions)),
     );
+    if let Some(livekit) = &worker.livekit {
+        register_livekit(&mut registry, livekit);
+    }
 
     let mut text = String::new();
     // Writing to a String cannot fail.
@@ -323,6 +326,51 @@ fn register_call_media(registry: &mut Registry, snapshot: &PoolSnapshot) {
         "phone_calls_degrading",
         "Live calls whose audio is degrading (lateness, jitter, missing or dropped frames), by tenant",
         degrading,
+    );
+}
+
+/// The LiveKit worker's registration and offers (only for a worker that takes LiveKit jobs).
+fn register_livekit(registry: &mut Registry, livekit: &openrtc_proto::LiveKitWorkerSnapshot) {
+    registry.register(
+        "livekit_connected",
+        "1 while the worker is registered with its LiveKit server",
+        gauge(u64::from(livekit.connected)),
+    );
+    let load = Gauge::<f64, AtomicU64>::default();
+    load.set(livekit.load);
+    registry.register(
+        "livekit_load",
+        "The load last reported to the LiveKit server: sessions over capacity",
+        load,
+    );
+    registry.register(
+        "livekit_jobs_running",
+        "LiveKit jobs running",
+        gauge(livekit.jobs_running_count),
+    );
+    let offers = Family::<Labels, Counter>::default();
+    for (result, count) in [
+        ("accepted", livekit.offers_accepted_count),
+        ("refused", livekit.offers_refused_count),
+    ] {
+        offers
+            .get_or_create(&vec![label("result", result)])
+            .inc_by(count);
+    }
+    registry.register(
+        "livekit_offers",
+        "Job offers from the LiveKit server, by whether the worker accepted them",
+        offers,
+    );
+    registry.register(
+        "livekit_assignment_timeouts",
+        "Accepted LiveKit offers whose assignment never came (their places released)",
+        counter(livekit.assignment_timeout_count),
+    );
+    registry.register(
+        "livekit_reconnects",
+        "Registrations with the LiveKit server after the first",
+        counter(livekit.reconnect_count),
     );
 }
 
@@ -579,6 +627,32 @@ mod tests {
         assert!(
             !text.contains("openrtc_phone_call_outbound_lateness_seconds{tenant=\"globex\"}"),
             "no lateness for a tenant without calls: {text}"
+        );
+    }
+
+    #[test]
+    fn a_livekit_worker_exports_its_registration_and_offers() {
+        let mut snapshot = PoolSnapshot::default();
+        assert!(!render(&snapshot).contains("livekit"), "none without LiveKit");
+        let mut livekit = openrtc_proto::LiveKitWorkerSnapshot::default();
+        livekit.connected = true;
+        livekit.load = 0.25;
+        livekit.jobs_running_count = 3;
+        livekit.offers_accepted_count = 7;
+        livekit.offers_refused_count = 2;
+        livekit.assignment_timeout_count = 1;
+        snapshot.worker.livekit = Some(livekit);
+        assert_lines(
+            &render(&snapshot),
+            &[
+                "openrtc_livekit_connected 1",
+                "openrtc_livekit_load 0.25",
+                "openrtc_livekit_jobs_running 3",
+                "openrtc_livekit_offers_total{result=\"accepted\"} 7",
+                "openrtc_livekit_offers_total{result=\"refused\"} 2",
+                "openrtc_livekit_assignment_timeouts_total 1",
+                "openrtc_livekit_reconnects_total 0",
+            ],
         );
     }
 
