@@ -4,7 +4,9 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::{attribution, compare, density, instructions, isolation, overhead, throughput};
+use crate::{
+    attribution, compare, density, instructions, isolation, livekit, overhead, throughput,
+};
 
 /// Benchmarks of the openrtc runtime. Each prints a human table, or with `--json` one JSON
 /// document on standard output. Figures are measured, never timed-test assertions: run them on
@@ -41,6 +43,10 @@ pub(crate) enum Command {
     /// What one process-isolated session costs to start: the time from the spawn to its
     /// session running, and the child's resident memory then.
     IsolationStartup(isolation::Args),
+    /// What a LiveKit job costs this worker against the real server
+    /// (`$OPENRTC_LIVEKIT_SERVER`): dispatch to session latency, the LiveKit thread's CPU
+    /// per job, and resident memory per running job.
+    LivekitDispatch(livekit::Args),
     /// Every scenario on this runtime and on the Python reference (`bench/peer/`), in one
     /// run, interleaved, with one side-by-side table of figures and ratios.
     Compare(compare::Args),
@@ -64,6 +70,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Overhead(args) => print(cli.json, &overhead::run(&args)?),
         Command::OverheadInstructions(args) => print(cli.json, &instructions::run(&args)?),
         Command::IsolationStartup(args) => print(cli.json, &isolation::run(&args)?),
+        Command::LivekitDispatch(args) => print(cli.json, &livekit::run(&args)?),
         Command::Compare(args) => print(cli.json, &compare::run(&args)?),
     }
 }

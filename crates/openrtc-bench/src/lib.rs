@@ -9,6 +9,7 @@ mod density;
 mod harness;
 mod instructions;
 mod isolation;
+mod livekit;
 mod overhead;
 mod quiet;
 mod search;

@@ -224,3 +224,20 @@ fn overhead_instructions_counts_every_configuration_under_callgrind() {
         "{command}"
     );
 }
+
+#[test]
+fn livekit_dispatch_runs_every_job_against_the_real_server() {
+    let report = bench_json(&["livekit-dispatch", "--jobs", "6", "--rounds", "2"]);
+    assert_eq!(report["benchmark"], "livekit_dispatch");
+    let rounds = report["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    for round in rounds {
+        assert_eq!(round["jobs_running"], 6, "{round}");
+        assert_eq!(round["dispatch_to_session_ms"]["count"], 6, "{round}");
+        assert!(
+            round["control_cpu_us_per_job"].as_f64().expect("a number") > 0.0,
+            "the LiveKit thread's CPU is read: {round}"
+        );
+    }
+    assert_eq!(report["dispatch_to_session_median_ms"]["count"], 2);
+}
