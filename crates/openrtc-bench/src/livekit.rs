@@ -70,13 +70,17 @@ pub(crate) struct DispatchReport {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<DispatchReport> {
-    anyhow::ensure!(args.jobs > 0 && args.rounds > 0, "--jobs and --rounds must be positive");
+    anyhow::ensure!(
+        args.jobs > 0 && args.rounds > 0,
+        "--jobs and --rounds must be positive"
+    );
     let load_before = load_average();
     let mut rounds = Vec::with_capacity(args.rounds);
     for _ in 0..args.rounds {
         rounds.push(round(args.jobs)?);
     }
-    let over = |figure: fn(&Round) -> f64| Spread::of(&rounds.iter().map(figure).collect::<Vec<_>>());
+    let over =
+        |figure: fn(&Round) -> f64| Spread::of(&rounds.iter().map(figure).collect::<Vec<_>>());
     Ok(DispatchReport {
         benchmark: "livekit_dispatch",
         jobs: args.jobs,

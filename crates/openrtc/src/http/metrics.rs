@@ -633,7 +633,10 @@ mod tests {
     #[test]
     fn a_livekit_worker_exports_its_registration_and_offers() {
         let mut snapshot = PoolSnapshot::default();
-        assert!(!render(&snapshot).contains("livekit"), "none without LiveKit");
+        assert!(
+            !render(&snapshot).contains("livekit"),
+            "none without LiveKit"
+        );
         let mut livekit = openrtc_proto::LiveKitWorkerSnapshot::default();
         livekit.connected = true;
         livekit.load = 0.25;

@@ -60,8 +60,10 @@ pub struct LiveKitOptions {
     /// How long an accepted offer holds its places waiting for the assignment (default
     /// 7.5 s, as LiveKit's Python worker).
     pub assignment_timeout: Duration,
-    /// Attempts to reconnect before it gives up (default 16, as LiveKit's Python worker); the
-    /// delays are 0, 2, 4 … 10, 10 … seconds, and a connection that registers resets them.
+    /// Failed connection attempts in a row after which it gives up (default 16, as LiveKit's
+    /// Python worker); the delays are 0, 2, 4 … 10, 10 … seconds. A connection that stays
+    /// registered 5 s resets the count; one lost sooner counts as a failure, so a server that
+    /// keeps closing at once is not retried in a loop.
     pub max_retries: u32,
 }
 
@@ -204,7 +206,7 @@ impl LiveKitOptions {
         self
     }
 
-    /// Gives up after this many failed reconnects.
+    /// Gives up after this many failed connection attempts in a row.
     #[must_use]
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;

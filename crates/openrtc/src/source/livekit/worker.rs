@@ -31,6 +31,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(100);
 /// How long a stopping worker waits for its jobs' last statuses.
 const FINAL_STATUS_WAIT: Duration = Duration::from_secs(2);
+/// A connection lost sooner than this after its registration counts as a failed attempt, so
+/// a server that keeps closing at once is retried with a growing backoff, not in a loop.
+const STABLE_AFTER: Duration = Duration::from_secs(5);
 
 /// The running LiveKit worker: its thread, stopped (after the pool's sessions) when dropped.
 pub(crate) struct LiveKitWorker {
@@ -140,7 +143,7 @@ async fn run(
         };
         match attempt {
             Ok((socket, worker_id)) => {
-                failures = 0;
+                let registered_at = Instant::now();
                 state.registered(&worker_id, unix_ms_now());
                 tracing::info!(
                     target: "openrtc::livekit",
@@ -164,6 +167,11 @@ async fn run(
                 match end {
                     End::Stop => return,
                     End::Lost(why) => {
+                        failures = if registered_at.elapsed() < STABLE_AFTER {
+                            failures + 1
+                        } else {
+                            0
+                        };
                         state.disconnected(&why, false);
                         tracing::warn!(
                         target: "openrtc::livekit",
@@ -178,7 +186,7 @@ async fn run(
             Err(error) => {
                 failures += 1;
                 state.disconnected(&error.to_string(), true);
-                if failures > options.max_retries {
+                if failures >= options.max_retries {
                     tracing::error!(
                         target: "openrtc::livekit",
                         url = %url,

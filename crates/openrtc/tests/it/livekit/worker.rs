@@ -122,6 +122,13 @@ fn an_assignment_that_never_comes_gives_its_place_back() {
             .livekit
             .filter(|livekit| livekit.assignment_timeout_count == 1)
     });
+    // The server offers only to a worker that says it is available again.
+    wait_for("the worker to report its place free", || {
+        server
+            .workers()
+            .into_iter()
+            .find(|worker| worker.status == WorkerStatus::WsAvailable)
+    });
     let after = server
         .dispatch(Dispatch::room("after-expiry"))
         .expect("the released place takes a new job");
