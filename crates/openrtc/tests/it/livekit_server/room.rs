@@ -1,0 +1,188 @@
+//! Room audio against the real LiveKit server: two participants join one room with
+//! `RoomAudio` (pure-Rust WebRTC and Opus), each publishes a tone and hears the other's,
+//! and the test checks whose frames arrive, their pitch and that they keep a 20 ms pace.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openrtc::source::livekit::room::{
+    FRAME_SAMPLES, RoomAudio, RoomAudioEvent, RoomSendError, SAMPLE_RATE_HZ,
+};
+
+use tokio::sync::Barrier;
+
+use super::LiveKitServer;
+
+/// How long a participant waits for the other's audio.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// The frames a test listens to, once the other's audio has started (2 s).
+const LISTENED_FRAMES: usize = 100;
+/// The frames skipped before listening (the codec's and the jitter's start-up, 0.5 s).
+const SKIPPED_FRAMES: usize = 25;
+
+/// Frame `index` of a tone at `hz` (amplitude 8000), continuous across frames.
+fn tone_frame(hz: f64, index: usize) -> Vec<i16> {
+    (0..FRAME_SAMPLES)
+        .map(|n| {
+            let t = (index * FRAME_SAMPLES + n) as f64 / f64::from(SAMPLE_RATE_HZ);
+            (f64::sin(2.0 * std::f64::consts::PI * hz * t) * 8_000.0) as i16
+        })
+        .collect()
+}
+
+/// Upward zero crossings in `samples`.
+fn upward_crossings(samples: &[i16]) -> usize {
+    samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count()
+}
+
+/// What one participant heard from the other.
+struct Heard {
+    samples: Vec<i16>,
+    arrivals: Vec<Instant>,
+    join_ms: u64,
+}
+
+/// Publishes a tone at `hz` every 20 ms while it listens for `LISTENED_FRAMES` frames from
+/// `other` (after skipping `SKIPPED_FRAMES`), and goes on talking until both sides have heard
+/// enough (`both_heard`: the server fills a track that stops with silence), then leaves.
+async fn talk_and_listen(
+    mut room: RoomAudio,
+    hz: f64,
+    other: &str,
+    both_heard: Arc<Barrier>,
+) -> Heard {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    let mut sent_count = 0;
+    let mut heard_count = 0;
+    let mut heard = Heard {
+        samples: Vec::new(),
+        arrivals: Vec::new(),
+        join_ms: room.join_ms(),
+    };
+    let all_heard = both_heard.wait();
+    tokio::pin!(all_heard);
+    let mut waiting = false;
+    loop {
+        if heard.arrivals.len() == LISTENED_FRAMES {
+            waiting = true;
+        }
+        tokio::select! {
+            _ = &mut all_heard, if waiting => break,
+            _ = pace.tick() => {
+                room.send(&tone_frame(hz, sent_count)).await.expect("the room is open");
+                sent_count += 1;
+            }
+            event = room.recv() => match event.expect("the room's task runs") {
+                RoomAudioEvent::Frame(frame) => {
+                    assert_eq!(frame.participant_identity, other, "only the other talks");
+                    assert_eq!(frame.samples.len(), FRAME_SAMPLES);
+                    heard_count += 1;
+                    if heard_count > SKIPPED_FRAMES && heard.arrivals.len() < LISTENED_FRAMES {
+                        heard.samples.extend_from_slice(&frame.samples);
+                        heard.arrivals.push(Instant::now());
+                    }
+                }
+                RoomAudioEvent::Disconnected { reason } => panic!("disconnected: {reason}"),
+                other => panic!("unexpected {other:?}"),
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                panic!("{other} was heard {heard_count} times in {PATIENCE:?} ({sent_count} frames sent)");
+            }
+        }
+    }
+    room.close().await;
+    loop {
+        match tokio::time::timeout(PATIENCE, room.recv()).await {
+            Ok(Some(RoomAudioEvent::Disconnected { reason })) => {
+                assert_eq!(reason, "closed by the agent");
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("no Disconnected after close"),
+        }
+    }
+    assert_eq!(
+        room.send(&tone_frame(hz, 0)).await,
+        Err(RoomSendError::Closed)
+    );
+    heard
+}
+
+/// Checks `heard` is a tone at `hz` arriving at a 20 ms pace.
+fn assert_tone_at_pace(heard: &Heard, hz: f64, who: &str) {
+    let seconds = heard.samples.len() as f64 / f64::from(SAMPLE_RATE_HZ);
+    let expected = hz * seconds;
+    let crossings = upward_crossings(&heard.samples) as f64;
+    assert!(
+        (crossings - expected).abs() <= expected * 0.02 + 2.0,
+        "{who} heard {crossings} upward crossings in {seconds} s, not {expected} ({hz} Hz)"
+    );
+    let span = heard.arrivals[heard.arrivals.len() - 1] - heard.arrivals[0];
+    let gaps = heard.arrivals.windows(2).map(|w| w[1] - w[0]);
+    let longest_gap = gaps.max().unwrap_or_default();
+    // 99 gaps of 20 ms: 1.98 s, with generous bounds for a busy machine.
+    assert!(
+        span >= Duration::from_millis(1_500) && span <= Duration::from_millis(3_000),
+        "{who}: {} frames over {span:?}",
+        heard.arrivals.len()
+    );
+    assert!(
+        longest_gap < Duration::from_millis(500),
+        "{who}: a gap of {longest_gap:?}"
+    );
+    eprintln!(
+        "{who}: joined in {} ms; {} frames over {span:?}, longest gap {longest_gap:?}, {crossings} crossings for {expected}",
+        heard.join_ms,
+        heard.arrivals.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_participants_hear_each_others_tone_at_a_20_ms_pace() {
+    let server = LiveKitServer::start();
+    server.create_room("duet");
+    let alice = RoomAudio::connect(&server.url(), &server.participant_token("duet", "alice"))
+        .await
+        .expect("alice joins");
+    let bob = RoomAudio::connect(&server.url(), &server.participant_token("duet", "bob"))
+        .await
+        .expect("bob joins");
+    assert_eq!((alice.identity(), alice.room_name()), ("alice", "duet"));
+    assert_eq!((bob.identity(), bob.room_name()), ("bob", "duet"));
+    let both_heard = Arc::new(Barrier::new(2));
+    let alice_task = tokio::spawn(talk_and_listen(
+        alice,
+        440.0,
+        "bob",
+        Arc::clone(&both_heard),
+    ));
+    let bob_task = tokio::spawn(talk_and_listen(bob, 660.0, "alice", both_heard));
+    let heard_by_alice = alice_task.await.expect("alice's side ran");
+    let heard_by_bob = bob_task.await.expect("bob's side ran");
+    assert_tone_at_pace(&heard_by_bob, 440.0, "bob");
+    assert_tone_at_pace(&heard_by_alice, 660.0, "alice");
+}
+
+#[tokio::test]
+async fn a_bad_token_is_refused_and_a_wrong_frame_size_is_an_error() {
+    let server = LiveKitServer::start();
+    let refused = RoomAudio::connect(&server.url(), "not-a-token").await;
+    let error = refused.expect_err("a bad token is refused");
+    assert!(
+        matches!(
+            error,
+            openrtc::source::livekit::room::RoomError::Refused { status: 401 }
+        ),
+        "{error}"
+    );
+    server.create_room("solo");
+    let room = RoomAudio::connect(&server.url(), &server.participant_token("solo", "carol"))
+        .await
+        .expect("carol joins");
+    assert_eq!(
+        room.send(&[0; 480]).await,
+        Err(RoomSendError::FrameSize { samples_count: 480 })
+    );
+    room.close().await;
+}
