@@ -1,6 +1,7 @@
 //! Room audio against the real LiveKit server: two participants join one room with
 //! `RoomAudio` (pure-Rust WebRTC and Opus), each publishes a tone and hears the other's,
-//! and the test checks whose frames arrive, their pitch and that they keep a 20 ms pace.
+//! and the test checks whose frames arrive, their pitch and that they keep a 20 ms pace; and an
+//! agent dispatched by the runtime's worker joins its job's room and echoes a participant.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,11 @@ use openrtc::source::livekit::room::{
 
 use tokio::sync::Barrier;
 
+use openrtc::source::livekit::LiveKitOptions;
+use openrtc::{AgentError, AgentPool, Session, agent_fn};
+
 use super::LiveKitServer;
+use crate::support::{RunningPool, TestPool as _, wait_for};
 
 /// How long a participant waits for the other's audio.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -185,4 +190,77 @@ async fn a_bad_token_is_refused_and_a_wrong_frame_size_is_an_error() {
         Err(RoomSendError::FrameSize { samples_count: 480 })
     );
     room.close().await;
+}
+
+/// A LiveKit worker pool whose one agent joins its job's room (`Session::livekit_room`) and
+/// sends every frame it hears straight back.
+fn echo_pool(server: &LiveKitServer) -> openrtc::AgentPoolBuilder {
+    let options = LiveKitOptions::new(server.url(), server.api_key(), server.api_secret());
+    AgentPool::builder()
+        .agent(
+            "echo",
+            agent_fn(|session: Session| async move {
+                let Some(joined) = session.livekit_room().await else {
+                    return Err(AgentError::msg("not a LiveKit job"));
+                };
+                let mut room = joined.map_err(AgentError::msg)?;
+                while let Some(event) = room.recv().await {
+                    let ended = match event {
+                        RoomAudioEvent::Frame(frame) => room.send(&frame.samples).await.is_err(),
+                        RoomAudioEvent::Disconnected { .. } => true,
+                        _ => false,
+                    };
+                    if ended {
+                        break;
+                    }
+                }
+                Ok::<(), AgentError>(())
+            }),
+        )
+        .livekit(options)
+}
+
+#[test]
+fn a_dispatched_agent_joins_its_room_with_the_job_token_and_echoes_a_participant() {
+    let server = LiveKitServer::start();
+    let pool = RunningPool::start(echo_pool(&server));
+    wait_for("the worker to register", || {
+        pool.snapshot()
+            .worker
+            .livekit
+            .filter(|livekit| livekit.connected)
+    });
+    server.create_room("echo-1");
+    let row = wait_for("the room's session", || {
+        pool.snapshot()
+            .sessions
+            .into_iter()
+            .find(|row| row.livekit.is_some())
+    });
+    let session_id = row.id;
+    let agent_identity = row.livekit.expect("a LiveKit row").participant_identity;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the participant");
+    let heard = runtime.block_on(async {
+        let dana = RoomAudio::connect(&server.url(), &server.participant_token("echo-1", "dana"))
+            .await
+            .expect("dana joins");
+        // Only dana's side talks here: the barrier is hers alone.
+        talk_and_listen(dana, 440.0, &agent_identity, Arc::new(Barrier::new(1))).await
+    });
+    assert_tone_at_pace(&heard, 440.0, "dana (the agent's echo)");
+    // The room ran as the session's one child task, and its polls were the session's: more
+    // than one per frame heard and echoed.
+    let row = pool
+        .snapshot()
+        .sessions
+        .into_iter()
+        .find(|row| row.id == session_id)
+        .expect("the echo session still runs");
+    assert_eq!(row.tasks.spawned_count, 1, "{:?}", row.tasks);
+    assert_eq!(row.tasks.running_count, 1, "{:?}", row.tasks);
+    assert!(row.poll_count > 250, "{} polls", row.poll_count);
 }
