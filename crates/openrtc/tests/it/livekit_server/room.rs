@@ -45,6 +45,8 @@ struct Heard {
     samples: Vec<i16>,
     arrivals: Vec<Instant>,
     join_ms: u64,
+    /// From the start of talking to the first frame heard.
+    first_heard: Option<Duration>,
 }
 
 /// Publishes a tone at `hz` every 20 ms while it listens for `LISTENED_FRAMES` frames from
@@ -64,7 +66,9 @@ async fn talk_and_listen(
         samples: Vec::new(),
         arrivals: Vec::new(),
         join_ms: room.join_ms(),
+        first_heard: None,
     };
+    let started = Instant::now();
     let all_heard = both_heard.wait();
     tokio::pin!(all_heard);
     let mut waiting = false;
@@ -83,6 +87,7 @@ async fn talk_and_listen(
                     assert_eq!(frame.participant_identity, other, "only the other talks");
                     assert_eq!(frame.samples.len(), FRAME_SAMPLES);
                     heard_count += 1;
+                    heard.first_heard.get_or_insert_with(|| started.elapsed());
                     if heard_count > SKIPPED_FRAMES && heard.arrivals.len() < LISTENED_FRAMES {
                         heard.samples.extend_from_slice(&frame.samples);
                         heard.arrivals.push(Instant::now());
@@ -137,8 +142,9 @@ fn assert_tone_at_pace(heard: &Heard, hz: f64, who: &str) {
         "{who}: a gap of {longest_gap:?}"
     );
     eprintln!(
-        "{who}: joined in {} ms; {} frames over {span:?}, longest gap {longest_gap:?}, {crossings} crossings for {expected}",
+        "{who}: joined in {} ms, first frame after {:?}; {} frames over {span:?}, longest gap {longest_gap:?}, {crossings} crossings for {expected}",
         heard.join_ms,
+        heard.first_heard,
         heard.arrivals.len()
     );
 }

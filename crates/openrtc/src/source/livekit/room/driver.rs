@@ -114,6 +114,8 @@ impl Driver {
             dropped_frames = self.dropped_frames_count,
             "[livekit] room audio ended"
         );
+        // Closed before the last event, so a send after `Disconnected` is refused.
+        self.commands.close();
         let _ = self.socket.close(None).await;
         let _ = self
             .events

@@ -123,7 +123,7 @@ pub enum RoomAudioEvent {
         /// The track.
         track_sid: String,
     },
-    /// The room ended for the agent; nothing follows.
+    /// The room ended for the agent; nothing follows, and `send` fails from then on.
     Disconnected {
         /// Why, as text.
         reason: String,
