@@ -1,6 +1,7 @@
-//! A LiveKit room's audio, joined in pure Rust (no libwebrtc): LiveKit's signalling over a
-//! WebSocket, two WebRTC peer connections with `str0m` (the server's offer for what the agent
-//! receives, the agent's offer for what it publishes), and Opus with libopus.
+//! A LiveKit room's audio, joined without libwebrtc: LiveKit's signalling over a WebSocket, two
+//! WebRTC peer connections with `str0m` (sans-IO, in Rust; DTLS and SRTP on the system's
+//! OpenSSL): the server's offer for what the agent receives, the agent's offer for what it
+//! publishes; and Opus with libopus.
 //!
 //! [`RoomAudio::connect`] joins with a room token (a job's, [`LiveKitJob::token`]); the agent
 //! then reads other participants' 20 ms frames of 48 kHz PCM16 with [`RoomAudio::recv`] and
