@@ -270,3 +270,60 @@ fn a_dispatched_agent_joins_its_room_with_the_job_token_and_echoes_a_participant
     assert_eq!(row.tasks.running_count, 1, "{:?}", row.tasks);
     assert!(row.poll_count > 250, "{} polls", row.poll_count);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_leaving_ends_its_track_for_the_others() {
+    let server = LiveKitServer::start();
+    server.create_room("leaving");
+    let erin = RoomAudio::connect(&server.url(), &server.participant_token("leaving", "erin"))
+        .await
+        .expect("erin joins");
+    let mut frank =
+        RoomAudio::connect(&server.url(), &server.participant_token("leaving", "frank"))
+            .await
+            .expect("frank joins");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    let mut sent_count = 0;
+    let mut track_sid = None;
+    // Erin talks until frank hears her, then leaves.
+    while track_sid.is_none() {
+        tokio::select! {
+            _ = pace.tick() => {
+                erin.send(&tone_frame(440.0, sent_count)).await.expect("erin's room is open");
+                sent_count += 1;
+            }
+            event = frank.recv() => match event.expect("frank's room runs") {
+                RoomAudioEvent::Frame(frame) => {
+                    assert_eq!(frame.participant_identity, "erin");
+                    track_sid = Some(frame.track_sid);
+                }
+                other => panic!("unexpected {other:?}"),
+            },
+            () = tokio::time::sleep_until(deadline) => panic!("frank never heard erin"),
+        }
+    }
+    erin.close().await;
+    let track_sid = track_sid.expect("a track heard");
+    assert!(track_sid.starts_with("TR_"), "{track_sid}");
+    loop {
+        let event = tokio::time::timeout_at(deadline, frank.recv())
+            .await
+            .expect("erin's track ends in time")
+            .expect("frank's room runs");
+        match event {
+            RoomAudioEvent::Frame(_) => {}
+            RoomAudioEvent::TrackEnded {
+                participant_identity,
+                track_sid: ended,
+            } => {
+                assert_eq!(participant_identity, "erin");
+                assert_eq!(ended, track_sid);
+                break;
+            }
+            RoomAudioEvent::Disconnected { reason } => panic!("frank left: {reason}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    frank.close().await;
+}
