@@ -199,7 +199,7 @@ async fn a_bad_token_is_refused_and_a_wrong_frame_size_is_an_error() {
 }
 
 /// A LiveKit worker pool whose one agent joins its job's room (`Session::livekit_room`) and
-/// sends every frame it hears straight back.
+/// sends every frame it hears straight back, until the room ends or the session is cancelled.
 fn echo_pool(server: &LiveKitServer) -> openrtc::AgentPoolBuilder {
     let options = LiveKitOptions::new(server.url(), server.api_key(), server.api_secret());
     AgentPool::builder()
@@ -210,16 +210,23 @@ fn echo_pool(server: &LiveKitServer) -> openrtc::AgentPoolBuilder {
                     return Err(AgentError::msg("not a LiveKit job"));
                 };
                 let mut room = joined.map_err(AgentError::msg)?;
-                while let Some(event) = room.recv().await {
+                loop {
+                    let event = tokio::select! {
+                        () = session.cancelled() => break,
+                        event = room.recv() => event,
+                    };
                     let ended = match event {
-                        RoomAudioEvent::Frame(frame) => room.send(&frame.samples).await.is_err(),
-                        RoomAudioEvent::Disconnected { .. } => true,
-                        _ => false,
+                        Some(RoomAudioEvent::Frame(frame)) => {
+                            room.send(&frame.samples).await.is_err()
+                        }
+                        Some(RoomAudioEvent::Disconnected { .. }) | None => true,
+                        Some(_) => false,
                     };
                     if ended {
                         break;
                     }
                 }
+                room.close().await;
                 Ok::<(), AgentError>(())
             }),
         )
