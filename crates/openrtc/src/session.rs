@@ -167,6 +167,25 @@ impl Session {
         self.cell.livekit().map(|job| &**job)
     }
 
+    /// Joins the room of this session's LiveKit job with the job's token, and runs the room
+    /// (signalling, peer connections, Opus) as a child task of this session, so its CPU and
+    /// stalls are the session's. `None` when no LiveKit server dispatched the session.
+    #[cfg(feature = "livekit")]
+    pub async fn livekit_room(
+        &self,
+    ) -> Option<
+        Result<crate::source::livekit::room::RoomAudio, crate::source::livekit::room::RoomError>,
+    > {
+        let job = self.livekit()?;
+        let spawn = |room| {
+            self.spawn(room);
+        };
+        Some(
+            crate::source::livekit::room::RoomAudio::connect_with(&job.url, &job.token, spawn)
+                .await,
+        )
+    }
+
     /// Spawns a child task on the pool's runtime, attributed to this session: its polls count
     /// in the session's busy time and stalls. It is aborted when the session ends.
     ///

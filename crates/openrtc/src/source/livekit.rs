@@ -26,6 +26,7 @@ mod jobs;
 mod load;
 mod options;
 mod protocol;
+pub mod room;
 mod state;
 mod url;
 mod worker;

@@ -9,6 +9,7 @@
 
 mod fixture;
 mod real_protocol;
+mod room;
 mod worker;
 
 pub(crate) use fixture::{LiveKitServer, Redis};

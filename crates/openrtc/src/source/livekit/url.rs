@@ -1,4 +1,4 @@
-//! The server's URL as the control WebSocket's URL (pure).
+//! The server's URL as the control WebSocket's URL, and as a room's signalling URL (pure).
 //!
 //! As LiveKit's Python worker does: `http` becomes `ws` and `https` becomes `wss`, the path
 //! is kept without its trailing `/`, and `/agent` is appended, so `https://host/prefix`
@@ -22,6 +22,16 @@ pub enum UrlError {
 
 /// The control WebSocket's URL for the server at `url`.
 pub(crate) fn agent_url(url: &str) -> Result<String, UrlError> {
+    endpoint_url(url, "agent")
+}
+
+/// A room's signalling WebSocket URL for the server at `url` (`…/rtc`, before its query).
+pub(crate) fn rtc_url(url: &str) -> Result<String, UrlError> {
+    endpoint_url(url, "rtc")
+}
+
+/// `url` with a WebSocket scheme and `/<endpoint>` appended to its path.
+fn endpoint_url(url: &str, endpoint: &str) -> Result<String, UrlError> {
     let url = url.trim();
     let (scheme, rest) = url.split_once("://").ok_or(UrlError::Scheme)?;
     let scheme = match scheme.to_ascii_lowercase().as_str() {
@@ -37,7 +47,7 @@ pub(crate) fn agent_url(url: &str) -> Result<String, UrlError> {
         return Err(UrlError::NoHost);
     }
     Ok(format!(
-        "{scheme}://{authority}{}/agent",
+        "{scheme}://{authority}{}/{endpoint}",
         path.trim_end_matches('/')
     ))
 }

@@ -229,6 +229,22 @@ impl LiveKitServer {
         })
     }
 
+    /// A participant's token for room `room` as `identity`: join, publish and subscribe.
+    pub(crate) fn participant_token(&self, room: &str, identity: &str) -> String {
+        AccessToken::with_api_key(API_KEY, API_SECRET)
+            .with_identity(identity)
+            .with_grants(VideoGrants {
+                room_join: true,
+                room: room.to_owned(),
+                can_publish: Some(true),
+                can_subscribe: Some(true),
+                ..VideoGrants::default()
+            })
+            .with_ttl(Duration::from_secs(600))
+            .to_jwt()
+            .expect("a participant token is minted")
+    }
+
     /// The last lines of the server's log (its stdout and stderr).
     pub(crate) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("livekit.log")).unwrap_or_default();
