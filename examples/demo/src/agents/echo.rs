@@ -6,6 +6,10 @@
 //! sends back every chunk it hears, with a mark after each half second of audio (an
 //! "utterance"), and runs the shared voice-activity model on what it hears.
 //!
+//! In a LiveKit room (a session a LiveKit server dispatched), it joins the room with its job's
+//! token and sends back every 20 ms frame it hears from the other participants, until the
+//! room ends for it or it is cancelled.
+//!
 //! With the demo's `--vad`, each session also runs a real Silero VAD stream (one model for the
 //! worker, a stream per session) on what it hears (on a phone call, the caller's audio
 //! upsampled to 16 kHz; otherwise generated speech-like audio) and logs `speech started` and
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use openrtc::media::resample::Upsampler;
 use openrtc::media::{CallMedia, MediaEvent};
+use openrtc::source::livekit::room::{RoomAudio, RoomAudioEvent};
 use openrtc::vad::synth::SpeechLike;
 use openrtc::vad::{SileroModel, SileroVad, SpeechEvent};
 use openrtc::{Agent, AgentError, Session};
@@ -33,12 +38,36 @@ impl Agent for Echo {
         let speech = self.silero.as_ref().map(SileroVad::new);
         // On a call as from code, a child task "transcribes" once a second.
         let transcriber = session.spawn(transcribe_every_second(session.clone()));
-        let result = match session.media() {
-            Some(call) => answer(&session, call, speech).await,
-            None => listen(&session, speech).await,
+        let result = match (session.media(), session.livekit_room().await) {
+            (Some(call), _) => answer(&session, call, speech).await,
+            (None, Some(room)) => echo_room(&session, room?).await,
+            (None, None) => listen(&session, speech).await,
         };
         transcriber.abort();
         result
+    }
+}
+
+/// A LiveKit job: echoes the room's audio (every participant's frames, as they come) until the
+/// room ends for the agent or the session is cancelled.
+async fn echo_room(session: &Session, mut room: RoomAudio) -> Result<(), AgentError> {
+    loop {
+        let event = tokio::select! {
+            event = room.recv() => event,
+            () = session.cancelled() => {
+                room.close().await;
+                return Ok(());
+            }
+        };
+        match event {
+            Some(RoomAudioEvent::Frame(frame)) => {
+                if room.send(&frame.samples).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Some(RoomAudioEvent::Disconnected { .. }) | None => return Ok(()),
+            Some(_) => {}
+        }
     }
 }
 

@@ -3,8 +3,14 @@
 //!
 //! Each worker runs in its test's temporary directory, where it writes its log file.
 
+mod livekit;
 mod logs;
 mod runbooks;
+
+/// The real LiveKit server as the runtime's tests start it (its fixture, shared by path).
+#[path = "../../../../crates/openrtc/tests/it/livekit_server/fixture.rs"]
+#[allow(dead_code, reason = "the runtime's tests use the rest of the fixture")]
+mod livekit_fixture;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -26,8 +32,14 @@ struct Demo {
 
 impl Demo {
     fn start(dir: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// Starts it with these environment variables too.
+    fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let stderr_path = dir.join("demo.stderr");
         let child = Command::new(env!("CARGO_BIN_EXE_openrtc-demo"))
+            .envs(env.iter().copied())
             .args(["--threads", "2", "--seed", "3", "--drain-timeout-secs", "0"])
             .args(["--http-addr", "off", "--media-addr", "off"])
             .arg("--socket")

@@ -18,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../../../../../crates/openrtc/tests/it/livekit_server/fixture.rs"]
-#[allow(dead_code, reason = "the runtime's tests use the rest of the fixture")]
-mod livekit_fixture;
+use super::livekit_fixture;
 
 /// The rooms dispatched to a LiveKit runbook's worker.
 const LIVEKIT_ROOMS: [&str; 3] = ["lobby-1", "lobby-2", "lobby-3"];
