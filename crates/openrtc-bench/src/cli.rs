@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::{
-    attribution, compare, density, instructions, isolation, livekit, overhead, throughput,
+    attribution, compare, density, instructions, isolation, livekit, livekit_audio, overhead,
+    throughput,
 };
 
 /// Benchmarks of the openrtc runtime. Each prints a human table, or with `--json` one JSON
@@ -47,6 +48,12 @@ pub(crate) enum Command {
     /// (`$OPENRTC_LIVEKIT_SERVER`): dispatch to session latency, the LiveKit thread's CPU
     /// per job, and resident memory per running job.
     LivekitDispatch(livekit::Args),
+    /// Sessions with real Opus audio in and out of LiveKit rooms against the real server: frame
+    /// lateness on the 20 ms clock, CPU and memory per session, at each session count.
+    LivekitAudio(livekit_audio::Args),
+    /// The callers `livekit-audio` starts in a process of their own (not for direct use).
+    #[command(hide = true)]
+    LivekitCallers(livekit_audio::CallersArgs),
     /// Every scenario on this runtime and on the Python reference (`bench/peer/`), in one
     /// run, interleaved, with one side-by-side table of figures and ratios.
     Compare(compare::Args),
@@ -71,6 +78,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::OverheadInstructions(args) => print(cli.json, &instructions::run(&args)?),
         Command::IsolationStartup(args) => print(cli.json, &isolation::run(&args)?),
         Command::LivekitDispatch(args) => print(cli.json, &livekit::run(&args)?),
+        Command::LivekitAudio(args) => print(cli.json, &livekit_audio::run(&args)?),
+        Command::LivekitCallers(args) => livekit_audio::callers(&args),
         Command::Compare(args) => print(cli.json, &compare::run(&args)?),
     }
 }

@@ -10,6 +10,7 @@ mod harness;
 mod instructions;
 mod isolation;
 mod livekit;
+mod livekit_audio;
 mod overhead;
 mod quiet;
 mod search;

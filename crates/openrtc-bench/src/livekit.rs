@@ -27,7 +27,7 @@ use crate::stats::Spread;
     unreachable_pub,
     reason = "the runtime's tests use the rest of the fixture"
 )]
-mod fixture;
+pub(crate) mod fixture;
 
 /// Options of `livekit-dispatch`.
 #[derive(Debug, clap::Args)]
@@ -188,7 +188,7 @@ fn livekit_thread_cpu() -> anyhow::Result<Duration> {
     anyhow::bail!("no openrtc-livekit thread in this process")
 }
 
-fn load_average() -> f64 {
+pub(crate) fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())

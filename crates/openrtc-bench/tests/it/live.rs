@@ -241,3 +241,32 @@ fn livekit_dispatch_runs_every_job_against_the_real_server() {
     }
     assert_eq!(report["dispatch_to_session_median_ms"]["count"], 2);
 }
+
+#[test]
+fn livekit_audio_sends_and_hears_opus_at_the_frame_pace_in_every_session() {
+    let report = bench_json(&[
+        "livekit-audio",
+        "--sessions",
+        "2",
+        "--seconds",
+        "2",
+        "--rounds",
+        "1",
+    ]);
+    assert_eq!(report["benchmark"], "livekit_audio");
+    let point = &report["points"][0];
+    assert_eq!(point["sessions"], 2);
+    // 50 frames a second each way when every frame is sent and arrives; generous for CI.
+    let sent = point["sent_per_session_per_s"].as_f64().expect("a number");
+    let heard = point["heard_per_session_per_s"].as_f64().expect("a number");
+    assert!(sent > 40.0 && sent < 55.0, "{point}");
+    assert!(heard > 30.0 && heard < 55.0, "{point}");
+    assert!(
+        point["lateness_ms"]["count"].as_u64().expect("a count") > 100,
+        "{point}"
+    );
+    assert!(
+        point["cpu_pct_per_session"].as_f64().expect("a number") > 0.0,
+        "{point}"
+    );
+}
