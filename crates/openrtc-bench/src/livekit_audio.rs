@@ -203,11 +203,7 @@ async fn tone_session(session: Session, window: &Window) -> Result<(), AgentErro
         tokio::select! {
             frame = frames.tick() => {
                 let late_us = frame.lateness().as_secs_f64() * 1e6;
-                for sample in &mut tone {
-                    let t = phase as f64 / f64::from(SAMPLE_RATE_HZ);
-                    *sample = (8_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
-                    phase += 1;
-                }
+                fill_tone(&mut tone, &mut phase, 440.0);
                 if room.send(&tone).await.is_err() {
                     break;
                 }
@@ -269,11 +265,7 @@ pub(crate) fn callers(args: &CallersArgs) -> anyhow::Result<()> {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
-                            for sample in &mut tone {
-                                let t = phase as f64 / f64::from(SAMPLE_RATE_HZ);
-                                *sample = (8_000.0 * (2.0 * std::f64::consts::PI * 660.0 * t).sin()) as i16;
-                                phase += 1;
-                            }
+                            fill_tone(&mut tone, &mut phase, 660.0);
                             if audio.send(&tone).await.is_err() {
                                 return;
                             }
@@ -290,6 +282,15 @@ pub(crate) fn callers(args: &CallersArgs) -> anyhow::Result<()> {
         }
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// The next frame of a sine tone at `frequency_hz`, from sample `phase` on.
+fn fill_tone(frame: &mut [i16], phase: &mut u64, frequency_hz: f64) {
+    for sample in frame {
+        let t = *phase as f64 / f64::from(SAMPLE_RATE_HZ);
+        *sample = (8_000.0 * (2.0 * std::f64::consts::PI * frequency_hz * t).sin()) as i16;
+        *phase += 1;
+    }
 }
 
 fn wait(mut done: impl FnMut() -> bool) -> anyhow::Result<()> {

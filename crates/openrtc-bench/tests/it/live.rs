@@ -232,7 +232,8 @@ fn livekit_dispatch_runs_every_job_against_the_real_server() {
     let rounds = report["rounds"].as_array().expect("rounds");
     assert_eq!(rounds.len(), 2);
     for round in rounds {
-        assert_eq!(round["jobs_running"], 6, "{round}");
+        assert_eq!(round["jobs_started"], 6, "{round}");
+        assert_eq!(round["offers_accepted"], 6, "{round}");
         assert_eq!(round["dispatch_to_session_ms"]["count"], 6, "{round}");
         assert!(
             round["control_cpu_us_per_job"].as_f64().expect("a number") > 0.0,

@@ -54,6 +54,11 @@ pub struct LiveKitOptions {
     /// The load (sessions over capacity) at which it reports itself `FULL` (default 1.0:
     /// offers come while a place is free; lower leaves room for sessions from other sources).
     pub load_threshold: f64,
+    /// The server's `agents.target_load` (default 0.7, LiveKit's default): the server sends a
+    /// job only while some worker's reported load is under it, so the worker reports its
+    /// sessions over capacity on that scale (a full worker reports exactly this), and jobs
+    /// come until its cap instead of stopping at 70 % of it.
+    pub server_target_load: f64,
     /// How often it reports its status (default 2.5 s, as LiveKit's workers), besides at once
     /// on a change.
     pub status_interval: Duration,
@@ -75,6 +80,7 @@ impl fmt::Debug for LiveKitOptions {
             .field("agent_name", &self.agent_name)
             .field("job_type", &self.job_type)
             .field("load_threshold", &self.load_threshold)
+            .field("server_target_load", &self.server_target_load)
             .field("status_interval", &self.status_interval)
             .field("assignment_timeout", &self.assignment_timeout)
             .field("max_retries", &self.max_retries)
@@ -111,6 +117,9 @@ pub enum LiveKitConfigError {
     /// The load threshold is not in (0, 1] (the value given, as written by `{}`).
     #[error("the LiveKit load threshold must be in (0, 1], not {0}")]
     LoadThreshold(String),
+    /// The server's target load is not in (0, 1] (the value given, as written by `{}`).
+    #[error("the LiveKit server's target load must be in (0, 1], not {0}")]
+    ServerTargetLoad(String),
     /// A duration that must be positive is zero.
     #[error("the LiveKit {0} must be longer than zero")]
     ZeroDuration(&'static str),
@@ -131,6 +140,7 @@ impl LiveKitOptions {
             agent_name: String::new(),
             job_type: LiveKitJobType::Room,
             load_threshold: 1.0,
+            server_target_load: 0.7,
             status_interval: Duration::from_millis(2500),
             assignment_timeout: Duration::from_millis(7500),
             max_retries: 16,
@@ -192,6 +202,13 @@ impl LiveKitOptions {
         self
     }
 
+    /// Reports load on the scale of a server whose `agents.target_load` is this, in (0, 1].
+    #[must_use]
+    pub fn server_target_load(mut self, target_load: f64) -> Self {
+        self.server_target_load = target_load;
+        self
+    }
+
     /// Holds an accepted offer's places this long for its assignment.
     #[must_use]
     pub fn assignment_timeout(mut self, timeout: Duration) -> Self {
@@ -231,6 +248,11 @@ impl LiveKitOptions {
         if !(self.load_threshold > 0.0 && self.load_threshold <= 1.0) {
             return Err(LiveKitConfigError::LoadThreshold(
                 self.load_threshold.to_string(),
+            ));
+        }
+        if !(self.server_target_load > 0.0 && self.server_target_load <= 1.0) {
+            return Err(LiveKitConfigError::ServerTargetLoad(
+                self.server_target_load.to_string(),
             ));
         }
         if self.status_interval.is_zero() {

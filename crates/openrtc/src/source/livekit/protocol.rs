@@ -77,11 +77,14 @@ pub(crate) fn register(options: &LiveKitOptions) -> worker_message::Message {
     })
 }
 
-/// The status report, numbered by `seq` (one counter per connection).
-pub(crate) fn update_worker(status: Status, seq: u64) -> worker_message::Message {
+/// The status report, numbered by `seq` (one counter per connection), its load (sessions over
+/// capacity) on the scale of a server whose target load is `target_load`.
+pub(crate) fn update_worker(status: Status, seq: u64, target_load: f64) -> worker_message::Message {
+    #[allow(clippy::cast_possible_truncation, reason = "a load in [0, 1]")]
+    let scale = target_load as f32;
     worker_message::Message::UpdateWorker(UpdateWorkerStatus {
         status: Some(status.status as i32),
-        load: status.load,
+        load: status.load * scale,
         job_count: status.job_count,
         draining: status.draining,
         seq,
@@ -149,8 +152,8 @@ mod tests {
             job_count: 2,
             draining: true,
         };
-        let decoded =
-            WorkerMessage::decode(encode(update_worker(status, 7)).as_slice()).expect("decodes");
+        let decoded = WorkerMessage::decode(encode(update_worker(status, 7, 0.7)).as_slice())
+            .expect("decodes");
         let Some(worker_message::Message::UpdateWorker(update)) = decoded.message else {
             panic!("not an update: {decoded:?}");
         };

@@ -441,7 +441,12 @@ impl Connection {
             return Ok(());
         }
         self.seq += 1;
-        self.send(protocol::update_worker(now, self.seq)).await?;
+        self.send(protocol::update_worker(
+            now,
+            self.seq,
+            options.server_target_load,
+        ))
+        .await?;
         self.last = Some(now);
         self.last_sent = Instant::now();
         state.reported(now);

@@ -370,3 +370,42 @@ fn two_nodes_sharing_redis_place_jobs_on_both_workers_and_respect_a_drain() {
         (ended == 30).then_some(())
     });
 }
+
+/// The server offers a job only while a worker's reported load is under its target load (0.7
+/// by default): reported on that scale, a worker gets jobs up to its cap, not 70 % of it, and
+/// none past it.
+#[test]
+fn a_worker_gets_jobs_up_to_its_cap_and_none_past_it() {
+    const CAP: usize = 10;
+    let server = LiveKitServer::start();
+    let seen = Seen::default();
+    let release = Arc::new(AtomicBool::new(false));
+    let pool = RunningPool::start(
+        builder(&server, "capped", &seen, &release).max_concurrent_sessions(CAP as u32),
+    );
+    wait_for("the worker to register", || {
+        pool.snapshot().worker.livekit.filter(|l| l.connected)
+    });
+    for index in 0..CAP {
+        server.create_dispatch(&format!("capped-{index}"), "capped", "");
+        wait_for(&format!("job {index} to run"), || {
+            (pool.snapshot().sessions.len() == index + 1).then_some(())
+        });
+    }
+    let header = wait_for("FULL at the cap", || {
+        pool.snapshot()
+            .worker
+            .livekit
+            .filter(|livekit| livekit.status == "full")
+    });
+    assert!((header.load - 1.0).abs() < 1e-6, "{header:?}");
+    server.create_dispatch("capped-over", "capped", "");
+    wait_for("the server to find no worker for it", || {
+        server.log_contains("no servers available").then_some(())
+    });
+    assert_eq!(pool.snapshot().sessions.len(), CAP);
+    assert_eq!(
+        pool.snapshot().worker.livekit.expect("the header").offers_accepted_count,
+        CAP as u64
+    );
+}
