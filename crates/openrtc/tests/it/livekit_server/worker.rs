@@ -405,7 +405,11 @@ fn a_worker_gets_jobs_up_to_its_cap_and_none_past_it() {
     });
     assert_eq!(pool.snapshot().sessions.len(), CAP);
     assert_eq!(
-        pool.snapshot().worker.livekit.expect("the header").offers_accepted_count,
+        pool.snapshot()
+            .worker
+            .livekit
+            .expect("the header")
+            .offers_accepted_count,
         CAP as u64
     );
 }
