@@ -40,9 +40,9 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(10);
 const EVENT_QUEUE_LENGTH: usize = 256;
 /// The agent's frames queued for its track before `send` waits.
 const COMMAND_QUEUE_LENGTH: usize = 16;
-/// The address the peer connections' UDP sockets bind (loopback only, for now: one host
-/// candidate each; a server elsewhere needs the host's addresses or a STUN/TURN candidate).
-const BIND_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The address the peer connections' UDP sockets bind when the signalling socket's own is not
+/// known: loopback.
+const FALLBACK_BIND_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The name of the agent's audio track.
 const TRACK_NAME: &str = "agent-audio";
 /// Pings when the server asks for none.
@@ -247,8 +247,18 @@ async fn join(url: &str, token: &str) -> Result<(RoomAudio, Driver), RoomError> 
             waiting_for: "send its JoinResponse",
         })??;
     let join_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let publisher = Peer::bind(BIND_IP).await?;
-    let subscriber = Peer::bind(BIND_IP).await?;
+    // The peer connections' one host candidate each is on the interface the signalling
+    // connection reached the server through: loopback for a server on this host, the host's
+    // address towards it otherwise (no STUN or TURN candidate: a server behind a NAT from
+    // the worker is not reachable yet).
+    let bind_ip = match socket.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp
+            .local_addr()
+            .map_or(FALLBACK_BIND_IP, |local| local.ip()),
+        _ => FALLBACK_BIND_IP,
+    };
+    let publisher = Peer::bind(bind_ip).await?;
+    let subscriber = Peer::bind(bind_ip).await?;
     let encoder = codec::Encoder::new()?;
     let add_track = signal::add_audio_track(TRACK_CID, TRACK_NAME);
     socket
