@@ -188,7 +188,7 @@ async fn a_bad_token_is_refused_and_a_wrong_frame_size_is_an_error() {
         "{error}"
     );
     server.create_room("solo");
-    let room = RoomAudio::connect(&server.url(), &server.participant_token("solo", "carol"))
+    let mut room = RoomAudio::connect(&server.url(), &server.participant_token("solo", "carol"))
         .await
         .expect("carol joins");
     assert_eq!(
@@ -200,6 +200,9 @@ async fn a_bad_token_is_refused_and_a_wrong_frame_size_is_an_error() {
 
 /// A LiveKit worker pool whose one agent joins its job's room (`Session::livekit_room`) and
 /// sends every frame it hears straight back, until the room ends or the session is cancelled.
+/// A pool whose `echo` agent joins its job's room and sends back every frame it hears; in a
+/// room named `…-16k` or `…-8k` it exchanges audio at that rate (`set_sample_rate`) and fails
+/// on a frame of another length.
 fn echo_pool(server: &LiveKitServer) -> openrtc::AgentPoolBuilder {
     let options = LiveKitOptions::new(server.url(), server.api_key(), server.api_secret());
     AgentPool::builder()
@@ -210,6 +213,16 @@ fn echo_pool(server: &LiveKitServer) -> openrtc::AgentPoolBuilder {
                     return Err(AgentError::msg("not a LiveKit job"));
                 };
                 let mut room = joined.map_err(AgentError::msg)?;
+                let room_name = session.metadata()["room"].as_str().unwrap_or_default();
+                let rate_hz = if room_name.ends_with("-16k") {
+                    16_000
+                } else if room_name.ends_with("-8k") {
+                    8_000
+                } else {
+                    48_000
+                };
+                room.set_sample_rate(rate_hz).map_err(AgentError::msg)?;
+                let frame_samples = (rate_hz / 50) as usize;
                 loop {
                     let event = tokio::select! {
                         () = session.cancelled() => break,
@@ -217,6 +230,12 @@ fn echo_pool(server: &LiveKitServer) -> openrtc::AgentPoolBuilder {
                     };
                     let ended = match event {
                         Some(RoomAudioEvent::Frame(frame)) => {
+                            if frame.samples.len() != frame_samples {
+                                return Err(AgentError::msg(format!(
+                                    "a frame of {} samples at {rate_hz} Hz",
+                                    frame.samples.len()
+                                )));
+                            }
                             room.send(&frame.samples).await.is_err()
                         }
                         Some(RoomAudioEvent::Disconnected { .. }) | None => true,
@@ -235,6 +254,19 @@ fn echo_pool(server: &LiveKitServer) -> openrtc::AgentPoolBuilder {
 
 #[test]
 fn a_dispatched_agent_joins_its_room_with_the_job_token_and_echoes_a_participant() {
+    echo_in("echo-1");
+}
+
+/// The same echo with the agent at 16 kHz, then at 8 kHz: frames resampled both ways in its
+/// own task, and the caller still hears its 440 Hz tone at the 20 ms pace.
+#[test]
+fn an_agent_at_16_or_8_khz_hears_and_sends_resampled_frames() {
+    echo_in("echo-16k");
+    echo_in("echo-8k");
+}
+
+/// A server, an echo worker, and a participant talking in `room`, checked.
+fn echo_in(room: &'static str) {
     let server = LiveKitServer::start();
     let pool = RunningPool::start(echo_pool(&server));
     wait_for("the worker to register", || {
@@ -243,7 +275,7 @@ fn a_dispatched_agent_joins_its_room_with_the_job_token_and_echoes_a_participant
             .livekit
             .filter(|livekit| livekit.connected)
     });
-    server.create_room("echo-1");
+    server.create_room(room);
     let row = wait_for("the room's session", || {
         pool.snapshot()
             .sessions
@@ -258,7 +290,7 @@ fn a_dispatched_agent_joins_its_room_with_the_job_token_and_echoes_a_participant
         .build()
         .expect("a runtime for the participant");
     let heard = runtime.block_on(async {
-        let dana = RoomAudio::connect(&server.url(), &server.participant_token("echo-1", "dana"))
+        let dana = RoomAudio::connect(&server.url(), &server.participant_token(room, "dana"))
             .await
             .expect("dana joins");
         // Only dana's side talks here: the barrier is hers alone.
@@ -282,7 +314,7 @@ fn a_dispatched_agent_joins_its_room_with_the_job_token_and_echoes_a_participant
 async fn a_participant_leaving_ends_its_track_for_the_others() {
     let server = LiveKitServer::start();
     server.create_room("leaving");
-    let erin = RoomAudio::connect(&server.url(), &server.participant_token("leaving", "erin"))
+    let mut erin = RoomAudio::connect(&server.url(), &server.participant_token("leaving", "erin"))
         .await
         .expect("erin joins");
     let mut frank =

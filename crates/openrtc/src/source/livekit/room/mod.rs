@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 pub use codec::{CodecError, FRAME_SAMPLES, SAMPLE_RATE_HZ};
+pub use openrtc_media::resample::{FrameResampler, ResampleError};
 pub use signal::SignalError;
 
 use super::LiveKitJob;
@@ -91,8 +92,8 @@ pub enum RoomSendError {
     /// The room has ended (left, or the connection was lost).
     #[error("the room has ended")]
     Closed,
-    /// A frame is exactly [`FRAME_SAMPLES`] samples (20 ms at 48 kHz).
-    #[error("a frame is {FRAME_SAMPLES} samples, not {samples_count}")]
+    /// A frame is exactly 20 ms at the agent's rate ([`FRAME_SAMPLES`] samples at 48 kHz).
+    #[error("a frame is 20 ms at the agent's sample rate, not {samples_count} samples")]
     FrameSize {
         /// The samples given.
         samples_count: usize,
@@ -139,6 +140,19 @@ pub struct RoomAudio {
     identity: String,
     room_name: String,
     join_ms: u64,
+    /// The agent's rate, when it asked for one other than 48 kHz.
+    rate: Option<Rate>,
+}
+
+/// The agent's own sample rate: every participant's frames resampled to it (one resampler per
+/// track, its state kept), and the agent's frames resampled from it, in the agent's task.
+#[derive(Debug)]
+struct Rate {
+    rate_hz: u32,
+    inbound: std::collections::HashMap<String, FrameResampler>,
+    outbound: FrameResampler,
+    /// The agent's last frame at 48 kHz.
+    frame: Vec<i16>,
 }
 
 impl RoomAudio {
@@ -163,26 +177,101 @@ impl RoomAudio {
         Ok(audio)
     }
 
-    /// The next event: a participant's frame, a track's end, or the room's end (`None` after
-    /// the room's task is gone).
-    pub async fn recv(&mut self) -> Option<RoomAudioEvent> {
-        self.events.recv().await
+    /// Exchanges audio at `rate_hz` (8, 16, 24 or 48 kHz) from now on: frames heard are
+    /// resampled to it, and [`Self::send`] takes 20 ms at it (`rate_hz / 50` samples). The
+    /// room itself stays at 48 kHz (Opus); resampling runs in the agent's own task.
+    ///
+    /// # Errors
+    /// [`ResampleError::Rate`] for another rate.
+    pub fn set_sample_rate(&mut self, rate_hz: u32) -> Result<(), ResampleError> {
+        if rate_hz == SAMPLE_RATE_HZ {
+            self.rate = None;
+            return Ok(());
+        }
+        FrameResampler::new(SAMPLE_RATE_HZ, rate_hz)?;
+        self.rate = Some(Rate {
+            rate_hz,
+            inbound: std::collections::HashMap::new(),
+            outbound: FrameResampler::new(rate_hz, SAMPLE_RATE_HZ)?,
+            frame: Vec::with_capacity(FRAME_SAMPLES),
+        });
+        Ok(())
     }
 
-    /// Publishes 20 ms of the agent's audio ([`FRAME_SAMPLES`] samples of PCM16 at 48 kHz) on
-    /// its track. Frames sent before the track is connected are dropped.
+    /// The rate the agent exchanges audio at (48 kHz unless [`Self::set_sample_rate`]).
+    #[must_use]
+    pub fn sample_rate(&self) -> u32 {
+        self.rate
+            .as_ref()
+            .map_or(SAMPLE_RATE_HZ, |rate| rate.rate_hz)
+    }
+
+    /// The next event: a participant's frame (20 ms at [`Self::sample_rate`]), a track's end,
+    /// or the room's end (`None` after the room's task is gone).
+    pub async fn recv(&mut self) -> Option<RoomAudioEvent> {
+        let event = self.events.recv().await?;
+        let Some(rate) = &mut self.rate else {
+            return Some(event);
+        };
+        Some(match event {
+            RoomAudioEvent::Frame(mut frame) => {
+                let resampler = match rate.inbound.entry(frame.track_sid.clone()) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        // Rates checked by `set_sample_rate`.
+                        match FrameResampler::new(SAMPLE_RATE_HZ, rate.rate_hz) {
+                            Ok(resampler) => entry.insert(resampler),
+                            Err(_) => return Some(RoomAudioEvent::Frame(frame)),
+                        }
+                    }
+                };
+                let mut samples = Vec::with_capacity(FrameResampler::frame_samples(rate.rate_hz));
+                if resampler.process(&frame.samples, &mut samples).is_ok() {
+                    frame.samples = samples;
+                }
+                RoomAudioEvent::Frame(frame)
+            }
+            RoomAudioEvent::TrackEnded {
+                participant_identity,
+                track_sid,
+            } => {
+                rate.inbound.remove(&track_sid);
+                RoomAudioEvent::TrackEnded {
+                    participant_identity,
+                    track_sid,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Publishes 20 ms of the agent's audio (PCM16 at [`Self::sample_rate`]: [`FRAME_SAMPLES`]
+    /// samples at 48 kHz) on its track. Frames sent before the track is connected are dropped.
     ///
     /// # Errors
     /// [`RoomSendError::FrameSize`] for a frame of another length, [`RoomSendError::Closed`]
     /// once the room has ended.
-    pub async fn send(&self, samples: &[i16]) -> Result<(), RoomSendError> {
-        if samples.len() != FRAME_SAMPLES {
+    pub async fn send(&mut self, samples: &[i16]) -> Result<(), RoomSendError> {
+        let expected = FrameResampler::frame_samples(self.sample_rate());
+        if samples.len() != expected {
             return Err(RoomSendError::FrameSize {
                 samples_count: samples.len(),
             });
         }
+        let frame = match &mut self.rate {
+            None => samples.to_vec(),
+            Some(rate) => {
+                rate.frame.clear();
+                rate.outbound
+                    .process(samples, &mut rate.frame)
+                    .map_err(|_| RoomSendError::FrameSize {
+                        samples_count: samples.len(),
+                    })?;
+                rate.frame.clone()
+            }
+        };
         self.commands
-            .send(Command::Frame(samples.to_vec()))
+            .send(Command::Frame(frame))
             .await
             .map_err(|_| RoomSendError::Closed)
     }
@@ -299,6 +388,7 @@ async fn join(url: &str, token: &str) -> Result<(RoomAudio, Driver), RoomError> 
             .map(|room| room.name.clone())
             .unwrap_or_default(),
         join_ms,
+        rate: None,
     };
     Ok((audio, driver))
 }
