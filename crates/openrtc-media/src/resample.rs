@@ -26,12 +26,8 @@ pub enum ResampleError {
     Process(#[from] rubato::ResampleError),
 }
 
-/// 8 kHz PCM16 in 20 ms chunks to 16 kHz PCM16.
-pub struct Upsampler {
-    resampler: FftFixedIn<f32>,
-    input: Vec<Vec<f32>>,
-    output: Vec<Vec<f32>>,
-}
+/// 8 kHz PCM16 in 20 ms chunks to 16 kHz PCM16: a [`FrameResampler`] between those rates.
+pub struct Upsampler(FrameResampler);
 
 impl std::fmt::Debug for Upsampler {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,13 +52,7 @@ impl Upsampler {
     /// [`ResampleError::Construction`] if `rubato` refuses the configuration (it does not for
     /// these fixed rates).
     pub fn new() -> Result<Self, ResampleError> {
-        let resampler = FftFixedIn::<f32>::new(8_000, 16_000, Self::CHUNK_SAMPLES, 1, 1)?;
-        let output = resampler.output_buffer_allocate(true);
-        Ok(Self {
-            resampler,
-            input: vec![vec![0.0; Self::CHUNK_SAMPLES]],
-            output,
-        })
+        FrameResampler::new(8_000, 16_000).map(Self)
     }
 
     /// Appends the 16 kHz samples of one 20 ms chunk to `out`. A chunk shorter than 160
@@ -73,23 +63,7 @@ impl Upsampler {
     ///
     /// [`ResampleError::Process`] if `rubato` fails (it does not for full chunks).
     pub fn process(&mut self, samples: &[i16], out: &mut Vec<i16>) -> Result<(), ResampleError> {
-        for chunk in samples.chunks(Self::CHUNK_SAMPLES) {
-            let input = &mut self.input[0];
-            input.fill(0.0);
-            for (slot, sample) in input.iter_mut().zip(chunk) {
-                *slot = f32::from(*sample) / 32_768.0;
-            }
-            let (_, written) =
-                self.resampler
-                    .process_into_buffer(&self.input, &mut self.output, None)?;
-            out.extend(self.output[0][..written].iter().map(|sample| {
-                // In range by the clamp; the cast only drops the fraction.
-                #[expect(clippy::cast_possible_truncation, reason = "clamped to i16's range")]
-                let pcm = (sample * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16;
-                pcm
-            }));
-        }
-        Ok(())
+        self.0.process(samples, out)
     }
 }
 
@@ -163,6 +137,7 @@ impl FrameResampler {
                 self.resampler
                     .process_into_buffer(&self.input, &mut self.output, None)?;
             out.extend(self.output[0][..written].iter().map(|sample| {
+                // In range by the clamp; the cast only drops the fraction.
                 #[expect(clippy::cast_possible_truncation, reason = "clamped to i16's range")]
                 let pcm = (sample * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16;
                 pcm

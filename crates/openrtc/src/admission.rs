@@ -140,16 +140,30 @@ pub(crate) struct Refused {
 pub(crate) fn admit<'a>(gate: &Gate<'a>, request: &JobRequest) -> Result<Admitted<'a>, Refused> {
     let mut routed = None;
     chain(gate, request, &mut routed).map_err(|rejected| {
-        let reason = rejected.reason();
-        gate.tenant.refused.count(reason);
-        if let Some(agent) = routed.and_then(|agent: usize| gate.agent_counters.get(agent)) {
-            agent.refused.count(reason);
-        }
+        count_refusal(
+            gate.tenant,
+            routed.and_then(|agent: usize| gate.agent_counters.get(agent)),
+            &rejected,
+        );
         Refused {
             rejected,
             agent: routed,
         }
     })
+}
+
+/// Counts a refusal against its tenant and, once routed, its agent (the caller counts it for
+/// the worker).
+pub(crate) fn count_refusal(
+    tenant: &TenantCounters,
+    agent: Option<&Arc<AgentCounters>>,
+    rejected: &Rejected,
+) {
+    let reason = rejected.reason();
+    tenant.refused.count(reason);
+    if let Some(agent) = agent {
+        agent.refused.count(reason);
+    }
 }
 
 fn chain<'a>(

@@ -409,7 +409,6 @@ impl PoolShared {
                     request,
                     agent: admitted.agent,
                     places: Some(admitted.places),
-                    release_on_drop: true,
                 })
             }
             Err(refused) => {
@@ -452,10 +451,11 @@ impl PoolShared {
                 drop(lifecycle);
                 let rejected = Rejected::Stopped;
                 log_refusal(&held.request, &rejected);
-                held.tenant.refused.count(rejected.reason());
-                if let Some(agent) = self.agent_counters.get(held.agent) {
-                    agent.refused.count(rejected.reason());
-                }
+                admission::count_refusal(
+                    &held.tenant,
+                    self.agent_counters.get(held.agent),
+                    &rejected,
+                );
                 let tenant = Arc::clone(&held.tenant);
                 return Err(self.count_refusal(
                     &tenant,
@@ -468,14 +468,15 @@ impl PoolShared {
             Lifecycle::NotStarted { .. } => None,
             Lifecycle::Running(runtime) => Some(runtime.clone()),
         };
+        // Taken only here, from a hold consumed here: always there.
         let Some(places) = held.places.take() else {
             return Err(Rejected::Stopped);
         };
         let tenant = Arc::clone(&held.tenant);
         let request = std::mem::take(&mut held.request);
         let registered = &self.agents[held.agent];
-        // The session holds the worker's place from here; the hold gives nothing back.
-        held.release_on_drop = false;
+        // The session holds every place from here (the worker's too): the hold, its places
+        // taken, gives nothing back.
         drop(held);
         let limits = self.limits(&tenant);
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
@@ -1281,10 +1282,9 @@ pub(crate) struct HeldLaunch {
     request: JobRequest,
     /// The routed agent's position among the registered agents.
     agent: usize,
-    /// The tenant and agent places (taken by the session when it starts).
+    /// The tenant and agent places, taken by the session when it starts; while the hold has
+    /// them, it also has a worker place, which its drop gives back.
     places: Option<admission::SessionPlaces>,
-    /// Whether dropping the hold gives the worker's place back (until its session has it).
-    release_on_drop: bool,
 }
 
 impl std::fmt::Debug for HeldLaunch {
@@ -1318,7 +1318,7 @@ impl HeldLaunch {
 
 impl Drop for HeldLaunch {
     fn drop(&mut self) {
-        if self.release_on_drop {
+        if self.places.is_some() {
             self.pool.active.fetch_sub(1, Ordering::AcqRel);
             // A drain waits for the worker's places to empty: a released hold is one less.
             self.pool.session_ended.notify_waiters();

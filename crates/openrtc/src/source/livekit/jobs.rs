@@ -238,9 +238,22 @@ impl Jobs {
             .stop_session(id, StopRequest::Cancel(CancelReason::Terminated));
     }
 
-    /// Gives back the places of accepted offers whose assignment did not come in time;
-    /// returns how many.
-    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+    /// Gives back the places of accepted offers waiting for their assignment: all of them
+    /// while the worker drains (so that its drain does not wait for them; a late assignment
+    /// is then told it failed), else those whose assignment did not come in time.
+    pub(crate) fn release_holds(&mut self, now: Instant, draining: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if draining {
+            self.release_pending();
+        } else {
+            self.expire(now);
+        }
+    }
+
+    /// Gives back the places of accepted offers whose assignment did not come in time.
+    fn expire(&mut self, now: Instant) {
         let expired: Vec<String> = self
             .pending
             .iter()
@@ -261,7 +274,6 @@ impl Jobs {
                 );
             }
         }
-        expired.len()
     }
 
     /// A session's end: the job's final status.
@@ -291,15 +303,8 @@ impl Jobs {
         u32::try_from(self.running.len()).unwrap_or(u32::MAX)
     }
 
-    /// Whether accepted offers wait for their assignment.
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    /// Gives back the places of every accepted offer still waiting for its assignment: the
-    /// worker is draining, so that its drain does not wait for them (a late assignment is
-    /// then told it failed).
-    pub(crate) fn release_pending(&mut self) {
+    /// Gives back the places of every accepted offer still waiting for its assignment.
+    fn release_pending(&mut self) {
         for (job_id, pending) in self.pending.drain() {
             tracing::info!(
                 target: "openrtc::livekit",

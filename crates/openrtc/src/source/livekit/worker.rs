@@ -217,11 +217,7 @@ async fn run(
                 () = tokio::time::sleep_until(resume) => break,
             }
         }
-        if pool.is_draining() {
-            jobs.release_pending();
-        } else {
-            jobs.expire(Instant::now());
-        }
+        jobs.release_holds(Instant::now(), pool.is_draining());
     }
 }
 
@@ -326,13 +322,7 @@ impl Connection {
                     self.send(message).await
                 }
                 _ = tick.tick() => {
-                    if jobs.has_pending() {
-                        if pool.is_draining() {
-                            jobs.release_pending();
-                        } else {
-                            jobs.expire(Instant::now());
-                        }
-                    }
+                    jobs.release_holds(Instant::now(), pool.is_draining());
                     Ok(())
                 }
             };

@@ -151,8 +151,6 @@ struct Rate {
     rate_hz: u32,
     inbound: std::collections::HashMap<String, FrameResampler>,
     outbound: FrameResampler,
-    /// The agent's last frame at 48 kHz.
-    frame: Vec<i16>,
 }
 
 impl RoomAudio {
@@ -193,7 +191,6 @@ impl RoomAudio {
             rate_hz,
             inbound: std::collections::HashMap::new(),
             outbound: FrameResampler::new(rate_hz, SAMPLE_RATE_HZ)?,
-            frame: Vec::with_capacity(FRAME_SAMPLES),
         });
         Ok(())
     }
@@ -261,13 +258,13 @@ impl RoomAudio {
         let frame = match &mut self.rate {
             None => samples.to_vec(),
             Some(rate) => {
-                rate.frame.clear();
-                rate.outbound
-                    .process(samples, &mut rate.frame)
-                    .map_err(|_| RoomSendError::FrameSize {
+                let mut frame = Vec::with_capacity(FRAME_SAMPLES);
+                rate.outbound.process(samples, &mut frame).map_err(|_| {
+                    RoomSendError::FrameSize {
                         samples_count: samples.len(),
-                    })?;
-                rate.frame.clone()
+                    }
+                })?;
+                frame
             }
         };
         self.commands
